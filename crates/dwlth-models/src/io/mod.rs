@@ -1,0 +1,21 @@
+//! Reading and writing weights: PyTorch checkpoints in the layouts the papers' code produced,
+//! safetensors, and the project's own safetensors file.
+//!
+//! The pipeline is the same for every format: read the file into a [`StateDict`] (names →
+//! lazily converted tensors), rewrite its keys into torchvision's names with a
+//! [`CheckpointFormat`], infer the model's shape from the tensors, and load them with
+//! [`load_state`], which refuses missing, unexpected and mis-shaped tensors by name.
+
+mod atomic;
+mod export;
+mod formats;
+mod keys;
+mod load;
+mod state_dict;
+
+pub use atomic::atomic_write;
+pub use export::{resnet_tensors, save_resnet, RESNET_FILE_FORMAT};
+pub use formats::CheckpointFormat;
+pub use keys::{torch_key, PathStack};
+pub use load::{import_resnet, load_resnet, load_state, ImportOptions, ImportReport};
+pub use state_dict::{RawTensor, StateDict};

@@ -1,0 +1,373 @@
+//! A checkpoint read into memory: names → tensors converted to `f32` on demand.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use burn::store::pytorch_reader::{DType, PytorchReader, Tensor as TorchTensor};
+use half::{bf16, f16};
+use safetensors::{Dtype, SafeTensors};
+
+use crate::error::{ModelError, Result};
+
+/// Element types a checkpoint tensor can have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Elem {
+    F64,
+    F32,
+    F16,
+    BF16,
+    I64,
+    I32,
+    I16,
+    I8,
+    U64,
+    U32,
+    U16,
+    U8,
+    Bool,
+}
+
+impl Elem {
+    fn size(self) -> usize {
+        match self {
+            Elem::F64 | Elem::I64 | Elem::U64 => 8,
+            Elem::F32 | Elem::I32 | Elem::U32 => 4,
+            Elem::F16 | Elem::BF16 | Elem::I16 | Elem::U16 => 2,
+            Elem::I8 | Elem::U8 | Elem::Bool => 1,
+        }
+    }
+
+    fn from_torch(dtype: DType) -> Self {
+        match dtype {
+            DType::F64 => Elem::F64,
+            DType::F32 => Elem::F32,
+            DType::F16 => Elem::F16,
+            DType::BF16 => Elem::BF16,
+            DType::I64 => Elem::I64,
+            DType::I32 => Elem::I32,
+            DType::I16 => Elem::I16,
+            DType::I8 => Elem::I8,
+            DType::U64 => Elem::U64,
+            DType::U32 => Elem::U32,
+            DType::U16 => Elem::U16,
+            DType::U8 => Elem::U8,
+            DType::Bool => Elem::Bool,
+        }
+    }
+
+    fn from_safetensors(dtype: Dtype) -> Option<Self> {
+        Some(match dtype {
+            Dtype::F64 => Elem::F64,
+            Dtype::F32 => Elem::F32,
+            Dtype::F16 => Elem::F16,
+            Dtype::BF16 => Elem::BF16,
+            Dtype::I64 => Elem::I64,
+            Dtype::I32 => Elem::I32,
+            Dtype::I16 => Elem::I16,
+            Dtype::I8 => Elem::I8,
+            Dtype::U64 => Elem::U64,
+            Dtype::U32 => Elem::U32,
+            Dtype::U16 => Elem::U16,
+            Dtype::U8 => Elem::U8,
+            Dtype::BOOL => Elem::Bool,
+            _ => return None,
+        })
+    }
+
+    /// Little-endian bytes to `f32` (integers and booleans convert by value).
+    fn to_f32(self, bytes: &[u8]) -> Vec<f32> {
+        macro_rules! conv {
+            ($n:literal, $f:expr) => {
+                bytes
+                    .chunks_exact($n)
+                    .map(|c| {
+                        let mut a = [0u8; $n];
+                        a.copy_from_slice(c);
+                        $f(a)
+                    })
+                    .collect()
+            };
+        }
+        match self {
+            Elem::F32 => conv!(4, f32::from_le_bytes),
+            Elem::F64 => conv!(8, |a| f64::from_le_bytes(a) as f32),
+            Elem::F16 => conv!(2, |a| f16::from_le_bytes(a).to_f32()),
+            Elem::BF16 => conv!(2, |a| bf16::from_le_bytes(a).to_f32()),
+            Elem::I64 => conv!(8, |a| i64::from_le_bytes(a) as f32),
+            Elem::I32 => conv!(4, |a| i32::from_le_bytes(a) as f32),
+            Elem::I16 => conv!(2, |a| i16::from_le_bytes(a) as f32),
+            Elem::U64 => conv!(8, |a| u64::from_le_bytes(a) as f32),
+            Elem::U32 => conv!(4, |a| u32::from_le_bytes(a) as f32),
+            Elem::U16 => conv!(2, |a| u16::from_le_bytes(a) as f32),
+            Elem::I8 => bytes.iter().map(|b| *b as i8 as f32).collect(),
+            Elem::U8 | Elem::Bool => bytes.iter().map(|b| *b as f32).collect(),
+        }
+    }
+}
+
+#[derive(Clone)]
+enum Source {
+    /// A tensor of a PyTorch file, read from disk when asked for.
+    Torch(Arc<TorchTensor>),
+    /// A slice of a safetensors file held in memory.
+    Bytes {
+        bytes: Arc<Vec<u8>>,
+        start: usize,
+        end: usize,
+    },
+}
+
+/// One tensor of a checkpoint: its shape, element type and where its bytes are.
+#[derive(Clone)]
+pub struct RawTensor {
+    shape: Vec<usize>,
+    elem: Elem,
+    source: Source,
+}
+
+impl std::fmt::Debug for RawTensor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RawTensor({:?}, {:?})", self.elem, self.shape)
+    }
+}
+
+impl RawTensor {
+    /// The tensor's shape.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// Number of elements.
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// The same data viewed with another shape of equal element count (`[3, 1, 1]` → `[3]`).
+    pub fn reshaped(mut self, shape: Vec<usize>) -> Option<Self> {
+        (shape.iter().product::<usize>() == self.numel()).then(|| {
+            self.shape = shape;
+            self
+        })
+    }
+
+    /// Reads the values as `f32`; `key` names the tensor in errors.
+    pub fn to_f32(&self, key: &str, file: &Path) -> Result<Vec<f32>> {
+        let expected = self.numel() * self.elem.size();
+        let bytes: std::borrow::Cow<'_, [u8]> = match &self.source {
+            Source::Torch(t) => t
+                .read()
+                .map_err(|e| ModelError::Format {
+                    path: file.to_path_buf(),
+                    format: "PyTorch checkpoint",
+                    reason: format!("cannot read tensor `{key}`: {e}"),
+                })?
+                .into(),
+            Source::Bytes { bytes, start, end } => bytes
+                .get(*start..*end)
+                .ok_or_else(|| ModelError::Format {
+                    path: file.to_path_buf(),
+                    format: "safetensors",
+                    reason: format!("tensor `{key}` lies outside the file"),
+                })?
+                .into(),
+        };
+        if bytes.len() != expected {
+            return Err(ModelError::Format {
+                path: file.to_path_buf(),
+                format: "checkpoint",
+                reason: format!(
+                    "tensor `{key}` holds {} bytes, its shape {:?} needs {expected}",
+                    bytes.len(),
+                    self.shape
+                ),
+            });
+        }
+        Ok(self.elem.to_f32(&bytes))
+    }
+}
+
+/// The tensors of a checkpoint file by name, plus the safetensors metadata if any.
+///
+/// Nested PyTorch checkpoints are flattened with dots: the `model` entry of a `robustness`
+/// checkpoint gives keys `model.module.model.conv1.weight`, its optimiser
+/// `optimizer.state.0.momentum_buffer`. Non-tensor values (epochs, hyper-parameters) are
+/// left out.
+#[derive(Debug, Clone)]
+pub struct StateDict {
+    path: PathBuf,
+    tensors: BTreeMap<String, RawTensor>,
+    metadata: HashMap<String, String>,
+}
+
+impl StateDict {
+    /// Reads a PyTorch (`.pt`, `.pth`, `.ckpt`, `.tar`; zip, legacy or tar container) or a
+    /// safetensors file, recognised by its content.
+    pub fn read(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let mut head = [0u8; 16];
+        let n = {
+            use std::io::Read;
+            let mut f = std::fs::File::open(path).map_err(|e| ModelError::io(path, e))?;
+            f.read(&mut head).map_err(|e| ModelError::io(path, e))?
+        };
+        if looks_like_safetensors(&head[..n]) {
+            Self::read_safetensors(path)
+        } else {
+            Self::read_pytorch(path)
+        }
+    }
+
+    /// Reads a PyTorch checkpoint.
+    pub fn read_pytorch(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let reader = PytorchReader::new(path).map_err(|e| match e {
+            burn::store::pytorch_reader::PytorchError::Io(source) => ModelError::io(path, source),
+            other => ModelError::Format {
+                path: path.to_path_buf(),
+                format: "PyTorch checkpoint",
+                reason: other.to_string(),
+            },
+        })?;
+        let tensors = reader
+            .into_tensors()
+            .into_iter()
+            .map(|(name, t)| {
+                let raw = RawTensor {
+                    shape: t.shape().to_vec(),
+                    elem: Elem::from_torch(t.dtype()),
+                    source: Source::Torch(Arc::new(t)),
+                };
+                (name, raw)
+            })
+            .collect();
+        Ok(Self {
+            path: path.to_path_buf(),
+            tensors,
+            metadata: HashMap::new(),
+        })
+    }
+
+    /// Reads a safetensors file.
+    pub fn read_safetensors(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let bytes = Arc::new(std::fs::read(path).map_err(|e| ModelError::io(path, e))?);
+        let bad = |reason: String| ModelError::Format {
+            path: path.to_path_buf(),
+            format: "safetensors",
+            reason,
+        };
+        let (header_len, metadata) =
+            SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
+        let data_start = 8 + header_len;
+        let mut tensors = BTreeMap::new();
+        for (name, info) in metadata.tensors() {
+            let elem =
+                Elem::from_safetensors(info.dtype).ok_or_else(|| ModelError::UnsupportedDtype {
+                    key: name.clone(),
+                    dtype: format!("{:?}", info.dtype),
+                })?;
+            let (start, end) = info.data_offsets;
+            tensors.insert(
+                name,
+                RawTensor {
+                    shape: info.shape.clone(),
+                    elem,
+                    source: Source::Bytes {
+                        bytes: bytes.clone(),
+                        start: data_start + start,
+                        end: data_start + end,
+                    },
+                },
+            );
+        }
+        let metadata = metadata.metadata().clone().unwrap_or_default();
+        Ok(Self {
+            path: path.to_path_buf(),
+            tensors,
+            metadata,
+        })
+    }
+
+    /// Builds a state dict from tensors already in memory (tests, conversions).
+    pub fn from_tensors(
+        path: impl Into<PathBuf>,
+        tensors: impl IntoIterator<Item = (String, Vec<usize>, Vec<f32>)>,
+    ) -> Self {
+        let tensors = tensors
+            .into_iter()
+            .map(|(name, shape, values)| {
+                let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+                let end = bytes.len();
+                let raw = RawTensor {
+                    shape,
+                    elem: Elem::F32,
+                    source: Source::Bytes {
+                        bytes: Arc::new(bytes),
+                        start: 0,
+                        end,
+                    },
+                };
+                (name, raw)
+            })
+            .collect();
+        Self {
+            path: path.into(),
+            tensors,
+            metadata: HashMap::new(),
+        }
+    }
+
+    /// The file this was read from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The safetensors metadata (empty for PyTorch files).
+    pub fn metadata(&self) -> &HashMap<String, String> {
+        &self.metadata
+    }
+
+    /// All tensors by name.
+    pub fn tensors(&self) -> &BTreeMap<String, RawTensor> {
+        &self.tensors
+    }
+
+    /// Whether a key exists.
+    pub fn contains(&self, key: &str) -> bool {
+        self.tensors.contains_key(key)
+    }
+
+    /// One tensor.
+    pub fn get(&self, key: &str) -> Option<&RawTensor> {
+        self.tensors.get(key)
+    }
+
+    /// One tensor's values, or a [`ModelError::MissingKeys`] naming it.
+    pub fn values(&self, key: &str) -> Result<Vec<f32>> {
+        let tensor = self.get(key).ok_or_else(|| ModelError::MissingKeys {
+            path: self.path.clone(),
+            keys: vec![key.to_string()],
+        })?;
+        tensor.to_f32(key, &self.path)
+    }
+
+    /// A new state dict over the same file with the tensors replaced.
+    pub fn with_tensors(&self, tensors: BTreeMap<String, RawTensor>) -> Self {
+        Self {
+            path: self.path.clone(),
+            tensors,
+            metadata: self.metadata.clone(),
+        }
+    }
+}
+
+/// A safetensors file starts with a little-endian u64 header length followed by `{`.
+fn looks_like_safetensors(head: &[u8]) -> bool {
+    head.len() >= 9 && head[8] == b'{' && {
+        let mut len = [0u8; 8];
+        len.copy_from_slice(&head[..8]);
+        let n = u64::from_le_bytes(len);
+        n > 1 && n < (1 << 32)
+    }
+}

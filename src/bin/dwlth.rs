@@ -1,0 +1,151 @@
+//! The `dwlth` command-line tool.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use dwlth::commands::{demo, import, predict};
+use dwlth::models::io::{CheckpointFormat, ImportOptions};
+use dwlth::models::{Arch, DeviceSpec, NormalizeConfig};
+
+/// Double-win lottery tickets: sparse, robust, transferable subnetworks of pre-trained ResNets.
+#[derive(Parser)]
+#[command(name = "dwlth", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Convert a PyTorch / safetensors checkpoint into the project's safetensors file.
+    Import {
+        /// Layout of the input: torchvision, robustness, fast-adversarial, double-win.
+        #[arg(long, value_parser = parse::<CheckpointFormat>)]
+        format: CheckpointFormat,
+        /// Architecture: resnet18, resnet34, resnet50, resnet101.
+        #[arg(long, value_parser = parse::<Arch>)]
+        arch: Arch,
+        /// Input normalisation for formats whose file holds none: imagenet (default), cifar10,
+        /// cifar100, svhn, none, or MEAN,MEAN,MEAN/STD,STD,STD.
+        #[arg(long)]
+        normalize: Option<String>,
+        /// Compute device: cpu, cuda[:N], wgpu.
+        #[arg(long, default_value = "cpu", value_parser = parse::<DeviceSpec>)]
+        device: DeviceSpec,
+        /// The checkpoint to read (.pth, .pt, .ckpt, .safetensors).
+        input: PathBuf,
+        /// The safetensors file to write.
+        output: PathBuf,
+    },
+    /// Eval-mode logits of a model on images in [0, 1], written as tensor `logits`.
+    Predict {
+        /// Architecture (checked against the weights file).
+        #[arg(long, value_parser = parse::<Arch>)]
+        arch: Option<Arch>,
+        /// Expected number of classes (checked against the head).
+        #[arg(long)]
+        num_classes: Option<usize>,
+        /// Weights written by `dwlth import` or by the library.
+        #[arg(long)]
+        weights: PathBuf,
+        /// A safetensors file with images [N, C, H, W] in [0, 1].
+        #[arg(long)]
+        input: PathBuf,
+        /// Tensor name in the input file (default: `input`, or its only tensor).
+        #[arg(long)]
+        tensor: Option<String>,
+        /// The safetensors file to write.
+        #[arg(long)]
+        output: PathBuf,
+        /// Images per forward pass.
+        #[arg(long, default_value_t = 32)]
+        batch_size: usize,
+        /// Compute device: cpu, cuda[:N], wgpu.
+        #[arg(long, default_value = "cpu", value_parser = parse::<DeviceSpec>)]
+        device: DeviceSpec,
+    },
+    /// Offline demonstration: import a PyTorch checkpoint, compare with PyTorch, predict.
+    Demo {
+        /// Architecture of the full-size part.
+        #[arg(long, default_value = "resnet50", value_parser = parse::<Arch>)]
+        arch: Arch,
+        /// Images to predict.
+        #[arg(long, default_value_t = 4)]
+        images: usize,
+        /// Where to write the exported weights.
+        #[arg(long, default_value = "target/dwlth-demo")]
+        out: PathBuf,
+        /// Compute device: cpu, cuda[:N], wgpu.
+        #[arg(long, default_value = "cpu", value_parser = parse::<DeviceSpec>)]
+        device: DeviceSpec,
+    },
+}
+
+fn parse<T: std::str::FromStr<Err = dwlth::models::ModelError>>(s: &str) -> Result<T, String> {
+    s.parse()
+        .map_err(|e: dwlth::models::ModelError| e.to_string())
+}
+
+fn run(cli: Cli) -> dwlth::Result<()> {
+    match cli.command {
+        Command::Import {
+            format,
+            arch,
+            normalize,
+            device,
+            input,
+            output,
+        } => {
+            let normalize = normalize
+                .as_deref()
+                .map(NormalizeConfig::parse)
+                .transpose()?;
+            let options = ImportOptions {
+                arch,
+                format,
+                normalize,
+            };
+            let report = import::run(&input, &output, &options, device)?;
+            println!("{}", import::summary(&report));
+            println!("wrote {}", output.display());
+        }
+        Command::Predict {
+            arch,
+            num_classes,
+            weights,
+            input,
+            tensor,
+            output,
+            batch_size,
+            device,
+        } => {
+            let options = predict::PredictOptions {
+                arch,
+                num_classes,
+                tensor,
+                batch_size,
+                device,
+            };
+            let shape = predict::run(&weights, &input, &output, &options)?;
+            println!("wrote logits {shape:?} to {}", output.display());
+        }
+        Command::Demo {
+            arch,
+            images,
+            out,
+            device,
+        } => demo::run(arch, images, device, &out)?,
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

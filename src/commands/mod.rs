@@ -1,0 +1,5 @@
+//! The `dwlth` command-line tool's commands, callable from Rust as well.
+
+pub mod demo;
+pub mod import;
+pub mod predict;

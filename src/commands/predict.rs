@@ -1,0 +1,136 @@
+//! `dwlth predict`: eval-mode logits of a saved model on a tensor of images.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use burn::tensor::{Device, Tensor, TensorData};
+use dwlth_models::io::{atomic_write, load_resnet, StateDict};
+use dwlth_models::{Arch, DeviceSpec, ResNet};
+use safetensors::tensor::TensorView;
+use safetensors::Dtype;
+
+use crate::error::{DwlthError, Result};
+
+/// Reads images `[N, C, H, W]` (or one image `[C, H, W]`) in `[0, 1]` from a safetensors file.
+/// `name` picks the tensor; without it the file must hold `input` or exactly one tensor.
+pub fn read_images(path: &Path, name: Option<&str>) -> Result<(Vec<usize>, Vec<f32>)> {
+    let dict = StateDict::read(path)?;
+    let key = match name {
+        Some(n) => n.to_string(),
+        None if dict.contains("input") => "input".to_string(),
+        None if dict.tensors().len() == 1 => {
+            dict.tensors().keys().next().cloned().unwrap_or_default()
+        }
+        None => {
+            return Err(DwlthError::InvalidArgument(format!(
+                "`{}` holds {} tensors ({}); choose one with --tensor",
+                path.display(),
+                dict.tensors().len(),
+                dict.tensors()
+                    .keys()
+                    .take(8)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )))
+        }
+    };
+    let raw = dict.get(&key).ok_or_else(|| {
+        DwlthError::InvalidArgument(format!("`{}` has no tensor `{key}`", path.display()))
+    })?;
+    let mut shape = raw.shape().to_vec();
+    if shape.len() == 3 {
+        shape.insert(0, 1);
+    }
+    if shape.len() != 4 {
+        return Err(DwlthError::InvalidArgument(format!(
+            "tensor `{key}` of `{}` has shape {:?}; images must be [N, C, H, W] or [C, H, W]",
+            path.display(),
+            raw.shape()
+        )));
+    }
+    Ok((shape, dict.values(&key)?))
+}
+
+/// Eval-mode logits of `model` on `images`, in batches of `batch_size`.
+pub fn logits(
+    model: &ResNet,
+    shape: &[usize],
+    images: &[f32],
+    batch_size: usize,
+    device: &Device,
+) -> Result<Vec<f32>> {
+    let [n, c, h, w] = <[usize; 4]>::try_from(shape.to_vec())
+        .map_err(|_| DwlthError::InvalidArgument(format!("images must be 4-D, got {shape:?}")))?;
+    if c != model.in_channels() {
+        return Err(DwlthError::InvalidArgument(format!(
+            "images have {c} channel(s), the model takes {}",
+            model.in_channels()
+        )));
+    }
+    let per = c * h * w;
+    let mut out = Vec::with_capacity(n * model.num_classes());
+    for start in (0..n).step_by(batch_size.max(1)) {
+        let end = (start + batch_size.max(1)).min(n);
+        let chunk = images[start * per..end * per].to_vec();
+        let x = Tensor::<4>::from_data(TensorData::new(chunk, [end - start, c, h, w]), device);
+        let y = model.forward(x).into_data().convert::<f32>();
+        out.extend(
+            y.try_to_vec_as::<f32>()
+                .map_err(|e| DwlthError::InvalidArgument(format!("cannot read logits: {e:?}")))?,
+        );
+    }
+    Ok(out)
+}
+
+/// Options of [`run`].
+#[derive(Debug, Clone)]
+pub struct PredictOptions {
+    /// Architecture (checked against the file's metadata).
+    pub arch: Option<Arch>,
+    /// Expected classes (checked against the head).
+    pub num_classes: Option<usize>,
+    /// Tensor name in the input file.
+    pub tensor: Option<String>,
+    /// Images per forward pass.
+    pub batch_size: usize,
+    /// Compute device.
+    pub device: DeviceSpec,
+}
+
+/// Loads `weights`, runs it in eval mode on the images of `input` and writes the logits as
+/// tensor `logits` `[N, num_classes]` to `output`. Returns the logits' shape.
+pub fn run(
+    weights: &Path,
+    input: &Path,
+    output: &Path,
+    options: &PredictOptions,
+) -> Result<[usize; 2]> {
+    let device = options.device.device()?;
+    let (model, _) = load_resnet(weights, options.arch, &device)?;
+    if let Some(k) = options.num_classes {
+        if k != model.num_classes() {
+            return Err(DwlthError::InvalidArgument(format!(
+                "--num-classes {k} but `{}` has a {}-class head",
+                weights.display(),
+                model.num_classes()
+            )));
+        }
+    }
+    let (shape, images) = read_images(input, options.tensor.as_deref())?;
+    let logits = logits(&model, &shape, &images, options.batch_size, &device)?;
+    let out_shape = [shape[0], model.num_classes()];
+    write_tensor(output, "logits", &out_shape, &logits)?;
+    Ok(out_shape)
+}
+
+/// Writes one `f32` tensor to a safetensors file, atomically.
+pub fn write_tensor(path: &Path, name: &str, shape: &[usize], values: &[f32]) -> Result<()> {
+    let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let view = TensorView::new(Dtype::F32, shape.to_vec(), &bytes)
+        .map_err(|e| DwlthError::InvalidArgument(format!("tensor `{name}`: {e}")))?;
+    let out = safetensors::serialize([(name, view)], None::<HashMap<String, String>>)
+        .map_err(|e| DwlthError::InvalidArgument(format!("tensor `{name}`: {e}")))?;
+    atomic_write(path, &out)?;
+    Ok(())
+}

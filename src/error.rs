@@ -1,0 +1,29 @@
+//! The error type of the facade and its command-line tool.
+
+use std::path::PathBuf;
+
+/// Anything a pipeline or command can fail with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DwlthError {
+    /// From the model crate (configuration, checkpoints, masks, devices).
+    #[error(transparent)]
+    Model(#[from] dwlth_models::ModelError),
+
+    /// A command-line argument or input tensor is unusable.
+    #[error("{0}")]
+    InvalidArgument(String),
+
+    /// A file could not be read or written.
+    #[error("cannot access `{path}`: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Result alias of the facade.
+pub type Result<T, E = DwlthError> = std::result::Result<T, E>;

@@ -1,0 +1,19 @@
+//! # dwlth — double-win lottery tickets on Burn
+//!
+//! Sparse subnetworks of pre-trained ResNets that keep the dense model's accuracy *and*
+//! adversarial robustness, under standard and adversarial fine-tuning, even with little data.
+//!
+//! This crate is the facade: it re-exports the member crates and holds the command-line tool.
+//!
+//! - [`models`]: torchvision-exact ResNets with masked layers, in-model normalisation,
+//!   checkpoint import (torchvision, robustness, fast_adversarial, Double-Win-LTH) and export.
+//! - [`data`], [`adv`], [`prune`]: datasets, attacks and training, pruning.
+
+pub mod commands;
+pub mod error;
+
+pub use dwlth_adv as adv;
+pub use dwlth_data as data;
+pub use dwlth_models as models;
+pub use dwlth_prune as prune;
+pub use error::{DwlthError, Result};
