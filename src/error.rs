@@ -10,6 +10,10 @@ pub enum DwlthError {
     #[error(transparent)]
     Model(#[from] dwlth_models::ModelError),
 
+    /// From the pruning crate (masks, criteria, IMP).
+    #[error(transparent)]
+    Prune(#[from] dwlth_prune::PruneError),
+
     /// A command-line argument or input tensor is unusable.
     #[error("{0}")]
     InvalidArgument(String),

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use dwlth::commands::{demo, import, predict};
+use dwlth::commands::{demo, import, predict, prune};
 use dwlth::models::io::{CheckpointFormat, ImportOptions};
 use dwlth::models::{Arch, DeviceSpec, NormalizeConfig};
 
@@ -65,6 +65,19 @@ enum Command {
         #[arg(long, default_value = "cpu", value_parser = parse::<DeviceSpec>)]
         device: DeviceSpec,
     },
+    /// Prune saved weights once (magnitude, random or structured) and write a mask file.
+    Prune {
+        #[command(flatten)]
+        args: prune::PruneArgs,
+        /// Compute device: cpu, cuda[:N], wgpu.
+        #[arg(long, default_value = "cpu", value_parser = parse::<DeviceSpec>)]
+        device: DeviceSpec,
+    },
+    /// Inspect mask files: report, compare, heatmap.
+    Masks {
+        #[command(subcommand)]
+        command: prune::MasksCommand,
+    },
     /// Offline demonstration: import a PyTorch checkpoint, compare with PyTorch, predict.
     Demo {
         /// Architecture of the full-size part.
@@ -80,6 +93,15 @@ enum Command {
         #[arg(long, default_value = "cpu", value_parser = parse::<DeviceSpec>)]
         device: DeviceSpec,
     },
+}
+
+/// Prints a line; a closed stdout (`dwlth ... | head`) ends the output quietly instead of
+/// panicking.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
 }
 
 fn parse<T: std::str::FromStr<Err = dwlth::models::ModelError>>(s: &str) -> Result<T, String> {
@@ -107,8 +129,8 @@ fn run(cli: Cli) -> dwlth::Result<()> {
                 normalize,
             };
             let report = import::run(&input, &output, &options, device)?;
-            println!("{}", import::summary(&report));
-            println!("wrote {}", output.display());
+            say!("{}", import::summary(&report));
+            say!("wrote {}", output.display());
         }
         Command::Predict {
             arch,
@@ -128,8 +150,21 @@ fn run(cli: Cli) -> dwlth::Result<()> {
                 device,
             };
             let shape = predict::run(&weights, &input, &output, &options)?;
-            println!("wrote logits {shape:?} to {}", output.display());
+            say!("wrote logits {shape:?} to {}", output.display());
         }
+        Command::Prune { args, device } => {
+            let report = prune::prune(&args, device)?;
+            if args.json {
+                say!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).unwrap_or_default()
+                );
+            } else {
+                say!("{}", report.table());
+                say!("wrote {}", args.output.display());
+            }
+        }
+        Command::Masks { command } => say!("{}", prune::masks(&command, DeviceSpec::Cpu)?),
         Command::Demo {
             arch,
             images,

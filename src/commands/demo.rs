@@ -14,6 +14,14 @@ use dwlth_models::io::{import_resnet, save_resnet, CheckpointFormat, ImportOptio
 use dwlth_models::{Arch, DeviceSpec, NormalizeConfig, ResNetConfig};
 
 use crate::commands::import::summary;
+
+/// Prints a line, ignoring a closed stdout.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
 use crate::commands::predict::logits;
 use crate::error::{DwlthError, Result};
 
@@ -28,7 +36,7 @@ pub fn run(arch: Arch, images: usize, device: DeviceSpec, out_dir: &Path) -> Res
     let fixtures = fixture_dir();
     let checkpoint = fixtures.join("r18_w4_robustness.pt");
     if checkpoint.exists() {
-        println!(
+        say!(
             "1. Importing a PyTorch `robustness` checkpoint: {}",
             checkpoint.display()
         );
@@ -38,11 +46,12 @@ pub fn run(arch: Arch, images: usize, device: DeviceSpec, out_dir: &Path) -> Res
             normalize: None,
         };
         let (model, report) = import_resnet(&checkpoint, &options, &device)?;
-        println!("   {}", summary(&report).replace('\n', "\n   "));
+        say!("   {}", summary(&report).replace('\n', "\n   "));
         let n = model.normalize.to_config();
-        println!(
+        say!(
             "   normaliser read from the file: mean {:?} std {:?}",
-            n.mean, n.std
+            n.mean,
+            n.std
         );
         let reference = StateDict::read(fixtures.join("r18_imagenet_w4.safetensors"))?;
         let input = reference
@@ -61,22 +70,22 @@ pub fn run(arch: Arch, images: usize, device: DeviceSpec, out_dir: &Path) -> Res
             .zip(&theirs)
             .map(|(a, b)| (a - b).abs())
             .fold(0.0f32, f32::max);
-        println!(
+        say!(
             "   logits of {} images vs PyTorch's: max |difference| = {diff:.2e}",
             input.shape()[0]
         );
     } else {
-        println!("1. (skipped: the PyTorch fixtures of a source checkout are not here)");
+        say!("1. (skipped: the PyTorch fixtures of a source checkout are not here)");
     }
 
-    println!("2. A full-size {arch} with torchvision's topology and key names");
+    say!("2. A full-size {arch} with torchvision's topology and key names");
     let model = ResNetConfig::new(arch)
         .with_normalize(NormalizeConfig::imagenet())
         .try_init(&device)?;
     let path = out_dir.join(format!("{arch}.safetensors"));
     let start = Instant::now();
     save_resnet(&model, &path)?;
-    println!("   exported {} in {:.1?}", path.display(), start.elapsed());
+    say!("   exported {} in {:.1?}", path.display(), start.elapsed());
     let options = ImportOptions {
         arch,
         format: CheckpointFormat::Torchvision,
@@ -84,7 +93,7 @@ pub fn run(arch: Arch, images: usize, device: DeviceSpec, out_dir: &Path) -> Res
     };
     let start = Instant::now();
     let (imported, report) = import_resnet(&path, &options, &device)?;
-    println!(
+    say!(
         "   imported it back as a torchvision checkpoint in {:.1?}: {}",
         start.elapsed(),
         summary(&report).replace('\n', "\n   ")
@@ -116,7 +125,7 @@ pub fn run(arch: Arch, images: usize, device: DeviceSpec, out_dir: &Path) -> Res
                 .0
         })
         .collect();
-    println!(
+    say!(
         "   predicted {images} random 224×224 images in {secs:.2} s ({:.1} img/s); top classes {top:?}; \
          identical after the round trip: {same}",
         images as f64 / secs

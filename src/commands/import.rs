@@ -35,18 +35,26 @@ pub fn summary(report: &ImportReport) -> String {
         report.defaulted.len()
     )];
     let group = |keys: &[String]| -> String {
-        // Group skipped keys by their first two components to keep the output short.
-        let mut groups: Vec<(String, usize)> = Vec::new();
+        // Group keys into families (`*.num_batches_tracked`, `optimizer.*`,
+        // `model.module.attacker.*`) to keep the output short.
+        let mut groups = std::collections::BTreeMap::<String, usize>::new();
         for k in keys {
-            let head: String = k.splitn(3, '.').take(2).collect::<Vec<_>>().join(".");
-            match groups.last_mut() {
-                Some((h, n)) if *h == head => *n += 1,
-                _ => groups.push((head, 1)),
-            }
+            let family = if k.ends_with("num_batches_tracked") {
+                "*.num_batches_tracked".to_string()
+            } else {
+                let parts: Vec<&str> = k.split('.').collect();
+                let depth = if matches!(parts[0], "model" | "state_dict") {
+                    3
+                } else {
+                    1
+                };
+                format!("{}.*", parts[..depth.min(parts.len())].join("."))
+            };
+            *groups.entry(family).or_default() += 1;
         }
         groups
             .iter()
-            .map(|(h, n)| format!("{h}.* ({n})"))
+            .map(|(h, n)| format!("{h} ({n})"))
             .collect::<Vec<_>>()
             .join(", ")
     };

@@ -3,3 +3,4 @@
 pub mod demo;
 pub mod import;
 pub mod predict;
+pub mod prune;

@@ -58,3 +58,20 @@ pub fn train_mode_attack_view<M: Module>(model: &M) -> M {
     materialize(model);
     model.clone().no_grad()
 }
+
+/// A copy of `module` that shares nothing mutable with it.
+///
+/// `clone()` on a Burn module shares the BatchNorm running statistics between the copies (they
+/// live behind an `Arc`), so training a clone also moves the original's statistics. Rewinding
+/// to pre-trained weights (IMP) or fine-tuning several copies of one model needs copies that
+/// do not: this one re-creates every running state. It keeps the module's device, autodiff
+/// included.
+pub fn independent_copy<M: Module>(module: &M) -> M {
+    materialize(module);
+    let autodiff = module.devices().iter().any(|d| d.is_autodiff());
+    if autodiff {
+        module.clone().train()
+    } else {
+        module.valid()
+    }
+}

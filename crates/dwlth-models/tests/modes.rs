@@ -77,7 +77,32 @@ fn eval_forward_is_deterministic_and_batch_independent() {
         .init(&device);
     let x = Tensor::<4>::random([4, 3, 32, 32], Distribution::Uniform(0.0, 1.0), &device);
     let all = model.forward(x.clone());
-    let first = model.forward(x.slice([0..1]));
-    let diff = (all.slice([0..1]) - first).abs().max().into_scalar::<f32>();
+    let first = model.forward(x.narrow(0, 0, 1));
+    let diff = (all.narrow(0, 0, 1) - first)
+        .abs()
+        .max()
+        .into_scalar::<f32>();
     assert!(diff < 1e-5, "eval output depends on the batch: {diff}");
+}
+
+#[test]
+fn independent_copies_do_not_share_running_stats() {
+    for device in [Device::flex().autodiff(), Device::flex()] {
+        let model = ResNetConfig::new(Arch::ResNet18)
+            .with_width(2)
+            .with_stem(Stem::Cifar)
+            .with_num_classes(3)
+            .init(&device);
+        let before = running_stats(&model);
+        let copy = dwlth_models::mode::independent_copy(&model);
+        let x = Tensor::<4>::random([2, 3, 8, 8], Distribution::Uniform(0.0, 1.0), &device);
+        let _ = copy.forward(x.clone());
+        assert_eq!(running_stats(&model), before, "the original moved");
+        if device.is_autodiff() {
+            assert_ne!(running_stats(&copy), before, "the copy did not train");
+            // A plain clone, by contrast, shares its statistics with the original.
+            let _ = model.clone().forward(x);
+            assert_ne!(running_stats(&model), before);
+        }
+    }
 }

@@ -1,9 +1,46 @@
 //! # dwlth-prune
 //!
-//! Masks and pruning for any model built from `dwlth-models`' masked layers: one-shot and
-//! iterative magnitude pruning with rewinding, random and structured pruning, learnable masks,
-//! and mask analyses.
+//! Masks and pruning for any model built from `dwlth-models`' masked layers (any module with
+//! sibling `weight` and `mask` parameters — not only ResNets):
+//!
+//! - [`MaskSet`]: named binary masks, saved as compact `u8` safetensors with metadata; reads
+//!   Double-Win-LTH / `torch.nn.utils.prune` masks (`X.weight_mask`).
+//! - [`Prunable`]: which tensors may be pruned (default: every convolution, never the head).
+//! - [`PruneMethod`]: global or layer-wise magnitude (OMP), random, and structured (row, kernel,
+//!   channel) criteria, with `torch.nn.utils.prune`'s counting; [`random_like`] for random
+//!   masks matched layer by layer.
+//! - [`Imp`]: iterative magnitude pruning with rewinding, resumable round by round.
+//! - [`analysis`]: sparsity tables, mask similarity, zero kernels per stage, heat maps.
+//!
+//! ```
+//! use burn::tensor::Device;
+//! use dwlth_models::{Arch, ResNetConfig, Stem};
+//! use dwlth_prune::{apply_masks, masked_weights, Prunable, PruneMethod};
+//!
+//! let device = Device::flex();
+//! let model = ResNetConfig::new(Arch::ResNet18).with_width(2).with_stem(Stem::Cifar)
+//!     .with_num_classes(10).init(&device);
+//! // One-shot global magnitude pruning to 50 % sparsity of the convolutions.
+//! let masks = PruneMethod::global_magnitude()
+//!     .prune(&masked_weights(&model), &Prunable::convolutions(), 0.5)
+//!     .unwrap();
+//! assert!((masks.sparsity() - 0.5).abs() < 1e-3);
+//! let ticket = apply_masks(model, &masks).unwrap();
+//! ```
 
+pub mod analysis;
+pub mod criteria;
 pub mod error;
+pub mod imp;
+pub mod layers;
+pub mod mask_set;
+pub mod rng;
+pub mod select;
+pub mod selection;
 
+pub use criteria::{random_like, Granularity, Norm, PruneMethod, Scope};
 pub use error::{PruneError, Result};
+pub use imp::{Imp, ImpConfig, ImpRound, RoundContext};
+pub use layers::{apply_masks, masked_weights, MaskedWeight};
+pub use mask_set::{LayerMask, MaskSet};
+pub use selection::Prunable;

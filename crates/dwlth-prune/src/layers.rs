@@ -1,0 +1,186 @@
+//! Finding and rewriting the masked weights of *any* Burn model.
+//!
+//! A masked layer is any module with two sibling parameters named `weight` and `mask` of the
+//! same shape — what `dwlth_models::MaskedConv2d` and `MaskedLinear` are, and what a user's own
+//! layer can be. Nothing here assumes a ResNet. A layer is named by the PyTorch key of its
+//! weight (`layer1.0.conv1.weight`), the name `torch.nn.utils.prune` masks go by.
+
+use std::collections::HashMap;
+
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::tensor::{Tensor, TensorData};
+use dwlth_models::io::{torch_key, PathStack};
+
+use crate::error::{PruneError, Result};
+use crate::mask_set::MaskSet;
+
+/// One masked weight of a model, copied to the host.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MaskedWeight {
+    /// PyTorch key of the weight (`layer2.0.downsample.0.weight`).
+    pub name: String,
+    /// Weight shape.
+    pub shape: Vec<usize>,
+    /// Weight values (row-major).
+    pub weight: Vec<f32>,
+    /// Current mask (`true` = kept).
+    pub mask: Vec<bool>,
+}
+
+impl MaskedWeight {
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.weight.len()
+    }
+
+    /// Whether the weight is empty.
+    pub fn is_empty(&self) -> bool {
+        self.weight.is_empty()
+    }
+}
+
+fn host_values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data().try_to_vec_as::<f32>().unwrap_or_default()
+}
+
+struct Finder {
+    path: PathStack,
+    weights: HashMap<String, (Vec<usize>, Vec<f32>)>,
+    found: Vec<MaskedWeight>,
+}
+
+impl ModuleVisitor for Finder {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.path.enter(name);
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.exit();
+    }
+
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let parts = self.path.parts();
+        let Some((leaf, parent)) = parts.split_last() else {
+            return;
+        };
+        let mut weight_path = parent.to_vec();
+        weight_path.push("weight".into());
+        let name = torch_key(&weight_path);
+        let value = param.val();
+        let shape = value.shape().to_vec();
+        match leaf.as_str() {
+            "weight" => {
+                self.weights.insert(name, (shape, host_values(value)));
+            }
+            "mask" => {
+                if let Some((wshape, weight)) = self.weights.remove(&name) {
+                    if wshape == shape {
+                        let mask = host_values(value).into_iter().map(|m| m != 0.0).collect();
+                        self.found.push(MaskedWeight {
+                            name,
+                            shape,
+                            weight,
+                            mask,
+                        });
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Every masked weight of `model`, in module order.
+pub fn masked_weights<M: Module>(model: &M) -> Vec<MaskedWeight> {
+    let mut finder = Finder {
+        path: PathStack::default(),
+        weights: HashMap::new(),
+        found: Vec::new(),
+    };
+    model.visit(&mut finder);
+    finder.found
+}
+
+struct Applier<'a> {
+    path: PathStack,
+    masks: &'a MaskSet,
+}
+
+impl Applier<'_> {
+    fn layer(&self) -> Option<(String, bool)> {
+        let parts = self.path.parts();
+        let (leaf, parent) = parts.split_last()?;
+        let is_mask = match leaf.as_str() {
+            "weight" => false,
+            "mask" => true,
+            _ => return None,
+        };
+        let mut weight_path = parent.to_vec();
+        weight_path.push("weight".into());
+        Some((torch_key(&weight_path), is_mask))
+    }
+}
+
+impl ModuleMapper for Applier<'_> {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.path.enter(name);
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.exit();
+    }
+
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let Some((name, is_mask)) = self.layer() else {
+            return param;
+        };
+        let Some(layer) = self.masks.get(&name) else {
+            return param;
+        };
+        let values: Vec<f32> = layer.keep.iter().map(|k| f32::from(u8::from(*k))).collect();
+        let shape = layer.shape.clone();
+        param.map(|old| {
+            let require_grad = old.is_require_grad();
+            let mask = Tensor::<D>::from_data(TensorData::new(values, shape), &old.device());
+            let new = if is_mask { mask } else { (old * mask).detach() };
+            if require_grad {
+                new.require_grad()
+            } else {
+                new
+            }
+        })
+    }
+}
+
+/// Writes `masks` into `model`: each named layer gets the mask, and its weight is zeroed where
+/// the mask is zero (so pruned weights stay exactly zero through training). Layers the set
+/// does not name keep their masks.
+///
+/// Refuses, naming the layer, a mask for a layer the model lacks or of the wrong shape.
+pub fn apply_masks<M: Module>(model: M, masks: &MaskSet) -> Result<M> {
+    let layers = masked_weights(&model);
+    for (name, layer) in masks.iter() {
+        match layers.iter().find(|l| &l.name == name) {
+            None => {
+                let known: Vec<&str> = layers.iter().take(6).map(|l| l.name.as_str()).collect();
+                return Err(PruneError::UnknownLayer {
+                    layer: name.clone(),
+                    known: known.join(", ") + if layers.len() > 6 { ", ..." } else { "" },
+                });
+            }
+            Some(l) if l.shape != layer.shape => {
+                return Err(PruneError::ShapeMismatch {
+                    layer: name.clone(),
+                    expected: l.shape.clone(),
+                    found: layer.shape.clone(),
+                })
+            }
+            Some(_) => {}
+        }
+    }
+    let mut applier = Applier {
+        path: PathStack::default(),
+        masks,
+    };
+    Ok(model.map(&mut applier))
+}

@@ -1,0 +1,294 @@
+//! `MaskSet`: named binary masks, saved as compact safetensors.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use burn::module::Module;
+use dwlth_models::io::{atomic_write, StateDict};
+use safetensors::tensor::TensorView;
+use safetensors::Dtype;
+
+use crate::error::{PruneError, Result};
+use crate::layers::masked_weights;
+use crate::selection::Prunable;
+
+/// The `format` metadata of mask files written by [`MaskSet::save`].
+pub const MASK_FILE_FORMAT: &str = "dwlth.masks.v1";
+
+/// The binary mask of one layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerMask {
+    /// Shape of the layer's weight.
+    pub shape: Vec<usize>,
+    /// `true` where the weight is kept, row-major.
+    pub keep: Vec<bool>,
+}
+
+impl LayerMask {
+    /// An all-kept mask.
+    pub fn dense(shape: Vec<usize>) -> Self {
+        let n = shape.iter().product();
+        Self {
+            shape,
+            keep: vec![true; n],
+        }
+    }
+
+    /// Kept entries.
+    pub fn kept(&self) -> usize {
+        self.keep.iter().filter(|k| **k).count()
+    }
+
+    /// All entries.
+    pub fn total(&self) -> usize {
+        self.keep.len()
+    }
+}
+
+/// Binary masks by layer name (the PyTorch key of the layer's weight), in model order, with
+/// free-form metadata (method, sparsity, round, hash of the source weights).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MaskSet {
+    layers: Vec<(String, LayerMask)>,
+    index: HashMap<String, usize>,
+    /// Metadata saved with the masks.
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl MaskSet {
+    /// An empty set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The current masks of the layers of `model` that `prunable` selects.
+    pub fn from_model<M: Module>(model: &M, prunable: &Prunable) -> Self {
+        let mut set = Self::new();
+        for layer in masked_weights(model) {
+            if prunable.selects(&layer.name, &layer.shape) {
+                set.insert(
+                    layer.name,
+                    LayerMask {
+                        shape: layer.shape,
+                        keep: layer.mask,
+                    },
+                );
+            }
+        }
+        set
+    }
+
+    /// Adds or replaces a layer's mask.
+    pub fn insert(&mut self, name: String, mask: LayerMask) {
+        match self.index.get(&name) {
+            Some(&i) => self.layers[i].1 = mask,
+            None => {
+                self.index.insert(name.clone(), self.layers.len());
+                self.layers.push((name, mask));
+            }
+        }
+    }
+
+    /// One layer's mask.
+    pub fn get(&self, name: &str) -> Option<&LayerMask> {
+        self.index.get(name).map(|&i| &self.layers[i].1)
+    }
+
+    /// Layers in model order.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &LayerMask)> {
+        self.layers.iter().map(|(n, m)| (n, m))
+    }
+
+    /// Layer names in model order.
+    pub fn names(&self) -> Vec<&str> {
+        self.layers.iter().map(|(n, _)| n.as_str()).collect()
+    }
+
+    /// Number of layers.
+    pub fn len(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// Whether the set has no layer.
+    pub fn is_empty(&self) -> bool {
+        self.layers.is_empty()
+    }
+
+    /// Kept entries over all layers.
+    pub fn kept(&self) -> usize {
+        self.layers.iter().map(|(_, m)| m.kept()).sum()
+    }
+
+    /// All entries over all layers.
+    pub fn total(&self) -> usize {
+        self.layers.iter().map(|(_, m)| m.total()).sum()
+    }
+
+    /// Global sparsity: the pruned fraction.
+    pub fn sparsity(&self) -> f64 {
+        match self.total() {
+            0 => 0.0,
+            t => 1.0 - self.kept() as f64 / t as f64,
+        }
+    }
+
+    /// Saves the masks atomically as safetensors: one `u8` tensor `<layer>_mask` per layer
+    /// (`layer1.0.conv1.weight_mask`, the name `torch.nn.utils.prune` uses), the metadata, and
+    /// `format = dwlth.masks.v1`.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        let bytes: Vec<(String, &LayerMask, Vec<u8>)> = self
+            .layers
+            .iter()
+            .map(|(n, m)| {
+                (
+                    format!("{n}_mask"),
+                    m,
+                    m.keep.iter().map(|k| u8::from(*k)).collect(),
+                )
+            })
+            .collect();
+        let views = bytes
+            .iter()
+            .map(|(k, m, b)| {
+                TensorView::new(Dtype::U8, m.shape.clone(), b)
+                    .map(|v| (k.as_str(), v))
+                    .map_err(|e| PruneError::Format {
+                        path: path.to_path_buf(),
+                        reason: format!("mask `{k}`: {e}"),
+                    })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut metadata: HashMap<String, String> = self.metadata.clone().into_iter().collect();
+        metadata.insert("format".into(), MASK_FILE_FORMAT.into());
+        metadata.insert("sparsity".into(), format!("{:.6}", self.sparsity()));
+        let out =
+            safetensors::serialize(views, Some(metadata)).map_err(|e| PruneError::Format {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            })?;
+        atomic_write(path, &out)?;
+        Ok(())
+    }
+
+    /// Reads masks: this project's files, or any PyTorch / safetensors file with
+    /// `<layer>.weight_mask` tensors (Double-Win-LTH tickets, `torch.nn.utils.prune` state dicts;
+    /// `state_dict.`, `model.`, `module.` and the `1.` of `nn.Sequential(normalizer, net)` are
+    /// stripped). Values must be 0 or 1.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let dict = StateDict::read(path)?;
+        let keys: Vec<&String> = dict
+            .tensors()
+            .keys()
+            .filter(|k| k.ends_with("weight_mask"))
+            .collect();
+        if keys.is_empty() {
+            return Err(PruneError::Format {
+                path: path.to_path_buf(),
+                reason: "it holds no `*.weight_mask` tensor".into(),
+            });
+        }
+        let wrapped = keys.iter().all(|k| strip_wrappers(k).starts_with("1."));
+        let mut set = Self::new();
+        for key in keys {
+            let raw = dict.get(key).expect("listed key");
+            let values = raw.to_f32(key, path)?;
+            if let Some(v) = values.iter().find(|v| **v != 0.0 && **v != 1.0) {
+                return Err(PruneError::Format {
+                    path: path.to_path_buf(),
+                    reason: format!("mask `{key}` holds {v}, not 0 or 1"),
+                });
+            }
+            let mut name = strip_wrappers(key);
+            if wrapped {
+                name = &name[2..];
+            }
+            let name = name.trim_end_matches("_mask").to_string();
+            set.insert(
+                name,
+                LayerMask {
+                    shape: raw.shape().to_vec(),
+                    keep: values.iter().map(|v| *v != 0.0).collect(),
+                },
+            );
+        }
+        set.metadata = dict
+            .metadata()
+            .iter()
+            .filter(|(k, _)| k.as_str() != "format")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        // Keep the file's layer order stable and model-like: safetensors sorts keys, so order
+        // by the natural reading of the names (layer10 after layer9).
+        set.layers.sort_by(|a, b| natural_cmp(&a.0, &b.0));
+        set.index = set
+            .layers
+            .iter()
+            .enumerate()
+            .map(|(i, (n, _))| (n.clone(), i))
+            .collect();
+        Ok(set)
+    }
+
+    /// Checks that every layer of `model` selected by `prunable` has a mask of the right shape
+    /// here, and that every mask names such a layer.
+    pub fn check_fits<M: Module>(&self, model: &M, prunable: &Prunable) -> Result<()> {
+        let layers = masked_weights(model);
+        for (name, mask) in self.iter() {
+            match layers.iter().find(|l| &l.name == name) {
+                None => {
+                    return Err(PruneError::UnknownLayer {
+                        layer: name.clone(),
+                        known: layers
+                            .iter()
+                            .take(6)
+                            .map(|l| l.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    })
+                }
+                Some(l) if l.shape != mask.shape => {
+                    return Err(PruneError::ShapeMismatch {
+                        layer: name.clone(),
+                        expected: l.shape.clone(),
+                        found: mask.shape.clone(),
+                    })
+                }
+                Some(_) => {}
+            }
+        }
+        for l in layers {
+            if prunable.selects(&l.name, &l.shape) && self.get(&l.name).is_none() {
+                return Err(PruneError::MissingLayer { layer: l.name });
+            }
+        }
+        Ok(())
+    }
+}
+
+fn strip_wrappers(key: &str) -> &str {
+    let mut k = key;
+    loop {
+        let before = k;
+        for prefix in ["state_dict.", "model.", "module."] {
+            k = k.strip_prefix(prefix).unwrap_or(k);
+        }
+        if k == before {
+            return k;
+        }
+    }
+}
+
+/// Compares names with embedded numbers by value (`layer3.10` after `layer3.9`).
+pub(crate) fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    let split = |s: &str| -> Vec<(String, u64)> {
+        s.split('.')
+            .map(|p| match p.parse::<u64>() {
+                Ok(n) => (String::new(), n),
+                Err(_) => (p.to_string(), 0),
+            })
+            .collect()
+    };
+    split(a).cmp(&split(b))
+}

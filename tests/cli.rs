@@ -1,0 +1,318 @@
+//! The `dwlth` binary end to end: `import` every checkpoint layout, `predict`, and compare the
+//! logits with PyTorch's (fixtures from `tools/golden.py`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use dwlth::models::io::StateDict;
+
+fn golden(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("crates/dwlth-models/tests/golden")
+        .join(name)
+}
+
+fn dwlth(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_dwlth"))
+        .args(args)
+        .output()
+        .expect("run dwlth")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = dwlth(args);
+    assert!(
+        out.status.success(),
+        "dwlth {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+#[test]
+fn import_then_predict_matches_pytorch_for_every_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    let reference = golden("r18_imagenet_w4.safetensors");
+    let expected = StateDict::read(&reference)
+        .unwrap()
+        .values("logits_eval")
+        .unwrap();
+    let cases = [
+        ("torchvision", "r18_w4_torchvision.pth", Some("cifar10")),
+        (
+            "torchvision",
+            "r18_w4_torchvision_legacy.pth",
+            Some("cifar10"),
+        ),
+        (
+            "torchvision",
+            "r18_w4_torchvision.safetensors",
+            Some("0.4914,0.4822,0.4465/0.2470,0.2435,0.2616"),
+        ),
+        ("robustness", "r18_w4_robustness.pt", None),
+        ("robustness", "r18_w4_robustness_legacy.pt", None),
+        (
+            "fast-adversarial",
+            "r18_w4_fast_adversarial.pth",
+            Some("cifar10"),
+        ),
+    ];
+    for (format, file, normalize) in cases {
+        let weights = dir.path().join(format!("{file}.safetensors"));
+        let mut args = vec!["import", "--format", format, "--arch", "resnet18"];
+        if let Some(n) = normalize {
+            args.extend(["--normalize", n]);
+        }
+        let input = golden(file);
+        let (input, weights_s) = (input.to_str().unwrap(), weights.to_str().unwrap());
+        args.extend([input, weights_s]);
+        let report = ok(&args);
+        // 102 torchvision tensors, plus the normaliser for formats that carry one.
+        let loaded = if normalize.is_some() { 102 } else { 104 };
+        assert!(
+            report.contains(&format!("loaded {loaded} tensors")),
+            "{file}: {report}"
+        );
+        let logits = dir.path().join(format!("{file}.logits.safetensors"));
+        ok(&[
+            "predict",
+            "--arch",
+            "resnet18",
+            "--num-classes",
+            "10",
+            "--weights",
+            weights_s,
+            "--input",
+            reference.to_str().unwrap(),
+            "--tensor",
+            "input",
+            "--output",
+            logits.to_str().unwrap(),
+        ]);
+        let got = StateDict::read(&logits).unwrap().values("logits").unwrap();
+        let diff = max_diff(&got, &expected);
+        assert!(diff < 1e-4, "{format} {file}: logits differ by {diff}");
+    }
+}
+
+#[test]
+fn double_win_ticket_import_keeps_masks() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("ticket.safetensors");
+    let report = ok(&[
+        "import",
+        "--format",
+        "double-win",
+        "--arch",
+        "resnet18",
+        golden("r18_w4_double_win.pth").to_str().unwrap(),
+        out.to_str().unwrap(),
+    ]);
+    assert!(report.contains("(20 masks)"), "{report}");
+    let dict = StateDict::read(&out).unwrap();
+    let mask = dict.values("layer1.0.conv1.weight_mask").unwrap();
+    let weight = dict.values("layer1.0.conv1.weight").unwrap();
+    assert!(mask.contains(&0.0));
+    assert!(mask
+        .iter()
+        .zip(&weight)
+        .all(|(m, w)| *m == 1.0 || *w == 0.0));
+}
+
+#[test]
+fn bad_arguments_fail_with_a_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("x.safetensors");
+    let tv = golden("r18_w4_torchvision.pth");
+    let tv = tv.to_str().unwrap();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec![
+                "import",
+                "--format",
+                "torchvision",
+                "--arch",
+                "resnet19",
+                "a",
+                "b",
+            ],
+            "resnet19",
+        ),
+        (
+            vec!["import", "--format", "onnx", "--arch", "resnet18", "a", "b"],
+            "onnx",
+        ),
+        (
+            vec![
+                "import",
+                "--format",
+                "torchvision",
+                "--arch",
+                "resnet50",
+                tv,
+                out.to_str().unwrap(),
+            ],
+            "layer",
+        ),
+        (
+            vec![
+                "import",
+                "--format",
+                "torchvision",
+                "--arch",
+                "resnet18",
+                "--normalize",
+                "1,2/0,1",
+                tv,
+                out.to_str().unwrap(),
+            ],
+            "normalize",
+        ),
+        (
+            vec![
+                "import",
+                "--format",
+                "torchvision",
+                "--arch",
+                "resnet18",
+                "--device",
+                "tpu",
+                "a",
+                "b",
+            ],
+            "tpu",
+        ),
+        (
+            vec![
+                "predict",
+                "--weights",
+                tv,
+                "--input",
+                "nowhere.safetensors",
+                "--output",
+                out.to_str().unwrap(),
+            ],
+            "architecture",
+        ),
+    ];
+    for (args, needle) in cases {
+        let result = dwlth(&args);
+        assert!(!result.status.success(), "{args:?} succeeded");
+        let stderr = String::from_utf8_lossy(&result.stderr);
+        assert!(
+            stderr.contains(needle),
+            "{args:?}: `{needle}` not in {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
+    }
+    assert!(!out.exists(), "a failed import left an output file");
+}
+
+#[test]
+fn prune_and_report_match_pytorch_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = dir.path().join("w.safetensors");
+    let masks = dir.path().join("m.safetensors");
+    let (w, m) = (weights.to_str().unwrap(), masks.to_str().unwrap());
+    let tv = golden("r18_w4_torchvision.pth");
+    ok(&[
+        "import",
+        "--format",
+        "torchvision",
+        "--arch",
+        "resnet18",
+        tv.to_str().unwrap(),
+        w,
+    ]);
+    ok(&[
+        "prune",
+        "--method",
+        "omp",
+        "--sparsity",
+        "0.2",
+        "--arch",
+        "resnet18",
+        "--weights",
+        w,
+        "--output",
+        m,
+    ]);
+    let json = ok(&[
+        "masks",
+        "report",
+        m,
+        "--arch",
+        "resnet18",
+        "--weights",
+        w,
+        "--json",
+    ]);
+    let report: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let reference = StateDict::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("crates/dwlth-prune/tests/golden/r18_imagenet_w4_prune.safetensors"),
+    )
+    .unwrap();
+    let layers = report["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 20);
+    for layer in layers {
+        let name = layer["name"].as_str().unwrap();
+        let expected = reference
+            .values(&format!("omp_global_l1.0.2.kept.{name}"))
+            .unwrap()[0] as u64;
+        assert_eq!(layer["kept"].as_u64().unwrap(), expected, "{name}");
+    }
+    assert_eq!(report["kept"].as_u64().unwrap(), 35_338);
+
+    // A mask file that does not fit the weights is refused with the layer's name.
+    let other = dir.path().join("r34.safetensors");
+    let r34_masks = dir.path().join("r34_masks.safetensors");
+    let device = burn::tensor::Device::flex();
+    let r34 = dwlth::models::ResNetConfig::new(dwlth::models::Arch::ResNet34)
+        .with_width(4)
+        .with_num_classes(10)
+        .init(&device);
+    dwlth::models::io::save_resnet(&r34, &other).unwrap();
+    ok(&[
+        "prune",
+        "--sparsity",
+        "0.5",
+        "--weights",
+        other.to_str().unwrap(),
+        "--output",
+        r34_masks.to_str().unwrap(),
+    ]);
+    let out = dwlth(&[
+        "masks",
+        "report",
+        r34_masks.to_str().unwrap(),
+        "--weights",
+        w,
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("layer1.2.conv1.weight"), "{stderr}");
+
+    let text = ok(&["masks", "compare", m, m]);
+    assert!(text.contains("= 1.0000"), "{text}");
+    let png = dir.path().join("h.png");
+    ok(&["masks", "heatmap", m, "--output", png.to_str().unwrap()]);
+    assert!(png.exists());
+    for bad in ["1.0", "-0.5", "nan"] {
+        let flag = format!("--sparsity={bad}");
+        let out = dwlth(&["prune", &flag, "--weights", w, "--output", m]);
+        assert!(!out.status.success(), "{bad}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("outside [0, 1)"),
+            "{bad}"
+        );
+    }
+}
