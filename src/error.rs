@@ -10,6 +10,10 @@ pub enum DwlthError {
     #[error(transparent)]
     Model(#[from] dwlth_models::ModelError),
 
+    /// From the attack and training crate.
+    #[error(transparent)]
+    Adv(#[from] dwlth_adv::AdvError),
+
     /// From the pruning crate (masks, criteria, IMP).
     #[error(transparent)]
     Prune(#[from] dwlth_prune::PruneError),

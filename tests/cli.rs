@@ -316,3 +316,134 @@ fn prune_and_report_match_pytorch_counts() {
         );
     }
 }
+
+/// The golden CIFAR-stem ResNet-18 of `tools/golden.py`, saved in the project's format.
+fn golden_cifar_weights(dir: &Path) -> PathBuf {
+    let dict = StateDict::read(golden("r18_cifar_w4.safetensors")).unwrap();
+    let keep = dict
+        .tensors()
+        .iter()
+        .filter(|(k, _)| {
+            !["after_train.", "logits", "input", "labels", "loss"]
+                .iter()
+                .any(|p| k.starts_with(p))
+        })
+        .map(|(k, t)| (k.clone(), t.clone()))
+        .collect();
+    let dict = dict.with_tensors(keep);
+    let config = dwlth::models::ResNetConfig::infer(dwlth::models::Arch::ResNet18, &dict)
+        .unwrap()
+        .with_normalize(dwlth::models::NormalizeConfig::identity(3));
+    let model = config.try_init(&burn::tensor::Device::flex()).unwrap();
+    let (model, _) = dwlth::models::io::load_state(model, &dict, Vec::new()).unwrap();
+    let path = dir.join("r18_cifar.safetensors");
+    dwlth::models::io::save_resnet(&model, &path).unwrap();
+    path
+}
+
+#[test]
+fn eval_reports_pytorch_accuracies() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = golden_cifar_weights(dir.path());
+    let w = weights.to_str().unwrap();
+    let data = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("crates/dwlth-adv/tests/golden/r18_cifar_w4_attacks.safetensors");
+    let d = data.to_str().unwrap();
+    let reference = StateDict::read(&data).unwrap();
+    let run = |extra: &[&str]| -> serde_json::Value {
+        let mut args = vec![
+            "eval",
+            "--weights",
+            w,
+            "--input",
+            d,
+            "--num-classes",
+            "10",
+            "--json",
+        ];
+        args.extend(extra);
+        serde_json::from_str(&ok(&args)).unwrap()
+    };
+    let clean = run(&["--attack", "none"]);
+    assert_eq!(clean["n"], 16);
+    assert_eq!(
+        clean["sa"].as_f64().unwrap() as f32,
+        reference.values("acc_clean").unwrap()[0]
+    );
+    assert!(clean["ra"].is_null());
+    let fgsm = run(&["--attack", "fgsm", "--eps", "8/255"]);
+    assert_eq!(
+        fgsm["ra"].as_f64().unwrap() as f32,
+        reference.values("acc_fgsm").unwrap()[0]
+    );
+    let pgd = run(&[
+        "--attack",
+        "pgd",
+        "--steps",
+        "10",
+        "--random-start",
+        "false",
+    ]);
+    assert_eq!(
+        pgd["ra"].as_f64().unwrap() as f32,
+        reference.values("acc_pgd10").unwrap()[0]
+    );
+    let limited = run(&["--attack", "none", "--limit", "4"]);
+    assert_eq!(limited["n"], 4);
+
+    for (extra, needle) in [
+        (vec!["--eps=-1/255"], "non-negative"),
+        (vec!["--steps", "0"], "at least one step"),
+        (vec!["--attack", "cw"], "unknown --attack"),
+        (vec!["--labels-tensor", "nothing"], "no label tensor"),
+        (vec!["--num-classes", "3"], "10-class head"),
+    ] {
+        let mut args = vec!["eval", "--weights", w, "--input", d];
+        args.extend(extra.iter().copied());
+        let out = dwlth(&args);
+        assert!(!out.status.success(), "{extra:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(needle), "{extra:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+    // Labels out of range.
+    let bad = dir.path().join("bad.safetensors");
+    let images = reference.values("input").unwrap();
+    let labels: Vec<f32> = (0..16).map(|i| if i == 5 { 12.0 } else { 1.0 }).collect();
+    dwlth::commands::predict::write_tensor(&bad, "input", &[16, 3, 32, 32], &images).unwrap();
+    let both = dir.path().join("both.safetensors");
+    {
+        let dict = StateDict::read(&bad).unwrap();
+        let x = dict.values("input").unwrap();
+        let to_bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        let (xb, yb) = (to_bytes(&x), to_bytes(&labels));
+        let views = vec![
+            (
+                "input",
+                safetensors::tensor::TensorView::new(
+                    safetensors::Dtype::F32,
+                    vec![16, 3, 32, 32],
+                    &xb,
+                )
+                .unwrap(),
+            ),
+            (
+                "labels",
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![16], &yb)
+                    .unwrap(),
+            ),
+        ];
+        std::fs::write(&both, safetensors::serialize(views, None).unwrap()).unwrap();
+    }
+    let out = dwlth(&[
+        "eval",
+        "--weights",
+        w,
+        "--input",
+        both.to_str().unwrap(),
+        "--attack",
+        "none",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("label 12 of example 5"));
+}

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use dwlth::commands::{demo, import, predict, prune};
+use dwlth::commands::{demo, eval, import, predict, prune};
 use dwlth::models::io::{CheckpointFormat, ImportOptions};
 use dwlth::models::{Arch, DeviceSpec, NormalizeConfig};
 
@@ -61,6 +61,14 @@ enum Command {
         /// Images per forward pass.
         #[arg(long, default_value_t = 32)]
         batch_size: usize,
+        /// Compute device: cpu, cuda[:N], wgpu.
+        #[arg(long, default_value = "cpu", value_parser = parse::<DeviceSpec>)]
+        device: DeviceSpec,
+    },
+    /// Standard and robust accuracy (SA / RA) of saved weights on labelled images.
+    Eval {
+        #[command(flatten)]
+        args: eval::EvalArgs,
         /// Compute device: cpu, cuda[:N], wgpu.
         #[arg(long, default_value = "cpu", value_parser = parse::<DeviceSpec>)]
         device: DeviceSpec,
@@ -151,6 +159,28 @@ fn run(cli: Cli) -> dwlth::Result<()> {
             };
             let shape = predict::run(&weights, &input, &output, &options)?;
             say!("wrote logits {shape:?} to {}", output.display());
+        }
+        Command::Eval { args, device } => {
+            let report = eval::run(&args, device)?;
+            if args.json {
+                let value = serde_json::json!({
+                    "sa": report.sa,
+                    "ra": report.ra,
+                    "n": report.n,
+                    "per_class_sa": report.clean.per_class(),
+                    "per_class_ra": report.adversarial.as_ref().map(|t| t.per_class()),
+                });
+                say!(
+                    "{}",
+                    serde_json::to_string_pretty(&value).unwrap_or_default()
+                );
+            } else {
+                say!("n = {}", report.n);
+                say!("SA = {:.2}%", 100.0 * report.sa);
+                if let Some(ra) = report.ra {
+                    say!("RA = {:.2}%", 100.0 * ra);
+                }
+            }
         }
         Command::Prune { args, device } => {
             let report = prune::prune(&args, device)?;

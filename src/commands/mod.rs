@@ -1,6 +1,7 @@
 //! The `dwlth` command-line tool's commands, callable from Rust as well.
 
 pub mod demo;
+pub mod eval;
 pub mod import;
 pub mod predict;
 pub mod prune;

@@ -1,0 +1,136 @@
+//! Standard and robust accuracy (SA / RA), per class, and transfer attacks.
+
+use burn::tensor::{Int, Tensor};
+use serde::Serialize;
+
+use crate::attack::Attack;
+use crate::classifier::Classifier;
+use crate::error::{AdvError, Result};
+
+/// Predicted classes of `images` under `model` (evaluated as given: pass an eval-mode view).
+pub fn predict<C: Classifier>(model: &C, images: Tensor<4>) -> Tensor<1, Int> {
+    let logits = model.logits(images.autodiff()).without_autodiff();
+    let [n, _] = logits.dims();
+    logits.argmax(1).reshape([n])
+}
+
+fn host_ints(t: Tensor<1, Int>) -> Vec<i64> {
+    t.into_data().try_to_vec_as::<i64>().unwrap_or_default()
+}
+
+/// Accuracy counts, overall and per class.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Tally {
+    /// Correct predictions.
+    pub correct: usize,
+    /// Examples.
+    pub total: usize,
+    /// Correct predictions per class.
+    pub per_class_correct: Vec<usize>,
+    /// Examples per class.
+    pub per_class_total: Vec<usize>,
+}
+
+impl Tally {
+    fn new(classes: usize) -> Self {
+        Self {
+            per_class_correct: vec![0; classes],
+            per_class_total: vec![0; classes],
+            ..Self::default()
+        }
+    }
+
+    fn add(&mut self, predicted: &[i64], labels: &[i64]) {
+        for (p, y) in predicted.iter().zip(labels) {
+            let y = *y as usize;
+            self.total += 1;
+            self.per_class_total[y] += 1;
+            if p == &(y as i64) {
+                self.correct += 1;
+                self.per_class_correct[y] += 1;
+            }
+        }
+    }
+
+    /// Accuracy in `[0, 1]` (0 for no examples).
+    pub fn accuracy(&self) -> f64 {
+        self.correct as f64 / self.total.max(1) as f64
+    }
+
+    /// Accuracy of each class (`None` for classes without examples).
+    pub fn per_class(&self) -> Vec<Option<f64>> {
+        self.per_class_correct
+            .iter()
+            .zip(&self.per_class_total)
+            .map(|(c, t)| (*t > 0).then(|| *c as f64 / *t as f64))
+            .collect()
+    }
+}
+
+/// SA and, with an attack, RA of a model on a set of batches.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EvalReport {
+    /// Examples.
+    pub n: usize,
+    /// Standard accuracy.
+    pub sa: f64,
+    /// Robust accuracy under the attack (if one was given).
+    pub ra: Option<f64>,
+    /// Clean counts.
+    pub clean: Tally,
+    /// Adversarial counts.
+    pub adversarial: Option<Tally>,
+}
+
+/// Checks labels against the number of classes, naming the first bad one.
+pub fn check_labels(labels: &[i64], classes: usize) -> Result<()> {
+    if let Some((i, y)) = labels
+        .iter()
+        .enumerate()
+        .find(|(_, y)| **y < 0 || **y as usize >= classes)
+    {
+        return Err(AdvError::InvalidInput(format!(
+            "label {y} of example {i} is outside 0..{classes}"
+        )));
+    }
+    Ok(())
+}
+
+/// Evaluates `model` (an eval-mode view on an autodiff device, see
+/// [`AttackMode::view`](crate::AttackMode::view)) on `batches`: SA always, RA under `attack`
+/// if given. Adversarial examples are crafted on `source` when given (a transfer, black-box
+/// attack), on `model` itself otherwise.
+pub fn evaluate<C, I>(
+    model: &C,
+    batches: I,
+    attack: Option<&Attack>,
+    source: Option<&C>,
+    classes: usize,
+) -> Result<EvalReport>
+where
+    C: Classifier,
+    I: IntoIterator<Item = (Tensor<4>, Tensor<1, Int>)>,
+{
+    if let Some(a) = attack {
+        a.validate()?;
+    }
+    let mut clean = Tally::new(classes);
+    let mut adversarial = attack.map(|_| Tally::new(classes));
+    for (images, labels) in batches {
+        let y = host_ints(labels.clone());
+        check_labels(&y, classes)?;
+        clean.add(&host_ints(predict(model, images.clone())), &y);
+        if let (Some(attack), Some(tally)) = (attack, adversarial.as_mut()) {
+            let crafter = source.unwrap_or(model);
+            let xa = attack.perturb(crafter, images, labels)?;
+            tally.add(&host_ints(predict(model, xa)), &y);
+        }
+    }
+    Ok(EvalReport {
+        n: clean.total,
+        sa: clean.accuracy(),
+        ra: adversarial.as_ref().map(Tally::accuracy),
+        clean,
+        adversarial,
+    })
+}

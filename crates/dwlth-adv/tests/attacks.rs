@@ -1,0 +1,174 @@
+//! Properties of the attacks: constraints, restarts, eval-mode purity, argument errors, and the
+//! gradient-masking sanity suite.
+
+use burn::tensor::{Device, Distribution, Int, Tensor};
+use dwlth_adv::{evaluate, parse_fraction, sanity_checks, AdvError, Attack, AttackMode, Norm};
+use dwlth_models::io::resnet_tensors;
+use dwlth_models::{Arch, ResNet, ResNetConfig, Stem};
+
+fn tiny(device: &Device, seed: u64) -> ResNet {
+    device.seed(seed);
+    ResNetConfig::new(Arch::ResNet18)
+        .with_width(2)
+        .with_stem(Stem::Cifar)
+        .with_num_classes(4)
+        .init(device)
+}
+
+fn batch(device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
+    let x = Tensor::<4>::random([6, 3, 8, 8], Distribution::Uniform(0.0, 1.0), device);
+    let y = Tensor::<1, Int>::from_ints([0, 1, 2, 3, 0, 1], device);
+    (x, y)
+}
+
+fn max_abs(t: Tensor<4>) -> f32 {
+    t.abs().max().into_scalar::<f32>()
+}
+
+#[test]
+fn perturbations_respect_the_threat_model() {
+    let device = Device::flex().autodiff();
+    let model = AttackMode::Eval.view(&tiny(&device, 1));
+    let (x, y) = batch(&device);
+    let xp = x.clone().without_autodiff();
+    for attack in [
+        Attack::fgsm(8.0 / 255.0),
+        Attack::fgsm_rs(8.0 / 255.0, 10.0 / 255.0),
+        Attack::pgd(8.0 / 255.0, 2.0 / 255.0, 5),
+    ] {
+        let xa = attack.perturb(&model, x.clone(), y.clone()).unwrap();
+        assert!(
+            max_abs(xa.clone() - xp.clone()) <= 8.0 / 255.0 + 1e-6,
+            "{attack:?}"
+        );
+        assert!(xa.clone().min().into_scalar::<f32>() >= 0.0);
+        assert!(xa.max().into_scalar::<f32>() <= 1.0);
+    }
+    let l2 = Attack {
+        norm: Norm::L2,
+        eps: 0.3,
+        alpha: 0.1,
+        steps: 5,
+        restarts: 1,
+        random_start: true,
+    };
+    let xa = l2.perturb(&model, x.clone(), y).unwrap();
+    let [n, _, _, _] = xa.dims();
+    let norms = (xa - xp).square().reshape([n as i32, -1]).sum_dim(1).sqrt();
+    assert!(norms.max().into_scalar::<f32>() <= 0.3 + 1e-5);
+}
+
+#[test]
+fn restarts_never_help_the_model_and_eval_mode_keeps_statistics() {
+    let device = Device::flex().autodiff();
+    let net = tiny(&device, 2);
+    let before = resnet_tensors(&net);
+    let model = AttackMode::Eval.view(&net);
+    let (x, y) = batch(&device);
+    let one = Attack {
+        restarts: 1,
+        ..Attack::pgd(4.0 / 255.0, 1.0 / 255.0, 3)
+    };
+    let five = Attack {
+        restarts: 5,
+        ..one.clone()
+    };
+    device.seed(5);
+    let ra1 = evaluate(&model, [(x.clone(), y.clone())], Some(&one), None, 4)
+        .unwrap()
+        .ra
+        .unwrap();
+    device.seed(5);
+    let ra5 = evaluate(&model, [(x, y)], Some(&five), None, 4)
+        .unwrap()
+        .ra
+        .unwrap();
+    assert!(ra5 <= ra1, "restarts raised RA: {ra1} -> {ra5}");
+    assert_eq!(
+        resnet_tensors(&net),
+        before,
+        "an eval-mode attack changed the model"
+    );
+}
+
+#[test]
+fn train_mode_attacks_update_running_statistics() {
+    let device = Device::flex().autodiff();
+    let net = tiny(&device, 3);
+    let before = resnet_tensors(&net);
+    let view = AttackMode::Train.view(&net);
+    let (x, y) = batch(&device);
+    Attack::pgd(8.0 / 255.0, 2.0 / 255.0, 2)
+        .perturb(&view, x, y)
+        .unwrap();
+    assert_ne!(
+        resnet_tensors(&net),
+        before,
+        "train mode should move the running statistics"
+    );
+}
+
+#[test]
+fn bad_arguments_are_errors() {
+    let device = Device::flex().autodiff();
+    let model = AttackMode::Eval.view(&tiny(&device, 4));
+    let (x, y) = batch(&device);
+    let bad = [
+        Attack {
+            eps: -0.1,
+            ..Attack::fgsm(0.1)
+        },
+        Attack {
+            steps: 0,
+            ..Attack::pgd(0.1, 0.01, 1)
+        },
+        Attack {
+            restarts: 0,
+            ..Attack::pgd(0.1, 0.01, 1)
+        },
+        Attack {
+            alpha: f64::NAN,
+            ..Attack::pgd(0.1, 0.01, 1)
+        },
+    ];
+    for a in bad {
+        let err = a.perturb(&model, x.clone(), y.clone()).unwrap_err();
+        assert!(
+            matches!(err, AdvError::InvalidSetting { .. }),
+            "{a:?}: {err}"
+        );
+    }
+    let wrong = Tensor::<1, Int>::from_ints([0, 1, 2, 9, 0, 1], &device);
+    let err = evaluate(&model, [(x.clone(), wrong)], None, None, 4).unwrap_err();
+    assert!(err.to_string().contains("label 9 of example 3"), "{err}");
+    let short = Tensor::<1, Int>::from_ints([0, 1], &device);
+    assert!(Attack::fgsm(0.1).perturb(&model, x.clone(), short).is_err());
+    let plain = tiny(&Device::flex(), 4);
+    let err = Attack::fgsm(0.1)
+        .perturb(
+            &plain,
+            x.without_autodiff(),
+            Tensor::<1, Int>::from_ints([0, 1, 2, 3, 0, 1], &Device::flex()),
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("autodiff"), "{err}");
+    assert!(parse_fraction("8/255").is_ok() && parse_fraction("x/2").is_err());
+}
+
+#[test]
+fn sanity_suite_passes_on_an_honest_model() {
+    let device = Device::flex().autodiff();
+    let net = tiny(&device, 6);
+    let model = AttackMode::Eval.view(&net);
+    let other = AttackMode::Eval.view(&tiny(&device, 7));
+    let (x, y) = batch(&device);
+    let attack = Attack {
+        random_start: false,
+        ..Attack::pgd(8.0 / 255.0, 2.0 / 255.0, 3)
+    };
+    let report = sanity_checks(&model, x, y, &attack, 4, Some(&other), 1e-9).unwrap();
+    for check in &report.checks {
+        assert!(check.passed, "{}: {}", check.name, check.detail);
+    }
+    assert_eq!(report.checks.len(), 5);
+}

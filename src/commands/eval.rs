@@ -1,0 +1,182 @@
+//! `dwlth eval`: standard and robust accuracy of saved weights.
+
+use std::path::PathBuf;
+
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use dwlth_adv::{check_labels, evaluate, parse_fraction, Attack, AttackMode, EvalReport, Norm};
+use dwlth_models::io::{load_resnet, StateDict};
+use dwlth_models::{Arch, DeviceSpec};
+
+use crate::commands::predict::read_images;
+use crate::error::{DwlthError, Result};
+
+/// Arguments of `dwlth eval`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct EvalArgs {
+    /// Architecture (checked against the weights file).
+    #[arg(long)]
+    pub arch: Option<String>,
+    /// Expected number of classes (checked against the head).
+    #[arg(long)]
+    pub num_classes: Option<usize>,
+    /// Weights written by `dwlth import` or the library.
+    #[arg(long)]
+    pub weights: PathBuf,
+    /// Safetensors file holding images [N, C, H, W] in [0, 1] and their labels.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Image tensor name (default: `input`, or the file's only float image tensor).
+    #[arg(long)]
+    pub tensor: Option<String>,
+    /// Label tensor name.
+    #[arg(long, default_value = "labels")]
+    pub labels_tensor: String,
+    /// Evaluate only the first N examples.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// none, fgsm, pgd.
+    #[arg(long, default_value = "pgd")]
+    pub attack: String,
+    /// linf or l2.
+    #[arg(long, default_value = "linf")]
+    pub norm: String,
+    /// Radius, e.g. 8/255.
+    #[arg(long, default_value = "8/255")]
+    pub eps: String,
+    /// Step size, e.g. 2/255 (FGSM: ε).
+    #[arg(long, default_value = "2/255")]
+    pub alpha: String,
+    /// PGD steps.
+    #[arg(long, default_value_t = 20)]
+    pub steps: usize,
+    /// Independent runs; the worst case per example is kept.
+    #[arg(long, default_value_t = 1)]
+    pub restarts: usize,
+    /// Random start in the ε-ball.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub random_start: bool,
+    /// Seed of the random starts.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Images per batch.
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// Print JSON: {"sa", "ra", "n", ...}.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The attack the arguments describe (`None` for `--attack none`).
+pub fn attack(args: &EvalArgs) -> Result<Option<Attack>> {
+    let eps = parse_fraction(&args.eps)?;
+    let alpha = parse_fraction(&args.alpha)?;
+    let norm: Norm = args.norm.parse()?;
+    let attack = match args.attack.trim().to_ascii_lowercase().as_str() {
+        "none" => return Ok(None),
+        "fgsm" => Attack {
+            norm,
+            random_start: false,
+            ..Attack::fgsm(eps)
+        },
+        "pgd" => Attack {
+            norm,
+            eps,
+            alpha,
+            steps: args.steps,
+            restarts: args.restarts,
+            random_start: args.random_start,
+        },
+        other => {
+            return Err(DwlthError::InvalidArgument(format!(
+                "unknown --attack `{other}`; expected none, fgsm or pgd"
+            )))
+        }
+    };
+    attack.validate()?;
+    Ok(Some(attack))
+}
+
+fn labels(path: &std::path::Path, name: &str) -> Result<Vec<i64>> {
+    let dict = StateDict::read(path)?;
+    let raw = dict.get(name).ok_or_else(|| {
+        DwlthError::InvalidArgument(format!(
+            "`{}` has no label tensor `{name}` (tensors: {})",
+            path.display(),
+            dict.tensors()
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    })?;
+    if raw.shape().len() != 1 {
+        return Err(DwlthError::InvalidArgument(format!(
+            "labels `{name}` must be 1-D, not {:?}",
+            raw.shape()
+        )));
+    }
+    let values = dict.values(name)?;
+    if let Some(v) = values.iter().find(|v| v.fract() != 0.0) {
+        return Err(DwlthError::InvalidArgument(format!(
+            "label {v} is not an integer"
+        )));
+    }
+    Ok(values.iter().map(|v| *v as i64).collect())
+}
+
+/// Runs the evaluation.
+pub fn run(args: &EvalArgs, device: DeviceSpec) -> Result<EvalReport> {
+    let attack = attack(args)?;
+    let device: Device = device.device()?.autodiff();
+    device.seed(args.seed);
+    let arch = args.arch.as_deref().map(str::parse::<Arch>).transpose()?;
+    let (model, _) = load_resnet(&args.weights, arch, &device)?;
+    let classes = model.num_classes();
+    if let Some(k) = args.num_classes {
+        if k != classes {
+            return Err(DwlthError::InvalidArgument(format!(
+                "--num-classes {k} but the weights have a {classes}-class head"
+            )));
+        }
+    }
+    let (shape, images) = read_images(&args.input, args.tensor.as_deref())?;
+    let mut y = labels(&args.input, &args.labels_tensor)?;
+    let [mut n, c, h, w] = <[usize; 4]>::try_from(shape)
+        .map_err(|_| DwlthError::InvalidArgument("images must be 4-D".into()))?;
+    if y.len() != n {
+        return Err(DwlthError::InvalidArgument(format!(
+            "{n} images but {} labels",
+            y.len()
+        )));
+    }
+    if let Some(limit) = args.limit {
+        n = n.min(limit);
+        y.truncate(n);
+    }
+    check_labels(&y, classes)?;
+    if c != model.in_channels() {
+        return Err(DwlthError::InvalidArgument(format!(
+            "images have {c} channel(s), the model takes {}",
+            model.in_channels()
+        )));
+    }
+    let per = c * h * w;
+    let bs = args.batch_size.max(1);
+    let batches = (0..n).step_by(bs).map(|start| {
+        let end = (start + bs).min(n);
+        let x = Tensor::<4>::from_data(
+            TensorData::new(
+                images[start * per..end * per].to_vec(),
+                [end - start, c, h, w],
+            ),
+            &device,
+        );
+        let l = Tensor::<1, Int>::from_data(
+            TensorData::new(y[start..end].to_vec(), [end - start]),
+            &device,
+        );
+        (x, l)
+    });
+    let view = AttackMode::Eval.view(&model);
+    Ok(evaluate(&view, batches, attack.as_ref(), None, classes)?)
+}
