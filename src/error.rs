@@ -10,6 +10,10 @@ pub enum DwlthError {
     #[error(transparent)]
     Model(#[from] dwlth_models::ModelError),
 
+    /// From the data crate (formats, downloads, subsets).
+    #[error(transparent)]
+    Data(#[from] dwlth_data::DataError),
+
     /// From the attack and training crate.
     #[error(transparent)]
     Adv(#[from] dwlth_adv::AdvError),

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use dwlth::commands::{demo, eval, import, predict, prune};
+use dwlth::commands::{data, demo, eval, import, predict, prune};
 use dwlth::models::io::{CheckpointFormat, ImportOptions};
 use dwlth::models::{Arch, DeviceSpec, NormalizeConfig};
 
@@ -86,6 +86,9 @@ enum Command {
         #[command(subcommand)]
         command: prune::MasksCommand,
     },
+    /// Inspect and download datasets.
+    #[command(subcommand)]
+    Data(data::DataCommand),
     /// Offline demonstration: import a PyTorch checkpoint, compare with PyTorch, predict.
     Demo {
         /// Architecture of the full-size part.
@@ -195,6 +198,7 @@ fn run(cli: Cli) -> dwlth::Result<()> {
             }
         }
         Command::Masks { command } => say!("{}", prune::masks(&command, DeviceSpec::Cpu)?),
+        Command::Data(cmd) => data::run(cmd)?,
         Command::Demo {
             arch,
             images,

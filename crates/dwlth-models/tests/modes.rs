@@ -106,3 +106,29 @@ fn independent_copies_do_not_share_running_stats() {
         }
     }
 }
+
+#[test]
+fn a_frozen_backbone_trains_only_the_head() {
+    let device = Device::flex().autodiff();
+    let model = ResNetConfig::new(Arch::ResNet18)
+        .with_width(2)
+        .with_stem(Stem::Cifar)
+        .with_num_classes(3)
+        .init(&device)
+        .freeze_backbone();
+    let stats = running_stats(&model);
+    let x = Tensor::<4>::random([2, 3, 8, 8], Distribution::Uniform(0.0, 1.0), &device);
+    let y = Tensor::<1, Int>::from_ints([0, 2], &device);
+    let loss = CrossEntropyLossConfig::new()
+        .init(&device)
+        .forward(model.forward(x), y);
+    let grads = loss.backward();
+    assert!(model.fc.weight.grad(&grads).is_some());
+    assert!(model.conv1.weight.grad(&grads).is_none());
+    assert!(model.layer4[1].conv2.weight.grad(&grads).is_none());
+    assert_eq!(
+        running_stats(&model),
+        stats,
+        "a frozen backbone's BatchNorm moved"
+    );
+}

@@ -15,8 +15,7 @@ use std::fmt::Display;
 use std::path::{Path, PathBuf};
 
 use burn::module::Module;
-use burn::store::{ModuleSnapshot, SafetensorsStore};
-use dwlth_models::io::atomic_write;
+use dwlth_models::io::{atomic_write, load_module, save_module};
 use dwlth_models::mode::independent_copy;
 use serde::{Deserialize, Serialize};
 
@@ -223,48 +222,12 @@ impl Imp {
     }
 }
 
-/// Saves every tensor of `model` (running statistics synchronised) to safetensors, atomically.
+/// Saves every tensor of `model` (running statistics synchronised), atomically.
 pub fn save_weights<M: Module>(model: &M, path: &Path) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| PruneError::Io {
-        path: dir.to_path_buf(),
-        source: e,
-    })?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        path.file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default(),
-        std::process::id()
-    ));
-    let mut store = SafetensorsStore::from_file(&tmp);
-    model
-        .valid()
-        .save_into(&mut store)
-        .map_err(|e| PruneError::Format {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
-    std::fs::rename(&tmp, path).map_err(|e| PruneError::Io {
-        path: path.to_path_buf(),
-        source: e,
-    })
+    Ok(save_module(model, path)?)
 }
 
 /// Loads weights saved by [`save_weights`] into `model`; every tensor must match.
 pub fn load_weights<M: Module>(model: &mut M, path: &Path) -> Result<()> {
-    let mut store = SafetensorsStore::from_file(path);
-    let result = model
-        .load_from(&mut store)
-        .map_err(|e| PruneError::Format {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
-    if !result.errors.is_empty() || !result.missing.is_empty() {
-        return Err(PruneError::Format {
-            path: path.to_path_buf(),
-            reason: format!("{result}"),
-        });
-    }
-    Ok(())
+    Ok(load_module(model, path)?)
 }

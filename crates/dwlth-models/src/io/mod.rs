@@ -11,6 +11,7 @@ mod export;
 mod formats;
 mod keys;
 mod load;
+mod module_file;
 mod state_dict;
 
 pub use atomic::atomic_write;
@@ -18,4 +19,5 @@ pub use export::{resnet_tensors, save_resnet, RESNET_FILE_FORMAT};
 pub use formats::CheckpointFormat;
 pub use keys::{torch_key, PathStack};
 pub use load::{import_resnet, load_resnet, load_state, ImportOptions, ImportReport};
+pub use module_file::{load_module, save_module};
 pub use state_dict::{RawTensor, StateDict};

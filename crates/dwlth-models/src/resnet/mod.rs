@@ -235,6 +235,15 @@ impl ResNet {
         })
     }
 
+    /// Prepares linear evaluation: every layer but the head is frozen (no gradients, BatchNorm
+    /// on its running statistics), so training updates only `fc`.
+    pub fn freeze_backbone(self) -> Self {
+        crate::mode::materialize(&self);
+        let fc = self.fc.clone();
+        let frozen = self.freeze();
+        Self { fc, ..frozen }
+    }
+
     /// Every convolution with its torchvision path (`conv1`, `layer1.0.conv2`,
     /// `layer2.0.downsample.0`, ...), in forward order.
     pub fn convolutions(&self) -> Vec<(String, &MaskedConv2d)> {

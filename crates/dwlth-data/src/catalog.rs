@@ -1,0 +1,276 @@
+//! The datasets by name: parsing names, their splits, loading a split from a root folder and
+//! summarising a root (sizes, classes, per-class counts) for `dwlth data info`.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::Serialize;
+
+use crate::dataset::ImageDataset;
+use crate::error::{DataError, Result};
+use crate::formats::cifar::{load_cifar10, load_cifar100, Cifar100Label};
+use crate::formats::folder::ImageFolder;
+use crate::formats::idx::{load_idx, IdxDataset};
+use crate::formats::svhn::load_svhn;
+use crate::formats::Split;
+use crate::transforms::stats::{
+    ChannelStats, CIFAR100_STATS, CIFAR10_STATS, IMAGENET_STATS, SVHN_STATS,
+};
+
+/// A dataset the crate knows how to read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DatasetKind {
+    /// CIFAR-10, binary version.
+    Cifar10,
+    /// CIFAR-100, binary version, fine labels.
+    Cifar100,
+    /// SVHN format 2 (cropped digits, `.mat`).
+    Svhn,
+    /// MNIST (IDX).
+    Mnist,
+    /// Fashion-MNIST (IDX).
+    FashionMnist,
+    /// A folder of class folders (ImageNet layout: `train/`, `val/`).
+    Folder,
+}
+
+impl DatasetKind {
+    /// Every kind, in display order.
+    pub const ALL: [Self; 6] = [
+        Self::Cifar10,
+        Self::Cifar100,
+        Self::Svhn,
+        Self::Mnist,
+        Self::FashionMnist,
+        Self::Folder,
+    ];
+
+    /// The canonical name (also the cache sub-folder).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Cifar10 => "cifar10",
+            Self::Cifar100 => "cifar100",
+            Self::Svhn => "svhn",
+            Self::Mnist => "mnist",
+            Self::FashionMnist => "fashion-mnist",
+            Self::Folder => "folder",
+        }
+    }
+
+    /// The splits the dataset publishes (a folder: those of its `train/`, `val/`, `test/`
+    /// sub-folders that exist, else the whole folder as [`Split::All`]).
+    pub fn splits(self) -> &'static [Split] {
+        match self {
+            Self::Svhn => &[Split::Train, Split::Test, Split::Extra],
+            Self::Folder => &[Split::Train, Split::Val, Split::Test, Split::All],
+            _ => &[Split::Train, Split::Test],
+        }
+    }
+
+    /// The per-channel statistics the papers' code normalises with, where it has them.
+    pub fn stats(self) -> Option<ChannelStats> {
+        match self {
+            Self::Cifar10 => Some(CIFAR10_STATS),
+            Self::Cifar100 => Some(CIFAR100_STATS),
+            Self::Svhn => Some(SVHN_STATS),
+            Self::Folder => Some(IMAGENET_STATS),
+            Self::Mnist | Self::FashionMnist => None,
+        }
+    }
+
+    /// Loads `split` from `root` into memory. Folders are decoded and must hold images of one
+    /// size (use [`ImageFolder::load`] with a size to resize).
+    pub fn load(self, root: &Path, split: Split) -> Result<ImageDataset> {
+        match self {
+            Self::Cifar10 => load_cifar10(root, split),
+            Self::Cifar100 => load_cifar100(root, split, Cifar100Label::Fine),
+            Self::Svhn => load_svhn(root, split),
+            Self::Mnist => load_idx(IdxDataset::Mnist, root, split),
+            Self::FashionMnist => load_idx(IdxDataset::FashionMnist, root, split),
+            Self::Folder => folder_split(root, split)?.load(None),
+        }
+    }
+}
+
+impl fmt::Display for DatasetKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for DatasetKind {
+    type Err = DataError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        let key: String = s
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .collect::<String>()
+            .to_ascii_lowercase();
+        Ok(match key.as_str() {
+            "cifar10" => Self::Cifar10,
+            "cifar100" => Self::Cifar100,
+            "svhn" => Self::Svhn,
+            "mnist" => Self::Mnist,
+            "fashionmnist" | "fmnist" => Self::FashionMnist,
+            "folder" | "imagefolder" | "imagenet" => Self::Folder,
+            _ => {
+                return Err(DataError::invalid(format!(
+                    "unknown dataset `{s}`; known: {}",
+                    Self::ALL.map(Self::name).join(", ")
+                )))
+            }
+        })
+    }
+}
+
+/// The folder of one split of an image-folder dataset, scanned. `train/`, `val/`, `test/`
+/// use the class list of `train/` when it exists, so labels agree across splits.
+pub fn folder_split(root: &Path, split: Split) -> Result<ImageFolder> {
+    let dir: PathBuf = match split {
+        Split::All => root.to_path_buf(),
+        Split::Train | Split::Val | Split::Test => root.join(split.name()),
+        Split::Extra => {
+            return Err(DataError::invalid("image folders have no `extra` split"));
+        }
+    };
+    let train = root.join(Split::Train.name());
+    if split != Split::Train && split != Split::All && train.is_dir() {
+        let classes = ImageFolder::scan(&train)?.classes().to_vec();
+        return ImageFolder::scan_with_classes(&dir, &classes);
+    }
+    ImageFolder::scan(&dir)
+}
+
+/// Size and per-class counts of one split.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SplitSummary {
+    /// `train`, `test`, …
+    pub split: String,
+    /// Number of images.
+    pub len: usize,
+    /// Images per class, indexed by label.
+    pub label_counts: Vec<usize>,
+    /// `[C, H, W]` when all images share it (folders are not decoded: `None`).
+    pub shape: Option<[usize; 3]>,
+}
+
+/// What `dwlth data info` reports.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    /// Dataset name.
+    pub dataset: String,
+    /// The folder read.
+    pub root: PathBuf,
+    /// Number of classes.
+    pub num_classes: usize,
+    /// Class names, label order.
+    pub classes: Vec<String>,
+    /// The splits found.
+    pub splits: Vec<SplitSummary>,
+}
+
+/// Reads every split of `kind` present under `root`. Missing optional splits (SVHN `extra`,
+/// folder `val`/`test`) are left out; any other missing file is an error.
+pub fn summarize(kind: DatasetKind, root: &Path) -> Result<Summary> {
+    let mut splits = Vec::new();
+    let mut classes = Vec::new();
+    for &split in kind.splits() {
+        let found = match kind {
+            DatasetKind::Folder => {
+                let dir = match split {
+                    Split::All => root.to_path_buf(),
+                    _ => root.join(split.name()),
+                };
+                // `All` only when there is no train/val/test layout.
+                let layered = ["train", "val", "test"]
+                    .iter()
+                    .any(|s| root.join(s).is_dir());
+                if !dir.is_dir() || (split == Split::All && layered) {
+                    continue;
+                }
+                let f = folder_split(root, split)?;
+                Some((f.classes().to_vec(), f.label_counts(), f.len(), None))
+            }
+            _ => match kind.load(root, split) {
+                Ok(ds) => Some((
+                    ds.classes().to_vec(),
+                    ds.label_counts(),
+                    ds.len(),
+                    Some(ds.shape()),
+                )),
+                Err(DataError::Missing { .. }) if split == Split::Extra => None,
+                Err(e) => return Err(e),
+            },
+        };
+        if let Some((names, label_counts, len, shape)) = found {
+            if classes.is_empty() {
+                classes = names;
+            }
+            splits.push(SplitSummary {
+                split: split.name().into(),
+                len,
+                label_counts,
+                shape,
+            });
+        }
+    }
+    if splits.is_empty() {
+        return Err(DataError::Empty {
+            path: root.to_path_buf(),
+            what: format!("{kind} data"),
+        });
+    }
+    Ok(Summary {
+        dataset: kind.name().into(),
+        root: root.to_path_buf(),
+        num_classes: classes.len(),
+        classes,
+        splits,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_parse_loosely() {
+        for (s, k) in [
+            ("CIFAR-10", DatasetKind::Cifar10),
+            ("cifar100", DatasetKind::Cifar100),
+            ("fashion_mnist", DatasetKind::FashionMnist),
+            ("Fashion-MNIST", DatasetKind::FashionMnist),
+            ("imagenet", DatasetKind::Folder),
+        ] {
+            assert_eq!(s.parse::<DatasetKind>().unwrap(), k);
+        }
+        for k in DatasetKind::ALL {
+            assert_eq!(k.name().parse::<DatasetKind>().unwrap(), k);
+        }
+        let e = "cifar11".parse::<DatasetKind>().unwrap_err();
+        assert!(e.to_string().contains("cifar10, cifar100"), "{e}");
+    }
+
+    #[test]
+    fn folder_splits_share_the_train_classes() {
+        let dir = tempfile::tempdir().unwrap();
+        for (split, class) in [("train", "ant"), ("train", "bee"), ("val", "bee")] {
+            let d = dir.path().join(split).join(class);
+            std::fs::create_dir_all(&d).unwrap();
+            image::RgbImage::new(3, 2).save(d.join("x.png")).unwrap();
+        }
+        let val = folder_split(dir.path(), Split::Val).unwrap();
+        assert_eq!((val.classes().len(), val.labels()), (2, vec![1]));
+        let s = summarize(DatasetKind::Folder, dir.path()).unwrap();
+        let counts: Vec<_> = s
+            .splits
+            .iter()
+            .map(|p| (p.split.as_str(), p.label_counts.clone()))
+            .collect();
+        assert_eq!(counts, [("train", vec![1, 1]), ("val", vec![0, 1])]);
+        std::fs::create_dir_all(dir.path().join("val/wasp")).unwrap();
+        assert!(folder_split(dir.path(), Split::Val).is_err());
+    }
+}
