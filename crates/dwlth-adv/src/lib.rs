@@ -9,6 +9,9 @@
 //! - [`evaluate`]: standard accuracy (SA), robust accuracy (RA, PGD-20 by default in the
 //!   papers), per class, and transfer (black-box) attacks.
 //! - [`sanity_checks`]: flags gradient masking.
+//! - [`Trainer`]: the training loop for every [`Regime`] (ST, PGD-AT, fast AT with the
+//!   catastrophic-overfitting guard, random smoothing), with schedules, best-SA/RA selection,
+//!   atomic checkpoints and resume.
 //!
 //! ```
 //! use burn::tensor::{Device, Distribution, Int, Tensor};
@@ -32,6 +35,7 @@ pub mod error;
 pub mod eval;
 pub mod fraction;
 pub mod sanity;
+pub mod train;
 
 pub use attack::{Attack, AttackMode, Norm};
 pub use classifier::Classifier;
@@ -39,3 +43,7 @@ pub use error::{AdvError, Result};
 pub use eval::{check_labels, evaluate, predict, EvalReport, Tally};
 pub use fraction::parse_fraction;
 pub use sanity::{sanity_checks, Check, SanityReport};
+pub use train::{
+    EpochBatches, EpochRecord, InMemory, LrSchedule, OverfitGuard, Regime, Schedule, TrainConfig,
+    TrainOutcome, Trainer,
+};

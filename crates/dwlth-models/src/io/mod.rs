@@ -19,5 +19,5 @@ pub use export::{resnet_tensors, save_resnet, RESNET_FILE_FORMAT};
 pub use formats::CheckpointFormat;
 pub use keys::{torch_key, PathStack};
 pub use load::{import_resnet, load_resnet, load_state, ImportOptions, ImportReport};
-pub use module_file::{load_module, save_module};
+pub use module_file::{load_module, param_ids, restore_param_ids, save_module};
 pub use state_dict::{RawTensor, StateDict};

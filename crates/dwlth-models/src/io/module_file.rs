@@ -63,3 +63,76 @@ pub fn load_module<M: Module>(module: &mut M, path: &Path) -> Result<()> {
     }
     Ok(())
 }
+
+struct IdCollector {
+    path: super::keys::PathStack,
+    ids: std::collections::BTreeMap<String, u64>,
+}
+
+impl burn::module::ModuleVisitor for IdCollector {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.path.enter(name);
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.exit();
+    }
+
+    fn visit_float<const D: usize>(
+        &mut self,
+        param: &burn::module::Param<burn::tensor::Tensor<D>>,
+    ) {
+        self.ids.insert(self.path.dotted(), param.id.val());
+    }
+}
+
+/// The parameter id of every float tensor of `module`, by module path.
+///
+/// Optimiser state (momentum buffers) is keyed by parameter id, and a model rebuilt after a
+/// restart gets fresh ids; saving these and restoring them with [`restore_param_ids`] lets a
+/// resumed run continue with its optimiser state.
+pub fn param_ids<M: Module>(module: &M) -> std::collections::BTreeMap<String, u64> {
+    let mut collector = IdCollector {
+        path: Default::default(),
+        ids: Default::default(),
+    };
+    module.visit(&mut collector);
+    collector.ids
+}
+
+struct IdRestorer<'a> {
+    path: super::keys::PathStack,
+    ids: &'a std::collections::BTreeMap<String, u64>,
+}
+
+impl burn::module::ModuleMapper for IdRestorer<'_> {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.path.enter(name);
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.exit();
+    }
+
+    fn map_float<const D: usize>(
+        &mut self,
+        param: burn::module::Param<burn::tensor::Tensor<D>>,
+    ) -> burn::module::Param<burn::tensor::Tensor<D>> {
+        match self.ids.get(&self.path.dotted()) {
+            Some(id) => {
+                let (_, value, mapper) = param.consume();
+                burn::module::Param::from_mapped_value((*id).into(), value, mapper)
+            }
+            None => param,
+        }
+    }
+}
+
+/// Gives the parameters of `module` the ids recorded by [`param_ids`] (matched by path).
+pub fn restore_param_ids<M: Module>(module: M, ids: &std::collections::BTreeMap<String, u64>) -> M {
+    let mut restorer = IdRestorer {
+        path: Default::default(),
+        ids,
+    };
+    module.map(&mut restorer)
+}

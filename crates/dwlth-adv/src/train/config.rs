@@ -1,0 +1,146 @@
+//! Typed training settings with the papers' presets.
+
+use serde::{Deserialize, Serialize};
+
+use super::regime::Regime;
+use super::schedule::{LrSchedule, Schedule};
+use crate::attack::Attack;
+use crate::error::{invalid, Result};
+
+/// Stops fast adversarial training when it overfits catastrophically (Wong et al. 2020): each
+/// epoch, robust accuracy on a held-out batch under `attack`; when it falls more than
+/// `max_drop` below its best, training stops and the last good weights are kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OverfitGuard {
+    /// The probing attack (PGD, a few steps).
+    pub attack: Attack,
+    /// Largest tolerated fall of the held-out robust accuracy, in `[0, 1]`.
+    pub max_drop: f64,
+}
+
+impl Default for OverfitGuard {
+    fn default() -> Self {
+        Self {
+            attack: Attack::pgd(8.0 / 255.0, 2.0 / 255.0, 5),
+            max_drop: 0.2,
+        }
+    }
+}
+
+impl OverfitGuard {
+    /// Whether a probe of `probe` after a best of `best` means catastrophic overfitting.
+    pub fn tripped(&self, best: f64, probe: f64) -> bool {
+        probe < best - self.max_drop
+    }
+}
+
+/// Everything a training run needs besides model and data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// Epochs.
+    pub epochs: usize,
+    /// Learning rate and its schedule.
+    pub lr: LrSchedule,
+    /// SGD momentum (dampening 0, as PyTorch).
+    pub momentum: f64,
+    /// Coupled L2 weight decay, as PyTorch's SGD.
+    pub weight_decay: f64,
+    /// What the steps learn from.
+    pub regime: Regime,
+    /// Attack for validation RA (papers: PGD-20, ε 8/255, α 2/255); `None`: SA only.
+    pub eval_attack: Option<Attack>,
+    /// First epoch (0-based) whose validation includes RA (reference code: 45 of 100).
+    #[serde(default)]
+    pub ra_from_epoch: usize,
+    /// Catastrophic-overfitting guard (for fast adversarial training).
+    #[serde(default)]
+    pub overfit_guard: Option<OverfitGuard>,
+    /// Seed of the random starts and noise.
+    #[serde(default)]
+    pub seed: u64,
+}
+
+impl TrainConfig {
+    /// Downstream CIFAR fine-tuning of paper A: 100 epochs, SGD lr 0.1 (×0.1 at 50 and 75),
+    /// momentum 0.9, weight decay 5e-4, validation RA under PGD-20 from epoch 45.
+    pub fn cifar_paper(regime: Regime) -> Self {
+        Self {
+            epochs: 100,
+            lr: LrSchedule {
+                base: 0.1,
+                schedule: Schedule::MultiStep {
+                    milestones: vec![50, 75],
+                    gamma: 0.1,
+                },
+                warmup_epochs: 0,
+            },
+            momentum: 0.9,
+            weight_decay: 5e-4,
+            regime,
+            eval_attack: Some(Attack::pgd20()),
+            ra_from_epoch: 45,
+            overfit_guard: None,
+            seed: 0,
+        }
+    }
+
+    /// Downstream SVHN fine-tuning of paper A: 80 epochs, lr 0.01 with a cosine schedule.
+    pub fn svhn_paper(regime: Regime) -> Self {
+        Self {
+            epochs: 80,
+            lr: LrSchedule {
+                base: 0.01,
+                schedule: Schedule::Cosine,
+                warmup_epochs: 0,
+            },
+            ra_from_epoch: 0,
+            ..Self::cifar_paper(regime)
+        }
+    }
+
+    /// IMP re-training of paper A: 30 epochs per round, fixed lr 5e-4, weight decay 1e-4;
+    /// clean validation only.
+    pub fn imp_retrain_paper(regime: Regime) -> Self {
+        Self {
+            epochs: 30,
+            lr: LrSchedule {
+                base: 5e-4,
+                schedule: Schedule::Constant,
+                warmup_epochs: 0,
+            },
+            weight_decay: 1e-4,
+            eval_attack: None,
+            ra_from_epoch: 0,
+            ..Self::cifar_paper(regime)
+        }
+    }
+
+    /// Checks every setting.
+    pub fn validate(&self) -> Result<()> {
+        if self.epochs == 0 {
+            return Err(invalid("epochs", 0, "train for at least one epoch"));
+        }
+        if !(self.momentum.is_finite() && (0.0..1.0).contains(&self.momentum)) {
+            return Err(invalid("momentum", self.momentum, "must be in [0, 1)"));
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return Err(invalid(
+                "weight_decay",
+                self.weight_decay,
+                "must be non-negative",
+            ));
+        }
+        self.lr.validate()?;
+        self.regime.validate()?;
+        if let Some(a) = &self.eval_attack {
+            a.validate()?;
+        }
+        if let Some(g) = &self.overfit_guard {
+            g.attack.validate()?;
+            if !(0.0..=1.0).contains(&g.max_drop) {
+                return Err(invalid("max_drop", g.max_drop, "must be in [0, 1]"));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,123 @@
+//! What the training loop reads: batches per epoch.
+
+use burn::tensor::{Device, Int, Tensor, TensorData};
+
+/// A source of training batches, epoch by epoch.
+///
+/// Implement it over Burn's data loader (see `dwlth-data`) or use [`InMemory`] for data that
+/// fits in memory.
+pub trait EpochBatches {
+    /// Batches of epoch `epoch` (shuffled as the source sees fit, reproducibly).
+    fn epoch(&mut self, epoch: usize)
+        -> Box<dyn Iterator<Item = (Tensor<4>, Tensor<1, Int>)> + '_>;
+
+    /// Batches per epoch (for the learning-rate schedule and progress).
+    fn steps_per_epoch(&self) -> usize;
+}
+
+/// Images `[N, C, H, W]` in `[0, 1]` and labels held on the host, shuffled per epoch from a seed.
+#[derive(Debug, Clone)]
+pub struct InMemory {
+    images: Vec<f32>,
+    labels: Vec<i64>,
+    shape: [usize; 3],
+    batch_size: usize,
+    seed: u64,
+    device: Device,
+}
+
+impl InMemory {
+    /// A source over `n = labels.len()` images of `shape = [C, H, W]`, in batches of
+    /// `batch_size` on `device`, reshuffled each epoch from `seed`.
+    ///
+    /// # Panics
+    /// If `images.len() != n · C · H · W` or `batch_size == 0` (programming errors).
+    pub fn new(
+        images: Vec<f32>,
+        labels: Vec<i64>,
+        shape: [usize; 3],
+        batch_size: usize,
+        seed: u64,
+        device: &Device,
+    ) -> Self {
+        assert_eq!(images.len(), labels.len() * shape.iter().product::<usize>());
+        assert!(batch_size > 0);
+        Self {
+            images,
+            labels,
+            shape,
+            batch_size,
+            seed,
+            device: device.clone(),
+        }
+    }
+
+    /// Number of examples.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// Whether there are no examples.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    fn order(&self, epoch: usize) -> Vec<usize> {
+        // SplitMix64-driven Fisher–Yates: the same order on every platform.
+        let mut state = self.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let mut next = move || {
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        };
+        let mut order: Vec<usize> = (0..self.len()).collect();
+        for i in (1..order.len()).rev() {
+            let j = (next() % (i as u64 + 1)) as usize;
+            order.swap(i, j);
+        }
+        order
+    }
+
+    /// All examples in order, in batches (for validation and testing).
+    pub fn batches(&self) -> Vec<(Tensor<4>, Tensor<1, Int>)> {
+        let order: Vec<usize> = (0..self.len()).collect();
+        order
+            .chunks(self.batch_size)
+            .map(|idx| self.batch(idx))
+            .collect()
+    }
+
+    fn batch(&self, idx: &[usize]) -> (Tensor<4>, Tensor<1, Int>) {
+        let per: usize = self.shape.iter().product();
+        let [c, h, w] = self.shape;
+        let mut x = Vec::with_capacity(idx.len() * per);
+        for &i in idx {
+            x.extend_from_slice(&self.images[i * per..(i + 1) * per]);
+        }
+        let y: Vec<i64> = idx.iter().map(|&i| self.labels[i]).collect();
+        (
+            Tensor::from_data(TensorData::new(x, [idx.len(), c, h, w]), &self.device),
+            Tensor::from_data(TensorData::new(y, [idx.len()]), &self.device),
+        )
+    }
+}
+
+impl EpochBatches for InMemory {
+    fn epoch(
+        &mut self,
+        epoch: usize,
+    ) -> Box<dyn Iterator<Item = (Tensor<4>, Tensor<1, Int>)> + '_> {
+        let order = self.order(epoch);
+        let bs = self.batch_size;
+        Box::new((0..order.len().div_ceil(bs)).map(move |b| {
+            let end = ((b + 1) * bs).min(order.len());
+            self.batch(&order[b * bs..end])
+        }))
+    }
+
+    fn steps_per_epoch(&self) -> usize {
+        self.len().div_ceil(self.batch_size)
+    }
+}

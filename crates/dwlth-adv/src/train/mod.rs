@@ -1,0 +1,13 @@
+//! Training: regimes (ST, AT, FAT, random smoothing), schedules, and the training loop.
+
+mod config;
+mod data;
+mod regime;
+mod schedule;
+mod trainer;
+
+pub use config::{OverfitGuard, TrainConfig};
+pub use data::{EpochBatches, InMemory};
+pub use regime::Regime;
+pub use schedule::{LrSchedule, Schedule};
+pub use trainer::{Best, EpochRecord, TrainOutcome, Trainer};

@@ -1,0 +1,270 @@
+//! The training loop: it learns, resumes exactly, keeps the best checkpoints, trains only the
+//! head in linear evaluation, and runs every regime.
+
+use burn::tensor::{Device, Int, Tensor};
+use dwlth_adv::{
+    Attack, AttackMode, EpochBatches, InMemory, LrSchedule, OverfitGuard, Regime, Schedule,
+    TrainConfig, Trainer,
+};
+use dwlth_models::io::resnet_tensors;
+use dwlth_models::{Arch, NormalizeConfig, ResNet, ResNetConfig, Stem};
+
+/// Two classes: dark and bright 8×8 images with a little texture.
+fn toy(n: usize, seed: u64, device: &Device) -> InMemory {
+    let mut images = Vec::with_capacity(n * 3 * 64);
+    let mut labels = Vec::with_capacity(n);
+    let mut state = seed;
+    for i in 0..n {
+        let class = (i % 2) as i64;
+        for p in 0..3 * 64 {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let noise = ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.3;
+            let base = if class == 1 { 0.7 } else { 0.3 };
+            images.push((base + noise + 0.02 * ((p % 8) as f32 - 4.0) / 4.0).clamp(0.0, 1.0));
+        }
+        labels.push(class);
+    }
+    InMemory::new(images, labels, [3, 8, 8], 8, seed, device)
+}
+
+fn tiny(device: &Device) -> ResNet {
+    device.seed(21);
+    ResNetConfig::new(Arch::ResNet18)
+        .with_width(2)
+        .with_stem(Stem::Cifar)
+        .with_num_classes(2)
+        .with_normalize(NormalizeConfig::identity(3))
+        .init(device)
+}
+
+fn config(epochs: usize, regime: Regime) -> TrainConfig {
+    TrainConfig {
+        epochs,
+        lr: LrSchedule {
+            base: 0.05,
+            schedule: Schedule::MultiStep {
+                milestones: vec![3],
+                gamma: 0.1,
+            },
+            warmup_epochs: 0,
+        },
+        momentum: 0.9,
+        weight_decay: 5e-4,
+        regime,
+        eval_attack: Some(Attack::pgd(2.0 / 255.0, 1.0 / 255.0, 2)),
+        ra_from_epoch: 1,
+        overfit_guard: None,
+        seed: 3,
+    }
+}
+
+fn quiet(config: TrainConfig, dir: Option<std::path::PathBuf>) -> Trainer {
+    let mut t = Trainer::new(config, dir).unwrap();
+    t.progress = false;
+    t
+}
+
+#[test]
+fn standard_training_learns_and_keeps_the_best_checkpoints() {
+    let device = Device::flex().autodiff();
+    let mut train = toy(64, 1, &device);
+    let val = toy(16, 2, &device).batches();
+    let outcome = quiet(config(4, Regime::Standard), None)
+        .fit(tiny(&device), &mut train, &val, 2)
+        .unwrap();
+    let h = &outcome.history;
+    assert_eq!(h.len(), 4);
+    assert!(h[3].train_loss < h[0].train_loss, "{h:?}");
+    assert!(h[3].val_sa.unwrap() >= 0.9, "{h:?}");
+    assert!(
+        h[0].val_ra.is_none() && h[1].val_ra.is_some(),
+        "RA only from epoch 1"
+    );
+    assert!((h[3].lr - 0.005).abs() < 1e-12, "multi-step schedule");
+    let (best, _) = outcome.best_sa.as_ref().unwrap();
+    let max = h.iter().filter_map(|r| r.val_sa).fold(0.0, f64::max);
+    assert_eq!(best.value, max);
+    assert!(outcome.best_ra.is_some() && outcome.stopped.is_none());
+}
+
+#[test]
+fn a_killed_run_resumes_with_its_optimizer_state() {
+    let device = Device::flex().autodiff();
+    let val = toy(8, 2, &device).batches();
+    // One initialisation for every run (the device's generator is shared with parallel tests).
+    let init = tiny(&device);
+    let fresh = || dwlth_models::mode::independent_copy(&init);
+    let straight_dir = tempfile::tempdir().unwrap();
+    let straight = quiet(
+        config(2, Regime::Standard),
+        Some(straight_dir.path().into()),
+    )
+    .fit(fresh(), &mut toy(32, 1, &device), &val, 2)
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // "Killed" after one epoch: the same run asked for one epoch, then extended to two.
+    quiet(config(1, Regime::Standard), Some(dir.path().into()))
+        .fit(fresh(), &mut toy(32, 1, &device), &val, 2)
+        .unwrap();
+    let resumed = quiet(config(2, Regime::Standard), Some(dir.path().into()))
+        .fit(tiny(&device), &mut toy(32, 1, &device), &val, 2)
+        .unwrap();
+    assert_eq!(resumed.history.len(), 2);
+    for (a, b) in resumed.history.iter().zip(&straight.history) {
+        assert_eq!((a.epoch, a.lr, a.val_sa), (b.epoch, b.lr, b.val_sa));
+        assert!((a.train_loss - b.train_loss).abs() < 1e-6, "{a:?} vs {b:?}");
+    }
+    let a = resnet_tensors(&straight.model);
+    let b = resnet_tensors(&resumed.model);
+    for ((k, _, x), (_, _, y)) in a.iter().zip(&b) {
+        let diff = x
+            .iter()
+            .zip(y)
+            .map(|(p, q)| (p - q).abs())
+            .fold(0.0f32, f32::max);
+        assert!(diff < 1e-5, "`{k}` differs by {diff} after resuming");
+    }
+    for f in [
+        "last.safetensors",
+        "optimizer.bpk",
+        "metrics.jsonl",
+        "state.json",
+        "best_sa.safetensors",
+    ] {
+        assert!(dir.path().join(f).exists(), "{f}");
+    }
+    let lines = std::fs::read_to_string(dir.path().join("metrics.jsonl")).unwrap();
+    assert_eq!(lines.lines().count(), 2);
+    // Another configuration in the same directory is refused.
+    let mut other = config(2, Regime::Standard);
+    other.momentum = 0.5;
+    let err = quiet(other, Some(dir.path().into()))
+        .fit(tiny(&device), &mut toy(32, 1, &device), &val, 2)
+        .unwrap_err();
+    assert!(err.to_string().contains("other settings"), "{err}");
+}
+
+#[test]
+fn every_regime_trains() {
+    let device = Device::flex().autodiff();
+    let val = toy(8, 2, &device).batches();
+    for regime in [
+        Regime::Adversarial {
+            attack: Attack::pgd(4.0 / 255.0, 2.0 / 255.0, 2),
+            mode: AttackMode::Train,
+        },
+        Regime::Adversarial {
+            attack: Attack::pgd(4.0 / 255.0, 2.0 / 255.0, 2),
+            mode: AttackMode::Eval,
+        },
+        Regime::FastAdversarial {
+            eps: 4.0 / 255.0,
+            alpha: 5.0 / 255.0,
+        },
+        Regime::GaussianNoise { sigma: 0.1 },
+    ] {
+        let mut cfg = config(1, regime.clone());
+        cfg.overfit_guard = Some(OverfitGuard::default());
+        let out = quiet(cfg, None)
+            .fit(tiny(&device), &mut toy(16, 1, &device), &val, 2)
+            .unwrap();
+        assert!(out.history[0].train_loss.is_finite(), "{regime:?}");
+        assert!(out.history[0].guard_ra.is_some());
+    }
+}
+
+#[test]
+fn regimes_craft_inputs_inside_their_budgets() {
+    let device = Device::flex().autodiff();
+    let model = tiny(&device);
+    let mut data = toy(8, 1, &device);
+    let (x, y): (Tensor<4>, Tensor<1, Int>) = data.epoch(0).next().unwrap();
+    let eps = 4.0 / 255.0;
+    for regime in [
+        Regime::pgd10(),
+        Regime::FastAdversarial {
+            eps,
+            alpha: 1.25 * eps,
+        },
+    ] {
+        let budget = match &regime {
+            Regime::Adversarial { attack, .. } => attack.eps,
+            _ => eps,
+        } as f32;
+        let xa = regime.inputs(&model, x.clone(), y.clone()).unwrap();
+        let linf = (xa - x.clone().without_autodiff())
+            .abs()
+            .max()
+            .into_scalar::<f32>();
+        assert!(linf <= budget + 1e-6 && linf > 0.0, "{regime:?}: {linf}");
+    }
+    let noisy = Regime::GaussianNoise { sigma: 0.25 }
+        .inputs(&model, x.clone(), y)
+        .unwrap();
+    let std = (noisy - x).square().mean().sqrt().into_scalar::<f32>();
+    assert!((std - 0.25).abs() < 0.05, "{std}");
+}
+
+#[test]
+fn linear_evaluation_trains_only_the_head() {
+    let device = Device::flex().autodiff();
+    let model = tiny(&device).freeze_backbone();
+    let before = resnet_tensors(&model);
+    let val = toy(8, 2, &device).batches();
+    let mut cfg = config(1, Regime::Standard);
+    cfg.eval_attack = None;
+    let out = quiet(cfg, None)
+        .fit(model, &mut toy(16, 1, &device), &val, 2)
+        .unwrap();
+    for ((k, _, a), (_, _, b)) in before.iter().zip(resnet_tensors(&out.model)) {
+        if k.starts_with("fc.") {
+            assert_ne!(a, &b, "the head did not train");
+        } else {
+            assert_eq!(a, &b, "`{k}` changed under linear evaluation");
+        }
+    }
+}
+
+#[test]
+fn the_guard_and_bad_settings() {
+    let guard = OverfitGuard {
+        attack: Attack::pgd(0.03, 0.01, 3),
+        max_drop: 0.2,
+    };
+    assert!(guard.tripped(0.5, 0.29));
+    assert!(!guard.tripped(0.5, 0.31));
+    for bad in [
+        TrainConfig {
+            epochs: 0,
+            ..config(1, Regime::Standard)
+        },
+        TrainConfig {
+            momentum: 1.5,
+            ..config(1, Regime::Standard)
+        },
+        TrainConfig {
+            weight_decay: -1.0,
+            ..config(1, Regime::Standard)
+        },
+        config(1, Regime::GaussianNoise { sigma: -0.1 }),
+        config(
+            1,
+            Regime::Adversarial {
+                attack: Attack {
+                    steps: 0,
+                    ..Attack::pgd20()
+                },
+                mode: AttackMode::Eval,
+            },
+        ),
+    ] {
+        assert!(Trainer::new(bad.clone(), None).is_err(), "{bad:?}");
+    }
+    let plain = Device::flex();
+    let err = quiet(config(1, Regime::Standard), None)
+        .fit(tiny(&plain), &mut toy(8, 1, &plain), &[], 2)
+        .unwrap_err();
+    assert!(err.to_string().contains("autodiff"), "{err}");
+}
