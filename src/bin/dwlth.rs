@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use dwlth::commands::run as experiment;
 use dwlth::commands::{data, demo, eval, import, predict, prune};
 use dwlth::models::io::{CheckpointFormat, ImportOptions};
 use dwlth::models::{Arch, DeviceSpec, NormalizeConfig};
@@ -89,8 +90,44 @@ enum Command {
     /// Inspect and download datasets.
     #[command(subcommand)]
     Data(data::DataCommand),
-    /// Offline demonstration: import a PyTorch checkpoint, compare with PyTorch, predict.
+    /// Run a double-win experiment from a TOML file (or a preset), resumable and shardable.
+    Run {
+        /// Experiment file (see `dwlth run --print-preset offline-demo`).
+        #[arg(long, conflicts_with = "preset")]
+        config: Option<PathBuf>,
+        /// A built-in experiment: offline-demo, smoke.
+        #[arg(long)]
+        preset: Option<String>,
+        /// Print the preset's TOML and exit.
+        #[arg(long)]
+        print_preset: Option<String>,
+        /// Results folder (default: results/<name>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Run only shard i of n (0-based), e.g. 3/8 for a Slurm array.
+        #[arg(long)]
+        shard: Option<String>,
+        /// Compute device: cpu, cuda[:N], wgpu.
+        #[arg(long, default_value = "cpu", value_parser = parse::<DeviceSpec>)]
+        device: DeviceSpec,
+    },
+    /// Rebuild tables and plots of a results folder.
+    Report {
+        /// The results folder.
+        dir: PathBuf,
+    },
+    /// The offline double-win experiment: Fashion-MNIST → MNIST with a tiny ResNet (~15 min on
+    /// two cores); fetches its data with tools/setup-test-data.sh when absent.
     Demo {
+        /// Results folder.
+        #[arg(long, default_value = "results/offline-demo")]
+        out: PathBuf,
+        /// Compute device: cpu, cuda[:N], wgpu.
+        #[arg(long, default_value = "cpu", value_parser = parse::<DeviceSpec>)]
+        device: DeviceSpec,
+    },
+    /// Import a PyTorch checkpoint shipped with the repository, compare with PyTorch, predict.
+    CheckImport {
         /// Architecture of the full-size part.
         #[arg(long, default_value = "resnet50", value_parser = parse::<Arch>)]
         arch: Arch,
@@ -199,7 +236,56 @@ fn run(cli: Cli) -> dwlth::Result<()> {
         }
         Command::Masks { command } => say!("{}", prune::masks(&command, DeviceSpec::Cpu)?),
         Command::Data(cmd) => data::run(cmd)?,
-        Command::Demo {
+        Command::Run {
+            config,
+            preset,
+            print_preset,
+            out,
+            shard,
+            device,
+        } => {
+            let data = experiment::DemoData::locate();
+            let preset_config = |name: &str| -> dwlth::Result<dwlth::pipeline::ExperimentConfig> {
+                match name {
+                    "offline-demo" => Ok(dwlth::pipeline::ExperimentConfig::offline_demo(
+                        data.fashion.clone(),
+                        data.mnist.clone(),
+                    )),
+                    "smoke" => Ok(dwlth::pipeline::ExperimentConfig::smoke(
+                        data.fashion.clone(),
+                        data.mnist.clone(),
+                    )),
+                    other => Err(dwlth::DwlthError::InvalidArgument(format!(
+                        "unknown preset `{other}`; expected offline-demo or smoke"
+                    ))),
+                }
+            };
+            if let Some(name) = print_preset {
+                say!("{}", preset_config(&name)?.to_toml());
+                return Ok(());
+            }
+            let experiment = match (config, preset) {
+                (Some(path), _) => experiment::load_config(&path)?,
+                (None, Some(name)) => preset_config(&name)?,
+                (None, None) => {
+                    return Err(dwlth::DwlthError::InvalidArgument(
+                        "give --config FILE or --preset NAME".into(),
+                    ))
+                }
+            };
+            let shard = shard.as_deref().map(experiment::parse_shard).transpose()?;
+            let out = out.unwrap_or_else(|| PathBuf::from("results").join(&experiment.name));
+            say!("{}", experiment::run(&experiment, &out, device, shard)?);
+        }
+        Command::Report { dir } => say!("{}", experiment::report(&dir)?),
+        Command::Demo { out, device } => {
+            let data = experiment::DemoData::locate();
+            data.ensure()?;
+            let experiment =
+                dwlth::pipeline::ExperimentConfig::offline_demo(data.fashion, data.mnist);
+            say!("{}", experiment::run(&experiment, &out, device, None)?);
+        }
+        Command::CheckImport {
             arch,
             images,
             out,

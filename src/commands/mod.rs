@@ -6,3 +6,4 @@ pub mod eval;
 pub mod import;
 pub mod predict;
 pub mod prune;
+pub mod run;

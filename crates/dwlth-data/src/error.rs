@@ -32,6 +32,21 @@ pub enum DataError {
         reason: String,
     },
 
+    /// A value of a text format that stores an array of values (MNIST JSON) is unusable:
+    /// not a number, out of range, or the start of an incomplete image at the end. Such
+    /// formats have no meaningful byte offset; the element index locates the culprit.
+    #[error("`{path}` is not a valid {format} file at element {index}: {reason}")]
+    Element {
+        /// The file.
+        path: PathBuf,
+        /// The expected format.
+        format: &'static str,
+        /// The position of the value in its array, from 0.
+        index: usize,
+        /// What is wrong.
+        reason: String,
+    },
+
     /// A label is not below the dataset's number of classes.
     #[error(
         "`{path}` has label {label} at byte {offset}, but the dataset has {num_classes} classes"
@@ -127,7 +142,8 @@ pub enum DataError {
     #[error("{0}")]
     InvalidArgument(String),
 
-    /// A JSON file (index list) could not be written or read.
+    /// A JSON file (index list, MNIST JSON digits) could not be written or read, or does not
+    /// have the expected structure; the message gives the line and column.
     #[error("bad JSON in `{path}`: {source}")]
     Json {
         /// The file.

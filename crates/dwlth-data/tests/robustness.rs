@@ -10,6 +10,7 @@ use std::path::Path;
 use dwlth_data::formats::cifar::{parse_cifar10, parse_cifar100, Cifar100Label};
 use dwlth_data::formats::idx::parse_idx;
 use dwlth_data::formats::mat::parse_mat;
+use dwlth_data::formats::mnist_json::{parse_mnist_json, IMAGE_VALUES};
 use dwlth_data::formats::svhn::svhn_dataset;
 use dwlth_data::Rng;
 
@@ -54,6 +55,14 @@ fn idx_file() -> Vec<u8> {
     b
 }
 
+/// One MNIST JSON image: zeros, some three-decimal values, ones.
+fn mnist_json_file() -> Vec<u8> {
+    let values: Vec<&str> = (0..IMAGE_VALUES)
+        .map(|i| ["0", "0.624", "1", "0.2", "0"][i % 5])
+        .collect();
+    format!("{{\"data\": [{}]}}", values.join(",")).into_bytes()
+}
+
 fn gz(bytes: &[u8]) -> Vec<u8> {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     e.write_all(bytes).unwrap();
@@ -72,7 +81,8 @@ fn parsers_never_panic_on_damaged_input() {
     let mat_z = std::fs::read(common::fixture("svhn_tiny_compressed.mat")).unwrap();
     let (idx, idx_gz) = (idx_file(), gz(&idx_file()));
     let mut rng = Rng::new(2024);
-    let mut ok = [0usize; 5];
+    let json = mnist_json_file();
+    let mut ok = [0usize; 6];
     for _ in 0..4000 {
         let m = mutate(&cifar, &mut rng);
         ok[0] += usize::from(parse_cifar10(&m, name).is_ok());
@@ -91,6 +101,11 @@ fn parsers_never_panic_on_damaged_input() {
                 }
                 ok[k] += usize::from(svhn_dataset(&f, name).is_ok());
             }
+        }
+        let m = mutate(&json, &mut rng);
+        if let Ok(px) = parse_mnist_json(&m, name) {
+            assert_eq!(px.len() % IMAGE_VALUES, 0);
+            ok[5] += 1;
         }
     }
     // Some mutations are harmless (a flipped pixel): both outcomes were exercised.

