@@ -447,3 +447,60 @@ fn eval_reports_pytorch_accuracies() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("label 12 of example 5"));
 }
+
+#[test]
+fn train_from_a_file_then_eval_on_the_dataset() {
+    let fashion = Path::new("/usr/share/datasets/fashion-mnist");
+    assert!(
+        fashion.join("t10k-images-idx3-ubyte.gz").exists(),
+        "real test data missing: run tools/setup-test-data.sh"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut file = dwlth::commands::train::TrainFile::example();
+    file.out = dir.path().join("run");
+    file.model.width = Some(2);
+    file.data.spec.dataset = "fashion-mnist".into();
+    file.data.spec.root = fashion.into();
+    file.data.spec.train_limit = Some(64);
+    file.data.spec.validation = 32;
+    file.data.spec.test_limit = Some(40);
+    file.data.batch_size = 32;
+    file.train.epochs = 1;
+    file.train.ra_from_epoch = 0;
+    file.train.regime = dwlth::adv::Regime::Adversarial {
+        attack: dwlth::adv::Attack::pgd(0.1, 0.05, 1),
+        mode: dwlth::adv::AttackMode::Train,
+    };
+    file.train.eval_attack = Some(dwlth::adv::Attack::pgd(0.1, 0.05, 2));
+    let path = dir.path().join("train.toml");
+    std::fs::write(&path, toml::to_string_pretty(&file).unwrap()).unwrap();
+    let text = ok(&["train", "--config", path.to_str().unwrap()]);
+    assert!(text.contains("test SA") && text.contains("RA"), "{text}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(file.out.join("test.json")).unwrap())
+            .unwrap();
+    let weights = file.out.join("best_sa.safetensors");
+    let eval: serde_json::Value = serde_json::from_str(&ok(&[
+        "eval",
+        "--weights",
+        weights.to_str().unwrap(),
+        "--dataset",
+        "fashion-mnist",
+        "--root",
+        fashion.to_str().unwrap(),
+        "--limit",
+        "40",
+        "--attack",
+        "none",
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(eval["n"], 40);
+    assert_eq!(
+        eval["sa"], report["test_sa_of_best_sa"],
+        "eval and train disagree on the same images"
+    );
+    let example = ok(&["train", "--print-example"]);
+    let parsed: dwlth::commands::train::TrainFile = toml::from_str(&example).unwrap();
+    assert_eq!(parsed, dwlth::commands::train::TrainFile::example());
+}

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use dwlth::commands::run as experiment;
-use dwlth::commands::{data, demo, eval, import, predict, prune};
+use dwlth::commands::{data, demo, eval, import, predict, prune, train};
 use dwlth::models::io::{CheckpointFormat, ImportOptions};
 use dwlth::models::{Arch, DeviceSpec, NormalizeConfig};
 
@@ -107,6 +107,18 @@ enum Command {
         /// Run only shard i of n (0-based), e.g. 3/8 for a Slurm array.
         #[arg(long)]
         shard: Option<String>,
+        /// Compute device: cpu, cuda[:N], wgpu.
+        #[arg(long, default_value = "cpu", value_parser = parse::<DeviceSpec>)]
+        device: DeviceSpec,
+    },
+    /// Train one model (any regime) from a TOML file; resumes a killed run.
+    Train {
+        /// The run file (see --print-example).
+        #[arg(long, required_unless_present = "print_example")]
+        config: Option<PathBuf>,
+        /// Print an example file and exit.
+        #[arg(long)]
+        print_example: bool,
         /// Compute device: cpu, cuda[:N], wgpu.
         #[arg(long, default_value = "cpu", value_parser = parse::<DeviceSpec>)]
         device: DeviceSpec,
@@ -276,6 +288,20 @@ fn run(cli: Cli) -> dwlth::Result<()> {
             let shard = shard.as_deref().map(experiment::parse_shard).transpose()?;
             let out = out.unwrap_or_else(|| PathBuf::from("results").join(&experiment.name));
             say!("{}", experiment::run(&experiment, &out, device, shard)?);
+        }
+        Command::Train {
+            config,
+            print_example,
+            device,
+        } => {
+            if print_example {
+                say!(
+                    "{}",
+                    toml::to_string_pretty(&train::TrainFile::example()).unwrap_or_default()
+                );
+            } else if let Some(path) = config {
+                say!("{}", train::run(&path, device)?);
+            }
         }
         Command::Report { dir } => say!("{}", experiment::report(&dir)?),
         Command::Demo { out, device } => {

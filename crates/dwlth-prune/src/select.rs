@@ -7,35 +7,76 @@ pub fn count_to_prune(amount: f64, n: usize) -> usize {
     (k.max(0.0) as usize).min(n)
 }
 
+/// A `u32` whose unsigned order is the total order of the float (negative below positive).
+#[inline]
+fn order_key(v: f32) -> u32 {
+    let bits = v.to_bits();
+    if bits & 0x8000_0000 != 0 {
+        !bits
+    } else {
+        bits | 0x8000_0000
+    }
+}
+
+/// The `k`-th smallest (1-based) of the non-NaN `scores`, as an order key; `k ≥ 1` and at most
+/// the number of non-NaN scores.
+///
+/// A radix selection: one pass histograms the top 16 bits of every key, the bucket holding
+/// the `k`-th key is found from the counts, and only that bucket's keys are selected exactly.
+/// Linear time and about three passes over the data — over ResNet-50's 23.5 M weights a
+/// fraction of a full sort's cost.
+fn kth_key(scores: &[f32], k: usize) -> u32 {
+    let mut histogram = vec![0usize; 1 << 16];
+    for s in scores.iter().filter(|s| !s.is_nan()) {
+        histogram[(order_key(*s) >> 16) as usize] += 1;
+    }
+    let mut below = 0;
+    let mut bucket = 0;
+    for (b, count) in histogram.iter().enumerate() {
+        if below + count >= k {
+            bucket = b as u32;
+            break;
+        }
+        below += count;
+    }
+    let mut candidates: Vec<u32> = scores
+        .iter()
+        .filter(|s| !s.is_nan())
+        .map(|s| order_key(*s))
+        .filter(|key| key >> 16 == bucket)
+        .collect();
+    let rank = k - below - 1;
+    *candidates.select_nth_unstable(rank).1
+}
+
 /// Marks the `k` lowest `scores` (`true` = selected); NaN scores are never selected.
 ///
-/// Runs in linear time: the `k`-th smallest value is found with `select_nth_unstable`, every
-/// lower score is taken, and entries equal to it are taken in index order until `k` are —
-/// so the result is deterministic even with ties.
+/// Runs in linear time: the `k`-th smallest value is found by a radix selection, every lower
+/// score is taken, and entries equal to it are taken in index order until `k` are — so the
+/// result is deterministic even with ties.
 pub fn lowest_k(scores: &[f32], k: usize) -> Vec<bool> {
-    let n = scores.len();
-    let mut picked = vec![false; n];
-    let mut copy: Vec<f32> = scores.iter().copied().filter(|s| !s.is_nan()).collect();
+    let present = scores.iter().filter(|s| !s.is_nan()).count();
     if k == 0 {
-        return picked;
+        return vec![false; scores.len()];
     }
-    if k >= copy.len() {
+    if k >= present {
         return scores.iter().map(|s| !s.is_nan()).collect();
     }
-    let (_, threshold, _) = copy.select_nth_unstable_by(k - 1, |a, b| a.total_cmp(b));
-    let threshold = *threshold;
+    let threshold = kth_key(scores, k);
     let mut taken = 0;
-    for (p, s) in picked.iter_mut().zip(scores) {
-        if !s.is_nan() && s.total_cmp(&threshold).is_lt() {
-            *p = true;
-            taken += 1;
-        }
-    }
+    let mut picked: Vec<bool> = scores
+        .iter()
+        .map(|s| {
+            let lower = !s.is_nan() && order_key(*s) < threshold;
+            taken += usize::from(lower);
+            lower
+        })
+        .collect();
     for (p, s) in picked.iter_mut().zip(scores) {
         if taken == k {
             break;
         }
-        if s.total_cmp(&threshold).is_eq() {
+        if !s.is_nan() && order_key(*s) == threshold {
             *p = true;
             taken += 1;
         }
@@ -72,5 +113,37 @@ mod tests {
         let with_nan = [f32::NAN, 1.0, -f32::NAN, 0.5];
         assert_eq!(lowest_k(&with_nan, 1), [false, false, false, true]);
         assert_eq!(lowest_k(&with_nan, 5), [false, true, false, true]);
+    }
+
+    #[test]
+    fn radix_selection_agrees_with_sorting() {
+        // Pseudo-random scores with many duplicates and both signs, against a full sort.
+        let mut state = 7u64;
+        let scores: Vec<f32> = (0..20_000)
+            .map(|_| {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
+                ((state >> 40) % 3000) as f32 / 100.0 - 5.0
+            })
+            .collect();
+        let mut sorted = scores.clone();
+        sorted.sort_by(|a, b| a.total_cmp(b));
+        for k in [1, 2, 17, 999, 10_000, 19_999] {
+            let picked = lowest_k(&scores, k);
+            assert_eq!(picked.iter().filter(|p| **p).count(), k);
+            let max_picked = scores
+                .iter()
+                .zip(&picked)
+                .filter(|(_, p)| **p)
+                .map(|(s, _)| *s)
+                .fold(f32::MIN, f32::max);
+            assert_eq!(max_picked, sorted[k - 1], "k = {k}");
+            let min_left = scores
+                .iter()
+                .zip(&picked)
+                .filter(|(_, p)| !**p)
+                .map(|(s, _)| *s)
+                .fold(f32::MAX, f32::min);
+            assert!(min_left >= max_picked);
+        }
     }
 }

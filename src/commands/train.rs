@@ -1,0 +1,219 @@
+//! `dwlth train --config train.toml`: one training run (any regime) from a typed file.
+//!
+//! ```toml
+//! out = "runs/cifar10-at"
+//!
+//! [model]
+//! weights = "r18.safetensors"      # start from saved weights ...
+//! # arch = "resnet18"              # ... or a fresh model
+//! # width = 16
+//! # stem = "cifar"
+//! masks = "ticket.safetensors"     # optional: train a ticket
+//! linear = false                   # true: linear evaluation (frozen backbone)
+//!
+//! [data]                           # the pipeline's DataSpec
+//! dataset = "cifar10"
+//! root = "/data/cifar10"
+//! validation = 5000
+//! batch_size = 128
+//! fraction = 1.0
+//!
+//! [train]                          # dwlth_adv::TrainConfig (see `dwlth train --print-example`)
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use dwlth_adv::{evaluate, AttackMode, Regime, TrainConfig, Trainer};
+use dwlth_models::io::{load_resnet, save_resnet};
+use dwlth_models::{Arch, DeviceSpec, ResNetConfig, Stem};
+use dwlth_prune::{apply_masks, MaskSet};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{DwlthError, Result};
+use crate::pipeline::data::{batches, fraction, in_memory, Splits};
+use crate::pipeline::DataSpec;
+
+/// The model of a training run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainModel {
+    /// Start from these weights (the project's safetensors).
+    #[serde(default)]
+    pub weights: Option<PathBuf>,
+    /// Architecture of a fresh model (or a check of the weights).
+    #[serde(default)]
+    pub arch: Option<Arch>,
+    /// Width of a fresh model.
+    #[serde(default)]
+    pub width: Option<usize>,
+    /// Stem of a fresh model.
+    #[serde(default)]
+    pub stem: Option<Stem>,
+    /// A ticket to train.
+    #[serde(default)]
+    pub masks: Option<PathBuf>,
+    /// Linear evaluation: only the head trains.
+    #[serde(default)]
+    pub linear: bool,
+}
+
+/// The data of a training run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainData {
+    /// Dataset, folder, limits and validation split.
+    #[serde(flatten)]
+    pub spec: DataSpec,
+    /// Images per batch.
+    pub batch_size: usize,
+    /// Fraction of the training set (stratified when `stratified`).
+    #[serde(default = "one")]
+    pub fraction: f64,
+    /// Class-stratified subsets (else the first N).
+    #[serde(default)]
+    pub stratified: bool,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+/// A whole `dwlth train` file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainFile {
+    /// Run folder: checkpoints, metrics, final weights, test report.
+    pub out: PathBuf,
+    /// Model.
+    pub model: TrainModel,
+    /// Data.
+    pub data: TrainData,
+    /// Training.
+    pub train: TrainConfig,
+}
+
+impl TrainFile {
+    /// An example file (CIFAR-10, PGD-10 adversarial training, the paper's schedule).
+    pub fn example() -> Self {
+        Self {
+            out: "runs/cifar10-at".into(),
+            model: TrainModel {
+                weights: None,
+                arch: Some(Arch::ResNet18),
+                width: Some(16),
+                stem: Some(Stem::Cifar),
+                masks: None,
+                linear: false,
+            },
+            data: TrainData {
+                spec: DataSpec {
+                    dataset: "cifar10".into(),
+                    root: "data/cifar10".into(),
+                    train_limit: None,
+                    validation: 5000,
+                    test_limit: None,
+                    train_share: None,
+                },
+                batch_size: 128,
+                fraction: 1.0,
+                stratified: false,
+            },
+            train: TrainConfig::cifar_paper(Regime::pgd10()),
+        }
+    }
+}
+
+/// Runs the file at `path`; returns a printable summary.
+pub fn run(path: &Path, device: DeviceSpec) -> Result<String> {
+    let text = std::fs::read_to_string(path).map_err(|e| DwlthError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    let file: TrainFile = toml::from_str(&text)
+        .map_err(|e| DwlthError::InvalidArgument(format!("`{}`: {e}", path.display())))?;
+    file.train.validate()?;
+    let device = device.device()?.autodiff();
+    let data = Splits::load(&file.data.spec)?;
+    let classes = data.train.num_classes();
+    let [c, _, _] = data.train.shape();
+    let mut model = match (&file.model.weights, file.model.arch) {
+        (Some(w), arch) => load_resnet(w, arch, &device)?.0,
+        (None, Some(arch)) => ResNetConfig::new(arch)
+            .with_width(file.model.width.unwrap_or(64))
+            .with_stem(file.model.stem.unwrap_or(Stem::ImageNet))
+            .with_in_channels(c)
+            .with_num_classes(classes)
+            .with_normalize(data.stats())
+            .try_init(&device)?,
+        (None, None) => {
+            return Err(DwlthError::InvalidArgument(
+                "[model] needs `weights` or `arch`".into(),
+            ))
+        }
+    };
+    if model.num_classes() != classes {
+        model = model.with_head(classes, &device)?;
+    }
+    if let Some(m) = &file.model.masks {
+        model = apply_masks(model, &MaskSet::load(m)?)?;
+    }
+    if file.model.linear {
+        model = model.freeze_backbone();
+    }
+    let subset = fraction(
+        &data.train,
+        file.data.fraction,
+        file.data.stratified,
+        file.train.seed,
+    )?;
+    let mut train = in_memory(&subset, file.data.batch_size, file.train.seed, &device);
+    let validation = batches(&data.validation, file.data.batch_size, &device);
+    let trainer = Trainer::new(file.train.clone(), Some(file.out.join("checkpoints")))?;
+    let outcome = trainer.fit(model, &mut train, &validation, classes)?;
+    let test = batches(&data.test, file.data.batch_size, &device);
+    let best_sa = outcome.best_sa.as_ref().map_or(&outcome.model, |(_, m)| m);
+    let best_ra = outcome.best_ra.as_ref().map_or(&outcome.model, |(_, m)| m);
+    save_resnet(&outcome.model, file.out.join("last.safetensors"))?;
+    save_resnet(best_sa, file.out.join("best_sa.safetensors"))?;
+    save_resnet(best_ra, file.out.join("best_ra.safetensors"))?;
+    let sa = evaluate(
+        &AttackMode::Eval.view(best_sa),
+        test.iter().cloned(),
+        None,
+        None,
+        classes,
+    )?
+    .sa;
+    let ra = match &file.train.eval_attack {
+        Some(a) => {
+            evaluate(
+                &AttackMode::Eval.view(best_ra),
+                test.iter().cloned(),
+                Some(a),
+                None,
+                classes,
+            )?
+            .ra
+        }
+        None => None,
+    };
+    let report = serde_json::json!({
+        "test_sa_of_best_sa": sa,
+        "test_ra_of_best_ra": ra,
+        "epochs": outcome.history.len(),
+        "stopped": outcome.stopped,
+        "history": outcome.history,
+    });
+    dwlth_models::io::atomic_write(
+        &file.out.join("test.json"),
+        serde_json::to_string_pretty(&report)
+            .unwrap_or_default()
+            .as_bytes(),
+    )?;
+    Ok(format!(
+        "test SA {:.2}% (best-SA checkpoint){}\nwrote {}",
+        100.0 * sa,
+        ra.map_or(String::new(), |r| format!(
+            ", RA {:.2}% (best-RA checkpoint)",
+            100.0 * r
+        )),
+        file.out.display()
+    ))
+}
