@@ -110,3 +110,44 @@ fn experiment_files_round_trip_and_bad_settings_are_refused() {
     assert!(dwlth::commands::run::parse_shard("2/2").is_err());
     assert_eq!(dwlth::commands::run::parse_shard("1/4").unwrap(), (1, 4));
 }
+
+#[test]
+fn imp_and_random_tickets_and_linear_evaluation_run() {
+    let data = data();
+    for tickets in ["imp", "random"] {
+        let mut config = ExperimentConfig::smoke(data.fashion.clone(), data.mnist.clone());
+        config.pretrain.truncate(1);
+        config.transfer.seeds = vec![0];
+        config.transfer.linear = tickets == "random";
+        config.tickets = match tickets {
+            "imp" => {
+                let mut retrain = config.pretrain_train.clone();
+                retrain.regime = dwlth::adv::Regime::Standard;
+                dwlth::pipeline::TicketSpec::Imp { rounds: 2, retrain }
+            }
+            _ => dwlth::pipeline::TicketSpec::Random {
+                sparsities: vec![0.7],
+                seed: 1,
+            },
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let summary = run_experiment(&config, &options(dir.path(), None)).unwrap();
+        let mut levels: Vec<f64> = summary.results.iter().map(|r| r.sparsity).collect();
+        levels.sort_by(|a, b| a.total_cmp(b));
+        levels.dedup();
+        match tickets {
+            "imp" => {
+                assert_eq!(levels.len(), 3, "dense + 2 IMP rounds: {levels:?}");
+                assert!(
+                    (levels[1] - 0.2).abs() < 1e-3 && (levels[2] - 0.36).abs() < 1e-3,
+                    "{levels:?}"
+                );
+                assert!(dir
+                    .path()
+                    .join("tickets/std/imp/round-02/masks.safetensors")
+                    .exists());
+            }
+            _ => assert_eq!(levels, vec![0.0, 0.7]),
+        }
+    }
+}

@@ -266,7 +266,7 @@ impl ExperimentConfig {
             },
             source_batch_size: 64,
             tickets: TicketSpec::Omp {
-                sparsities: vec![0.5, 0.8, 0.9, 0.95],
+                sparsities: vec![0.5, 0.8, 0.95],
             },
             transfer: TransferSpec {
                 train: transfer_train,
@@ -275,7 +275,7 @@ impl ExperimentConfig {
                     (
                         "at".into(),
                         Regime::Adversarial {
-                            attack: pgd(3),
+                            attack: Attack::pgd(eps, eps / 2.0, 2),
                             mode: dwlth_adv::AttackMode::Train,
                         },
                     ),
