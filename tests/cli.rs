@@ -320,17 +320,7 @@ fn prune_and_report_match_pytorch_counts() {
 /// The golden CIFAR-stem ResNet-18 of `tools/golden.py`, saved in the project's format.
 fn golden_cifar_weights(dir: &Path) -> PathBuf {
     let dict = StateDict::read(golden("r18_cifar_w4.safetensors")).unwrap();
-    let keep = dict
-        .tensors()
-        .iter()
-        .filter(|(k, _)| {
-            !["after_train.", "logits", "input", "labels", "loss"]
-                .iter()
-                .any(|p| k.starts_with(p))
-        })
-        .map(|(k, t)| (k.clone(), t.clone()))
-        .collect();
-    let dict = dict.with_tensors(keep);
+    let dict = dict.without_prefixes(&["after_train.", "logits", "input", "labels", "loss"]);
     let config = dwlth::models::ResNetConfig::infer(dwlth::models::Arch::ResNet18, &dict)
         .unwrap()
         .with_normalize(dwlth::models::NormalizeConfig::identity(3));

@@ -53,6 +53,29 @@ pub struct PretrainSpec {
     pub weights: Option<PathBuf>,
 }
 
+impl PretrainSpec {
+    /// The papers' three pre-trainings, done here: θ_STD (standard), θ_FAT (FGSM-RS at `eps`,
+    /// step 1.25 ε) and θ_AT (the given adversarial regime).
+    pub fn std_fat_at(eps: f64, at: Regime) -> Vec<Self> {
+        let spec = |name: &str, regime| Self {
+            name: name.into(),
+            regime,
+            weights: None,
+        };
+        vec![
+            spec("std", Regime::Standard),
+            spec(
+                "fat",
+                Regime::FastAdversarial {
+                    eps,
+                    alpha: 1.25 * eps,
+                },
+            ),
+            spec("at", at),
+        ]
+    }
+}
+
 /// How tickets are found on the source task.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "method", rename_all = "lowercase")]
@@ -237,29 +260,13 @@ impl ExperimentConfig {
                 test_limit: Some(500),
                 train_share: Some(0.6),
             },
-            pretrain: vec![
-                PretrainSpec {
-                    name: "std".into(),
-                    regime: Regime::Standard,
-                    weights: None,
+            pretrain: PretrainSpec::std_fat_at(
+                eps,
+                Regime::Adversarial {
+                    attack: pgd(3),
+                    mode: dwlth_adv::AttackMode::Train,
                 },
-                PretrainSpec {
-                    name: "fat".into(),
-                    regime: Regime::FastAdversarial {
-                        eps,
-                        alpha: 1.25 * eps,
-                    },
-                    weights: None,
-                },
-                PretrainSpec {
-                    name: "at".into(),
-                    regime: Regime::Adversarial {
-                        attack: pgd(3),
-                        mode: dwlth_adv::AttackMode::Train,
-                    },
-                    weights: None,
-                },
-            ],
+            ),
             pretrain_train: TrainConfig {
                 overfit_guard: None,
                 ..pretrain_train
@@ -393,26 +400,7 @@ impl ExperimentConfig {
             width: 16,
             stem: Stem::Cifar,
         };
-        c.pretrain = vec![
-            PretrainSpec {
-                name: "std".into(),
-                regime: Regime::Standard,
-                weights: None,
-            },
-            PretrainSpec {
-                name: "fat".into(),
-                regime: Regime::FastAdversarial {
-                    eps,
-                    alpha: 1.25 * eps,
-                },
-                weights: None,
-            },
-            PretrainSpec {
-                name: "at".into(),
-                regime: Regime::pgd10(),
-                weights: None,
-            },
-        ];
+        c.pretrain = PretrainSpec::std_fat_at(eps, Regime::pgd10());
         for p in &mut c.pretrain {
             p.weights = weights
                 .iter()

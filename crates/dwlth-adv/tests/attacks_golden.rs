@@ -23,17 +23,7 @@ fn model(device: &Device) -> ResNet {
         "../dwlth-models/tests/golden/r18_cifar_w4.safetensors",
     ))
     .unwrap();
-    let keep = dict
-        .tensors()
-        .iter()
-        .filter(|(k, _)| {
-            !["after_train.", "logits", "input", "labels", "loss"]
-                .iter()
-                .any(|p| k.starts_with(p))
-        })
-        .map(|(k, t)| (k.clone(), t.clone()))
-        .collect();
-    let dict = dict.with_tensors(keep);
+    let dict = dict.without_prefixes(&["after_train.", "logits", "input", "labels", "loss"]);
     let config = ResNetConfig::infer(Arch::ResNet18, &dict)
         .unwrap()
         .with_normalize(NormalizeConfig::identity(3));

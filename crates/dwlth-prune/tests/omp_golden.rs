@@ -19,17 +19,7 @@ fn golden_model(case: &str, arch: Arch) -> ResNet {
         "../dwlth-models/tests/golden/{case}.safetensors"
     )))
     .unwrap();
-    let keep = dict
-        .tensors()
-        .iter()
-        .filter(|(k, _)| {
-            !["after_train.", "logits", "input", "labels", "loss"]
-                .iter()
-                .any(|p| k.starts_with(p))
-        })
-        .map(|(k, t)| (k.clone(), t.clone()))
-        .collect();
-    let dict = dict.with_tensors(keep);
+    let dict = dict.without_prefixes(&["after_train.", "logits", "input", "labels", "loss"]);
     let config = ResNetConfig::infer(arch, &dict)
         .unwrap()
         .with_normalize(NormalizeConfig::identity(3));

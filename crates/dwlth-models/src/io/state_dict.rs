@@ -352,6 +352,18 @@ impl StateDict {
         tensor.to_f32(key, &self.path)
     }
 
+    /// The same state dict without the tensors whose key starts with one of `prefixes` (to keep
+    /// only a model's tensors out of a file that also holds inputs and references).
+    pub fn without_prefixes(&self, prefixes: &[&str]) -> Self {
+        let keep = self
+            .tensors
+            .iter()
+            .filter(|(k, _)| !prefixes.iter().any(|p| k.starts_with(p)))
+            .map(|(k, t)| (k.clone(), t.clone()))
+            .collect();
+        self.with_tensors(keep)
+    }
+
     /// A new state dict over the same file with the tensors replaced.
     pub fn with_tensors(&self, tensors: BTreeMap<String, RawTensor>) -> Self {
         Self {

@@ -46,18 +46,5 @@ pub fn max_abs_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
 
 /// The golden file's model tensors only (torchvision keys), without inputs and references.
 pub fn model_part(dict: &StateDict) -> StateDict {
-    let keep = dict
-        .tensors()
-        .iter()
-        .filter(|(k, _)| {
-            !(k.starts_with("after_train.")
-                || k.starts_with("logits")
-                || k.starts_with("input")
-                || k.starts_with("labels")
-                || k.starts_with("loss")
-                || k.starts_with("kept."))
-        })
-        .map(|(k, t)| (k.clone(), t.clone()))
-        .collect();
-    dict.with_tensors(keep)
+    dict.without_prefixes(&["after_train.", "logits", "input", "labels", "loss", "kept."])
 }
