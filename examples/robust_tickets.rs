@@ -1,8 +1,8 @@
-//! Paper B's comparisons on the offline data: one-shot magnitude (OMP) tickets against random
-//! tickets and IMP tickets, and linear evaluation against whole-model fine-tuning.
+//! Paper B's comparisons on the offline data: one-shot magnitude (OMP) tickets against random,
+//! learnable-mask (LMP) and IMP tickets, and linear evaluation against whole-model fine-tuning.
 //!
 //! ```sh
-//! cargo run --release --example robust_tickets -- [omp|random|imp] [--linear] [--out DIR]
+//! cargo run --release --example robust_tickets -- [omp|random|lmp|imp] [--linear] [--out DIR]
 //! ```
 
 use std::path::PathBuf;
@@ -34,7 +34,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             TicketSpec::Imp { rounds: 5, retrain }
         }
         other => {
-            return Err(format!("unknown method `{other}`; expected omp, random or imp").into())
+            return Err(
+                format!("unknown method `{other}`; expected omp, random, lmp or imp").into(),
+            )
         }
     };
     config.transfer.linear = linear;

@@ -92,6 +92,16 @@ pub enum TicketSpec {
         /// Seed.
         seed: u64,
     },
+    /// Learnable masks (LMP, paper B) on the source task, weights frozen at θ_p: one mask per
+    /// sparsity, scores trained for `epochs` with step `lr`.
+    Lmp {
+        /// Sparsity levels.
+        sparsities: Vec<f64>,
+        /// Step of the score updates.
+        lr: f64,
+        /// Passes over the source training set.
+        epochs: usize,
+    },
     /// IMP on the source task: `rounds` rounds of 20 %, re-training with `retrain` after each
     /// (the reference prunes before the first re-training); every round's mask is a ticket.
     Imp {
@@ -194,6 +204,17 @@ impl ExperimentConfig {
         )?;
         let sparsities = match &self.tickets {
             TicketSpec::Omp { sparsities } | TicketSpec::Random { sparsities, .. } => {
+                sparsities.clone()
+            }
+            TicketSpec::Lmp {
+                sparsities,
+                lr,
+                epochs,
+            } => {
+                check(
+                    *lr > 0.0 && *epochs > 0,
+                    "LMP needs a positive lr and epochs",
+                )?;
                 sparsities.clone()
             }
             TicketSpec::Imp { rounds, retrain } => {

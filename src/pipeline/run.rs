@@ -26,7 +26,8 @@ use dwlth_models::io::{atomic_write, load_resnet, save_resnet};
 use dwlth_models::mode::independent_copy;
 use dwlth_models::{DeviceSpec, ResNet, ResNetConfig};
 use dwlth_prune::{
-    apply_masks, masked_weights, Imp, ImpConfig, MaskSet, Prunable, PruneMethod, Scope,
+    apply_masks, learn_mask, masked_weights, Imp, ImpConfig, LmpConfig, MaskSet, Prunable,
+    PruneMethod, Scope,
 };
 use serde::Serialize;
 
@@ -427,6 +428,41 @@ fn find_tickets(
                     MaskSet::load(&path)?
                 } else {
                     let mut m = method.prune(&layers, &prunable, s)?;
+                    m.metadata.insert("pretrain".into(), name.into());
+                    m.save(&path)?;
+                    m
+                };
+                found.push((s, masks));
+            }
+        }
+        TicketSpec::Lmp {
+            sparsities,
+            lr,
+            epochs,
+        } => {
+            let source = source.ok_or_else(|| missing_source(config))?;
+            let data = batches(&source.train, config.source_batch_size, device);
+            for &s in sparsities {
+                let path = dir.join(format!("lmp{:.4}.safetensors", s));
+                let masks = if path.exists() {
+                    MaskSet::load(&path)?
+                } else {
+                    let lmp = LmpConfig {
+                        sparsity: s,
+                        scope: Scope::Global,
+                        lr: *lr,
+                        epochs: *epochs,
+                    };
+                    let (mut m, history) =
+                        learn_mask(theta, &prunable, &lmp, &data, |m: &ResNet, x| m.forward(x))?;
+                    say(
+                        verbose,
+                        format!(
+                            "θ_{}: LMP at {:.2}%: source loss {history:.3?}",
+                            name.to_uppercase(),
+                            100.0 * s
+                        ),
+                    );
                     m.metadata.insert("pretrain".into(), name.into());
                     m.save(&path)?;
                     m

@@ -10,6 +10,7 @@
 //!   channel) criteria, with `torch.nn.utils.prune`'s counting; [`random_like`] for random
 //!   masks matched layer by layer.
 //! - [`Imp`]: iterative magnitude pruning with rewinding, resumable round by round.
+//! - [`learn_mask`]: learnable mask pruning (LMP) with the weights frozen at θ_p.
 //! - [`analysis`]: sparsity tables, mask similarity, zero kernels per stage, heat maps.
 //!
 //! ```
@@ -33,6 +34,7 @@ pub mod criteria;
 pub mod error;
 pub mod imp;
 pub mod layers;
+pub mod lmp;
 pub mod mask_set;
 pub mod rng;
 pub mod select;
@@ -42,5 +44,6 @@ pub use criteria::{random_like, Granularity, Norm, PruneMethod, Scope};
 pub use error::{PruneError, Result};
 pub use imp::{Imp, ImpConfig, ImpRound, RoundContext};
 pub use layers::{apply_masks, masked_weights, MaskedWeight};
+pub use lmp::{learn_mask, LmpConfig};
 pub use mask_set::{LayerMask, MaskSet};
 pub use selection::Prunable;
