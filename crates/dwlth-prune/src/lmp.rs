@@ -37,10 +37,13 @@ pub struct LmpConfig {
     pub epochs: usize,
 }
 
+/// A layer for one step: name, shape, θ, hard mask.
+type BakedLayer = (String, Vec<usize>, Vec<f32>, Vec<bool>);
+
 /// The model of one LMP step: weights `θ ⊙ m` requiring gradients, masks all ones.
 struct Bake<'a> {
     path: PathStack,
-    layers: &'a [(String, Vec<usize>, Vec<f32>, Vec<bool>)],
+    layers: &'a [BakedLayer],
 }
 
 impl ModuleMapper for Bake<'_> {
