@@ -23,7 +23,7 @@
 
 use std::path::{Path, PathBuf};
 
-use dwlth_adv::{evaluate, AttackMode, Regime, TrainConfig, Trainer};
+use dwlth_adv::{Regime, TrainConfig, Trainer};
 use dwlth_models::io::{load_resnet, save_resnet};
 use dwlth_models::{Arch, DeviceSpec, ResNetConfig, Stem};
 use dwlth_prune::{apply_masks, MaskSet};
@@ -180,27 +180,7 @@ pub fn run(path: &Path, device: DeviceSpec) -> Result<String> {
     save_resnet(&outcome.model, file.out.join("last.safetensors"))?;
     save_resnet(best_sa, file.out.join("best_sa.safetensors"))?;
     save_resnet(best_ra, file.out.join("best_ra.safetensors"))?;
-    let sa = evaluate(
-        &AttackMode::Eval.view(best_sa),
-        test.iter().cloned(),
-        None,
-        None,
-        classes,
-    )?
-    .sa;
-    let ra = match &file.train.eval_attack {
-        Some(a) => {
-            evaluate(
-                &AttackMode::Eval.view(best_ra),
-                test.iter().cloned(),
-                Some(a),
-                None,
-                classes,
-            )?
-            .ra
-        }
-        None => None,
-    };
+    let (sa, ra) = outcome.test(&test, file.train.eval_attack.as_ref(), classes)?;
     let report = serde_json::json!({
         "test_sa_of_best_sa": sa,
         "test_ra_of_best_ra": ra,

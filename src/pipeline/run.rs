@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::tensor::Device;
-use dwlth_adv::{evaluate, AttackMode, OverfitGuard, Regime, Trainer};
+use dwlth_adv::{OverfitGuard, Regime, Trainer};
 use dwlth_models::io::{atomic_write, load_resnet, save_resnet};
 use dwlth_models::mode::independent_copy;
 use dwlth_models::{DeviceSpec, ResNet, ResNetConfig};
@@ -579,28 +579,8 @@ fn transfer(
         device,
     )?;
     let outcome = trainer.fit(model, data.as_mut(), validation, classes)?;
-    let best_sa = outcome.best_sa.as_ref().map_or(&outcome.model, |(_, m)| m);
-    let sa = evaluate(
-        &AttackMode::Eval.view(best_sa),
-        test.iter().cloned(),
-        None,
-        None,
-        classes,
-    )?
-    .sa;
-    let ra = if p.regime == "at" {
-        let best_ra = outcome.best_ra.as_ref().map_or(&outcome.model, |(_, m)| m);
-        evaluate(
-            &AttackMode::Eval.view(best_ra),
-            test.iter().cloned(),
-            Some(&config.transfer.test_attack),
-            None,
-            classes,
-        )?
-        .ra
-    } else {
-        None
-    };
+    let attack = (p.regime == "at").then_some(&config.transfer.test_attack);
+    let (sa, ra) = outcome.test(test, attack, classes)?;
     Ok(RunResult {
         pretrain: p.pretrain.clone(),
         dataset: target.name.clone(),

@@ -79,6 +79,31 @@ pub struct TrainOutcome<M> {
     pub stopped: Option<String>,
 }
 
+impl<M: Classifier> TrainOutcome<M> {
+    /// The papers' test report: SA of the best-SA weights and, under `attack`, RA of the
+    /// best-RA weights (the last weights stand in where no validation picked any), both with
+    /// BatchNorm in evaluation mode.
+    pub fn test(
+        &self,
+        batches: &[(Tensor<4>, Tensor<1, Int>)],
+        attack: Option<&crate::attack::Attack>,
+        classes: usize,
+    ) -> Result<(f64, Option<f64>)> {
+        let best_sa = self.best_sa.as_ref().map_or(&self.model, |(_, m)| m);
+        let view = AttackMode::Eval.view(best_sa);
+        let sa = evaluate(&view, batches.iter().cloned(), None, None, classes)?.sa;
+        let ra = match attack {
+            Some(a) => {
+                let best_ra = self.best_ra.as_ref().map_or(&self.model, |(_, m)| m);
+                let view = AttackMode::Eval.view(best_ra);
+                evaluate(&view, batches.iter().cloned(), Some(a), None, classes)?.ra
+            }
+            None => None,
+        };
+        Ok((sa, ra))
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct RunState {
     config: TrainConfig,
