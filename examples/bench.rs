@@ -1,0 +1,166 @@
+//! Speed of the operations a ticket search repeats, as JSON.
+//!
+//! ```sh
+//! cargo run --release --example bench -- --json [--device cpu] [--batch 128] [--threads N]
+//! ```
+//!
+//! Measures (images/s unless named otherwise): (a) a ResNet-18-CIFAR standard training step,
+//! (b) a PGD-10 adversarial training step, (c) PGD-20 evaluation, (d) ResNet-50 224×224
+//! inference, (e) the global magnitude threshold over ResNet-50's 23.5 M conv weights (ms),
+//! the peak resident memory, and the GFLOP/s of (a) as a fraction of a dense 2048² matrix
+//! product measured here. `tools/bench_torch.py` runs the same in PyTorch; compare them in one
+//! session on a quiet machine (docs/performance.md). Each figure is the median of `--repeats`
+//! timed runs after one warm-up.
+
+use std::time::Instant;
+
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::momentum::MomentumConfig;
+use burn::optim::{GradientsParams, SgdConfig};
+use burn::tensor::{Distribution, Int, Tensor};
+use dwlth::adv::{Attack, AttackMode, Regime};
+use dwlth::models::{Arch, DeviceSpec, ResNetConfig, Stem};
+use dwlth::prune::select::{count_to_prune, lowest_k};
+use dwlth::prune::{masked_weights, Prunable};
+
+fn arg(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn time<F: FnMut()>(repeats: usize, mut f: F) -> f64 {
+    f();
+    median(
+        (0..repeats)
+            .map(|_| {
+                let t = Instant::now();
+                f();
+                t.elapsed().as_secs_f64()
+            })
+            .collect(),
+    )
+}
+
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let device = arg("--device")
+        .unwrap_or_else(|| "cpu".into())
+        .parse::<DeviceSpec>()?
+        .device()?;
+    let batch: usize = arg("--batch").map_or(Ok(128), |b| b.parse())?;
+    let repeats: usize = arg("--repeats").map_or(Ok(1), |r| r.parse())?;
+    if let Some(t) = arg("--threads") {
+        // flex parallelises with rayon.
+        std::env::set_var("RAYON_NUM_THREADS", t);
+    }
+    let ad = device.clone().autodiff();
+    let mut out = serde_json::Map::new();
+
+    // Dense matrix-product rate.
+    let a = Tensor::<2>::random([2048, 2048], Distribution::Uniform(-1.0, 1.0), &device);
+    let b = Tensor::<2>::random([2048, 2048], Distribution::Uniform(-1.0, 1.0), &device);
+    let secs = time(3, || {
+        let _ = a.clone().matmul(b.clone()).into_data();
+    });
+    let matmul_gflops = 2.0 * 2048f64.powi(3) / secs / 1e9;
+    out.insert("matmul_2048_gflop_s".into(), matmul_gflops.into());
+
+    // (a) and (b): ResNet-18-CIFAR training steps.
+    ad.seed(0);
+    let r18 = ResNetConfig::new(Arch::ResNet18)
+        .with_stem(Stem::Cifar)
+        .with_num_classes(10)
+        .init(&ad);
+    let x = Tensor::<4>::random([batch, 3, 32, 32], Distribution::Uniform(0.0, 1.0), &ad);
+    let y = Tensor::<1, Int>::from_data(
+        burn::tensor::TensorData::new(
+            (0..batch as i64).map(|i| i % 10).collect::<Vec<_>>(),
+            [batch],
+        ),
+        &ad,
+    );
+    let ce = CrossEntropyLossConfig::new().init(&ad);
+    for (key, regime) in [
+        ("r18_train_b{b}_img_s", Regime::Standard),
+        ("r18_pgd10_train_b{b}_img_s", Regime::pgd10()),
+    ] {
+        let mut model = r18.clone();
+        let mut optim = SgdConfig::new()
+            .with_momentum(Some(
+                MomentumConfig::new().with_momentum(0.9).with_dampening(0.0),
+            ))
+            .init();
+        let secs = time(repeats, || {
+            let inputs = regime.inputs(&model, x.clone(), y.clone()).expect("inputs");
+            let loss = ce.forward(model.forward(inputs.autodiff()), y.clone());
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optim.step(0.01, model.clone(), grads);
+        });
+        let rate = batch as f64 / secs;
+        out.insert(key.replace("{b}", &batch.to_string()), rate.into());
+        if matches!(regime, Regime::Standard) {
+            // ≈ 3.3 GFLOP per image for a ResNet-18-CIFAR training step (forward + backward).
+            let gflops = 3.3 * rate;
+            out.insert("r18_train_gflop_s".into(), gflops.into());
+            out.insert(
+                "r18_train_fraction_of_matmul".into(),
+                (gflops / matmul_gflops).into(),
+            );
+        }
+    }
+
+    // (c) PGD-20 evaluation (eval-mode BatchNorm, examples crafted then classified).
+    let view = AttackMode::Eval.view(&r18);
+    let attack = Attack::pgd20();
+    let secs = time(repeats, || {
+        let xa = attack.perturb(&view, x.clone(), y.clone()).expect("attack");
+        let _ = view.forward(xa.autodiff()).into_data();
+    });
+    out.insert(
+        format!("r18_pgd20_eval_b{batch}_img_s"),
+        (batch as f64 / secs).into(),
+    );
+
+    // (d) ResNet-50 224×224 inference.
+    let r50 = ResNetConfig::new(Arch::ResNet50).init(&device);
+    let n50 = 8;
+    let x50 = Tensor::<4>::random([n50, 3, 224, 224], Distribution::Uniform(0.0, 1.0), &device);
+    let secs = time(repeats, || {
+        let _ = r50.forward(x50.clone()).into_data();
+    });
+    out.insert("r50_infer_224_b8_img_s".into(), (n50 as f64 / secs).into());
+
+    // (e) The global magnitude threshold over ResNet-50's conv weights.
+    let scores: Vec<f32> = masked_weights(&r50)
+        .into_iter()
+        .filter(|l| Prunable::convolutions().selects(&l.name, &l.shape))
+        .flat_map(|l| l.weight.into_iter().map(f32::abs))
+        .collect();
+    let k = count_to_prune(0.2, scores.len());
+    let secs = time(repeats.max(3), || {
+        let _ = lowest_k(&scores, k);
+    });
+    out.insert("r50_global_threshold_ms".into(), (secs * 1e3).into());
+    out.insert("r50_conv_weights".into(), scores.len().into());
+    if let Some(m) = peak_rss_mib() {
+        out.insert("peak_rss_mib".into(), m.into());
+    }
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&serde_json::Value::Object(out))?
+    );
+    Ok(())
+}
