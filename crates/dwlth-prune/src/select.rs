@@ -45,6 +45,67 @@ fn kth_key(histogram: &[usize], scores: &[f32], k: usize) -> u32 {
     *candidates.select_nth_unstable(rank).1
 }
 
+/// Work split into one contiguous chunk per core for inputs above a million elements.
+fn chunk_len(n: usize) -> usize {
+    let threads = if n < 1 << 20 {
+        1
+    } else {
+        std::thread::available_parallelism().map_or(1, |p| p.get())
+    };
+    n.div_ceil(threads).max(1)
+}
+
+fn histogram_of(scores: &[f32]) -> Vec<usize> {
+    let mut histogram = vec![0usize; 1 << 16];
+    for s in scores {
+        if !s.is_nan() {
+            histogram[(order_key(*s) >> 16) as usize] += 1;
+        }
+    }
+    histogram
+}
+
+fn parallel_histogram(scores: &[f32]) -> Vec<usize> {
+    let len = chunk_len(scores.len());
+    if len >= scores.len() {
+        return histogram_of(scores);
+    }
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = scores
+            .chunks(len)
+            .map(|c| scope.spawn(move || histogram_of(c)))
+            .collect();
+        let mut total = vec![0usize; 1 << 16];
+        for part in parts {
+            for (t, c) in total.iter_mut().zip(part.join().unwrap_or_default()) {
+                *t += c;
+            }
+        }
+        total
+    })
+}
+
+/// Runs `f` over matching chunks of `scores` and `out` on the machine's cores; sums results.
+fn for_chunks(
+    scores: &[f32],
+    out: &mut [bool],
+    f: impl Fn(&[f32], &mut [bool]) -> usize + Sync,
+) -> usize {
+    let len = chunk_len(scores.len());
+    if len >= scores.len() {
+        return f(scores, out);
+    }
+    std::thread::scope(|scope| {
+        let f = &f;
+        let parts: Vec<_> = scores
+            .chunks(len)
+            .zip(out.chunks_mut(len))
+            .map(|(s, o)| scope.spawn(move || f(s, o)))
+            .collect();
+        parts.into_iter().map(|p| p.join().unwrap_or(0)).sum()
+    })
+}
+
 /// Marks the `k` lowest `scores` (`true` = selected); NaN scores are never selected.
 ///
 /// Runs in linear time: the `k`-th smallest value is found by a radix selection, every lower
@@ -54,28 +115,24 @@ pub fn lowest_k(scores: &[f32], k: usize) -> Vec<bool> {
     if k == 0 {
         return vec![false; scores.len()];
     }
-    // One pass counts the present scores and histograms the top 16 bits of their keys.
-    let mut histogram = vec![0usize; 1 << 16];
-    let mut present = 0;
-    for s in scores {
-        if !s.is_nan() {
-            histogram[(order_key(*s) >> 16) as usize] += 1;
-            present += 1;
-        }
-    }
+    // One pass counts the present scores and histograms the top 16 bits of their keys, split
+    // over the machine's cores for large inputs.
+    let histogram = parallel_histogram(scores);
+    let present: usize = histogram.iter().sum();
     if k >= present {
         return scores.iter().map(|s| !s.is_nan()).collect();
     }
     let threshold = kth_key(&histogram, scores, k);
-    let mut taken = 0;
-    let mut picked: Vec<bool> = scores
-        .iter()
-        .map(|s| {
-            let lower = !s.is_nan() && order_key(*s) < threshold;
-            taken += usize::from(lower);
-            lower
-        })
-        .collect();
+    let mut picked = vec![false; scores.len()];
+    let taken: usize = for_chunks(scores, &mut picked, |s, p| {
+        let mut taken = 0;
+        for (s, p) in s.iter().zip(p.iter_mut()) {
+            *p = !s.is_nan() && order_key(*s) < threshold;
+            taken += usize::from(*p);
+        }
+        taken
+    });
+    let mut taken = taken;
     for (p, s) in picked.iter_mut().zip(scores) {
         if taken == k {
             break;
@@ -117,6 +174,30 @@ mod tests {
         let with_nan = [f32::NAN, 1.0, -f32::NAN, 0.5];
         assert_eq!(lowest_k(&with_nan, 1), [false, false, false, true]);
         assert_eq!(lowest_k(&with_nan, 5), [false, true, false, true]);
+    }
+
+    #[test]
+    fn the_parallel_path_agrees_with_sorting() {
+        // Above a million scores the passes run on every core.
+        let mut state = 11u64;
+        let scores: Vec<f32> = (0..(1 << 21) + 7)
+            .map(|_| {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
+                ((state >> 33) % 1_000_003) as f32 / 7.0
+            })
+            .collect();
+        let mut sorted = scores.clone();
+        sorted.sort_by(|a, b| a.total_cmp(b));
+        let k = 419_431;
+        let picked = lowest_k(&scores, k);
+        assert_eq!(picked.iter().filter(|p| **p).count(), k);
+        let max_picked = scores
+            .iter()
+            .zip(&picked)
+            .filter(|(_, p)| **p)
+            .map(|(s, _)| *s)
+            .fold(f32::MIN, f32::max);
+        assert_eq!(max_picked, sorted[k - 1]);
     }
 
     #[test]
