@@ -18,33 +18,6 @@ fn order_key(v: f32) -> u32 {
     }
 }
 
-/// The `k`-th smallest (1-based) of the non-NaN `scores`, as an order key, given the histogram
-/// of the keys' top 16 bits; `k ≥ 1` and at most the number of non-NaN scores.
-///
-/// A radix selection: the bucket holding the `k`-th key is found from the counts, and only
-/// that bucket's keys are selected exactly.
-/// Linear time and about three passes over the data — over ResNet-50's 23.5 M weights a
-/// fraction of a full sort's cost.
-fn kth_key(histogram: &[usize], scores: &[f32], k: usize) -> u32 {
-    let mut below = 0;
-    let mut bucket = 0;
-    for (b, count) in histogram.iter().enumerate() {
-        if below + count >= k {
-            bucket = b as u32;
-            break;
-        }
-        below += count;
-    }
-    let mut candidates: Vec<u32> = scores
-        .iter()
-        .filter(|s| !s.is_nan())
-        .map(|s| order_key(*s))
-        .filter(|key| key >> 16 == bucket)
-        .collect();
-    let rank = k - below - 1;
-    *candidates.select_nth_unstable(rank).1
-}
-
 /// Work split into one contiguous chunk per core for inputs above a million elements.
 fn chunk_len(n: usize) -> usize {
     let threads = if n < 1 << 20 {
@@ -55,92 +28,110 @@ fn chunk_len(n: usize) -> usize {
     n.div_ceil(threads).max(1)
 }
 
-fn histogram_of(scores: &[f32]) -> Vec<usize> {
-    let mut histogram = vec![0usize; 1 << 16];
-    for s in scores {
-        if !s.is_nan() {
-            histogram[(order_key(*s) >> 16) as usize] += 1;
-        }
-    }
-    histogram
-}
-
-fn parallel_histogram(scores: &[f32]) -> Vec<usize> {
+/// `f(offset, chunk)` over contiguous chunks of `scores`, one per core; results in order.
+fn par_chunks<R: Send>(scores: &[f32], f: impl Fn(usize, &[f32]) -> R + Sync) -> Vec<R> {
     let len = chunk_len(scores.len());
     if len >= scores.len() {
-        return histogram_of(scores);
-    }
-    std::thread::scope(|scope| {
-        let parts: Vec<_> = scores
-            .chunks(len)
-            .map(|c| scope.spawn(move || histogram_of(c)))
-            .collect();
-        let mut total = vec![0usize; 1 << 16];
-        for part in parts {
-            for (t, c) in total.iter_mut().zip(part.join().unwrap_or_default()) {
-                *t += c;
-            }
-        }
-        total
-    })
-}
-
-/// Runs `f` over matching chunks of `scores` and `out` on the machine's cores; sums results.
-fn for_chunks(
-    scores: &[f32],
-    out: &mut [bool],
-    f: impl Fn(&[f32], &mut [bool]) -> usize + Sync,
-) -> usize {
-    let len = chunk_len(scores.len());
-    if len >= scores.len() {
-        return f(scores, out);
+        return vec![f(0, scores)];
     }
     std::thread::scope(|scope| {
         let f = &f;
         let parts: Vec<_> = scores
             .chunks(len)
-            .zip(out.chunks_mut(len))
-            .map(|(s, o)| scope.spawn(move || f(s, o)))
+            .enumerate()
+            .map(|(i, c)| scope.spawn(move || f(i * len, c)))
             .collect();
-        parts.into_iter().map(|p| p.join().unwrap_or(0)).sum()
+        parts
+            .into_iter()
+            .map(|p| p.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
     })
 }
 
 /// Marks the `k` lowest `scores` (`true` = selected); NaN scores are never selected.
 ///
-/// Runs in linear time: the `k`-th smallest value is found by a radix selection, every lower
-/// score is taken, and entries equal to it are taken in index order until `k` are — so the
-/// result is deterministic even with ties.
+/// Runs in linear time with a radix selection, split over the cores for large inputs:
+/// 1. histogram the top 16 bits of every score's order key (and count the present scores);
+/// 2. find the bucket holding the `k`-th key and select exactly among that bucket's keys;
+/// 3. mark every score below that key, noting the (rare) ones equal to it, and take those in
+///    index order until `k` are marked — deterministic even with ties.
 pub fn lowest_k(scores: &[f32], k: usize) -> Vec<bool> {
     if k == 0 {
         return vec![false; scores.len()];
     }
-    // One pass counts the present scores and histograms the top 16 bits of their keys, split
-    // over the machine's cores for large inputs.
-    let histogram = parallel_histogram(scores);
+    // u32 counts keep each core's table in cache (a chunk never holds 2^32 scores here).
+    let mut histogram = vec![0usize; 1 << 16];
+    for part in par_chunks(scores, |_, chunk| {
+        let mut h = vec![0u32; 1 << 16];
+        for s in chunk {
+            if !s.is_nan() {
+                h[(order_key(*s) >> 16) as usize] += 1;
+            }
+        }
+        h
+    }) {
+        histogram
+            .iter_mut()
+            .zip(part)
+            .for_each(|(x, y)| *x += y as usize);
+    }
     let present: usize = histogram.iter().sum();
     if k >= present {
         return scores.iter().map(|s| !s.is_nan()).collect();
     }
-    let threshold = kth_key(&histogram, scores, k);
-    let mut picked = vec![false; scores.len()];
-    let taken: usize = for_chunks(scores, &mut picked, |s, p| {
-        let mut taken = 0;
-        for (s, p) in s.iter().zip(p.iter_mut()) {
-            *p = !s.is_nan() && order_key(*s) < threshold;
-            taken += usize::from(*p);
+    let (mut below, mut bucket) = (0, 0u32);
+    for (b, count) in histogram.iter().enumerate() {
+        if below + count >= k {
+            bucket = b as u32;
+            break;
         }
-        taken
+        below += count;
+    }
+    let mut candidates: Vec<u32> = par_chunks(scores, |_, chunk| {
+        chunk
+            .iter()
+            .filter(|s| !s.is_nan())
+            .map(|s| order_key(*s))
+            .filter(|key| key >> 16 == bucket)
+            .collect::<Vec<u32>>()
+    })
+    .concat();
+    let threshold = *candidates.select_nth_unstable(k - below - 1).1;
+    // Mark in place, chunk by chunk on the cores; note the keys equal to the threshold.
+    let mut picked = vec![false; scores.len()];
+    let len = chunk_len(scores.len());
+    let mark = |offset: usize, chunk: &[f32], out: &mut [bool]| {
+        let mut equal = Vec::new();
+        for (i, (s, p)) in chunk.iter().zip(out.iter_mut()).enumerate() {
+            let key = order_key(*s);
+            let present = !s.is_nan();
+            *p = present && key < threshold;
+            if present && key == threshold {
+                equal.push(offset + i);
+            }
+        }
+        equal
+    };
+    let equal: Vec<usize> = std::thread::scope(|scope| {
+        let mark = &mark;
+        let parts: Vec<_> = scores
+            .chunks(len)
+            .zip(picked.chunks_mut(len))
+            .enumerate()
+            .map(|(i, (c, o))| scope.spawn(move || mark(i * len, c, o)))
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|p| p.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
     });
-    let mut taken = taken;
-    for (p, s) in picked.iter_mut().zip(scores) {
+    let mut taken = picked.iter().filter(|p| **p).count();
+    for i in equal {
         if taken == k {
             break;
         }
-        if !s.is_nan() && order_key(*s) == threshold {
-            *p = true;
-            taken += 1;
-        }
+        picked[i] = true;
+        taken += 1;
     }
     picked
 }
