@@ -125,13 +125,9 @@ pub fn lowest_k(scores: &[f32], k: usize) -> Vec<bool> {
             .flat_map(|p| p.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
             .collect()
     });
-    let mut taken = picked.iter().filter(|p| **p).count();
-    for i in equal {
-        if taken == k {
-            break;
-        }
+    let taken = picked.iter().filter(|p| **p).count();
+    for i in equal.into_iter().take(k.saturating_sub(taken)) {
         picked[i] = true;
-        taken += 1;
     }
     picked
 }
