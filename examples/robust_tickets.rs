@@ -1,8 +1,8 @@
 //! Paper B's comparisons on the offline data: one-shot magnitude (OMP) tickets against random,
-//! learnable-mask (LMP) and IMP tickets, and linear evaluation against whole-model fine-tuning.
+//! learnable-mask (LMP), IMP and structured (row / kernel / channel) tickets, and linear evaluation against whole-model fine-tuning.
 //!
 //! ```sh
-//! cargo run --release --example robust_tickets -- [omp|random|lmp|imp] [--linear] [--out DIR]
+//! cargo run --release --example robust_tickets -- [omp|random|lmp|imp|row|kernel|channel] [--linear] [--out DIR]
 //! ```
 
 use std::path::PathBuf;
@@ -34,9 +34,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             TicketSpec::Imp { rounds: 5, retrain }
         }
         other => {
-            return Err(
-                format!("unknown method `{other}`; expected omp, random, lmp or imp").into(),
+            return Err(format!(
+                "unknown method `{other}`; expected omp, random, lmp, imp, row, kernel or channel"
             )
+            .into())
         }
     };
     config.transfer.linear = linear;

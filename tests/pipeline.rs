@@ -114,7 +114,7 @@ fn experiment_files_round_trip_and_bad_settings_are_refused() {
 #[test]
 fn imp_and_random_tickets_and_linear_evaluation_run() {
     let data = data();
-    for tickets in ["imp", "random", "lmp"] {
+    for tickets in ["imp", "random", "lmp", "kernel"] {
         let mut config = ExperimentConfig::smoke(data.fashion.clone(), data.mnist.clone());
         config.pretrain.truncate(1);
         config.transfer.seeds = vec![0];

@@ -96,6 +96,16 @@ pub enum TicketSpec {
         /// Seed.
         seed: u64,
     },
+    /// Structured pruning of θ_p (paper B): whole rows, k×k kernels or output channels with
+    /// the smallest ℓ1 norm, `sparsity` being the fraction of structures pruned.
+    Structured {
+        /// Sparsity levels (fractions of structures).
+        sparsities: Vec<f64>,
+        /// `row`, `kernel` or `channel`.
+        granularity: dwlth_prune::Granularity,
+        /// Per layer (as `torch.nn.utils.prune.ln_structured`) or global.
+        scope: dwlth_prune::Scope,
+    },
     /// Learnable masks (LMP, paper B) on the source task, weights frozen at θ_p: one mask per
     /// sparsity, scores trained for `epochs` with step `lr`.
     Lmp {
@@ -207,9 +217,9 @@ impl ExperimentConfig {
             "the double-win verdict needs regimes named `st` and `at`",
         )?;
         let sparsities = match &self.tickets {
-            TicketSpec::Omp { sparsities } | TicketSpec::Random { sparsities, .. } => {
-                sparsities.clone()
-            }
+            TicketSpec::Omp { sparsities }
+            | TicketSpec::Random { sparsities, .. }
+            | TicketSpec::Structured { sparsities, .. } => sparsities.clone(),
             TicketSpec::Lmp {
                 sparsities,
                 lr,

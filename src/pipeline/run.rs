@@ -424,11 +424,20 @@ fn find_tickets(
     let dense = MaskSet::from_model(theta, &prunable);
     let mut found = vec![(0.0, dense)];
     match &config.tickets {
-        TicketSpec::Omp { sparsities } | TicketSpec::Random { sparsities, .. } => {
+        TicketSpec::Omp { sparsities }
+        | TicketSpec::Random { sparsities, .. }
+        | TicketSpec::Structured { sparsities, .. } => {
             let method = match &config.tickets {
                 TicketSpec::Random { seed, .. } => PruneMethod::Random {
                     scope: Scope::Global,
                     seed: *seed,
+                },
+                TicketSpec::Structured {
+                    granularity, scope, ..
+                } => PruneMethod::Structured {
+                    granularity: *granularity,
+                    norm: dwlth_prune::Norm::L1,
+                    scope: *scope,
                 },
                 _ => PruneMethod::global_magnitude(),
             };
