@@ -9,6 +9,7 @@
 //!   checkpoint import (torchvision, robustness, fast_adversarial, Double-Win-LTH) and export.
 //! - [`data`], [`adv`], [`prune`]: datasets, attacks and training, pruning.
 
+pub mod analysis;
 pub mod commands;
 pub mod error;
 pub mod pipeline;

