@@ -178,3 +178,26 @@ fn attacks_reproduce_pytorch() {
     let report = evaluate(&frozen, [(x, y)], None, None, 10).unwrap();
     assert_eq!(report.sa as f32, golden.values("acc_clean")[0]);
 }
+
+#[test]
+fn sanity_suite_passes_on_the_golden_model() {
+    // A real classifier: an untrained network can predict one class whatever the input, and no
+    // attack flips the examples of that class — which is not gradient masking.
+    let device = Device::flex().autodiff();
+    let golden = Golden::load();
+    let net = model(&device);
+    let view = AttackMode::Eval.view(&net);
+    let other = model(&device).with_head(10, &device).unwrap();
+    let other = AttackMode::Eval.view(&other);
+    let x = golden.images("input", &device);
+    let y = golden.ints("labels", &device);
+    let attack = Attack {
+        random_start: false,
+        ..Attack::pgd(2.0 / 255.0, 0.5 / 255.0, 3)
+    };
+    let report = dwlth_adv::sanity_checks(&view, x, y, &attack, 10, Some(&other), 1e-9).unwrap();
+    for check in &report.checks {
+        assert!(check.passed, "{}: {}", check.name, check.detail);
+    }
+    assert_eq!(report.checks.len(), 5);
+}
