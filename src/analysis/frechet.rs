@@ -168,6 +168,28 @@ mod tests {
     }
 
     #[test]
+    fn matches_scipy_on_non_commuting_covariances() {
+        // numpy / scipy 1.x (tools/.venv):
+        //   a_mu = [0.1, -0.2, 0.3]; b_mu = [0.0, 0.4, -0.1]
+        //   A = [[2.0, 0.3, 0.1], [0.3, 1.0, -0.2], [0.1, -0.2, 0.5]]
+        //   B = [[1.0, -0.4, 0.2], [-0.4, 3.0, 0.6], [0.2, 0.6, 0.8]]
+        //   ((a_mu - b_mu)**2).sum() + trace(A + B - 2 * scipy.linalg.sqrtm(A @ B).real)
+        //   == 1.6832156792982897
+        let a = FeatureStats {
+            mean: vec![0.1, -0.2, 0.3],
+            cov: vec![2.0, 0.3, 0.1, 0.3, 1.0, -0.2, 0.1, -0.2, 0.5],
+            dim: 3,
+        };
+        let b = FeatureStats {
+            mean: vec![0.0, 0.4, -0.1],
+            cov: vec![1.0, -0.4, 0.2, -0.4, 3.0, 0.6, 0.2, 0.6, 0.8],
+            dim: 3,
+        };
+        let d = frechet_distance(&a, &b).unwrap();
+        assert!((d - 1.6832156792982897).abs() < 1e-10, "{d}");
+    }
+
+    #[test]
     fn a_set_is_at_distance_zero_from_itself() {
         let f = sample(200, 6, 0.0, 1.0, 1);
         let s = FeatureStats::of(&f, 6).unwrap();

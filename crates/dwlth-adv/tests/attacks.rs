@@ -1,25 +1,12 @@
 //! Properties of the attacks: constraints, restarts, eval-mode purity, argument errors, and the
 //! gradient-masking sanity suite.
 
-use burn::tensor::{Device, Distribution, Int, Tensor};
+mod common;
+
+use burn::tensor::{Device, Int, Tensor};
+use common::{batch, tiny};
 use dwlth_adv::{evaluate, parse_fraction, AdvError, Attack, AttackMode, Norm};
 use dwlth_models::io::resnet_tensors;
-use dwlth_models::{Arch, ResNet, ResNetConfig, Stem};
-
-fn tiny(device: &Device, seed: u64) -> ResNet {
-    device.seed(seed);
-    ResNetConfig::new(Arch::ResNet18)
-        .with_width(2)
-        .with_stem(Stem::Cifar)
-        .with_num_classes(4)
-        .init(device)
-}
-
-fn batch(device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
-    let x = Tensor::<4>::random([6, 3, 8, 8], Distribution::Uniform(0.0, 1.0), device);
-    let y = Tensor::<1, Int>::from_ints([0, 1, 2, 3, 0, 1], device);
-    (x, y)
-}
 
 fn max_abs(t: Tensor<4>) -> f32 {
     t.abs().max().into_scalar::<f32>()

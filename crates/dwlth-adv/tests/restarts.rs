@@ -2,25 +2,12 @@
 //! eval-mode attack leaves the model untouched. In a file of its own: the comparison reseeds the
 //! device's generator, which tests running in parallel threads of one binary would share.
 
-use burn::tensor::{Device, Distribution, Int, Tensor};
+mod common;
+
+use burn::tensor::Device;
+use common::{batch, tiny};
 use dwlth_adv::{evaluate, Attack, AttackMode};
 use dwlth_models::io::resnet_tensors;
-use dwlth_models::{Arch, ResNet, ResNetConfig, Stem};
-
-fn tiny(device: &Device, seed: u64) -> ResNet {
-    device.seed(seed);
-    ResNetConfig::new(Arch::ResNet18)
-        .with_width(2)
-        .with_stem(Stem::Cifar)
-        .with_num_classes(4)
-        .init(device)
-}
-
-fn batch(device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
-    let x = Tensor::<4>::random([6, 3, 8, 8], Distribution::Uniform(0.0, 1.0), device);
-    let y = Tensor::<1, Int>::from_ints([0, 1, 2, 3, 0, 1], device);
-    (x, y)
-}
 
 #[test]
 fn restarts_never_help_the_model_and_eval_mode_keeps_statistics() {

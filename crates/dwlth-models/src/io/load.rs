@@ -42,6 +42,8 @@ struct Loader<'a> {
     missing: Vec<String>,
     defaulted: Vec<String>,
     error: Option<ModelError>,
+    /// Masks already read for zeroing their weights, reused when the mask itself is loaded.
+    masks: std::collections::HashMap<String, Vec<f32>>,
 }
 
 impl Loader<'_> {
@@ -55,7 +57,11 @@ impl Loader<'_> {
             });
             return None;
         }
-        let mut values = match raw.to_f32(key, self.dict.path()) {
+        let read = match self.masks.remove(key) {
+            Some(v) => Ok(v),
+            None => raw.to_f32(key, self.dict.path()),
+        };
+        let mut values = match read {
             Ok(v) => v,
             Err(e) => {
                 self.error.get_or_insert(e);
@@ -79,6 +85,7 @@ impl Loader<'_> {
                 if mask.shape() == expected {
                     if let Ok(mask) = mask.to_f32(&mask_key, self.dict.path()) {
                         values.iter_mut().zip(&mask).for_each(|(w, m)| *w *= *m);
+                        self.masks.insert(mask_key, mask);
                     }
                 }
             }
@@ -144,6 +151,7 @@ pub fn load_state<M: Module>(
         missing: Vec::new(),
         defaulted: Vec::new(),
         error: None,
+        masks: Default::default(),
     };
     let module = module.map(&mut loader);
     if let Some(e) = loader.error {
