@@ -577,3 +577,165 @@ fn analyze_ood_and_domain_gap_on_real_data() {
     ]);
     assert!(String::from_utf8_lossy(&bad.stderr).contains("DATASET:ROOT"));
 }
+
+#[test]
+fn analyze_landscape_transfer_attack_and_masks_on_real_data() {
+    let data = dwlth::commands::run::DemoData::locate();
+    assert!(
+        data.fashion.join("t10k-images-idx3-ubyte.gz").exists(),
+        "real test data missing: run tools/setup-test-data.sh"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let device = burn::tensor::Device::flex();
+    let tiny = |width| {
+        dwlth::models::ResNetConfig::new(dwlth::models::Arch::ResNet18)
+            .with_width(width)
+            .with_stem(dwlth::models::Stem::Cifar)
+            .with_in_channels(1)
+            .with_normalize(dwlth::models::NormalizeConfig::identity(1))
+            .with_num_classes(10)
+            .init(&device)
+    };
+    let save = |name: &str, model: &dwlth::models::ResNet| {
+        let path = dir.path().join(name);
+        dwlth::models::io::save_resnet(model, &path).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let origin = tiny(2);
+    let w = save("origin.safetensors", &origin);
+    let fashion = format!("fashion-mnist:{}:test", data.fashion.display());
+    let out = dir.path().join("landscape");
+    let args = [
+        "analyze",
+        "landscape",
+        "--weights",
+        &w,
+        "--data",
+        &fashion,
+        "--limit",
+        "16",
+        "--steps",
+        "3",
+        "--range",
+        "0.5",
+        "--attack",
+        "pgd",
+        "--eps",
+        "0.1",
+        "--alpha",
+        "0.05",
+        "--attack-steps",
+        "1",
+        "--workers",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let summary: serde_json::Value = serde_json::from_str(&ok(&args)).unwrap();
+    assert_eq!(summary["points"], 9, "{summary}");
+    let surface = dwlth::analysis::landscape::Surface::read(&out.join("landscape.json")).unwrap();
+    assert!(surface.is_complete(true));
+    for name in ["clean_loss", "adv_loss"] {
+        for ext in ["svg", "png"] {
+            assert!(out.join(format!("landscape_{name}.{ext}")).exists());
+        }
+    }
+    // A finished grid is not recomputed: the same command returns the saved values.
+    let again: serde_json::Value = serde_json::from_str(&ok(&args)).unwrap();
+    assert_eq!(again["loss_near_origin"], summary["loss_near_origin"]);
+
+    // PCA plane of a (made-up) trajectory of three checkpoints.
+    let checkpoints: Vec<String> = (0..3)
+        .map(|k| save(&format!("c{k}.safetensors"), &tiny(2)))
+        .collect();
+    let pca: serde_json::Value = serde_json::from_str(&ok(&[
+        "analyze",
+        "landscape",
+        "--weights",
+        &w,
+        "--data",
+        &fashion,
+        "--limit",
+        "8",
+        "--steps",
+        "2",
+        "--checkpoints",
+        &checkpoints.join(","),
+        "--out",
+        dir.path().join("pca").to_str().unwrap(),
+    ]))
+    .unwrap();
+    assert_eq!(pca["directions"], "pca", "{pca}");
+    let s =
+        dwlth::analysis::landscape::Surface::read(&dir.path().join("pca/landscape.json")).unwrap();
+    assert_eq!(s.trajectory.len(), 3);
+
+    // Transfer attack: examples crafted on the source, scored on two targets.
+    let transfer: serde_json::Value = serde_json::from_str(&ok(&[
+        "analyze",
+        "transfer-attack",
+        "--source",
+        &checkpoints[0],
+        "--targets",
+        &format!("{w},{}", checkpoints[1]),
+        "--data",
+        &fashion,
+        "--limit",
+        "16",
+        "--eps",
+        "0.1",
+        "--alpha",
+        "0.05",
+        "--attack-steps",
+        "2",
+    ]))
+    .unwrap();
+    let rows = transfer["targets"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{transfer}");
+    for row in rows {
+        for key in ["sa", "ra_white_box", "ra_transfer"] {
+            assert!((0.0..=1.0).contains(&row[key].as_f64().unwrap()), "{row}");
+        }
+    }
+
+    // Mask tables of an experiment's tickets.
+    let tickets = dir.path().join("exp/tickets");
+    for (p, seed) in [("std", 1u64), ("at", 2)] {
+        std::fs::create_dir_all(tickets.join(p)).unwrap();
+        for s in [0.5, 0.9] {
+            let method = dwlth::prune::PruneMethod::Random {
+                scope: dwlth::prune::Scope::Global,
+                seed,
+            };
+            let layers = dwlth::prune::masked_weights(&origin);
+            let masks = method
+                .prune(&layers, &dwlth::prune::Prunable::convolutions(), s)
+                .unwrap();
+            masks
+                .save(tickets.join(p).join(format!("s{s:.4}.safetensors")))
+                .unwrap();
+        }
+    }
+    let masks: serde_json::Value = serde_json::from_str(&ok(&[
+        "analyze",
+        "masks",
+        "--dir",
+        dir.path().join("exp").to_str().unwrap(),
+    ]))
+    .unwrap();
+    let md = std::fs::read_to_string(dir.path().join("exp/report/masks.md")).unwrap();
+    assert!(
+        md.contains("θ_STD") && md.contains("Sparsity 90.00 %"),
+        "{md}"
+    );
+    assert!(masks["files"].as_array().unwrap().len() >= 5, "{masks}");
+    let bad = dwlth(&[
+        "analyze",
+        "masks",
+        "--dir",
+        dir.path().to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("no tickets"));
+}

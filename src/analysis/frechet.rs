@@ -55,7 +55,7 @@ impl FeatureStats {
 }
 
 /// Eigenvalues and eigenvectors (columns) of a symmetric `d × d` matrix by cyclic Jacobi.
-fn symmetric_eigen(a: &[f64], d: usize) -> (Vec<f64>, Vec<f64>) {
+pub(crate) fn symmetric_eigen(a: &[f64], d: usize) -> (Vec<f64>, Vec<f64>) {
     let mut a = a.to_vec();
     let mut v = vec![0.0; d * d];
     for i in 0..d {

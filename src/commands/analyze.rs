@@ -1,15 +1,21 @@
-//! `dwlth analyze ood|domain-gap`: out-of-distribution detection and the domain gap of a model.
+//! `dwlth analyze landscape|transfer-attack|masks|ood|domain-gap`: the papers' analyses of why
+//! robust tickets win.
 
 use std::path::PathBuf;
 
 use burn::module::Module;
-use burn::tensor::{Tensor, TensorData};
-use dwlth_models::io::load_resnet;
+use burn::tensor::{Int, Tensor, TensorData};
+use dwlth_adv::{check_labels, evaluate, parse_fraction, Attack, AttackMode};
+use dwlth_models::io::{atomic_write, load_resnet};
 use dwlth_models::{DeviceSpec, ResNet};
 
+use crate::analysis::landscape::{
+    evaluate_grid, pca_plane, Direction, Grid, GridOptions, Surface, Weights,
+};
 use crate::analysis::{frechet_distance, max_softmax_probability, roc_auc, FeatureStats};
 use crate::commands::eval::dataset_images;
 use crate::error::{DwlthError, Result};
+use crate::report::contour::{contour_png, contour_svg, ContourPlot};
 
 /// `dwlth analyze ...`.
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -44,9 +50,98 @@ pub enum AnalyzeCommand {
         #[arg(long, default_value_t = 2000)]
         limit: usize,
     },
+    /// Loss landscape around a model: filter-normalised random directions, or the PCA plane
+    /// of a training trajectory with `--checkpoints`; loss and accuracy on clean (and with
+    /// `--attack pgd`, attacked) images; JSON plus contour plots; resumes if killed.
+    Landscape {
+        /// Weights at the plane's origin (the project's safetensors).
+        #[arg(long)]
+        weights: PathBuf,
+        /// Images as DATASET:ROOT[:SPLIT] (split default test).
+        #[arg(long)]
+        data: String,
+        /// At most this many images per grid point.
+        #[arg(long, default_value_t = 256)]
+        limit: usize,
+        /// Weights saved along training, oldest first: the plane becomes their two leading
+        /// PCA directions and the path is drawn.
+        #[arg(long, value_delimiter = ',')]
+        checkpoints: Vec<PathBuf>,
+        /// Seed of the random directions (x uses it, y the next one).
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Random directions: the grid spans [-range, range] on both axes.
+        #[arg(long, default_value_t = 1.0)]
+        range: f64,
+        /// Grid points per axis.
+        #[arg(long, default_value_t = 21)]
+        steps: usize,
+        /// `none` or `pgd` (then adversarial loss and accuracy at every point).
+        #[arg(long, default_value = "none")]
+        attack: String,
+        /// PGD radius (ℓ∞), e.g. 8/255.
+        #[arg(long, default_value = "8/255")]
+        eps: String,
+        /// PGD step size.
+        #[arg(long, default_value = "2/255")]
+        alpha: String,
+        /// PGD steps.
+        #[arg(long, default_value_t = 10)]
+        attack_steps: usize,
+        /// Grid points evaluated at once.
+        #[arg(long, default_value_t = 1)]
+        workers: usize,
+        /// Images per batch.
+        #[arg(long, default_value_t = 64)]
+        batch_size: usize,
+        /// Output folder: landscape.json (resumed if present) and contour plots.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Transfer (black-box) attack: PGD examples crafted on a separate source model, scored on
+    /// each target beside its white-box robust accuracy (paper A Table A2).
+    TransferAttack {
+        /// The model the examples are crafted on (a separately trained robust model).
+        #[arg(long)]
+        source: PathBuf,
+        /// The models to score (tickets), comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        targets: Vec<PathBuf>,
+        /// Images as DATASET:ROOT[:SPLIT] (split default test).
+        #[arg(long)]
+        data: String,
+        /// At most this many images.
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+        /// PGD radius (ℓ∞).
+        #[arg(long, default_value = "8/255")]
+        eps: String,
+        /// PGD step size.
+        #[arg(long, default_value = "2/255")]
+        alpha: String,
+        /// PGD steps.
+        #[arg(long, default_value_t = 20)]
+        attack_steps: usize,
+        /// Seed of the random starts.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Images per batch.
+        #[arg(long, default_value_t = 64)]
+        batch_size: usize,
+    },
+    /// IoU matrices and zero-kernel counts of an experiment's tickets (`tickets/<p>/s*.safetensors`).
+    Masks {
+        /// The experiment's results folder (or its `tickets/` folder).
+        #[arg(long)]
+        dir: PathBuf,
+        /// Where to write masks.md and the plots (default DIR/report).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
-fn images(spec: &str, limit: usize) -> Result<(Vec<usize>, Vec<f32>)> {
+/// Images (shape, values in `[0, 1]`) and labels of `DATASET:ROOT[:SPLIT]`, at most `limit`.
+fn labelled(spec: &str, limit: usize) -> Result<(Vec<usize>, Vec<f32>, Vec<i64>)> {
     let parts: Vec<&str> = spec.splitn(3, ':').collect();
     let (name, root, split) = match parts.as_slice() {
         [n, r] => (*n, *r, "test"),
@@ -57,12 +152,19 @@ fn images(spec: &str, limit: usize) -> Result<(Vec<usize>, Vec<f32>)> {
             )))
         }
     };
-    let (mut shape, mut values, _) = dataset_images(name, std::path::Path::new(root), split)?;
+    let (mut shape, mut values, mut labels) =
+        dataset_images(name, std::path::Path::new(root), split)?;
     let per: usize = shape[1..].iter().product();
     if shape[0] > limit {
         shape[0] = limit;
         values.truncate(limit * per);
+        labels.truncate(limit);
     }
+    Ok((shape, values, labels))
+}
+
+fn images(spec: &str, limit: usize) -> Result<(Vec<usize>, Vec<f32>)> {
+    let (shape, values, _) = labelled(spec, limit)?;
     Ok((shape, values))
 }
 
@@ -95,6 +197,191 @@ fn batched(
         out.extend(f(model, x));
     }
     Ok(out)
+}
+
+/// Labelled images as batches on `device`.
+fn labelled_batches(
+    (shape, values, labels): &(Vec<usize>, Vec<f32>, Vec<i64>),
+    batch_size: usize,
+    device: &burn::tensor::Device,
+) -> Result<Vec<(Tensor<4>, Tensor<1, Int>)>> {
+    let [n, c, h, w] = <[usize; 4]>::try_from(shape.clone())
+        .map_err(|_| DwlthError::InvalidArgument("images must be 4-D".into()))?;
+    let per = c * h * w;
+    let step = batch_size.max(1);
+    Ok((0..n)
+        .step_by(step)
+        .map(|start| {
+            let end = (start + step).min(n);
+            let x = Tensor::<4>::from_data(
+                TensorData::new(
+                    values[start * per..end * per].to_vec(),
+                    [end - start, c, h, w],
+                ),
+                device,
+            );
+            let y = Tensor::<1, Int>::from_data(
+                TensorData::new(labels[start..end].to_vec(), [end - start]),
+                device,
+            );
+            (x, y)
+        })
+        .collect())
+}
+
+fn pgd(eps: &str, alpha: &str, steps: usize) -> Result<Attack> {
+    let attack = Attack::pgd(parse_fraction(eps)?, parse_fraction(alpha)?, steps);
+    attack.validate()?;
+    Ok(attack)
+}
+
+fn load_checked(
+    path: &std::path::Path,
+    device: &burn::tensor::Device,
+    classes: &[i64],
+) -> Result<ResNet> {
+    let (model, _) = load_resnet(path, None, device)?;
+    check_labels(classes, model.num_classes())?;
+    Ok(model)
+}
+
+/// `dwlth analyze landscape`.
+#[allow(clippy::too_many_arguments)]
+fn landscape(
+    weights: &std::path::Path,
+    data: &str,
+    limit: usize,
+    checkpoints: &[PathBuf],
+    (seed, range, steps): (u64, f64, usize),
+    attack: Option<Attack>,
+    (workers, batch_size): (usize, usize),
+    out: &std::path::Path,
+    device: &burn::tensor::Device,
+) -> Result<serde_json::Value> {
+    let set = labelled(data, limit)?;
+    let model = load_checked(weights, device, &set.2)?;
+    let batches = labelled_batches(&set, batch_size, device)?;
+    let origin = Weights::of(&model);
+    let (x, y, grid, plane) = if checkpoints.is_empty() {
+        let (x, y) = (
+            Direction::random(&origin, seed),
+            Direction::random(&origin, seed + 1),
+        );
+        (x, y, Grid::square(range, steps), None)
+    } else {
+        let trajectory = checkpoints
+            .iter()
+            .map(|p| load_resnet(p, None, device).map(|(m, _)| Weights::of(&m)))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let plane = pca_plane(&trajectory, &origin)?;
+        let grid = Grid::around(&plane.path, steps);
+        (plane.x.clone(), plane.y.clone(), grid, Some(plane))
+    };
+    let kind = if plane.is_some() { "pca" } else { "random" };
+    let mut surface = Surface::new(&grid, kind, plane.as_ref());
+    let json = out.join("landscape.json");
+    let options = GridOptions {
+        attack: attack.clone(),
+        workers,
+        save_to: Some(json.clone()),
+        progress: true,
+    };
+    evaluate_grid(&model, &batches, &origin, (&x, &y), &mut surface, &options)?;
+    let mut files = vec![json.display().to_string()];
+    let mut plots = vec![("clean_loss", "loss on clean images", &surface.clean_loss)];
+    if attack.is_some() {
+        plots.push(("adv_loss", "loss on PGD images", &surface.adv_loss));
+    }
+    for (name, title, values) in plots {
+        let plot = ContourPlot {
+            title,
+            xs: &surface.grid.xs,
+            ys: &surface.grid.ys,
+            values,
+            trajectory: &surface.trajectory,
+        };
+        for (ext, bytes) in [
+            ("svg", contour_svg(&plot).into_bytes()),
+            ("png", contour_png(&plot)),
+        ] {
+            let path = out.join(format!("landscape_{name}.{ext}"));
+            atomic_write(&path, &bytes)?;
+            files.push(path.display().to_string());
+        }
+    }
+    let centre = (0..surface.len()).min_by(|a, b| {
+        let r = |k: usize| {
+            let (i, j) = (k % surface.grid.xs.len(), k / surface.grid.xs.len());
+            surface.grid.xs[i].hypot(surface.grid.ys[j])
+        };
+        r(*a).total_cmp(&r(*b))
+    });
+    Ok(serde_json::json!({
+        "directions": kind,
+        "points": surface.len(),
+        "images": surface.n_images,
+        "loss_near_origin": centre.and_then(|k| surface.clean_loss[k]),
+        "explained_variance": surface.explained_variance,
+        "files": files,
+    }))
+}
+
+/// `dwlth analyze transfer-attack`.
+#[allow(clippy::too_many_arguments)]
+fn transfer_attack(
+    source: &std::path::Path,
+    targets: &[PathBuf],
+    data: &str,
+    limit: usize,
+    attack: &Attack,
+    seed: u64,
+    batch_size: usize,
+    device: &burn::tensor::Device,
+) -> Result<serde_json::Value> {
+    let set = labelled(data, limit)?;
+    let source_model = load_checked(source, device, &set.2)?;
+    let classes = source_model.num_classes();
+    let batches = labelled_batches(&set, batch_size, device)?;
+    device.seed(seed);
+    // The adversarial set is crafted once, on the source alone.
+    let source_view = AttackMode::Eval.view(&source_model);
+    let crafted: Vec<(Tensor<4>, Tensor<1, Int>)> = batches
+        .iter()
+        .map(|(x, y)| {
+            Ok((
+                attack.perturb(&source_view, x.clone(), y.clone())?,
+                y.clone(),
+            ))
+        })
+        .collect::<Result<_>>()?;
+    let source_ra = evaluate(&source_view, crafted.iter().cloned(), None, None, classes)?.sa;
+    let mut rows = Vec::new();
+    for target in targets {
+        let model = load_checked(target, device, &set.2)?;
+        if model.num_classes() != classes {
+            return Err(DwlthError::InvalidArgument(format!(
+                "`{}` has {} classes, the source {classes}",
+                target.display(),
+                model.num_classes()
+            )));
+        }
+        let view = AttackMode::Eval.view(&model);
+        device.seed(seed);
+        let white = evaluate(&view, batches.iter().cloned(), Some(attack), None, classes)?;
+        let transfer = evaluate(&view, crafted.iter().cloned(), None, None, classes)?.sa;
+        // Sparsity of the backbone's convolutions, as the papers count it.
+        let sparsity =
+            dwlth_prune::MaskSet::from_model(&model, &dwlth_prune::Prunable::convolutions())
+                .sparsity();
+        rows.push(serde_json::json!({
+            "target": target.display().to_string(), "sparsity": sparsity,
+            "sa": white.sa, "ra_white_box": white.ra, "ra_transfer": transfer,
+        }));
+    }
+    Ok(serde_json::json!({
+        "source": source.display().to_string(), "n": set.2.len(),
+        "source_ra_on_own_examples": source_ra, "attack": attack, "targets": rows,
+    }))
 }
 
 /// Runs the analysis and returns its JSON.
@@ -147,6 +434,86 @@ pub fn run(cmd: &AnalyzeCommand, device: DeviceSpec) -> Result<serde_json::Value
                 "n_a": fa.len() / dim, "n_b": fb.len() / dim,
                 "features": "penultimate features of the given network (not Inception's FID)",
             }))
+        }
+        AnalyzeCommand::Landscape {
+            weights,
+            data,
+            limit,
+            checkpoints,
+            seed,
+            range,
+            steps,
+            attack,
+            eps,
+            alpha,
+            attack_steps,
+            workers,
+            batch_size,
+            out,
+        } => {
+            let attack = match attack.trim().to_ascii_lowercase().as_str() {
+                "none" => None,
+                "pgd" => Some(pgd(eps, alpha, *attack_steps)?),
+                other => {
+                    return Err(DwlthError::InvalidArgument(format!(
+                        "unknown --attack `{other}`; expected none or pgd"
+                    )))
+                }
+            };
+            let device = if attack.is_some() {
+                device.autodiff()
+            } else {
+                device
+            };
+            device.seed(*seed);
+            landscape(
+                weights,
+                data,
+                *limit,
+                checkpoints,
+                (*seed, *range, *steps),
+                attack,
+                (*workers, *batch_size),
+                out,
+                &device,
+            )
+        }
+        AnalyzeCommand::TransferAttack {
+            source,
+            targets,
+            data,
+            limit,
+            eps,
+            alpha,
+            attack_steps,
+            seed,
+            batch_size,
+        } => transfer_attack(
+            source,
+            targets,
+            data,
+            *limit,
+            &pgd(eps, alpha, *attack_steps)?,
+            *seed,
+            *batch_size,
+            &device.autodiff(),
+        ),
+        AnalyzeCommand::Masks { dir, out } => {
+            let tickets = if dir.join("tickets").is_dir() {
+                dir.join("tickets")
+            } else {
+                dir.clone()
+            };
+            let out = out.clone().unwrap_or_else(|| dir.join("report"));
+            let mut written = crate::report::Written::default();
+            crate::report::masks::write_mask_report(&tickets, &out, &mut written)?;
+            if written.files.is_empty() {
+                return Err(DwlthError::InvalidArgument(format!(
+                    "no tickets (`<pretrain>/s<sparsity>.safetensors`) under `{}`",
+                    tickets.display()
+                )));
+            }
+            Ok(serde_json::json!({ "files": written.files }))
         }
     }
 }

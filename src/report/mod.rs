@@ -1,6 +1,9 @@
 //! Reports of an experiment: every run as JSON, curves as CSV, the double-win table as
 //! Markdown, and accuracy–sparsity plots as SVG and PNG.
 
+mod canvas;
+pub mod contour;
+pub mod masks;
 pub mod png;
 pub mod svg;
 
@@ -77,8 +80,10 @@ pub fn markdown_table(verdicts: &[Verdict]) -> String {
 /// One pre-training's points in a plot panel.
 type Line<'a> = (String, &'a Vec<crate::pipeline::verdict::Point>);
 
-/// Writes `results.json`, `curves.csv`, `double_win.md` and one SVG per (dataset, fraction,
-/// regime, metric) into `dir`. Returns the verdicts and the files.
+/// Writes `results.json`, `curves.csv`, `double_win.md` and one SVG and PNG per (dataset,
+/// fraction, regime, metric) into `dir`, and, when `dir` is an experiment's `report/` folder
+/// next to its `tickets/`, the mask report of [`masks::write_mask_report`]. Returns the
+/// verdicts and the files.
 pub fn write_report(results: &[RunResult], dir: &Path) -> Result<(Vec<Verdict>, Written)> {
     let mut written = Written::default();
     let mut put = |name: String, bytes: &[u8]| -> Result<()> {
@@ -162,6 +167,10 @@ pub fn write_report(results: &[RunResult], dir: &Path) -> Result<(Vec<Verdict>, 
             let png = png::plot(&title, &metric.to_uppercase(), &series);
             put(format!("{dataset}_f{fraction}_{regime}_{metric}.png"), &png)?;
         }
+    }
+    // The experiment's tickets, when `dir` is its `report/` folder.
+    if let Some(experiment) = dir.parent() {
+        masks::write_mask_report(&experiment.join("tickets"), dir, &mut written)?;
     }
     Ok((verdicts, written))
 }

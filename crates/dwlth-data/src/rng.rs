@@ -92,6 +92,14 @@ impl Rng {
         self.below(n as u64) as usize
     }
 
+    /// A standard normal draw (Box–Muller on two uniforms; the second value is discarded so
+    /// that every draw costs the same two words).
+    pub fn normal(&mut self) -> f64 {
+        let u = 1.0 - self.next_f64();
+        let v = self.next_f64();
+        (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
+    }
+
     /// `true` with probability `p`.
     pub fn chance(&mut self, p: f64) -> bool {
         self.next_f64() < p
