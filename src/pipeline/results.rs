@@ -21,6 +21,11 @@ pub struct RunResult {
     pub sa: f64,
     /// Test robust accuracy (of the best-RA checkpoint on validation), if measured.
     pub ra: Option<f64>,
+    /// Test accuracy on adversarial images crafted on a separately trained robust model (the
+    /// transfer attack of paper A Table A2), of the same checkpoint as RA (AT runs) or SA (ST
+    /// runs); `None` unless the experiment asks for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transfer_ra: Option<f64>,
     /// Training time in seconds.
     #[serde(default)]
     pub seconds: f64,

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::tensor::Device;
-use dwlth_adv::{OverfitGuard, Regime, Trainer};
+use dwlth_adv::{evaluate, AttackMode, OverfitGuard, Regime, TrainOutcome, Trainer};
 use dwlth_models::io::{atomic_write, load_resnet, save_resnet};
 use dwlth_models::mode::independent_copy;
 use dwlth_models::{DeviceSpec, ResNet, ResNetConfig};
@@ -214,6 +214,14 @@ pub fn run_experiment(
         "linear": config.transfer.linear, "test_attack": config.transfer.test_attack,
         "batch_size": config.transfer.batch_size,
     });
+    // Only experiments with the transfer attack name it, so that older runs keep their ids.
+    let shared = if config.transfer.transfer_attack {
+        let mut shared = shared;
+        shared["transfer_attack"] = true.into();
+        shared
+    } else {
+        shared
+    };
     let run_id = |p: &Planned| {
         let key = serde_json::json!({ "shared": shared, "run": p });
         format!("{:016x}", fnv(key.to_string().as_bytes()))
@@ -223,6 +231,22 @@ pub fn run_experiment(
     let validation = batches(&target.validation, config.transfer.batch_size, &device);
     let test = batches(&target.test, config.transfer.batch_size, &device);
     let classes = target.train.num_classes();
+    let crafted = config
+        .transfer
+        .transfer_attack
+        .then(|| {
+            transfer_attack_set(
+                config,
+                &thetas,
+                &target,
+                &target_stats,
+                (&validation, &test, classes),
+                out,
+                &device,
+                verbose,
+            )
+        })
+        .transpose()?;
     let todo: Vec<&Planned> = plan
         .iter()
         .enumerate()
@@ -265,6 +289,7 @@ pub fn run_experiment(
             &target,
             &target_stats,
             (&validation, &test, classes),
+            crafted.as_deref(),
             &runs_dir.join(&id),
             &device,
             verbose,
@@ -539,8 +564,9 @@ fn find_tickets(
     Ok(found)
 }
 
+/// Fine-tunes θ_p with `masks` on the target task as `p` says; returns the training outcome.
 #[allow(clippy::too_many_arguments)]
-fn transfer(
+fn fine_tune(
     config: &ExperimentConfig,
     p: &Planned,
     theta: &ResNet,
@@ -548,12 +574,11 @@ fn transfer(
     regime: &Regime,
     target: &Splits,
     stats: &dwlth_models::NormalizeConfig,
-    (validation, test, classes): (&[Batch], &[Batch], usize),
+    (validation, classes): (&[Batch], usize),
     dir: &Path,
     device: &Device,
     verbose: bool,
-) -> Result<RunResult> {
-    let started = Instant::now();
+) -> Result<TrainOutcome<ResNet>> {
     device.seed(
         p.seed
             .wrapping_mul(0x9E37_79B9)
@@ -587,9 +612,136 @@ fn transfer(
         p.seed,
         device,
     )?;
-    let outcome = trainer.fit(model, data.as_mut(), validation, classes)?;
+    Ok(trainer.fit(model, data.as_mut(), validation, classes)?)
+}
+
+/// Seed of the transfer attack's source model: no transfer run uses it.
+const TRANSFER_SOURCE_SEED: u64 = 1_000_003;
+
+/// The transfer attack's test set (paper A Table A2): the test images attacked with the test
+/// attack on a separately trained robust model — the dense θ_AT (or the first pre-training)
+/// adversarially fine-tuned on all target data with a seed of its own. The source model is
+/// saved in `transfer_source/`, so reruns and other shards reuse it.
+#[allow(clippy::too_many_arguments)]
+fn transfer_attack_set(
+    config: &ExperimentConfig,
+    thetas: &BTreeMap<String, ResNet>,
+    target: &Splits,
+    stats: &dwlth_models::NormalizeConfig,
+    (validation, test, classes): (&[Batch], &[Batch], usize),
+    out: &Path,
+    device: &Device,
+    verbose: bool,
+) -> Result<Vec<Batch>> {
+    let dir = out.join("transfer_source");
+    let path = dir.join("model.safetensors");
+    let model = if path.exists() {
+        load_resnet(&path, None, device)?.0
+    } else {
+        let pretrain = if thetas.contains_key("at") {
+            "at".to_string()
+        } else {
+            config.pretrain[0].name.clone()
+        };
+        say(
+            verbose,
+            format!(
+                "training the transfer attack's source: dense θ_{} with AT",
+                pretrain.to_uppercase()
+            ),
+        );
+        let regime = &config
+            .transfer
+            .regimes
+            .iter()
+            .find(|(n, _)| n == "at")
+            .ok_or_else(|| {
+                DwlthError::InvalidArgument("the transfer attack needs an `at` regime".into())
+            })?
+            .1;
+        let p = Planned {
+            pretrain: pretrain.clone(),
+            sparsity: 0.0,
+            fraction: 1.0,
+            regime: "at".into(),
+            seed: TRANSFER_SOURCE_SEED,
+        };
+        let outcome = fine_tune(
+            config,
+            &p,
+            &thetas[&pretrain],
+            &MaskSet::new(),
+            regime,
+            target,
+            stats,
+            (validation, classes),
+            &dir.join("train"),
+            device,
+            verbose,
+        )?;
+        let best = outcome.best_ra.map_or(outcome.model, |(_, m)| m);
+        save_resnet(&best, &path)?;
+        let _ = std::fs::remove_dir_all(dir.join("train"));
+        best
+    };
+    device.seed(TRANSFER_SOURCE_SEED);
+    let view = AttackMode::Eval.view(&model);
+    test.iter()
+        .map(|(x, y)| {
+            let xa = config
+                .transfer
+                .test_attack
+                .perturb(&view, x.clone(), y.clone())?;
+            Ok((xa, y.clone()))
+        })
+        .collect()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn transfer(
+    config: &ExperimentConfig,
+    p: &Planned,
+    theta: &ResNet,
+    masks: &MaskSet,
+    regime: &Regime,
+    target: &Splits,
+    stats: &dwlth_models::NormalizeConfig,
+    (validation, test, classes): (&[Batch], &[Batch], usize),
+    crafted: Option<&[Batch]>,
+    dir: &Path,
+    device: &Device,
+    verbose: bool,
+) -> Result<RunResult> {
+    let started = Instant::now();
+    let outcome = fine_tune(
+        config,
+        p,
+        theta,
+        masks,
+        regime,
+        target,
+        stats,
+        (validation, classes),
+        dir,
+        device,
+        verbose,
+    )?;
     let attack = (p.regime == "at").then_some(&config.transfer.test_attack);
     let (sa, ra) = outcome.test(test, attack, classes)?;
+    // The checkpoint RA is reported for (AT runs), or SA (ST runs), faces the transfer attack.
+    let transfer_ra = match crafted {
+        Some(crafted) => {
+            let best = if p.regime == "at" {
+                outcome.best_ra.as_ref()
+            } else {
+                outcome.best_sa.as_ref()
+            };
+            let model = best.map_or(&outcome.model, |(_, m)| m);
+            let view = AttackMode::Eval.view(model);
+            Some(evaluate(&view, crafted.iter().cloned(), None, None, classes)?.sa)
+        }
+        None => None,
+    };
     Ok(RunResult {
         pretrain: p.pretrain.clone(),
         dataset: target.name.clone(),
@@ -599,6 +751,7 @@ fn transfer(
         seed: p.seed,
         sa,
         ra,
+        transfer_ra,
         seconds: started.elapsed().as_secs_f64(),
     })
 }

@@ -67,6 +67,8 @@ pub struct Point {
     pub sa: Stat,
     /// RA over seeds, where measured.
     pub ra: Option<Stat>,
+    /// Accuracy under the transfer attack over seeds, where measured.
+    pub transfer_ra: Option<Stat>,
 }
 
 /// Every curve of a result set: points sorted by sparsity.
@@ -95,10 +97,12 @@ pub fn curves(results: &[RunResult]) -> BTreeMap<CurveKey, Vec<Point>> {
                 .filter_map(|(s, runs)| {
                     let sa: Vec<f64> = runs.iter().map(|r| r.sa).collect();
                     let ra: Vec<f64> = runs.iter().filter_map(|r| r.ra).collect();
+                    let transfer: Vec<f64> = runs.iter().filter_map(|r| r.transfer_ra).collect();
                     Some(Point {
                         sparsity: s as f64 / 1e6,
                         sa: Stat::of(&sa)?,
                         ra: Stat::of(&ra),
+                        transfer_ra: Stat::of(&transfer),
                     })
                 })
                 .collect();
@@ -231,8 +235,27 @@ mod tests {
             seed,
             sa,
             ra,
+            transfer_ra: ra.map(|r| r + 0.1),
             seconds: 0.0,
         }
+    }
+
+    #[test]
+    fn curves_carry_the_transfer_attack_accuracy() {
+        let results = dense();
+        let curves = curves(&results);
+        let at = curves
+            .iter()
+            .find(|(k, _)| k.regime == "at")
+            .map(|(_, p)| &p[0])
+            .unwrap();
+        let (ra, transfer) = (at.ra.unwrap(), at.transfer_ra.unwrap());
+        assert!((transfer.mean - ra.mean - 0.1).abs() < 1e-12);
+        assert!((transfer.std - ra.std).abs() < 1e-12);
+        let table = crate::report::transfer_table(&curves);
+        assert!(table.contains("## Transfer attack") && table.contains("| θ_AT | cifar10 |"));
+        let st_only: Vec<RunResult> = results.into_iter().filter(|r| r.regime == "st").collect();
+        assert!(crate::report::transfer_table(&super::curves(&st_only)).is_empty());
     }
 
     /// Dense ST SA 0.90 ± 0.01 (0.89, 0.91), dense AT SA 0.80 ± 0.02, RA 0.50 ± 0.02.

@@ -14,7 +14,9 @@ use dwlth_models::io::atomic_write;
 
 use crate::error::Result;
 use crate::pipeline::results::RunResult;
-use crate::pipeline::verdict::{curves, verdicts, Verdict};
+use std::collections::BTreeMap;
+
+use crate::pipeline::verdict::{curves, verdicts, CurveKey, Point, Stat, Verdict};
 
 /// The files a report wrote.
 #[derive(Debug, Clone, Default)]
@@ -78,6 +80,38 @@ pub fn markdown_table(verdicts: &[Verdict]) -> String {
 }
 
 /// One pre-training's points in a plot panel.
+/// The transfer-attack table (paper A Table A2): per curve and sparsity, the white-box RA (AT
+/// runs) beside the accuracy on examples crafted on a separate robust model. Empty when no run
+/// measured it.
+pub fn transfer_table(curves: &BTreeMap<CurveKey, Vec<Point>>) -> String {
+    let pct = |s: Option<Stat>| {
+        s.map_or("–".to_string(), |s| {
+            format!("{:.2} ± {:.2}", 100.0 * s.mean, 100.0 * s.std)
+        })
+    };
+    let mut rows = String::new();
+    for (key, points) in curves {
+        for p in points.iter().filter(|p| p.transfer_ra.is_some()) {
+            let _ = writeln!(
+                rows,
+                "| θ_{} | {} | {}% | {} | {:.2}% | {} | {} | {} |",
+                key.pretrain.to_uppercase(),
+                key.dataset,
+                key.fraction_milli as f64 / 10.0,
+                key.regime.to_uppercase(),
+                100.0 * p.sparsity,
+                pct(Some(p.sa)),
+                pct(p.ra),
+                pct(p.transfer_ra)
+            );
+        }
+    }
+    if rows.is_empty() {
+        return rows;
+    }
+    format!("\n## Transfer attack\n\nTest accuracy (%) on adversarial images crafted on a separately trained dense robust model (paper A, Table A2), beside SA and the white-box RA, mean ± std over seeds.\n\n| pre-training | dataset | data | regime | sparsity | SA | white-box RA | transfer-attack accuracy |\n|---|---|---:|---|---:|---:|---:|---:|\n{rows}")
+}
+
 type Line<'a> = (String, &'a Vec<crate::pipeline::verdict::Point>);
 
 /// Writes `results.json`, `curves.csv`, `double_win.md` and one SVG and PNG per (dataset,
@@ -97,15 +131,19 @@ pub fn write_report(results: &[RunResult], dir: &Path) -> Result<(Vec<Verdict>, 
 
     let curves = curves(results);
     let mut csv =
-        String::from("pretrain,dataset,fraction,regime,sparsity,n,sa_mean,sa_std,ra_mean,ra_std\n");
+        String::from("pretrain,dataset,fraction,regime,sparsity,n,sa_mean,sa_std,ra_mean,ra_std,transfer_ra_mean,transfer_ra_std\n");
     for (key, points) in &curves {
         for p in points {
-            let (ra_m, ra_s) = p.ra.map_or((String::new(), String::new()), |r| {
-                (format!("{:.6}", r.mean), format!("{:.6}", r.std))
-            });
+            let cells = |stat: Option<Stat>| {
+                stat.map_or((String::new(), String::new()), |r| {
+                    (format!("{:.6}", r.mean), format!("{:.6}", r.std))
+                })
+            };
+            let (ra_m, ra_s) = cells(p.ra);
+            let (tr_m, tr_s) = cells(p.transfer_ra);
             let _ = writeln!(
                 csv,
-                "{},{},{},{},{:.6},{},{:.6},{:.6},{},{}",
+                "{},{},{},{},{:.6},{},{:.6},{:.6},{},{},{},{}",
                 key.pretrain,
                 key.dataset,
                 key.fraction_milli as f64 / 1000.0,
@@ -115,7 +153,9 @@ pub fn write_report(results: &[RunResult], dir: &Path) -> Result<(Vec<Verdict>, 
                 p.sa.mean,
                 p.sa.std,
                 ra_m,
-                ra_s
+                ra_s,
+                tr_m,
+                tr_s
             );
         }
     }
@@ -124,6 +164,7 @@ pub fn write_report(results: &[RunResult], dir: &Path) -> Result<(Vec<Verdict>, 
     let verdicts = verdicts(results);
     let mut md = String::from("# Double-win tickets\n\nA ticket is double-win at a sparsity when, over seeds, its mean SA under standard training and its mean SA and RA under adversarial training are each at least the dense model's mean minus one standard deviation. ✗ names the failed criteria.\n\n");
     md.push_str(&markdown_table(&verdicts));
+    md.push_str(&transfer_table(&curves));
     put("double_win.md".into(), md.as_bytes())?;
 
     // Plots: one per (dataset, fraction, regime, metric), a line per pre-training.
