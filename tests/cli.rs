@@ -462,6 +462,7 @@ fn train_from_a_file_then_eval_on_the_dataset() {
         mode: dwlth::adv::AttackMode::Train,
     };
     file.train.eval_attack = Some(dwlth::adv::Attack::pgd(0.1, 0.05, 2));
+    file.train.snapshots = true;
     let path = dir.path().join("train.toml");
     std::fs::write(&path, toml::to_string_pretty(&file).unwrap()).unwrap();
     let text = ok(&["train", "--config", path.to_str().unwrap()]);
@@ -469,6 +470,7 @@ fn train_from_a_file_then_eval_on_the_dataset() {
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(file.out.join("test.json")).unwrap())
             .unwrap();
+    assert!(file.out.join("checkpoints/epoch_001.safetensors").exists());
     let weights = file.out.join("best_sa.safetensors");
     let eval: serde_json::Value = serde_json::from_str(&ok(&[
         "eval",
@@ -645,9 +647,13 @@ fn analyze_landscape_transfer_attack_and_masks_on_real_data() {
     assert_eq!(again["loss_near_origin"], summary["loss_near_origin"]);
 
     // PCA plane of a (made-up) trajectory of three checkpoints.
-    let checkpoints: Vec<String> = (0..3)
+    let mut checkpoints: Vec<String> = (0..3)
         .map(|k| save(&format!("c{k}.safetensors"), &tiny(2)))
         .collect();
+    // A training run's snapshot (Burn paths, not torchvision keys) loads as well.
+    let snapshot = dir.path().join("epoch_001.safetensors");
+    dwlth::models::io::save_module(&tiny(2), &snapshot).unwrap();
+    checkpoints.push(snapshot.to_str().unwrap().to_string());
     let pca: serde_json::Value = serde_json::from_str(&ok(&[
         "analyze",
         "landscape",
@@ -668,7 +674,7 @@ fn analyze_landscape_transfer_attack_and_masks_on_real_data() {
     assert_eq!(pca["directions"], "pca", "{pca}");
     let s =
         dwlth::analysis::landscape::Surface::read(&dir.path().join("pca/landscape.json")).unwrap();
-    assert_eq!(s.trajectory.len(), 3);
+    assert_eq!(s.trajectory.len(), 4);
 
     // Transfer attack: examples crafted on the source, scored on two targets.
     let transfer: serde_json::Value = serde_json::from_str(&ok(&[

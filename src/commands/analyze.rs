@@ -63,8 +63,9 @@ pub enum AnalyzeCommand {
         /// At most this many images per grid point.
         #[arg(long, default_value_t = 256)]
         limit: usize,
-        /// Weights saved along training, oldest first: the plane becomes their two leading
-        /// PCA directions and the path is drawn.
+        /// Weights saved along training, oldest first (exported weights, or the
+        /// `epoch_NNN.safetensors` a training run keeps with `snapshots = true`): the plane
+        /// becomes their two leading PCA directions and the path is drawn.
         #[arg(long, value_delimiter = ',')]
         checkpoints: Vec<PathBuf>,
         /// Seed of the random directions (x uses it, y the next one).
@@ -269,10 +270,18 @@ fn landscape(
         );
         (x, y, Grid::square(range, steps), None)
     } else {
+        // Exported weights (`save_resnet`) or a trainer's `epoch_NNN.safetensors` snapshots.
         let trajectory = checkpoints
             .iter()
-            .map(|p| load_resnet(p, None, device).map(|(m, _)| Weights::of(&m)))
-            .collect::<std::result::Result<Vec<_>, _>>()?;
+            .map(|p| match load_resnet(p, None, device) {
+                Ok((m, _)) => Ok(Weights::of(&m)),
+                Err(e) => {
+                    let mut m = dwlth_models::mode::independent_copy(&model);
+                    dwlth_models::io::load_module(&mut m, p).map_err(|_| e)?;
+                    Ok(Weights::of(&m))
+                }
+            })
+            .collect::<Result<Vec<_>>>()?;
         let plane = pca_plane(&trajectory, &origin)?;
         let grid = Grid::around(&plane.path, steps);
         (plane.x.clone(), plane.y.clone(), grid, Some(plane))

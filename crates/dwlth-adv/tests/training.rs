@@ -57,6 +57,7 @@ fn config(epochs: usize, regime: Regime) -> TrainConfig {
         ra_from_epoch: 1,
         overfit_guard: None,
         seed: 3,
+        snapshots: false,
     }
 }
 

@@ -58,6 +58,11 @@ pub struct TrainConfig {
     /// Seed of the random starts and noise.
     #[serde(default)]
     pub seed: u64,
+    /// Keep the weights after every epoch as `epoch_NNN.safetensors` in the run directory:
+    /// the training trajectory a loss-landscape plot projects (`dwlth analyze landscape
+    /// --checkpoints`).
+    #[serde(default)]
+    pub snapshots: bool,
 }
 
 impl TrainConfig {
@@ -81,6 +86,7 @@ impl TrainConfig {
             ra_from_epoch: 45,
             overfit_guard: None,
             seed: 0,
+            snapshots: false,
         }
     }
 

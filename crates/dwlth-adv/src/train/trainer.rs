@@ -353,6 +353,10 @@ impl Trainer {
             record.seconds = start.elapsed().as_secs_f64();
             state.history.push(record);
             state.epochs_done += 1;
+            if let (true, Some(dir)) = (self.config.snapshots, &self.dir) {
+                let name = format!("epoch_{:03}.safetensors", state.epochs_done);
+                save_module(&model, &dir.join(name))?;
+            }
             self.checkpoint(&model, &optim, &mut state)?;
         }
         Ok(TrainOutcome {
