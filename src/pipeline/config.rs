@@ -148,6 +148,10 @@ pub struct TransferSpec {
     /// trained dense robust model: paper A Table A2's transfer attack.
     #[serde(default)]
     pub transfer_attack: bool,
+    /// Also score every run at telling target test images from the source dataset's test
+    /// images by maximum softmax probability (ROC-AUC; paper B Fig. 8).
+    #[serde(default)]
+    pub ood: bool,
     /// Images per batch.
     pub batch_size: usize,
 }
@@ -333,6 +337,7 @@ impl ExperimentConfig {
                 stratified: true,
                 linear: false,
                 transfer_attack: true,
+                ood: true,
                 test_attack: pgd(3),
                 batch_size: 32,
             },

@@ -26,6 +26,10 @@ pub struct RunResult {
     /// runs); `None` unless the experiment asks for it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transfer_ra: Option<f64>,
+    /// ROC-AUC of maximum-softmax-probability scores, target test images against the source
+    /// dataset's test images, of the best-SA checkpoint; `None` unless asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ood_auroc: Option<f64>,
     /// Training time in seconds.
     #[serde(default)]
     pub seconds: f64,

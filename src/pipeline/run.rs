@@ -35,6 +35,7 @@ use super::config::{ExperimentConfig, PretrainSpec, TicketSpec};
 use super::data::{batches, fraction, training, Splits};
 use super::results::RunResult;
 use super::verdict::Verdict;
+use crate::analysis::{max_softmax_probability, roc_auc};
 use crate::error::{DwlthError, Result};
 use crate::report::write_report;
 
@@ -128,7 +129,8 @@ pub fn run_experiment(
     );
     // The source task is needed only to pre-train here or to run IMP.
     let needs_source = config.pretrain.iter().any(|p| p.weights.is_none())
-        || matches!(config.tickets, TicketSpec::Imp { .. });
+        || matches!(config.tickets, TicketSpec::Imp { .. })
+        || config.transfer.ood;
     let source = needs_source
         .then(|| Splits::load(&config.source))
         .transpose()?;
@@ -214,14 +216,16 @@ pub fn run_experiment(
         "linear": config.transfer.linear, "test_attack": config.transfer.test_attack,
         "batch_size": config.transfer.batch_size,
     });
-    // Only experiments with the transfer attack name it, so that older runs keep their ids.
-    let shared = if config.transfer.transfer_attack {
-        let mut shared = shared;
-        shared["transfer_attack"] = true.into();
-        shared
-    } else {
-        shared
-    };
+    // Only experiments with the optional measurements name them, so older runs keep their ids.
+    let mut shared = shared;
+    for (name, on) in [
+        ("transfer_attack", config.transfer.transfer_attack),
+        ("ood", config.transfer.ood),
+    ] {
+        if on {
+            shared[name] = true.into();
+        }
+    }
     let run_id = |p: &Planned| {
         let key = serde_json::json!({ "shared": shared, "run": p });
         format!("{:016x}", fnv(key.to_string().as_bytes()))
@@ -247,6 +251,11 @@ pub fn run_experiment(
             )
         })
         .transpose()?;
+    // Out-of-distribution images: the source dataset's test split.
+    let ood = match (config.transfer.ood, &source) {
+        (true, Some(source)) => Some(batches(&source.test, config.transfer.batch_size, &device)),
+        _ => None,
+    };
     let todo: Vec<&Planned> = plan
         .iter()
         .enumerate()
@@ -289,7 +298,7 @@ pub fn run_experiment(
             &target,
             &target_stats,
             (&validation, &test, classes),
-            crafted.as_deref(),
+            (crafted.as_deref(), ood.as_deref()),
             &runs_dir.join(&id),
             &device,
             verbose,
@@ -707,7 +716,7 @@ fn transfer(
     target: &Splits,
     stats: &dwlth_models::NormalizeConfig,
     (validation, test, classes): (&[Batch], &[Batch], usize),
-    crafted: Option<&[Batch]>,
+    (crafted, ood): (Option<&[Batch]>, Option<&[Batch]>),
     dir: &Path,
     device: &Device,
     verbose: bool,
@@ -742,6 +751,19 @@ fn transfer(
         }
         None => None,
     };
+    let ood_auroc = match ood {
+        Some(ood) => {
+            let model = outcome.best_sa.as_ref().map_or(&outcome.model, |(_, m)| m);
+            let view = AttackMode::Eval.view(model);
+            let msp = |set: &[Batch]| -> Vec<f32> {
+                set.iter()
+                    .flat_map(|(x, _)| max_softmax_probability(view.forward(x.clone())))
+                    .collect()
+            };
+            roc_auc(&msp(test), &msp(ood))
+        }
+        None => None,
+    };
     Ok(RunResult {
         pretrain: p.pretrain.clone(),
         dataset: target.name.clone(),
@@ -752,6 +774,7 @@ fn transfer(
         sa,
         ra,
         transfer_ra,
+        ood_auroc,
         seconds: started.elapsed().as_secs_f64(),
     })
 }

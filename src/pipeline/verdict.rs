@@ -69,6 +69,8 @@ pub struct Point {
     pub ra: Option<Stat>,
     /// Accuracy under the transfer attack over seeds, where measured.
     pub transfer_ra: Option<Stat>,
+    /// Out-of-distribution ROC-AUC over seeds, where measured.
+    pub ood_auroc: Option<Stat>,
 }
 
 /// Every curve of a result set: points sorted by sparsity.
@@ -98,11 +100,13 @@ pub fn curves(results: &[RunResult]) -> BTreeMap<CurveKey, Vec<Point>> {
                     let sa: Vec<f64> = runs.iter().map(|r| r.sa).collect();
                     let ra: Vec<f64> = runs.iter().filter_map(|r| r.ra).collect();
                     let transfer: Vec<f64> = runs.iter().filter_map(|r| r.transfer_ra).collect();
+                    let ood: Vec<f64> = runs.iter().filter_map(|r| r.ood_auroc).collect();
                     Some(Point {
                         sparsity: s as f64 / 1e6,
                         sa: Stat::of(&sa)?,
                         ra: Stat::of(&ra),
                         transfer_ra: Stat::of(&transfer),
+                        ood_auroc: Stat::of(&ood),
                     })
                 })
                 .collect();
@@ -236,6 +240,7 @@ mod tests {
             sa,
             ra,
             transfer_ra: ra.map(|r| r + 0.1),
+            ood_auroc: Some(sa - 0.2),
             seconds: 0.0,
         }
     }
@@ -254,6 +259,11 @@ mod tests {
         assert!((transfer.std - ra.std).abs() < 1e-12);
         let table = crate::report::transfer_table(&curves);
         assert!(table.contains("## Transfer attack") && table.contains("| θ_AT | cifar10 |"));
+        let ood = crate::report::ood_table(&curves);
+        assert!(
+            ood.contains("Out-of-distribution") && ood.contains("70.00 ± 1.00"),
+            "{ood}"
+        );
         let st_only: Vec<RunResult> = results.into_iter().filter(|r| r.regime == "st").collect();
         assert!(crate::report::transfer_table(&super::curves(&st_only)).is_empty());
     }

@@ -112,6 +112,33 @@ pub fn transfer_table(curves: &BTreeMap<CurveKey, Vec<Point>>) -> String {
     format!("\n## Transfer attack\n\nTest accuracy (%) on adversarial images crafted on a separately trained dense robust model (paper A, Table A2), beside SA and the white-box RA, mean ± std over seeds.\n\n| pre-training | dataset | data | regime | sparsity | SA | white-box RA | transfer-attack accuracy |\n|---|---|---:|---|---:|---:|---:|---:|\n{rows}")
 }
 
+/// The out-of-distribution table (paper B Fig. 8): per curve and sparsity, the MSP ROC-AUC of
+/// target test images against the source dataset's. Empty when no run measured it.
+pub fn ood_table(curves: &BTreeMap<CurveKey, Vec<Point>>) -> String {
+    let mut rows = String::new();
+    for (key, points) in curves {
+        for p in points {
+            if let Some(s) = p.ood_auroc {
+                let _ = writeln!(
+                    rows,
+                    "| θ_{} | {} | {}% | {} | {:.2}% | {:.2} ± {:.2} |",
+                    key.pretrain.to_uppercase(),
+                    key.dataset,
+                    key.fraction_milli as f64 / 10.0,
+                    key.regime.to_uppercase(),
+                    100.0 * p.sparsity,
+                    100.0 * s.mean,
+                    100.0 * s.std
+                );
+            }
+        }
+    }
+    if rows.is_empty() {
+        return rows;
+    }
+    format!("\n## Out-of-distribution detection\n\nROC-AUC (%) of maximum-softmax-probability scores, target test images (in) against the source dataset's test images (out), of the best-SA checkpoint (paper B, Fig. 8), mean ± std over seeds.\n\n| pre-training | dataset | data | regime | sparsity | ROC-AUC |\n|---|---|---:|---|---:|---:|\n{rows}")
+}
+
 type Line<'a> = (String, &'a Vec<crate::pipeline::verdict::Point>);
 
 /// Writes `results.json`, `curves.csv`, `double_win.md` and one SVG and PNG per (dataset,
@@ -131,7 +158,7 @@ pub fn write_report(results: &[RunResult], dir: &Path) -> Result<(Vec<Verdict>, 
 
     let curves = curves(results);
     let mut csv =
-        String::from("pretrain,dataset,fraction,regime,sparsity,n,sa_mean,sa_std,ra_mean,ra_std,transfer_ra_mean,transfer_ra_std\n");
+        String::from("pretrain,dataset,fraction,regime,sparsity,n,sa_mean,sa_std,ra_mean,ra_std,transfer_ra_mean,transfer_ra_std,ood_auroc_mean,ood_auroc_std\n");
     for (key, points) in &curves {
         for p in points {
             let cells = |stat: Option<Stat>| {
@@ -141,9 +168,10 @@ pub fn write_report(results: &[RunResult], dir: &Path) -> Result<(Vec<Verdict>, 
             };
             let (ra_m, ra_s) = cells(p.ra);
             let (tr_m, tr_s) = cells(p.transfer_ra);
+            let (ood_m, ood_s) = cells(p.ood_auroc);
             let _ = writeln!(
                 csv,
-                "{},{},{},{},{:.6},{},{:.6},{:.6},{},{},{},{}",
+                "{},{},{},{},{:.6},{},{:.6},{:.6},{},{},{},{},{},{}",
                 key.pretrain,
                 key.dataset,
                 key.fraction_milli as f64 / 1000.0,
@@ -155,7 +183,9 @@ pub fn write_report(results: &[RunResult], dir: &Path) -> Result<(Vec<Verdict>, 
                 ra_m,
                 ra_s,
                 tr_m,
-                tr_s
+                tr_s,
+                ood_m,
+                ood_s
             );
         }
     }
@@ -165,6 +195,7 @@ pub fn write_report(results: &[RunResult], dir: &Path) -> Result<(Vec<Verdict>, 
     let mut md = String::from("# Double-win tickets\n\nA ticket is double-win at a sparsity when, over seeds, its mean SA under standard training and its mean SA and RA under adversarial training are each at least the dense model's mean minus one standard deviation. ✗ names the failed criteria.\n\n");
     md.push_str(&markdown_table(&verdicts));
     md.push_str(&transfer_table(&curves));
+    md.push_str(&ood_table(&curves));
     put("double_win.md".into(), md.as_bytes())?;
 
     // Plots: one per (dataset, fraction, regime, metric), a line per pre-training.
