@@ -8,7 +8,7 @@
 //! ```
 //!
 //! Presets: `smoke` (seconds, for tests), `quick` (a small CPU run: width-16 ResNet-18,
-//! CIFAR-100 → CIFAR-10 subsets), `paper` (ResNet-50 and the paper's transfer settings, for a
+//! CIFAR-100 → CIFAR-10 subsets), `paper` (ResNet-50 on 224-pixel upsamplings and the paper's transfer settings, for a
 //! GPU; give ImageNet-pre-trained weights converted with `dwlth import`, else θ_p are
 //! pre-trained on CIFAR-100). CIFAR-10 and CIFAR-100 are downloaded into `--data-dir` (default
 //! `$DWLTH_DATA`, else the user cache) when missing; offline, the error says which archive to

@@ -111,6 +111,7 @@ impl TrainFile {
                     test_limit: None,
                     train_share: None,
                     augment: true,
+                    resize: None,
                 },
                 batch_size: 128,
                 fraction: 1.0,

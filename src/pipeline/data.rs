@@ -1,8 +1,8 @@
 //! The pipeline's data: train / validation / test sets of a dataset, in memory, with the
 //! data-limited subsets of the transfer stage.
 
-use burn::tensor::{Device, Int, Tensor};
-use dwlth_adv::{EpochBatches, InMemory};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use dwlth_adv::{Batch, EpochBatches, EvalSet, InMemory};
 use dwlth_data::{subset, DatasetKind, ImageDataset, Rng, Split};
 use dwlth_models::NormalizeConfig;
 
@@ -144,7 +144,8 @@ impl EpochBatches for Augmented {
                 .enumerate()
                 .map(move |(step, (x, y))| {
                     let s = seed ^ ((epoch as u64) << 32) ^ step as u64;
-                    // Crop and flip keep the shape, so this cannot fail on a batch of one shape.
+                    // Every image of a batch leaves the pipeline with the same shape, so this
+                    // cannot fail.
                     let out = pipeline.apply_batch(x.clone(), s).unwrap_or(x);
                     (out, y)
                 }),
@@ -156,7 +157,9 @@ impl EpochBatches for Augmented {
     }
 }
 
-/// The training batches of `data` for `spec`: augmented when `spec.augment`.
+/// The training batches of `data` for `spec`: with `spec.resize`, random-resized crops of
+/// that size and flips (the papers' upsampled transform); otherwise augmented when
+/// `spec.augment`.
 pub fn training(
     data: &ImageDataset,
     spec: &DataSpec,
@@ -165,7 +168,13 @@ pub fn training(
     device: &Device,
 ) -> Result<Box<dyn EpochBatches>> {
     let plain = in_memory(data, batch_size, seed, device);
-    if spec.augment {
+    if let Some(size) = spec.resize {
+        Ok(Box::new(Augmented {
+            inner: plain,
+            pipeline: dwlth_data::transforms::resized_crop_flip(size)?,
+            seed,
+        }))
+    } else if spec.augment {
         let [_, h, _] = data.shape();
         Ok(Box::new(Augmented::crop_flip(plain, h, 4, seed)?))
     } else {
@@ -180,6 +189,123 @@ pub fn batches(
     device: &Device,
 ) -> Vec<(Tensor<4>, Tensor<1, Int>)> {
     in_memory(data, batch_size, 0, device).batches()
+}
+
+/// An evaluation set built batch by batch from the stored 8-bit images through a fixed
+/// transform — for inputs upsampled to 224 pixels, which would take 6 GB per 10,000 images as
+/// `f32` tensors. Each pass rebuilds the batches; memory stays at one batch.
+pub struct Streamed {
+    data: ImageDataset,
+    pipeline: dwlth_data::transforms::Pipeline,
+    batch_size: usize,
+    device: Device,
+}
+
+impl Streamed {
+    /// The papers' upsampled test transform: resize the shorter side to `size · 8/7` (256 for
+    /// 224), centre-crop `size`.
+    pub fn resized(
+        data: &ImageDataset,
+        size: usize,
+        batch_size: usize,
+        device: &Device,
+    ) -> Result<Self> {
+        let resize = (size * 8).div_ceil(7);
+        Ok(Self {
+            data: data.clone(),
+            pipeline: dwlth_data::transforms::resize_center_crop(resize, size)?,
+            batch_size: batch_size.max(1),
+            device: device.clone(),
+        })
+    }
+}
+
+impl EvalSet for Streamed {
+    fn batches(&self) -> Box<dyn Iterator<Item = Batch> + '_> {
+        let n = self.data.len();
+        let [c, h, w] = self.data.shape();
+        Box::new((0..n).step_by(self.batch_size).map(move |start| {
+            let end = (start + self.batch_size).min(n);
+            let mut rng = dwlth_data::Rng::new(0);
+            let (mut values, mut labels) = (Vec::new(), Vec::new());
+            let mut shape = [c, h, w];
+            for i in start..end {
+                // Stored images always have the dataset's shape; anything else is skipped
+                // together with its label.
+                let (Some(pixels), Some(label)) = (self.data.pixels(i), self.data.label(i)) else {
+                    continue;
+                };
+                let floats = pixels.iter().map(|&v| f32::from(v) / 255.0).collect();
+                let Ok(image) = dwlth_data::Image::new(floats, c, h, w) else {
+                    continue;
+                };
+                let out = self.pipeline.apply(image, &mut rng);
+                shape = out.shape();
+                values.extend_from_slice(out.data());
+                labels.push(label as i64);
+            }
+            let [oc, oh, ow] = shape;
+            let x = Tensor::<4>::from_data(
+                TensorData::new(values, [labels.len(), oc, oh, ow]),
+                &self.device,
+            );
+            let y = Tensor::<1, Int>::from_data(
+                TensorData::new(labels.clone(), [labels.len()]),
+                &self.device,
+            );
+            (x, y)
+        }))
+    }
+
+    fn len(&self) -> usize {
+        self.data.len().div_ceil(self.batch_size)
+    }
+}
+
+/// Batches kept in host memory and moved to the device one at a time (adversarial test sets
+/// of upsampled images).
+pub struct HostBatches {
+    batches: Vec<(TensorData, TensorData)>,
+    device: Device,
+}
+
+impl HostBatches {
+    /// Moves every batch of `set` to host memory.
+    pub fn of(set: impl Iterator<Item = Batch>, device: &Device) -> Self {
+        Self {
+            batches: set.map(|(x, y)| (x.into_data(), y.into_data())).collect(),
+            device: device.clone(),
+        }
+    }
+}
+
+impl EvalSet for HostBatches {
+    fn batches(&self) -> Box<dyn Iterator<Item = Batch> + '_> {
+        Box::new(self.batches.iter().map(|(x, y)| {
+            (
+                Tensor::<4>::from_data(x.clone(), &self.device),
+                Tensor::<1, Int>::from_data(y.clone(), &self.device),
+            )
+        }))
+    }
+
+    fn len(&self) -> usize {
+        self.batches.len()
+    }
+}
+
+/// Validation or test batches of `data` for `spec`: in memory at native size, streamed when
+/// `spec.resize` upsamples.
+pub fn eval_set(
+    data: &ImageDataset,
+    spec: &DataSpec,
+    batch_size: usize,
+    device: &Device,
+) -> Result<Box<dyn EvalSet>> {
+    Ok(match spec.resize {
+        Some(size) => Box::new(Streamed::resized(data, size, batch_size, device)?),
+        None => Box::new(batches(data, batch_size, device)),
+    })
 }
 
 /// The data-limited subset of `data`: a fraction, class-stratified from `seed` or the first

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::tensor::Device;
-use dwlth_adv::{evaluate, AttackMode, OverfitGuard, Regime, TrainOutcome, Trainer};
+use dwlth_adv::{evaluate, AttackMode, EvalSet, OverfitGuard, Regime, TrainOutcome, Trainer};
 use dwlth_models::io::{atomic_write, load_resnet, save_resnet};
 use dwlth_models::mode::independent_copy;
 use dwlth_models::{DeviceSpec, ResNet, ResNetConfig};
@@ -32,7 +32,7 @@ use dwlth_prune::{
 use serde::Serialize;
 
 use super::config::{ExperimentConfig, PretrainSpec, TicketSpec};
-use super::data::{batches, fraction, training, Splits};
+use super::data::{batches, eval_set, fraction, training, HostBatches, Splits};
 use super::results::RunResult;
 use super::verdict::Verdict;
 use crate::analysis::{max_softmax_probability, roc_auc};
@@ -232,8 +232,9 @@ pub fn run_experiment(
     };
     let runs_dir = out.join("runs");
     let target_stats = target.stats();
-    let validation = batches(&target.validation, config.transfer.batch_size, &device);
-    let test = batches(&target.test, config.transfer.batch_size, &device);
+    let bs = config.transfer.batch_size;
+    let validation = eval_set(&target.validation, &config.target, bs, &device)?;
+    let test = eval_set(&target.test, &config.target, bs, &device)?;
     let classes = target.train.num_classes();
     let crafted = config
         .transfer
@@ -244,16 +245,16 @@ pub fn run_experiment(
                 &thetas,
                 &target,
                 &target_stats,
-                (&validation, &test, classes),
+                (validation.as_ref(), test.as_ref(), classes),
                 out,
                 &device,
                 verbose,
             )
         })
         .transpose()?;
-    // Out-of-distribution images: the source dataset's test split.
+    // Out-of-distribution images: the source dataset's test split, shaped as the target's.
     let ood = match (config.transfer.ood, &source) {
-        (true, Some(source)) => Some(batches(&source.test, config.transfer.batch_size, &device)),
+        (true, Some(source)) => Some(eval_set(&source.test, &config.target, bs, &device)?),
         _ => None,
     };
     let todo: Vec<&Planned> = plan
@@ -297,7 +298,7 @@ pub fn run_experiment(
             regime,
             &target,
             &target_stats,
-            (&validation, &test, classes),
+            (validation.as_ref(), test.as_ref(), classes),
             (crafted.as_deref(), ood.as_deref()),
             &runs_dir.join(&id),
             &device,
@@ -419,11 +420,16 @@ fn pretrain(
         0,
         device,
     )?;
-    let validation = batches(&source.validation, config.source_batch_size, device);
+    let validation = eval_set(
+        &source.validation,
+        &config.source,
+        config.source_batch_size,
+        device,
+    )?;
     let outcome = trainer.fit(
         model,
         data.as_mut(),
-        &validation,
+        validation.as_ref(),
         source.train.num_classes(),
     )?;
     if let Some(why) = &outcome.stopped {
@@ -541,7 +547,12 @@ fn find_tickets(
                 0,
                 device,
             )?;
-            let validation = batches(&source.validation, config.source_batch_size, device);
+            let validation = eval_set(
+                &source.validation,
+                &config.source,
+                config.source_batch_size,
+                device,
+            )?;
             let classes = source.train.num_classes();
             let mut trainer = Trainer::new(retrain.clone(), None)?;
             trainer.progress = verbose;
@@ -551,7 +562,7 @@ fn find_tickets(
             );
             let (_, _, records) = imp.run(theta, |model: ResNet, ctx| {
                 let outcome = trainer
-                    .fit(model, data.as_mut(), &validation, classes)
+                    .fit(model, data.as_mut(), validation.as_ref(), classes)
                     .map_err(|e| e.to_string())?;
                 let sa = outcome.history.last().and_then(|r| r.val_sa);
                 say(
@@ -583,7 +594,7 @@ fn fine_tune(
     regime: &Regime,
     target: &Splits,
     stats: &dwlth_models::NormalizeConfig,
-    (validation, classes): (&[Batch], usize),
+    (validation, classes): (&dyn EvalSet, usize),
     dir: &Path,
     device: &Device,
     verbose: bool,
@@ -637,11 +648,11 @@ fn transfer_attack_set(
     thetas: &BTreeMap<String, ResNet>,
     target: &Splits,
     stats: &dwlth_models::NormalizeConfig,
-    (validation, test, classes): (&[Batch], &[Batch], usize),
+    (validation, test, classes): (&dyn EvalSet, &dyn EvalSet, usize),
     out: &Path,
     device: &Device,
     verbose: bool,
-) -> Result<Vec<Batch>> {
+) -> Result<Box<dyn EvalSet>> {
     let dir = out.join("transfer_source");
     let path = dir.join("model.safetensors");
     let model = if path.exists() {
@@ -695,15 +706,18 @@ fn transfer_attack_set(
     };
     device.seed(TRANSFER_SOURCE_SEED);
     let view = AttackMode::Eval.view(&model);
-    test.iter()
+    let crafted = test
+        .batches()
         .map(|(x, y)| {
-            let xa = config
-                .transfer
-                .test_attack
-                .perturb(&view, x.clone(), y.clone())?;
-            Ok((xa, y.clone()))
+            let xa = config.transfer.test_attack.perturb(&view, x, y.clone())?;
+            Ok((xa, y))
         })
-        .collect()
+        .collect::<Result<Vec<Batch>>>()?;
+    // Upsampled images are kept on the host: 10,000 of them take 6 GB.
+    Ok(match config.target.resize {
+        Some(_) => Box::new(HostBatches::of(crafted.into_iter(), device)),
+        None => Box::new(crafted),
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -715,8 +729,8 @@ fn transfer(
     regime: &Regime,
     target: &Splits,
     stats: &dwlth_models::NormalizeConfig,
-    (validation, test, classes): (&[Batch], &[Batch], usize),
-    (crafted, ood): (Option<&[Batch]>, Option<&[Batch]>),
+    (validation, test, classes): (&dyn EvalSet, &dyn EvalSet, usize),
+    (crafted, ood): (Option<&dyn EvalSet>, Option<&dyn EvalSet>),
     dir: &Path,
     device: &Device,
     verbose: bool,
@@ -747,7 +761,7 @@ fn transfer(
             };
             let model = best.map_or(&outcome.model, |(_, m)| m);
             let view = AttackMode::Eval.view(model);
-            Some(evaluate(&view, crafted.iter().cloned(), None, None, classes)?.sa)
+            Some(evaluate(&view, crafted.batches(), None, None, classes)?.sa)
         }
         None => None,
     };
@@ -755,9 +769,9 @@ fn transfer(
         Some(ood) => {
             let model = outcome.best_sa.as_ref().map_or(&outcome.model, |(_, m)| m);
             let view = AttackMode::Eval.view(model);
-            let msp = |set: &[Batch]| -> Vec<f32> {
-                set.iter()
-                    .flat_map(|(x, _)| max_softmax_probability(view.forward(x.clone())))
+            let msp = |set: &dyn EvalSet| -> Vec<f32> {
+                set.batches()
+                    .flat_map(|(x, _)| max_softmax_probability(view.forward(x)))
                     .collect()
             };
             roc_auc(&msp(test), &msp(ood))

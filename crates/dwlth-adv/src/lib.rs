@@ -44,6 +44,6 @@ pub use eval::{check_labels, evaluate, predict, EvalReport, Tally};
 pub use fraction::parse_fraction;
 pub use sanity::{sanity_checks, Check, SanityReport};
 pub use train::{
-    EpochBatches, EpochRecord, InMemory, LrSchedule, OverfitGuard, Regime, Schedule, TrainConfig,
-    TrainOutcome, Trainer,
+    Batch, EpochBatches, EpochRecord, EvalSet, InMemory, LrSchedule, OverfitGuard, Regime,
+    Schedule, TrainConfig, TrainOutcome, Trainer,
 };

@@ -15,6 +15,56 @@ pub trait EpochBatches {
     fn steps_per_epoch(&self) -> usize;
 }
 
+/// One batch: images `[N, C, H, W]` in `[0, 1]` and their labels.
+pub type Batch = (Tensor<4>, Tensor<1, Int>);
+
+/// Evaluation data (validation, test), walked in order as often as needed.
+///
+/// A slice or `Vec` of batches is one; a set that builds its batches on the fly (e.g. images
+/// upsampled to 224 pixels, too large to keep in memory) is another.
+pub trait EvalSet {
+    /// The batches, in order.
+    fn batches(&self) -> Box<dyn Iterator<Item = Batch> + '_>;
+
+    /// Number of batches.
+    fn len(&self) -> usize;
+
+    /// Whether there is no batch.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl EvalSet for [Batch] {
+    fn batches(&self) -> Box<dyn Iterator<Item = Batch> + '_> {
+        Box::new(self.iter().cloned())
+    }
+
+    fn len(&self) -> usize {
+        <[Batch]>::len(self)
+    }
+}
+
+impl EvalSet for Vec<Batch> {
+    fn batches(&self) -> Box<dyn Iterator<Item = Batch> + '_> {
+        Box::new(self.iter().cloned())
+    }
+
+    fn len(&self) -> usize {
+        Vec::len(self)
+    }
+}
+
+impl<const N: usize> EvalSet for [Batch; N] {
+    fn batches(&self) -> Box<dyn Iterator<Item = Batch> + '_> {
+        Box::new(self.iter().cloned())
+    }
+
+    fn len(&self) -> usize {
+        N
+    }
+}
+
 /// Images `[N, C, H, W]` in `[0, 1]` and labels held on the host, shuffled per epoch from a seed.
 #[derive(Debug, Clone)]
 pub struct InMemory {

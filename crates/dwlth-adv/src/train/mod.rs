@@ -7,7 +7,7 @@ mod schedule;
 mod trainer;
 
 pub use config::{OverfitGuard, TrainConfig};
-pub use data::{EpochBatches, InMemory};
+pub use data::{Batch, EpochBatches, EvalSet, InMemory};
 pub use regime::Regime;
 pub use schedule::{LrSchedule, Schedule};
 pub use trainer::{Best, EpochRecord, TrainOutcome, Trainer};

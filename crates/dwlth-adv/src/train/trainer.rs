@@ -21,14 +21,14 @@ use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{GradientsParams, ModuleOptimizer, OptimizerRecord, SgdConfig};
-use burn::tensor::{Bytes, Int, Tensor};
+use burn::tensor::Bytes;
 use dwlth_models::io::{atomic_write, load_module, param_ids, restore_param_ids, save_module};
 use dwlth_models::mode::independent_copy;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
 use super::config::TrainConfig;
-use super::data::EpochBatches;
+use super::data::{EpochBatches, EvalSet};
 use crate::attack::AttackMode;
 use crate::classifier::Classifier;
 use crate::error::{AdvError, Result};
@@ -83,20 +83,20 @@ impl<M: Classifier> TrainOutcome<M> {
     /// The papers' test report: SA of the best-SA weights and, under `attack`, RA of the
     /// best-RA weights (the last weights stand in where no validation picked any), both with
     /// BatchNorm in evaluation mode.
-    pub fn test(
+    pub fn test<E: EvalSet + ?Sized>(
         &self,
-        batches: &[(Tensor<4>, Tensor<1, Int>)],
+        batches: &E,
         attack: Option<&crate::attack::Attack>,
         classes: usize,
     ) -> Result<(f64, Option<f64>)> {
         let best_sa = self.best_sa.as_ref().map_or(&self.model, |(_, m)| m);
         let view = AttackMode::Eval.view(best_sa);
-        let sa = evaluate(&view, batches.iter().cloned(), None, None, classes)?.sa;
+        let sa = evaluate(&view, batches.batches(), None, None, classes)?.sa;
         let ra = match attack {
             Some(a) => {
                 let best_ra = self.best_ra.as_ref().map_or(&self.model, |(_, m)| m);
                 let view = AttackMode::Eval.view(best_ra);
-                evaluate(&view, batches.iter().cloned(), Some(a), None, classes)?.ra
+                evaluate(&view, batches.batches(), Some(a), None, classes)?.ra
             }
             None => None,
         };
@@ -192,11 +192,11 @@ impl Trainer {
 
     /// Trains `model` on `train`, validating on `validation` (an eval-mode view is taken each
     /// epoch), for `classes` classes. `model` must live on an autodiff device.
-    pub fn fit<M: Classifier>(
+    pub fn fit<M: Classifier, V: EvalSet + ?Sized>(
         &self,
         model: M,
         train: &mut dyn EpochBatches,
-        validation: &[(Tensor<4>, Tensor<1, Int>)],
+        validation: &V,
         classes: usize,
     ) -> Result<TrainOutcome<M>> {
         self.config.validate()?;
@@ -308,7 +308,7 @@ impl Trainer {
                     .eval_attack
                     .as_ref()
                     .filter(|_| epoch >= self.config.ra_from_epoch);
-                let report = evaluate(&view, validation.iter().cloned(), attack, None, classes)?;
+                let report = evaluate(&view, validation.batches(), attack, None, classes)?;
                 record.val_sa = Some(report.sa);
                 record.val_ra = report.ra;
                 if state.best_sa.is_none_or(|b| report.sa > b.value) {
@@ -331,12 +331,14 @@ impl Trainer {
                         }
                     }
                 }
-                if let (Some(guard), Some(first)) = (&self.config.overfit_guard, validation.first())
-                {
-                    let probe =
-                        evaluate(&view, [first.clone()], Some(&guard.attack), None, classes)?
-                            .ra
-                            .unwrap_or(0.0);
+                let first = match &self.config.overfit_guard {
+                    Some(_) => validation.batches().next(),
+                    None => None,
+                };
+                if let (Some(guard), Some(first)) = (&self.config.overfit_guard, first) {
+                    let probe = evaluate(&view, [first], Some(&guard.attack), None, classes)?
+                        .ra
+                        .unwrap_or(0.0);
                     record.guard_ra = Some(probe);
                     let best = state.best_guard.unwrap_or(probe).max(probe);
                     state.best_guard = Some(best);
