@@ -29,6 +29,7 @@ use dwlth_prune::{
     apply_masks, learn_mask, masked_weights, Imp, ImpConfig, LmpConfig, MaskSet, Prunable,
     PruneMethod, Scope,
 };
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
 use super::config::{ExperimentConfig, PretrainSpec, TicketSpec};
@@ -274,9 +275,31 @@ pub fn run_experiment(
             todo.len()
         ),
     );
-    let started = Instant::now();
+    // One bar for the sweep, the trainer's epoch bars below it, finished runs printed above.
+    let group = MultiProgress::with_draw_target(if verbose {
+        ProgressDrawTarget::stderr()
+    } else {
+        ProgressDrawTarget::hidden()
+    });
+    let sweep = group.add(ProgressBar::new(todo.len() as u64));
+    sweep.set_style(
+        ProgressStyle::with_template(
+            "sweep [{bar:30}] {pos}/{len} runs {elapsed_precise}<{eta_precise} {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
     for (k, p) in todo.iter().enumerate() {
         let id = run_id(p);
+        let what = format!(
+            "θ_{} sparsity {:.2}% {} {}% data seed {}",
+            p.pretrain.to_uppercase(),
+            100.0 * p.sparsity,
+            p.regime.to_uppercase(),
+            100.0 * p.fraction,
+            p.seed
+        );
+        sweep.set_message(what.clone());
         let masks = &tickets[&p.pretrain]
             .iter()
             .find(|(s, _)| *s == p.sparsity)
@@ -302,29 +325,25 @@ pub fn run_experiment(
             (crafted.as_deref(), ood.as_deref()),
             &runs_dir.join(&id),
             &device,
-            verbose,
+            verbose.then_some(&group),
         )?;
         write_json(&runs_dir.join(format!("{id}.json")), &result)?;
         let _ = std::fs::remove_dir_all(runs_dir.join(&id));
-        let per = started.elapsed().as_secs_f64() / (k + 1) as f64;
-        say(
-            verbose,
-            format!(
-                "[{}/{}] θ_{} sparsity {:.2}% {} {}% data seed {}: SA {:.2}%{} ({:.1} s, about {:.0} s left)",
+        sweep.inc(1);
+        if verbose {
+            let _ = group.println(format!(
+                "[{}/{}] {what}: SA {:.2}%{} ({:.1} s)",
                 k + 1,
                 todo.len(),
-                p.pretrain.to_uppercase(),
-                100.0 * p.sparsity,
-                p.regime.to_uppercase(),
-                100.0 * p.fraction,
-                p.seed,
                 100.0 * result.sa,
-                result.ra.map_or(String::new(), |r| format!(" RA {:.2}%", 100.0 * r)),
+                result
+                    .ra
+                    .map_or(String::new(), |r| format!(" RA {:.2}%", 100.0 * r)),
                 t0.elapsed().as_secs_f64(),
-                per * (todo.len() - k - 1) as f64
-            ),
-        );
+            ));
+        }
     }
+    sweep.finish_and_clear();
 
     // 5–6. Verdict and report over every finished run of this experiment.
     let mut results = Vec::new();
@@ -597,7 +616,7 @@ fn fine_tune(
     (validation, classes): (&dyn EvalSet, usize),
     dir: &Path,
     device: &Device,
-    verbose: bool,
+    bars: Option<&MultiProgress>,
 ) -> Result<TrainOutcome<ResNet>> {
     device.seed(
         p.seed
@@ -618,7 +637,8 @@ fn fine_tune(
         train_config.eval_attack = None;
     }
     let mut trainer = Trainer::new(train_config, Some(dir.to_path_buf()))?;
-    trainer.progress = verbose;
+    trainer.progress = bars.is_some();
+    trainer.bars = bars.cloned();
     let subset = fraction(
         &target.train,
         p.fraction,
@@ -697,7 +717,7 @@ fn transfer_attack_set(
             (validation, classes),
             &dir.join("train"),
             device,
-            verbose,
+            verbose.then(MultiProgress::new).as_ref(),
         )?;
         let best = outcome.best_ra.map_or(outcome.model, |(_, m)| m);
         save_resnet(&best, &path)?;
@@ -733,7 +753,7 @@ fn transfer(
     (crafted, ood): (Option<&dyn EvalSet>, Option<&dyn EvalSet>),
     dir: &Path,
     device: &Device,
-    verbose: bool,
+    bars: Option<&MultiProgress>,
 ) -> Result<RunResult> {
     let started = Instant::now();
     let outcome = fine_tune(
@@ -747,7 +767,7 @@ fn transfer(
         (validation, classes),
         dir,
         device,
-        verbose,
+        bars,
     )?;
     let attack = (p.regime == "at").then_some(&config.transfer.test_attack);
     let (sa, ra) = outcome.test(test, attack, classes)?;

@@ -42,6 +42,8 @@ pub use classifier::Classifier;
 pub use error::{AdvError, Result};
 pub use eval::{check_labels, evaluate, predict, EvalReport, Tally};
 pub use fraction::parse_fraction;
+/// The progress-bar crate of [`Trainer::bars`], re-exported so versions match.
+pub use indicatif;
 pub use sanity::{sanity_checks, Check, SanityReport};
 pub use train::{
     Batch, EpochBatches, EpochRecord, EvalSet, InMemory, LrSchedule, OverfitGuard, Regime,

@@ -24,7 +24,7 @@ use burn::optim::{GradientsParams, ModuleOptimizer, OptimizerRecord, SgdConfig};
 use burn::tensor::Bytes;
 use dwlth_models::io::{atomic_write, load_module, param_ids, restore_param_ids, save_module};
 use dwlth_models::mode::independent_copy;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
 use super::config::TrainConfig;
@@ -125,6 +125,8 @@ pub struct Trainer {
     pub dir: Option<PathBuf>,
     /// Draw progress bars on a terminal.
     pub progress: bool,
+    /// Draw the epoch bars inside this group (under a sweep's own bar) instead of alone.
+    pub bars: Option<MultiProgress>,
 }
 
 fn io_err(path: &Path, e: impl std::fmt::Display) -> AdvError {
@@ -143,6 +145,7 @@ impl Trainer {
             config,
             dir,
             progress: true,
+            bars: None,
         })
     }
 
@@ -383,7 +386,10 @@ impl Trainer {
             .progress_chars("=> "),
         );
         bar.set_prefix(epoch.to_string());
-        bar
+        match &self.bars {
+            Some(group) => group.add(bar),
+            None => bar,
+        }
     }
 
     fn checkpoint<M: Classifier>(
