@@ -243,3 +243,52 @@ fn upsampled_inputs_are_streamed_and_run_end_to_end() {
         assert!(r.transfer_ra.is_some() && r.ood_auroc.is_some(), "{r:?}");
     }
 }
+
+#[test]
+fn tickets_from_files_are_transferred_at_their_sparsity() {
+    use dwlth::pipeline::TicketSpec;
+    use dwlth::prune::{masked_weights, Prunable, PruneMethod, Scope};
+    let data = data();
+    let mut config = ExperimentConfig::smoke(data.fashion, data.mnist);
+    config.transfer.seeds = vec![0];
+    let dir = tempfile::tempdir().unwrap();
+    // A ticket found elsewhere: random masks for the experiment's architecture.
+    let model = dwlth::models::ResNetConfig::new(config.model.arch)
+        .with_width(config.model.width)
+        .with_stem(config.model.stem)
+        .with_in_channels(1)
+        .with_normalize(dwlth::models::NormalizeConfig::identity(1))
+        .init(&burn::tensor::Device::flex());
+    let method = PruneMethod::Random {
+        scope: Scope::Global,
+        seed: 4,
+    };
+    let masks = method
+        .prune(&masked_weights(&model), &Prunable::convolutions(), 0.6)
+        .unwrap();
+    let file = dir.path().join("ticket.safetensors");
+    masks.save(&file).unwrap();
+    let files: std::collections::BTreeMap<String, Vec<std::path::PathBuf>> = config
+        .pretrain
+        .iter()
+        .map(|p| (p.name.clone(), vec![file.clone()]))
+        .collect();
+    let mut missing = files.clone();
+    missing.remove("fat");
+    config.tickets = TicketSpec::Files { files: missing };
+    assert!(config.validate().unwrap_err().to_string().contains("`fat`"));
+    config.tickets = TicketSpec::Files { files };
+    let text = config.to_toml();
+    assert!(text.contains("method = \"files\""), "{text}");
+    assert_eq!(ExperimentConfig::from_toml(&text).unwrap(), config);
+    let out = dir.path().join("exp");
+    let summary = run_experiment(&config, &options(&out, None)).unwrap();
+    let mut levels: Vec<f64> = summary.results.iter().map(|r| r.sparsity).collect();
+    levels.sort_by(|a, b| a.total_cmp(b));
+    levels.dedup();
+    assert_eq!(levels, vec![0.0, 0.6]);
+    assert!(out.join("tickets/at/s0.6000.safetensors").exists());
+    // The same file for every pre-training: identical masks, IoU 1.
+    let md = std::fs::read_to_string(out.join("report/masks.md")).unwrap();
+    assert!(md.contains("1.000 | 1.000 | 1.000"), "{md}");
+}

@@ -121,6 +121,13 @@ pub enum TicketSpec {
         /// Passes over the source training set.
         epochs: usize,
     },
+    /// Tickets found elsewhere, per pre-training name: mask files (`dwlth prune` output,
+    /// `torch.nn.utils.prune` state dicts, the Double-Win-LTH release's ImageNet IMP tickets).
+    /// Each file's sparsity over the convolutions names its level.
+    Files {
+        /// Pre-training name → mask files.
+        files: std::collections::BTreeMap<String, Vec<PathBuf>>,
+    },
     /// IMP on the source task: `rounds` rounds of 20 %, re-training with `retrain` after each
     /// (the reference prunes before the first re-training); every round's mask is a ticket.
     Imp {
@@ -247,6 +254,18 @@ impl ExperimentConfig {
             TicketSpec::Imp { rounds, retrain } => {
                 retrain.validate()?;
                 check(*rounds > 0, "IMP needs at least one round")?;
+                Vec::new()
+            }
+            TicketSpec::Files { files } => {
+                for p in &self.pretrain {
+                    check(
+                        files.get(&p.name).is_some_and(|f| !f.is_empty()),
+                        &format!(
+                            "`tickets.files` has no mask file for pre-training `{}`",
+                            p.name
+                        ),
+                    )?;
+                }
                 Vec::new()
             }
         };

@@ -514,6 +514,26 @@ fn find_tickets(
                 found.push((s, masks));
             }
         }
+        TicketSpec::Files { files } => {
+            let given = files.get(name).ok_or_else(|| {
+                DwlthError::InvalidArgument(format!(
+                    "`tickets.files` names no mask files for pre-training `{name}`"
+                ))
+            })?;
+            for file in given {
+                let mut masks = MaskSet::load(file)?;
+                masks.check_fits(theta, &prunable)?;
+                let conv =
+                    MaskSet::from_model(&apply_masks(independent_copy(theta), &masks)?, &prunable);
+                let s = (conv.sparsity() * 1e4).round() / 1e4;
+                masks.metadata.insert("pretrain".into(), name.into());
+                masks
+                    .metadata
+                    .insert("source".into(), file.display().to_string());
+                masks.save(dir.join(format!("s{:.4}.safetensors", s)))?;
+                found.push((s, masks));
+            }
+        }
         TicketSpec::Lmp {
             sparsities,
             lr,
