@@ -8,9 +8,12 @@
 //! (b) a PGD-10 adversarial training step, (c) PGD-20 evaluation, (d) ResNet-50 224×224
 //! inference, (e) the global magnitude threshold over ResNet-50's 23.5 M conv weights (ms),
 //! the peak resident memory, and the GFLOP/s of (a) as a fraction of a dense 2048² matrix
-//! product measured here. `tools/bench_torch.py` runs the same in PyTorch; compare them in one
-//! session on a quiet machine (docs/performance.md). Each figure is the median of `--repeats`
-//! timed runs after one warm-up.
+//! product measured here, and (f) sparse inference of ResNet-50 tickets: global magnitude masks
+//! over the convolutions at 50–98 % sparsity, run by `SparseResNet` at the batch of (d), with
+//! the speed-up over the dense Burn model of (d). `tools/bench_torch.py` runs the same in
+//! PyTorch; compare them in one session on a quiet machine (docs/performance.md). Each figure
+//! is the median of `--repeats` timed runs after one warm-up. `--only sparse` runs (d) and (f)
+//! alone.
 
 use std::time::Instant;
 
@@ -19,9 +22,10 @@ use burn::optim::momentum::MomentumConfig;
 use burn::optim::{GradientsParams, SgdConfig};
 use burn::tensor::{Distribution, Int, Tensor};
 use dwlth::adv::{Attack, AttackMode, Regime};
+use dwlth::models::sparse::SparseResNet;
 use dwlth::models::{Arch, DeviceSpec, ResNetConfig, Stem};
 use dwlth::prune::select::{count_to_prune, lowest_k};
-use dwlth::prune::{masked_weights, Prunable};
+use dwlth::prune::{apply_masks, masked_weights, Prunable, PruneMethod};
 
 fn arg(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
@@ -62,6 +66,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .device()?;
     let batch: usize = arg("--batch").map_or(Ok(128), |b| b.parse())?;
     let repeats: usize = arg("--repeats").map_or(Ok(1), |r| r.parse())?;
+    let only_sparse = match arg("--only").as_deref() {
+        None => false,
+        Some("sparse") => true,
+        Some(other) => return Err(format!("--only {other}: expected `sparse`").into()),
+    };
     if let Some(t) = arg("--threads") {
         // flex parallelises with rayon.
         std::env::set_var("RAYON_NUM_THREADS", t);
@@ -69,92 +78,140 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let ad = device.clone().autodiff();
     let mut out = serde_json::Map::new();
 
-    // Dense matrix-product rate.
-    let a = Tensor::<2>::random([2048, 2048], Distribution::Uniform(-1.0, 1.0), &device);
-    let b = Tensor::<2>::random([2048, 2048], Distribution::Uniform(-1.0, 1.0), &device);
-    let secs = time(3, || {
-        let _ = a.clone().matmul(b.clone()).into_data();
-    });
-    let matmul_gflops = 2.0 * 2048f64.powi(3) / secs / 1e9;
-    out.insert("matmul_2048_gflop_s".into(), matmul_gflops.into());
-
-    // (a) and (b): ResNet-18-CIFAR training steps.
-    ad.seed(0);
-    let r18 = ResNetConfig::new(Arch::ResNet18)
-        .with_stem(Stem::Cifar)
-        .with_num_classes(10)
-        .init(&ad);
-    let x = Tensor::<4>::random([batch, 3, 32, 32], Distribution::Uniform(0.0, 1.0), &ad);
-    let y = Tensor::<1, Int>::from_data(
-        burn::tensor::TensorData::new(
-            (0..batch as i64).map(|i| i % 10).collect::<Vec<_>>(),
-            [batch],
-        ),
-        &ad,
-    );
-    let ce = CrossEntropyLossConfig::new().init(&ad);
-    for (key, regime) in [
-        ("r18_train_b{b}_img_s", Regime::Standard),
-        ("r18_pgd10_train_b{b}_img_s", Regime::pgd10()),
-    ] {
-        let mut model = r18.clone();
-        let mut optim = SgdConfig::new()
-            .with_momentum(Some(
-                MomentumConfig::new().with_momentum(0.9).with_dampening(0.0),
-            ))
-            .init();
-        let secs = time(repeats, || {
-            let inputs = regime.inputs(&model, x.clone(), y.clone()).expect("inputs");
-            let loss = ce.forward(model.forward(inputs.autodiff()), y.clone());
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optim.step(0.01, model.clone(), grads);
+    if !only_sparse {
+        // Dense matrix-product rate.
+        let a = Tensor::<2>::random([2048, 2048], Distribution::Uniform(-1.0, 1.0), &device);
+        let b = Tensor::<2>::random([2048, 2048], Distribution::Uniform(-1.0, 1.0), &device);
+        let secs = time(3, || {
+            let _ = a.clone().matmul(b.clone()).into_data();
         });
-        let rate = batch as f64 / secs;
-        out.insert(key.replace("{b}", &batch.to_string()), rate.into());
-        if matches!(regime, Regime::Standard) {
-            // ≈ 3.3 GFLOP per image for a ResNet-18-CIFAR training step (forward + backward).
-            let gflops = 3.3 * rate;
-            out.insert("r18_train_gflop_s".into(), gflops.into());
-            out.insert(
-                "r18_train_fraction_of_matmul".into(),
-                (gflops / matmul_gflops).into(),
-            );
-        }
-    }
+        let matmul_gflops = 2.0 * 2048f64.powi(3) / secs / 1e9;
+        out.insert("matmul_2048_gflop_s".into(), matmul_gflops.into());
 
-    // (c) PGD-20 evaluation (eval-mode BatchNorm, examples crafted then classified).
-    let view = AttackMode::Eval.view(&r18);
-    let attack = Attack::pgd20();
-    let secs = time(repeats, || {
-        let xa = attack.perturb(&view, x.clone(), y.clone()).expect("attack");
-        let _ = view.forward(xa.autodiff()).into_data();
-    });
-    out.insert(
-        format!("r18_pgd20_eval_b{batch}_img_s"),
-        (batch as f64 / secs).into(),
-    );
+        // (a) and (b): ResNet-18-CIFAR training steps.
+        ad.seed(0);
+        let r18 = ResNetConfig::new(Arch::ResNet18)
+            .with_stem(Stem::Cifar)
+            .with_num_classes(10)
+            .init(&ad);
+        let x = Tensor::<4>::random([batch, 3, 32, 32], Distribution::Uniform(0.0, 1.0), &ad);
+        let y = Tensor::<1, Int>::from_data(
+            burn::tensor::TensorData::new(
+                (0..batch as i64).map(|i| i % 10).collect::<Vec<_>>(),
+                [batch],
+            ),
+            &ad,
+        );
+        let ce = CrossEntropyLossConfig::new().init(&ad);
+        for (key, regime) in [
+            ("r18_train_b{b}_img_s", Regime::Standard),
+            ("r18_pgd10_train_b{b}_img_s", Regime::pgd10()),
+        ] {
+            let mut model = r18.clone();
+            let mut optim = SgdConfig::new()
+                .with_momentum(Some(
+                    MomentumConfig::new().with_momentum(0.9).with_dampening(0.0),
+                ))
+                .init();
+            let secs = time(repeats, || {
+                let inputs = regime.inputs(&model, x.clone(), y.clone()).expect("inputs");
+                let loss = ce.forward(model.forward(inputs.autodiff()), y.clone());
+                let grads = GradientsParams::from_grads(loss.backward(), &model);
+                model = optim.step(0.01, model.clone(), grads);
+            });
+            let rate = batch as f64 / secs;
+            out.insert(key.replace("{b}", &batch.to_string()), rate.into());
+            if matches!(regime, Regime::Standard) {
+                // ≈ 3.3 GFLOP per image for a ResNet-18-CIFAR training step (forward + backward).
+                let gflops = 3.3 * rate;
+                out.insert("r18_train_gflop_s".into(), gflops.into());
+                out.insert(
+                    "r18_train_fraction_of_matmul".into(),
+                    (gflops / matmul_gflops).into(),
+                );
+            }
+        }
+
+        // (c) PGD-20 evaluation (eval-mode BatchNorm, examples crafted then classified).
+        let view = AttackMode::Eval.view(&r18);
+        let attack = Attack::pgd20();
+        let secs = time(repeats, || {
+            let xa = attack.perturb(&view, x.clone(), y.clone()).expect("attack");
+            let _ = view.forward(xa.autodiff()).into_data();
+        });
+        out.insert(
+            format!("r18_pgd20_eval_b{batch}_img_s"),
+            (batch as f64 / secs).into(),
+        );
+    }
 
     // (d) ResNet-50 224×224 inference.
     let r50 = ResNetConfig::new(Arch::ResNet50).init(&device);
     let n50 = 8;
     let x50 = Tensor::<4>::random([n50, 3, 224, 224], Distribution::Uniform(0.0, 1.0), &device);
-    let secs = time(repeats, || {
+    let dense_secs = time(repeats, || {
         let _ = r50.forward(x50.clone()).into_data();
     });
-    out.insert("r50_infer_224_b8_img_s".into(), (n50 as f64 / secs).into());
+    out.insert(
+        "r50_infer_224_b8_img_s".into(),
+        (n50 as f64 / dense_secs).into(),
+    );
 
-    // (e) The global magnitude threshold over ResNet-50's conv weights.
-    let scores: Vec<f32> = masked_weights(&r50)
-        .into_iter()
-        .filter(|l| Prunable::convolutions().selects(&l.name, &l.shape))
-        .flat_map(|l| l.weight.into_iter().map(f32::abs))
-        .collect();
-    let k = count_to_prune(0.2, scores.len());
-    let secs = time(repeats.max(3), || {
-        let _ = lowest_k(&scores, k);
-    });
-    out.insert("r50_global_threshold_ms".into(), (secs * 1e3).into());
-    out.insert("r50_conv_weights".into(), scores.len().into());
+    if !only_sparse {
+        // (e) The global magnitude threshold over ResNet-50's conv weights.
+        let scores: Vec<f32> = masked_weights(&r50)
+            .into_iter()
+            .filter(|l| Prunable::convolutions().selects(&l.name, &l.shape))
+            .flat_map(|l| l.weight.into_iter().map(f32::abs))
+            .collect();
+        let k = count_to_prune(0.2, scores.len());
+        let secs = time(repeats.max(3), || {
+            let _ = lowest_k(&scores, k);
+        });
+        out.insert("r50_global_threshold_ms".into(), (secs * 1e3).into());
+        out.insert("r50_conv_weights".into(), scores.len().into());
+    }
+
+    // (f) Sparse inference of ResNet-50 tickets at the batch of (d). Global magnitude masks
+    // over the convolutions (the papers' criterion; the head stays dense) of the random
+    // weights of (d); every ticket's logits are checked against the dense model's once.
+    let dense_rate = n50 as f64 / dense_secs;
+    let input: Vec<f32> = x50.clone().into_data().try_to_vec_as::<f32>()?;
+    let layers = masked_weights(&r50);
+    let mut speedups = serde_json::Map::new();
+    let mut errors = serde_json::Map::new();
+    let mut gmacs = serde_json::Map::new();
+    for sparsity in [0.5, 0.8, 0.9, 0.95, 0.98] {
+        let pct = (sparsity * 100.0f64).round() as usize;
+        let masks =
+            PruneMethod::global_magnitude().prune(&layers, &Prunable::convolutions(), sparsity)?;
+        let ticket = apply_masks(r50.clone(), &masks)?;
+        let engine = SparseResNet::from_resnet(&ticket)?;
+        let dense_logits = ticket
+            .forward(x50.clone())
+            .into_data()
+            .try_to_vec_as::<f32>()?;
+        let logits = engine.forward(&input, n50, 224, 224)?;
+        let scale = dense_logits.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let err = dense_logits
+            .iter()
+            .zip(&logits)
+            .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()))
+            / scale.max(f32::MIN_POSITIVE);
+        let secs = time(repeats, || {
+            let _ = engine
+                .forward(&input, n50, 224, 224)
+                .expect("sparse forward");
+        });
+        let rate = n50 as f64 / secs;
+        out.insert(format!("r50_sparse{pct}_infer_img_s"), rate.into());
+        speedups.insert(pct.to_string(), (rate / dense_rate).into());
+        errors.insert(pct.to_string(), f64::from(err).into());
+        gmacs.insert(pct.to_string(), (engine.macs(224, 224) as f64 / 1e9).into());
+    }
+    out.insert("r50_sparse_speedup_vs_dense".into(), speedups.into());
+    out.insert("r50_sparse_max_rel_logit_err".into(), errors.into());
+    out.insert("r50_sparse_gmac_per_img".into(), gmacs.into());
     if let Some(m) = peak_rss_mib() {
         out.insert("peak_rss_mib".into(), m.into());
     }

@@ -6,7 +6,9 @@ Same shapes and hyper-parameters: ResNet-18 with the CIFAR stem (torchvision top
 in train mode while crafting, as the reference code) for the adversarial step; PGD-20 in eval
 mode for evaluation; torchvision ResNet-50 inference at 224x224, batch 8; the 20 % global
 magnitude threshold over ResNet-50's conv weights (torch.kthvalue). Prints JSON with the same
-keys. Run both in one session on a quiet machine:
+keys. `r50_infer_224_b8_img_s` is dense inference at batch 8, the batch of the sparse section of
+the Rust bench, so `r50_sparse90_infer_img_s` over it compares a 90 %-sparse ticket on
+`SparseResNet` with dense PyTorch. Run both in one session on a quiet machine:
 
     tools/.venv/bin/python tools/bench_torch.py --batch 128 --repeats 1
 """

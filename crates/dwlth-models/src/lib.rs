@@ -12,6 +12,8 @@
 //!   gradients.
 //! - [`io`]: import of torchvision, `robustness`, fast_adversarial and Double-Win-LTH
 //!   checkpoints; export to safetensors with torchvision names.
+//! - [`sparse`]: [`SparseResNet`](sparse::SparseResNet), a CPU inference engine that compiles
+//!   a ticket (BatchNorm folded, only nonzero weights kept) so that sparsity becomes speed.
 //! - [`DeviceSpec`]: `cpu`, `cuda[:N]`, `wgpu` chosen at run time.
 
 pub mod device;
@@ -20,6 +22,7 @@ pub mod io;
 pub mod layers;
 pub mod mode;
 pub mod resnet;
+pub mod sparse;
 
 pub use device::DeviceSpec;
 pub use error::{ModelError, Result};

@@ -1,0 +1,317 @@
+//! Activation buffers and the input layouts convolutions read from.
+//!
+//! Every feature map between layers is stored NCHW with a one-pixel zero border around each
+//! channel plane ([`Act`]). With that border, a stride-1 convolution with padding ≤ 1 (every
+//! 3×3 and 1×1 convolution of a ResNet but the downsampling ones) reads its input in place: the
+//! output position `q = oy · (w + 2) + ox` reads input position `q + offset(tap)`, one constant
+//! offset per nonzero weight, so the kernel walks contiguous memory with no border tests.
+//!
+//! Strided convolutions (the stem, the first block of stages 2–4 and their shortcuts) would
+//! read every second element. Their input is first split into `stride²` phase planes
+//! ([`phase_split`]): phase `(a, b)` holds the input rows `≡ a` and columns `≡ b` (mod stride),
+//! zero-padded, and then a strided convolution is again "read `q + offset(tap)`" on a grid of
+//! the phase planes' width. The split costs one pass over the input.
+
+use std::borrow::Cow;
+use std::sync::Mutex;
+
+use rayon::prelude::*;
+
+use super::filter::SparseConv;
+use super::kernel::TILE;
+use crate::error::{ModelError, Result};
+
+/// Extra zeros after the last image of every buffer, so that a full tile of `TILE` outputs may
+/// read past the last real output position without a bounds-shortened tail loop. The outputs
+/// of those extra positions are never stored.
+pub(crate) const SLACK: usize = TILE;
+
+/// Recycled activation buffers.
+///
+/// A ResNet-50 forward pass at batch 8 writes about a gigabyte of activations. Fresh zeroed
+/// allocations of that size come from the kernel page by page, and the page faults alone cost
+/// as much as the sparse convolutions; reusing a handful of buffers avoids them. Recycled
+/// buffers hold stale values, so every writer sets all the values it promises (interior and
+/// zero border).
+#[derive(Default)]
+pub(crate) struct Pool(Mutex<Vec<Vec<f32>>>);
+
+impl Pool {
+    /// A buffer of `len` values with unspecified contents.
+    pub fn take(&self, len: usize) -> Vec<f32> {
+        let mut free = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        // The smallest free buffer that is large enough.
+        let best = free
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.capacity() >= len)
+            .min_by_key(|(_, v)| v.capacity())
+            .map(|(i, _)| i);
+        let mut v = match best {
+            Some(i) => free.swap_remove(i),
+            None => Vec::with_capacity(len),
+        };
+        drop(free);
+        v.resize(len, 0.0);
+        v.truncate(len);
+        v
+    }
+
+    /// Returns a buffer for reuse.
+    pub fn put(&self, v: Vec<f32>) {
+        let mut free = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        free.push(v);
+    }
+}
+
+/// Sets the one-pixel border of every `(height + 2) × (width + 2)` plane in `planes` to zero.
+pub(crate) fn zero_borders(planes: &mut [f32], height: usize, width: usize) {
+    let row = width + 2;
+    for plane in planes.chunks_exact_mut((height + 2) * row) {
+        plane[..row].fill(0.0);
+        plane[(height + 1) * row..].fill(0.0);
+        for y in 1..=height {
+            plane[y * row] = 0.0;
+            plane[y * row + width + 1] = 0.0;
+        }
+    }
+}
+
+/// A batch of feature maps, NCHW, each plane surrounded by one row/column of zeros.
+pub(crate) struct Act {
+    /// `batch · channels · (height + 2) · (width + 2)` values, then [`SLACK`] zeros.
+    pub data: Vec<f32>,
+    /// Images.
+    pub batch: usize,
+    /// Channels.
+    pub channels: usize,
+    /// Height without the border.
+    pub height: usize,
+    /// Width without the border.
+    pub width: usize,
+}
+
+impl Act {
+    /// A map from `pool` whose values are unspecified: its writer sets the interior and the
+    /// borders ([`zero_borders`]).
+    pub fn uninit(pool: &Pool, batch: usize, channels: usize, height: usize, width: usize) -> Self {
+        let len = batch * channels * (height + 2) * (width + 2) + SLACK;
+        Self {
+            data: pool.take(len),
+            batch,
+            channels,
+            height,
+            width,
+        }
+    }
+
+    /// Row length including the border.
+    pub fn row(&self) -> usize {
+        self.width + 2
+    }
+
+    /// Plane length including the border.
+    pub fn plane(&self) -> usize {
+        (self.height + 2) * (self.width + 2)
+    }
+
+    /// Values per image.
+    pub fn image_len(&self) -> usize {
+        self.channels * self.plane()
+    }
+}
+
+impl ConvInput<'_> {
+    /// Returns an owned (phase-split) buffer to `pool`.
+    pub fn recycle(self, pool: &Pool) {
+        if let Cow::Owned(v) = self.data {
+            pool.put(v);
+        }
+    }
+}
+
+/// A convolution's input as the kernel sees it: a buffer, one offset per tap, and the grid
+/// width that maps output position `(oy, ox)` to `q = oy · grid + ox`.
+pub(crate) struct ConvInput<'a> {
+    /// Every image's input, `image_len` apart, followed by at least [`SLACK`] readable values.
+    pub data: Cow<'a, [f32]>,
+    /// Distance between images in `data`.
+    pub image_len: usize,
+    /// Input offset of each tap relative to the output position, parallel to `conv.taps`.
+    pub offsets: Vec<u32>,
+    /// Grid width (≥ `out_w`; the extra columns are computed and discarded).
+    pub grid: usize,
+    /// Output height.
+    pub out_h: usize,
+    /// Output width.
+    pub out_w: usize,
+}
+
+/// Output size of one dimension, or an error naming the layer when the input is too small.
+fn out_size(layer: &str, size: usize, k: usize, s: usize, p: usize) -> Result<usize> {
+    if size + 2 * p < k {
+        return Err(ModelError::InvalidInput(format!(
+            "a feature map of size {size} is too small for `{layer}` (kernel {k}, padding {p})"
+        )));
+    }
+    Ok((size + 2 * p - k) / s + 1)
+}
+
+/// Phase geometry of one dimension of a strided convolution.
+#[derive(Clone, Copy, Debug)]
+struct Phases {
+    stride: usize,
+    /// Rows (or columns) of zeros before phase index 0.
+    pad: usize,
+    /// Phase-plane extent.
+    extent: usize,
+}
+
+impl Phases {
+    fn new(k: usize, s: usize, p: usize, out: usize) -> Self {
+        let d = |kk: usize| (kk as isize - p as isize).div_euclid(s as isize);
+        let pad = (-d(0)) as usize;
+        let extent = (out as isize + d(k - 1) + pad as isize) as usize;
+        Self {
+            stride: s,
+            pad,
+            extent,
+        }
+    }
+
+    /// (phase, position shift) of kernel index `kk`.
+    fn split(&self, kk: usize, p: usize) -> (usize, usize) {
+        let t = kk as isize - p as isize;
+        let s = self.stride as isize;
+        (
+            t.rem_euclid(s) as usize,
+            (t.div_euclid(s) + self.pad as isize) as usize,
+        )
+    }
+
+    /// The input index that phase `a`, position `i` holds, if inside `0..size`.
+    fn source(&self, a: usize, i: usize, size: usize) -> Option<usize> {
+        let v = self.stride as isize * (i as isize - self.pad as isize) + a as isize;
+        (0..size as isize).contains(&v).then_some(v as usize)
+    }
+}
+
+fn to_u32(v: usize, layer: &str) -> Result<u32> {
+    u32::try_from(v).map_err(|_| {
+        ModelError::InvalidInput(format!(
+            "the feature maps of `{layer}` are too large (more than 2³² values per image)"
+        ))
+    })
+}
+
+/// Splits `channels` planes of size `height × width` per image into the phase planes of `conv`,
+/// reading values with `read(image, channel, y, x)`.
+fn phase_split<'a>(
+    pool: &Pool,
+    conv: &SparseConv,
+    batch: usize,
+    height: usize,
+    width: usize,
+    read: impl Fn(usize, usize, usize, usize) -> f32 + Sync,
+) -> Result<ConvInput<'a>> {
+    let s = &conv.shape;
+    let out_h = out_size(&conv.name, height, s.kernel[0], s.stride[0], s.padding[0])?;
+    let out_w = out_size(&conv.name, width, s.kernel[1], s.stride[1], s.padding[1])?;
+    let py = Phases::new(s.kernel[0], s.stride[0], s.padding[0], out_h);
+    let px = Phases::new(s.kernel[1], s.stride[1], s.padding[1], out_w);
+    let plane = py.extent * px.extent;
+    let per_channel = s.stride[0] * s.stride[1] * plane;
+    let image_len = s.in_channels * per_channel;
+    to_u32(image_len, &conv.name)?;
+    let mut data = pool.take(batch * image_len + SLACK);
+    data[..batch * image_len]
+        .par_chunks_mut(per_channel)
+        .enumerate()
+        .for_each(|(nc, out)| {
+            let (n, c) = (nc / s.in_channels, nc % s.in_channels);
+            for (ab, phase) in out.chunks_exact_mut(plane).enumerate() {
+                let (a, b) = (ab / s.stride[1], ab % s.stride[1]);
+                for (i, dst) in phase.chunks_exact_mut(px.extent).enumerate() {
+                    let Some(y) = py.source(a, i, height) else {
+                        dst.fill(0.0);
+                        continue;
+                    };
+                    for (j, d) in dst.iter_mut().enumerate() {
+                        *d = px.source(b, j, width).map_or(0.0, |x| read(n, c, y, x));
+                    }
+                }
+            }
+        });
+    let mut offsets = Vec::with_capacity(conv.taps.len());
+    for tap in &conv.taps {
+        let (a, dy) = py.split(tap.ky as usize, s.padding[0]);
+        let (b, dx) = px.split(tap.kx as usize, s.padding[1]);
+        let phase = (tap.channel as usize * s.stride[0] + a) * s.stride[1] + b;
+        offsets.push((phase * plane + dy * px.extent + dx) as u32);
+    }
+    Ok(ConvInput {
+        data: Cow::Owned(data),
+        image_len,
+        offsets,
+        grid: px.extent,
+        out_h,
+        out_w,
+    })
+}
+
+/// The input of `conv` applied to `x`: in place for stride 1 and padding ≤ 1, phase-split
+/// otherwise.
+pub(crate) fn conv_input<'a>(pool: &Pool, conv: &SparseConv, x: &'a Act) -> Result<ConvInput<'a>> {
+    let s = &conv.shape;
+    if x.channels != s.in_channels {
+        return Err(ModelError::InvalidInput(format!(
+            "`{}` expects {} input channels, got {}",
+            conv.name, s.in_channels, x.channels
+        )));
+    }
+    if s.stride == [1, 1] && s.padding[0] <= 1 && s.padding[1] <= 1 {
+        let out_h = out_size(&conv.name, x.height, s.kernel[0], 1, s.padding[0])?;
+        let out_w = out_size(&conv.name, x.width, s.kernel[1], 1, s.padding[1])?;
+        let (row, plane) = (x.row(), x.plane());
+        to_u32(x.image_len(), &conv.name)?;
+        let offsets = conv
+            .taps
+            .iter()
+            .map(|t| {
+                let y = t.ky as usize + 1 - s.padding[0];
+                let xx = t.kx as usize + 1 - s.padding[1];
+                (t.channel as usize * plane + y * row + xx) as u32
+            })
+            .collect();
+        return Ok(ConvInput {
+            data: Cow::Borrowed(&x.data),
+            image_len: x.image_len(),
+            offsets,
+            grid: row,
+            out_h,
+            out_w,
+        });
+    }
+    let (row, plane, image_len) = (x.row(), x.plane(), x.image_len());
+    let data = &x.data;
+    phase_split(pool, conv, x.batch, x.height, x.width, |n, c, y, xx| {
+        data[n * image_len + c * plane + (y + 1) * row + xx + 1]
+    })
+}
+
+/// The input of the stem convolution: raw NCHW images, normalised per channel on the way
+/// (`(x − mean) / std`, as the model's `Normalize` layer), then phase-split. Normalising
+/// here rather than folding it into the weights keeps the zero padding in normalised space,
+/// as in the dense model.
+pub(crate) fn stem_input<'a>(
+    pool: &Pool,
+    conv: &SparseConv,
+    images: &[f32],
+    [batch, height, width]: [usize; 3],
+    (mean, std): (&[f32], &[f32]),
+) -> Result<ConvInput<'a>> {
+    let channels = conv.shape.in_channels;
+    phase_split(pool, conv, batch, height, width, |n, c, y, x| {
+        (images[((n * channels + c) * height + y) * width + x] - mean[c]) / std[c]
+    })
+}

@@ -1,0 +1,140 @@
+//! A folded convolution in compressed sparse row form: per output channel, the nonzero taps.
+//!
+//! A tap is an (input channel, ky, kx) position and its weight. Taps are geometry-free; the
+//! input offsets they read from depend on the feature-map size and are computed per forward
+//! pass ([`SparseConv::offsets`]), which keeps one engine valid for every input resolution.
+
+use super::read::{ConvShape, FoldedConv};
+
+/// One nonzero weight position.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Tap {
+    /// Input channel.
+    pub channel: u32,
+    /// Kernel row.
+    pub ky: u16,
+    /// Kernel column.
+    pub kx: u16,
+}
+
+/// A convolution with BatchNorm folded in and only its nonzero weights stored.
+pub(crate) struct SparseConv {
+    /// Torchvision path, for summaries and errors.
+    pub name: String,
+    /// Geometry.
+    pub shape: ConvShape,
+    /// `row[o]..row[o + 1]` indexes output channel `o`'s taps.
+    pub row: Vec<usize>,
+    /// Nonzero positions, sorted by (channel, ky, kx) within a row so reads walk forward.
+    pub taps: Vec<Tap>,
+    /// Nonzero values, parallel to `taps`.
+    pub values: Vec<f32>,
+    /// Folded bias per output channel.
+    pub bias: Vec<f32>,
+    /// Nonzero weights of the masked layer before any constant channel was folded away.
+    pub masked_nnz: usize,
+}
+
+impl SparseConv {
+    /// Compresses a folded convolution, keeping exactly its nonzero weights.
+    pub fn compress(name: &str, folded: FoldedConv) -> Self {
+        let ConvShape {
+            out_channels,
+            in_channels,
+            kernel: [kh, kw],
+            ..
+        } = folded.shape;
+        let mut row = Vec::with_capacity(out_channels + 1);
+        let mut taps = Vec::new();
+        let mut values = Vec::new();
+        row.push(0);
+        for o in 0..out_channels {
+            for c in 0..in_channels {
+                for ky in 0..kh {
+                    for kx in 0..kw {
+                        let w = folded.weight[((o * in_channels + c) * kh + ky) * kw + kx];
+                        if w != 0.0 {
+                            taps.push(Tap {
+                                channel: c as u32,
+                                ky: ky as u16,
+                                kx: kx as u16,
+                            });
+                            values.push(w);
+                        }
+                    }
+                }
+            }
+            row.push(taps.len());
+        }
+        let masked_nnz = taps.len();
+        Self {
+            name: name.to_string(),
+            shape: folded.shape,
+            row,
+            taps,
+            values,
+            bias: folded.bias,
+            masked_nnz,
+        }
+    }
+
+    /// Stored nonzero weights.
+    pub fn nnz(&self) -> usize {
+        self.taps.len()
+    }
+
+    /// Weights of the dense layer.
+    pub fn dense_len(&self) -> usize {
+        let s = &self.shape;
+        s.out_channels * s.in_channels * s.kernel[0] * s.kernel[1]
+    }
+
+    /// Output channels without a single nonzero weight. Their output is the constant
+    /// `bias` (plus the residual, if any) everywhere; the engine never convolves them.
+    pub fn empty_channels(&self) -> usize {
+        self.row.windows(2).filter(|r| r[0] == r[1]).count()
+    }
+
+    /// The value every position of output channel `o` takes after ReLU when the channel has no
+    /// weights and no residual is added, `None` when it has weights.
+    pub fn constant_output(&self, o: usize) -> Option<f32> {
+        (self.row[o] == self.row[o + 1]).then(|| self.bias[o].max(0.0))
+    }
+
+    /// Removes the taps that read input channels known to be constant.
+    ///
+    /// `constant[c]` is `Some(k)` when input channel `c` is `k` at every position of the
+    /// unpadded map. A zero channel is removed outright: it equals the zero padding, so it
+    /// contributes nothing anywhere. A nonzero constant is folded into the bias only for an
+    /// unpadded convolution, where every tap reads a real (constant) position; with padding
+    /// its contribution differs at the borders, so those taps stay. Returns the number of
+    /// taps removed.
+    pub fn fold_constant_inputs(&mut self, constant: &[Option<f32>]) -> usize {
+        let unpadded = self.shape.padding == [0, 0];
+        let before = self.taps.len();
+        let mut row = Vec::with_capacity(self.row.len());
+        let mut taps = Vec::with_capacity(before);
+        let mut values = Vec::with_capacity(before);
+        row.push(0);
+        for o in 0..self.shape.out_channels {
+            let mut extra = 0.0f64;
+            for j in self.row[o]..self.row[o + 1] {
+                let tap = self.taps[j];
+                match constant[tap.channel as usize] {
+                    Some(0.0) => {}
+                    Some(k) if unpadded => extra += self.values[j] as f64 * k as f64,
+                    _ => {
+                        taps.push(tap);
+                        values.push(self.values[j]);
+                    }
+                }
+            }
+            self.bias[o] = (self.bias[o] as f64 + extra) as f32;
+            row.push(taps.len());
+        }
+        self.row = row;
+        self.taps = taps;
+        self.values = values;
+        before - self.taps.len()
+    }
+}

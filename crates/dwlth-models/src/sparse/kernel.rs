@@ -1,0 +1,343 @@
+//! The sparse convolution kernel: direct convolution over nonzero weights only.
+//!
+//! For one output channel and one tile of `TILE` consecutive output positions
+//! `q0..q0 + TILE` (positions on the input's grid, see [`super::activation`]), the kernel runs
+//! over the channel's nonzero weights `w` with input offset `off` and adds `w · x[q0 + off ..]`
+//! to `TILE` accumulators. The accumulators stay in vector registers for the whole channel (a
+//! fixed-size array that LLVM keeps in registers and vectorises), so each nonzero weight costs
+//! `TILE / lanes` vector loads and as many fused multiply-adds, and the output is written once,
+//! with bias, residual and ReLU fused into that store.
+//!
+//! Work is split over (image, block of output channels) with rayon; inside a task the tile
+//! loop is outermost so that one tile's input window stays in cache while every channel of the
+//! block reads it.
+
+use rayon::prelude::*;
+
+use super::activation::{zero_borders, Act, ConvInput, Pool};
+use super::filter::SparseConv;
+use crate::error::{ModelError, Result};
+
+/// Output positions per tile: 4 AVX-512 or 8 AVX2 registers of accumulators.
+pub(crate) const TILE: usize = 64;
+
+/// Everything a task needs, shared by all tasks of one convolution.
+struct Job<'a> {
+    offsets: &'a [u32],
+    values: &'a [f32],
+    /// Input-channel chunks per output channel.
+    chunks: usize,
+    /// `split[o · (chunks + 1) + k]..split[o · (chunks + 1) + k + 1]` indexes the weights of
+    /// output channel `o` that read input-channel chunk `k`.
+    split: &'a [usize],
+    bias: &'a [f32],
+    grid: usize,
+    out_h: usize,
+    out_w: usize,
+    /// Output positions on the grid, from 0 to the last real one.
+    len: usize,
+    dst_row: usize,
+    dst_plane: usize,
+    relu: bool,
+}
+
+/// Adds `Σ w · x[q0 + off ..][..TILE]` over some of one output channel's nonzero weights to
+/// `acc`.
+///
+/// Weights are taken in pairs with two sets of accumulators: a multiply-add waits for the
+/// previous one into the same register (4 cycles), so one set of `TILE / lanes` registers
+/// would leave half the FMA throughput unused.
+#[inline(always)]
+fn accumulate<const FMA: bool>(
+    acc: &mut [f32; TILE],
+    x: &[f32],
+    q0: usize,
+    offsets: &[u32],
+    values: &[f32],
+) {
+    #[inline(always)]
+    fn madd<const FMA: bool>(acc: &mut [f32; TILE], w: f32, x: &[f32], start: usize) {
+        // In bounds by construction: every buffer has `SLACK ≥ TILE` readable values after
+        // the last real input position. The fixed-size view lets LLVM drop per-lane checks.
+        let src: &[f32; TILE] = x[start..start + TILE]
+            .try_into()
+            .expect("a slice of TILE values");
+        for (a, &v) in acc.iter_mut().zip(src) {
+            *a = if FMA { w.mul_add(v, *a) } else { *a + w * v };
+        }
+    }
+    let mut even = *acc;
+    let mut odd = [0.0f32; TILE];
+    let pairs = offsets.len() / 2;
+    for (o, w) in offsets[..2 * pairs]
+        .chunks_exact(2)
+        .zip(values[..2 * pairs].chunks_exact(2))
+    {
+        madd::<FMA>(&mut even, w[0], x, q0 + o[0] as usize);
+        madd::<FMA>(&mut odd, w[1], x, q0 + o[1] as usize);
+    }
+    if let (Some(&o), Some(&w)) = (offsets.get(2 * pairs), values.get(2 * pairs)) {
+        madd::<FMA>(&mut even, w, x, q0 + o as usize);
+    }
+    for ((a, e), o) in acc.iter_mut().zip(even).zip(odd) {
+        *a = e + o;
+    }
+}
+
+/// Writes the real positions of one tile into an output plane (with its zero border), as
+/// `act(acc + bias + residual)`.
+#[inline(always)]
+fn store(
+    job: &Job,
+    acc: &[f32; TILE],
+    q0: usize,
+    bias: f32,
+    plane: &mut [f32],
+    residual: Option<&[f32]>,
+) {
+    if job.grid == job.dst_row && q0 + TILE <= job.len {
+        // Stride 1: the grid is the output plane shifted by one row and column, so the whole
+        // tile is stored with full vectors. Its grid columns past the output width land on
+        // the border, which the task zeroes after its last tile.
+        let d = q0 + job.dst_row + 1;
+        let out: &mut [f32; TILE] = (&mut plane[d..d + TILE]).try_into().expect("TILE values");
+        match residual {
+            Some(r) => {
+                let r: &[f32; TILE] = r[d..d + TILE].try_into().expect("TILE values");
+                for ((o, &a), &r) in out.iter_mut().zip(acc).zip(r) {
+                    let v = a + bias + r;
+                    *o = if job.relu { v.max(0.0) } else { v };
+                }
+            }
+            None => {
+                for (o, &a) in out.iter_mut().zip(acc) {
+                    let v = a + bias;
+                    *o = if job.relu { v.max(0.0) } else { v };
+                }
+            }
+        }
+        return;
+    }
+    let end = (q0 + TILE).min(job.len);
+    let mut q = q0;
+    while q < end {
+        let (oy, ox) = (q / job.grid, q % job.grid);
+        if ox >= job.out_w {
+            // Grid columns past the output width: computed, discarded.
+            q = (oy + 1) * job.grid;
+            continue;
+        }
+        let n = (job.out_w - ox).min(end - q);
+        let d = (oy + 1) * job.dst_row + ox + 1;
+        let src = &acc[q - q0..q - q0 + n];
+        let out = &mut plane[d..d + n];
+        match residual {
+            Some(r) => {
+                for ((o, &a), &r) in out.iter_mut().zip(src).zip(&r[d..d + n]) {
+                    let v = a + bias + r;
+                    *o = if job.relu { v.max(0.0) } else { v };
+                }
+            }
+            None => {
+                for (o, &a) in out.iter_mut().zip(src) {
+                    let v = a + bias;
+                    *o = if job.relu { v.max(0.0) } else { v };
+                }
+            }
+        }
+        q += n;
+    }
+}
+
+/// Output channels whose partial sums a task keeps at once (8 KiB of accumulators).
+const GROUP: usize = 32;
+
+/// One task: output channels `first..` (as many as `dst` holds planes) of one image.
+///
+/// Loops, outermost first: output tile, group of [`GROUP`] output channels, chunk of input
+/// channels, output channel, nonzero weight. A chunk's input window for one tile fits in L1, so
+/// the weights of a whole group read it from there rather than from L2 or memory.
+#[inline(always)]
+fn run_block<const FMA: bool>(
+    job: &Job,
+    x: &[f32],
+    first: usize,
+    dst: &mut [f32],
+    residual: Option<&[f32]>,
+) {
+    let planes = dst.len() / job.dst_plane;
+    let mut partial = [[0.0f32; TILE]; GROUP];
+    let stride = job.chunks + 1;
+    let mut q0 = 0;
+    while q0 < job.len {
+        for g0 in (0..planes).step_by(GROUP) {
+            let g = (planes - g0).min(GROUP);
+            for p in &mut partial[..g] {
+                *p = [0.0; TILE];
+            }
+            for k in 0..job.chunks {
+                for (i, acc) in partial[..g].iter_mut().enumerate() {
+                    let s = (first + g0 + i) * stride + k;
+                    let (lo, hi) = (job.split[s], job.split[s + 1]);
+                    // An output channel without weights is its bias (plus residual)
+                    // everywhere: no multiply at all.
+                    if lo < hi {
+                        accumulate::<FMA>(acc, x, q0, &job.offsets[lo..hi], &job.values[lo..hi]);
+                    }
+                }
+            }
+            for (i, acc) in partial[..g].iter().enumerate() {
+                let p = g0 + i;
+                let plane = &mut dst[p * job.dst_plane..(p + 1) * job.dst_plane];
+                let res = residual.map(|r| &r[p * job.dst_plane..(p + 1) * job.dst_plane]);
+                store(job, acc, q0, job.bias[first + p], plane, res);
+            }
+        }
+        q0 += TILE;
+    }
+    zero_borders(dst, job.out_h, job.out_w);
+}
+
+/// Input channels per chunk: a tile's input window of one chunk (`kh` rows of
+/// `TILE + kw` values per channel) in about 32 KiB, L1's share for the input.
+fn chunk_channels(conv: &SparseConv) -> usize {
+    let [kh, kw] = conv.shape.kernel;
+    let per_channel = kh * (TILE + kw) * std::mem::size_of::<f32>();
+    (32 * 1024 / per_channel).max(4)
+}
+
+/// For every output channel, where its weights (sorted by input channel) cross each chunk
+/// boundary.
+fn split_by_chunk(conv: &SparseConv, chunk: usize) -> (usize, Vec<usize>) {
+    let chunks = conv.shape.in_channels.div_ceil(chunk);
+    let mut split = Vec::with_capacity(conv.shape.out_channels * (chunks + 1));
+    for o in 0..conv.shape.out_channels {
+        let (lo, hi) = (conv.row[o], conv.row[o + 1]);
+        let mut j = lo;
+        split.push(lo);
+        for k in 1..chunks {
+            let limit = (k * chunk) as u32;
+            while j < hi && conv.taps[j].channel < limit {
+                j += 1;
+            }
+            split.push(j);
+        }
+        split.push(hi);
+    }
+    (chunks, split)
+}
+
+/// AVX-512 build of [`run_block`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+fn run_block_avx512(job: &Job, x: &[f32], first: usize, dst: &mut [f32], residual: Option<&[f32]>) {
+    run_block::<true>(job, x, first, dst, residual)
+}
+
+/// AVX2 + FMA build of [`run_block`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn run_block_avx2(job: &Job, x: &[f32], first: usize, dst: &mut [f32], residual: Option<&[f32]>) {
+    run_block::<true>(job, x, first, dst, residual)
+}
+
+/// The widest instruction set this CPU runs, detected once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Isa {
+    Avx512,
+    Avx2,
+    Baseline,
+}
+
+fn isa() -> Isa {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::is_x86_feature_detected as has;
+        if has!("avx512f") && has!("avx2") && has!("fma") {
+            return Isa::Avx512;
+        }
+        if has!("avx2") && has!("fma") {
+            return Isa::Avx2;
+        }
+    }
+    Isa::Baseline
+}
+
+fn dispatch(isa: Isa, job: &Job, x: &[f32], first: usize, dst: &mut [f32], res: Option<&[f32]>) {
+    match isa {
+        // SAFETY: `isa()` returned `Avx512` only after detecting AVX-512F, AVX2 and FMA on this
+        // CPU, which is all `run_block_avx512` assumes; its body is safe Rust.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => unsafe { run_block_avx512(job, x, first, dst, res) },
+        // SAFETY: as above, with AVX2 and FMA detected.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => unsafe { run_block_avx2(job, x, first, dst, res) },
+        _ => run_block::<false>(job, x, first, dst, res),
+    }
+}
+
+/// Output channels per task: enough tasks to keep every thread busy and balanced, as few as
+/// that allows so that each task reuses its input tiles over many channels.
+fn channels_per_task(batch: usize, out_channels: usize) -> usize {
+    let wanted = 4 * rayon::current_num_threads();
+    let blocks = wanted.div_ceil(batch).clamp(1, out_channels);
+    out_channels.div_ceil(blocks)
+}
+
+/// Runs `conv` on `input` for `batch` images: `act(conv(x) + bias [+ residual])`.
+pub(crate) fn convolve(
+    pool: &Pool,
+    conv: &SparseConv,
+    input: &ConvInput,
+    batch: usize,
+    residual: Option<&Act>,
+    relu: bool,
+) -> Result<Act> {
+    let oc = conv.shape.out_channels;
+    let mut out = Act::uninit(pool, batch, oc, input.out_h, input.out_w);
+    if let Some(r) = residual {
+        let same = (r.batch, r.channels, r.height, r.width)
+            == (out.batch, out.channels, out.height, out.width);
+        if !same {
+            return Err(ModelError::InvalidInput(format!(
+                "`{}` gives {}×{}×{} maps but its shortcut gives {}×{}×{}",
+                conv.name, out.channels, out.height, out.width, r.channels, r.height, r.width
+            )));
+        }
+    }
+    let (chunks, split) = split_by_chunk(conv, chunk_channels(conv));
+    let job = Job {
+        offsets: &input.offsets,
+        values: &conv.values,
+        chunks,
+        split: &split,
+        bias: &conv.bias,
+        grid: input.grid,
+        out_h: input.out_h,
+        out_w: input.out_w,
+        len: (input.out_h - 1) * input.grid + input.out_w,
+        dst_row: out.row(),
+        dst_plane: out.plane(),
+        relu,
+    };
+    let isa = isa();
+    let out_image = out.image_len();
+    let per_task = channels_per_task(batch, oc);
+    let data: &[f32] = &input.data;
+    out.data[..batch * out_image]
+        .par_chunks_mut(out_image)
+        .enumerate()
+        .for_each(|(n, image)| {
+            let x = &data[n * input.image_len..];
+            let res = residual.map(|r| &r.data[n * out_image..(n + 1) * out_image]);
+            image
+                .par_chunks_mut(per_task * job.dst_plane)
+                .enumerate()
+                .for_each(|(b, dst)| {
+                    let first = b * per_task;
+                    let res = res.map(|r| &r[first * job.dst_plane..][..dst.len()]);
+                    dispatch(isa, &job, x, first, dst, res);
+                });
+        });
+    Ok(out)
+}

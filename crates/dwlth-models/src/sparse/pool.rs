@@ -1,0 +1,129 @@
+//! The cheap layers around the convolutions: the stem's max-pool, the global average pool and
+//! the (sparse) classification head.
+
+use rayon::prelude::*;
+
+use super::activation::{zero_borders, Act, Pool};
+use crate::error::{ModelError, Result};
+
+/// torchvision's stem max-pool, 3×3, stride 2, padding 1.
+///
+/// The input comes out of a ReLU, so every value is ≥ 0 and the zero border of [`Act`] acts
+/// exactly as the −∞ padding of PyTorch's max-pool: each window holds at least one real value,
+/// which is never below the border's zeros.
+pub(crate) fn max_pool_3x3_s2(pool: &Pool, x: &Act) -> Result<Act> {
+    if x.height == 0 || x.width == 0 {
+        return Err(ModelError::InvalidInput(
+            "the stem's output is empty; the input is too small".into(),
+        ));
+    }
+    let out_h = (x.height - 1) / 2 + 1;
+    let out_w = (x.width - 1) / 2 + 1;
+    let mut out = Act::uninit(pool, x.batch, x.channels, out_h, out_w);
+    let (src_row, src_plane) = (x.row(), x.plane());
+    let (dst_row, dst_plane) = (out.row(), out.plane());
+    let planes = x.batch * x.channels;
+    out.data[..planes * dst_plane]
+        .par_chunks_mut(dst_plane)
+        .zip(x.data[..planes * src_plane].par_chunks(src_plane))
+        .for_each(|(dst, src)| {
+            for oy in 0..out_h {
+                // Padded rows 2·oy .. 2·oy + 2 hold input rows 2·oy − 1 .. 2·oy + 1.
+                let rows = [
+                    &src[2 * oy * src_row..][..src_row],
+                    &src[(2 * oy + 1) * src_row..][..src_row],
+                    &src[(2 * oy + 2) * src_row..][..src_row],
+                ];
+                let d = &mut dst[(oy + 1) * dst_row + 1..][..out_w];
+                for (ox, o) in d.iter_mut().enumerate() {
+                    let mut m = 0.0f32;
+                    for r in rows {
+                        m = m.max(r[2 * ox]).max(r[2 * ox + 1]).max(r[2 * ox + 2]);
+                    }
+                    *o = m;
+                }
+            }
+            zero_borders(dst, out_h, out_w);
+        });
+    Ok(out)
+}
+
+/// Mean of every channel, `[batch · channels]`.
+pub(crate) fn global_average(x: &Act) -> Vec<f32> {
+    let (row, plane) = (x.row(), x.plane());
+    let area = (x.height * x.width) as f32;
+    x.data[..x.batch * x.channels * plane]
+        .par_chunks(plane)
+        .map(|p| {
+            let sum: f32 = (1..=x.height)
+                .map(|y| p[y * row + 1..][..x.width].iter().sum::<f32>())
+                .sum();
+            sum / area
+        })
+        .collect()
+}
+
+/// The classification head, `y = W x + b`, with only W's nonzero weights stored (a masked head
+/// is sparse too; a dense one costs the same as a dense product).
+pub(crate) struct SparseLinear {
+    /// Output features.
+    pub out_features: usize,
+    /// Input features.
+    pub in_features: usize,
+    /// `row[o]..row[o + 1]` indexes output `o`'s weights.
+    pub row: Vec<usize>,
+    /// Input index of each nonzero weight.
+    pub cols: Vec<u32>,
+    /// Nonzero weights.
+    pub values: Vec<f32>,
+    /// Bias.
+    pub bias: Vec<f32>,
+}
+
+impl SparseLinear {
+    /// Compresses a dense `[out, in]` weight.
+    pub fn compress(
+        out_features: usize,
+        in_features: usize,
+        weight: &[f32],
+        bias: Vec<f32>,
+    ) -> Self {
+        let mut row = vec![0];
+        let (mut cols, mut values) = (Vec::new(), Vec::new());
+        for w in weight.chunks_exact(in_features) {
+            for (c, &v) in w.iter().enumerate() {
+                if v != 0.0 {
+                    cols.push(c as u32);
+                    values.push(v);
+                }
+            }
+            row.push(values.len());
+        }
+        Self {
+            out_features,
+            in_features,
+            row,
+            cols,
+            values,
+            bias,
+        }
+    }
+
+    /// Logits `[batch · out]` of features `[batch · in]`.
+    pub fn forward(&self, features: &[f32]) -> Vec<f32> {
+        features
+            .par_chunks(self.in_features)
+            .flat_map_iter(|f| {
+                (0..self.out_features).map(move |o| {
+                    let (lo, hi) = (self.row[o], self.row[o + 1]);
+                    let dot: f32 = self.cols[lo..hi]
+                        .iter()
+                        .zip(&self.values[lo..hi])
+                        .map(|(&c, &w)| w * f[c as usize])
+                        .sum();
+                    self.bias[o] + dot
+                })
+            })
+            .collect()
+    }
+}
