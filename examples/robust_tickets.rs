@@ -1,8 +1,8 @@
 //! Paper B's comparisons on the offline data: one-shot magnitude (OMP) tickets against random,
-//! learnable-mask (LMP), IMP and structured (row / kernel / channel) tickets, and linear evaluation against whole-model fine-tuning.
+//! learnable-mask (LMP), upstream and downstream IMP and structured (row / kernel / channel) tickets, and linear evaluation against whole-model fine-tuning.
 //!
 //! ```sh
-//! cargo run --release --example robust_tickets -- [omp|random|lmp|imp|row|kernel|channel] [--linear] [--out DIR]
+//! cargo run --release --example robust_tickets -- [omp|random|lmp|imp|ds-imp|row|kernel|channel] [--linear] [--out DIR]
 //! ```
 
 use std::path::PathBuf;
@@ -26,16 +26,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             sparsities,
             seed: 0,
         },
-        "imp" => {
-            // Upstream IMP: 20 % per round on the source task, one re-training epoch per round.
+        "imp" | "ds-imp" => {
+            // IMP: 20 % per round, one re-training epoch per round; upstream on the source task,
+            // `ds-imp` downstream on the target task.
             let mut retrain = config.pretrain_train.clone();
             retrain.epochs = 1;
             retrain.regime = Regime::Standard;
-            TicketSpec::Imp { rounds: 5, retrain }
+            TicketSpec::Imp {
+                rounds: 5,
+                retrain,
+                downstream: method == "ds-imp",
+            }
         }
         other => {
             return Err(format!(
-                "unknown method `{other}`; expected omp, random, lmp, imp, row, kernel or channel"
+                "unknown method `{other}`; expected omp, random, lmp, imp, ds-imp, row, kernel or channel"
             )
             .into())
         }

@@ -130,17 +130,31 @@ fn experiment_files_round_trip_and_bad_settings_are_refused() {
 #[test]
 fn imp_and_random_tickets_and_linear_evaluation_run() {
     let data = data();
-    for tickets in ["imp", "random", "lmp", "kernel"] {
+    for tickets in ["imp", "ds-imp", "random", "lmp", "kernel"] {
         let mut config = ExperimentConfig::smoke(data.fashion.clone(), data.mnist.clone());
         config.pretrain.truncate(1);
         config.transfer.seeds = vec![0];
         config.transfer.linear = tickets == "random";
         config.tickets = match tickets {
-            "imp" => {
+            "imp" | "ds-imp" => {
                 let mut retrain = config.pretrain_train.clone();
                 retrain.regime = dwlth::adv::Regime::Standard;
-                dwlth::pipeline::TicketSpec::Imp { rounds: 2, retrain }
+                dwlth::pipeline::TicketSpec::Imp {
+                    rounds: 2,
+                    retrain,
+                    downstream: tickets == "ds-imp",
+                }
             }
+            "lmp" => dwlth::pipeline::TicketSpec::Lmp {
+                sparsities: vec![0.7],
+                lr: 0.1,
+                epochs: 1,
+            },
+            "kernel" => dwlth::pipeline::TicketSpec::Structured {
+                sparsities: vec![0.7],
+                granularity: dwlth::prune::Granularity::Kernel,
+                scope: dwlth::prune::Scope::Layer,
+            },
             _ => dwlth::pipeline::TicketSpec::Random {
                 sparsities: vec![0.7],
                 seed: 1,
@@ -152,7 +166,7 @@ fn imp_and_random_tickets_and_linear_evaluation_run() {
         levels.sort_by(|a, b| a.total_cmp(b));
         levels.dedup();
         match tickets {
-            "imp" => {
+            "imp" | "ds-imp" => {
                 assert_eq!(levels.len(), 3, "dense + 2 IMP rounds: {levels:?}");
                 assert!(
                     (levels[1] - 0.2).abs() < 1e-3 && (levels[2] - 0.36).abs() < 1e-3,
@@ -163,7 +177,29 @@ fn imp_and_random_tickets_and_linear_evaluation_run() {
                     .join("tickets/std/imp/round-02/masks.safetensors")
                     .exists());
             }
+            "kernel" => {
+                // 70 % of the kernels of every layer: about 70 % of the weights.
+                assert_eq!(levels.len(), 2, "{levels:?}");
+                assert!((levels[1] - 0.7).abs() < 0.05, "{levels:?}");
+                let masks =
+                    dwlth::prune::MaskSet::load(dir.path().join("tickets/std/s0.7000.safetensors"))
+                        .unwrap();
+                let kernels = dwlth::prune::analysis::zero_kernels(&masks);
+                let (zero, total) = kernels
+                    .values()
+                    .fold((0, 0), |(z, t), k| (z + k.zero, t + k.total));
+                assert!(zero as f64 > 0.6 * total as f64, "{zero} of {total}");
+            }
             _ => assert_eq!(levels, vec![0.0, 0.7]),
+        }
+        if tickets == "ds-imp" {
+            // Downstream IMP's first round prunes 20 % of the convolutions, as upstream IMP.
+            let masks = dwlth::prune::MaskSet::load(
+                dir.path()
+                    .join("tickets/std/imp/round-01/masks.safetensors"),
+            )
+            .unwrap();
+            assert!((masks.sparsity() - 0.2).abs() < 1e-3);
         }
     }
 }

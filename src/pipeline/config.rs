@@ -130,11 +130,16 @@ pub enum TicketSpec {
     },
     /// IMP on the source task: `rounds` rounds of 20 %, re-training with `retrain` after each
     /// (the reference prunes before the first re-training); every round's mask is a ticket.
+    /// With `downstream`, IMP runs on the target task instead (paper B's DS-IMP): θ_p with a
+    /// target head, re-trained on the target training set, rewound to θ_p each round.
     Imp {
         /// Rounds (sparsity 1 − 0.8^k).
         rounds: usize,
         /// Re-training of each round (regime ST for IMP, AT for A-IMP).
         retrain: TrainConfig,
+        /// On the target task (DS-IMP) rather than the source task.
+        #[serde(default)]
+        downstream: bool,
     },
 }
 
@@ -251,7 +256,9 @@ impl ExperimentConfig {
                 )?;
                 sparsities.clone()
             }
-            TicketSpec::Imp { rounds, retrain } => {
+            TicketSpec::Imp {
+                rounds, retrain, ..
+            } => {
                 retrain.validate()?;
                 check(*rounds > 0, "IMP needs at least one round")?;
                 Vec::new()

@@ -130,7 +130,13 @@ pub fn run_experiment(
     );
     // The source task is needed only to pre-train here or to run IMP.
     let needs_source = config.pretrain.iter().any(|p| p.weights.is_none())
-        || matches!(config.tickets, TicketSpec::Imp { .. })
+        || matches!(
+            config.tickets,
+            TicketSpec::Imp {
+                downstream: false,
+                ..
+            }
+        )
         || config.transfer.ood;
     let source = needs_source
         .then(|| Splits::load(&config.source))
@@ -182,7 +188,7 @@ pub fn run_experiment(
             config,
             &spec.name,
             theta,
-            source.as_ref(),
+            (source.as_ref(), &target),
             out,
             &device,
             verbose,
@@ -473,7 +479,7 @@ fn find_tickets(
     config: &ExperimentConfig,
     name: &str,
     theta: &ResNet,
-    source: Option<&Splits>,
+    (source, target): (Option<&Splits>, &Splits),
     out: &Path,
     device: &Device,
     verbose: bool,
@@ -569,8 +575,11 @@ fn find_tickets(
                 found.push((s, masks));
             }
         }
-        TicketSpec::Imp { rounds, retrain } => {
-            let source = source.ok_or_else(|| missing_source(config))?;
+        TicketSpec::Imp {
+            rounds,
+            retrain,
+            downstream,
+        } => {
             let imp = Imp::new(
                 ImpConfig {
                     rounds: *rounds,
@@ -579,27 +588,37 @@ fn find_tickets(
                 prunable,
                 dir.join("imp"),
             )?;
-            let mut data = training(
-                &source.train,
-                &config.source,
-                config.source_batch_size,
-                0,
-                device,
-            )?;
-            let validation = eval_set(
-                &source.validation,
-                &config.source,
-                config.source_batch_size,
-                device,
-            )?;
-            let classes = source.train.num_classes();
+            // Upstream: θ_p on the source task. Downstream: θ_p with a target head (and the
+            // target's normalisation), on the target task.
+            let (task, spec, batch_size, start) = if *downstream {
+                let mut start =
+                    independent_copy(theta).with_head(target.train.num_classes(), device)?;
+                start.normalize = start.normalize.with_config(&target.stats())?;
+                (target, &config.target, config.transfer.batch_size, start)
+            } else {
+                let source = source.ok_or_else(|| missing_source(config))?;
+                (
+                    source,
+                    &config.source,
+                    config.source_batch_size,
+                    independent_copy(theta),
+                )
+            };
+            let mut data = training(&task.train, spec, batch_size, 0, device)?;
+            let validation = eval_set(&task.validation, spec, batch_size, device)?;
+            let classes = task.train.num_classes();
             let mut trainer = Trainer::new(retrain.clone(), None)?;
             trainer.progress = verbose;
             say(
                 verbose,
-                format!("θ_{}: IMP, {rounds} rounds", name.to_uppercase()),
+                format!(
+                    "θ_{}: {}IMP on {}, {rounds} rounds",
+                    name.to_uppercase(),
+                    if *downstream { "DS-" } else { "" },
+                    task.name
+                ),
             );
-            let (_, _, records) = imp.run(theta, |model: ResNet, ctx| {
+            let (_, _, records) = imp.run(&start, |model: ResNet, ctx| {
                 let outcome = trainer
                     .fit(model, data.as_mut(), validation.as_ref(), classes)
                     .map_err(|e| e.to_string())?;
@@ -607,7 +626,7 @@ fn find_tickets(
                 say(
                     verbose,
                     format!(
-                        "  round {}: sparsity {:.2}%, source SA {:.2}%",
+                        "  round {}: sparsity {:.2}%, validation SA {:.2}%",
                         ctx.round,
                         100.0 * ctx.sparsity,
                         100.0 * sa.unwrap_or(0.0)
