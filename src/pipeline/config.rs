@@ -88,6 +88,8 @@ impl PretrainSpec {
 /// How tickets are found on the source task.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "method", rename_all = "lowercase")]
+// A configuration value, built once per experiment: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum TicketSpec {
     /// One-shot global magnitude pruning of θ_p to each sparsity.
     Omp {
