@@ -745,3 +745,53 @@ fn analyze_landscape_transfer_attack_and_masks_on_real_data() {
     ]);
     assert!(String::from_utf8_lossy(&bad.stderr).contains("no tickets"));
 }
+
+#[test]
+fn sparse_predictions_equal_dense_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let device = burn::tensor::Device::flex();
+    let model = dwlth::models::ResNetConfig::new(dwlth::models::Arch::ResNet18)
+        .with_width(4)
+        .with_stem(dwlth::models::Stem::Cifar)
+        .with_num_classes(5)
+        .init(&device);
+    let method = dwlth::prune::PruneMethod::global_magnitude();
+    let masks = method
+        .prune(
+            &dwlth::prune::masked_weights(&model),
+            &dwlth::prune::Prunable::convolutions(),
+            0.9,
+        )
+        .unwrap();
+    let ticket = dwlth::prune::apply_masks(model, &masks).unwrap();
+    let weights = dir.path().join("ticket.safetensors");
+    dwlth::models::io::save_resnet(&ticket, &weights).unwrap();
+    let images: Vec<f32> = (0..6 * 3 * 12 * 12)
+        .map(|i| (i % 23) as f32 / 23.0)
+        .collect();
+    let input = dir.path().join("images.safetensors");
+    dwlth::commands::predict::write_tensor(&input, "input", &[6, 3, 12, 12], &images).unwrap();
+    let mut logits = Vec::new();
+    for (name, extra) in [("dense", None), ("sparse", Some("--sparse"))] {
+        let out = dir.path().join(format!("{name}.safetensors"));
+        let mut args = vec![
+            "predict",
+            "--weights",
+            weights.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+            "--batch-size",
+            "4",
+        ];
+        args.extend(extra);
+        ok(&args);
+        let dict = dwlth::models::io::StateDict::read(&out).unwrap();
+        logits.push(dict.values("logits").unwrap());
+    }
+    assert_eq!(logits[0].len(), 30);
+    let scale = logits[0].iter().fold(1.0f32, |m, v| m.max(v.abs()));
+    let diff = max_diff(&logits[0], &logits[1]);
+    assert!(diff <= 1e-4 * scale, "sparse vs dense: {diff}");
+}

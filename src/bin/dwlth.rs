@@ -65,6 +65,9 @@ enum Command {
         /// Compute device: cpu, cuda[:N], wgpu.
         #[arg(long, default_value = "cpu", value_parser = parse::<DeviceSpec>)]
         device: DeviceSpec,
+        /// Use the CPU sparse engine: a ticket runs faster the sparser it is (same logits).
+        #[arg(long)]
+        sparse: bool,
     },
     /// Standard and robust accuracy (SA / RA) of saved weights on labelled images.
     Eval {
@@ -209,6 +212,7 @@ fn run(cli: Cli) -> dwlth::Result<()> {
             output,
             batch_size,
             device,
+            sparse,
         } => {
             let options = predict::PredictOptions {
                 arch,
@@ -216,6 +220,7 @@ fn run(cli: Cli) -> dwlth::Result<()> {
                 tensor,
                 batch_size,
                 device,
+                sparse,
             };
             let shape = predict::run(&weights, &input, &output, &options)?;
             say!("wrote logits {shape:?} to {}", output.display());
