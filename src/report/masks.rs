@@ -2,7 +2,8 @@
 //! their masks at each sparsity, and how many whole 3×3 / 1×1 kernels each prunes per stage.
 //!
 //! Reads an experiment's `tickets/<pretrain>/s<sparsity>.safetensors` and writes
-//! `masks.md` (tables), `mask_similarity.{svg,png}` (IoU of every pair against sparsity) and
+//! `masks.md` (tables), `mask_iou_matrices.{svg,png}` (the IoU matrix at each sparsity),
+//! `mask_similarity.{svg,png}` (IoU of every pair against sparsity) and
 //! `zero_kernels.{svg,png}` (fraction of all-zero kernels against sparsity, per pre-training).
 
 use std::collections::BTreeMap;
@@ -12,6 +13,7 @@ use std::path::Path;
 use dwlth_prune::analysis::{similarity, zero_kernels};
 use dwlth_prune::MaskSet;
 
+use super::matrix::{matrices_png, matrices_svg, Panel};
 use super::{png, svg, Written};
 use crate::error::{DwlthError, Result};
 
@@ -59,6 +61,7 @@ pub fn read_tickets(dir: &Path) -> Result<Tickets> {
 struct Tables {
     markdown: String,
     iou: Vec<svg::Series>,
+    matrices: Vec<Panel>,
     zero: Vec<svg::Series>,
 }
 
@@ -77,6 +80,7 @@ fn tables(tickets: &Tickets) -> Result<Tables> {
     // (pre-training i, pre-training j) → (sparsity, IoU, 0) points of a plot series.
     type Points = Vec<(f64, f64, f64)>;
     let mut iou: BTreeMap<(usize, usize), Points> = BTreeMap::new();
+    let mut matrices = Vec::new();
     for level in &levels {
         let s: f64 = level.parse().unwrap_or(0.0);
         let present: Vec<(usize, &MaskSet)> = names
@@ -94,18 +98,31 @@ fn tables(tickets: &Tickets) -> Result<Tables> {
             .collect();
         let _ = writeln!(md, "| | {} |", header.join(" | "));
         let _ = writeln!(md, "|---|{}", "---:|".repeat(present.len()));
-        for (row, (i, a)) in present.iter().enumerate() {
-            let mut cells = Vec::new();
-            for (col, (j, b)) in present.iter().enumerate() {
-                let v = if row == col { 1.0 } else { similarity(a, b)? };
-                if row < col {
-                    iou.entry((*i, *j)).or_default().push((s, v, 0.0));
-                }
-                cells.push(format!("{v:.3}"));
+        let k = present.len();
+        let mut values = vec![vec![1.0; k]; k];
+        for row in 0..k {
+            for col in row + 1..k {
+                let v = similarity(present[row].1, present[col].1)?;
+                values[row][col] = v;
+                values[col][row] = v;
+                iou.entry((present[row].0, present[col].0))
+                    .or_default()
+                    .push((s, v, 0.0));
             }
+        }
+        for (row, cells) in values.iter().enumerate() {
+            let cells: Vec<String> = cells.iter().map(|v| format!("{v:.3}")).collect();
             let _ = writeln!(md, "| {} | {} |", header[row], cells.join(" | "));
         }
         md.push('\n');
+        matrices.push(Panel {
+            title: format!("{:.2} %", 100.0 * s),
+            labels: present
+                .iter()
+                .map(|(i, _)| names[*i].to_uppercase())
+                .collect(),
+            values,
+        });
     }
     md.push_str("## Zero kernels per stage\n\nKernels (3×3 or 1×1 filters of one input channel) whose every weight is pruned, per stage (paper A, Fig. 7). More zero kernels mean a more structured, more easily accelerated ticket.\n\n");
     let mut zero = Vec::new();
@@ -162,6 +179,7 @@ fn tables(tickets: &Tickets) -> Result<Tables> {
     Ok(Tables {
         markdown: md,
         iou,
+        matrices,
         zero,
     })
 }
@@ -188,6 +206,12 @@ pub fn write_mask_report(tickets_dir: &Path, dir: &Path, written: &mut Written) 
             svg::plot(title, "IoU", &t.iou).as_bytes(),
         )?;
         put("mask_similarity.png", &png::plot(title, "IoU", &t.iou))?;
+        let title = "IoU of the tickets of two pre-trainings";
+        put(
+            "mask_iou_matrices.svg",
+            matrices_svg(title, &t.matrices).as_bytes(),
+        )?;
+        put("mask_iou_matrices.png", &matrices_png(title, &t.matrices))?;
     }
     let title = "all-zero kernels";
     put(

@@ -4,6 +4,7 @@
 mod canvas;
 pub mod contour;
 pub mod masks;
+pub mod matrix;
 pub mod png;
 pub mod svg;
 
