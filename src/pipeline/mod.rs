@@ -5,6 +5,7 @@ pub mod config;
 pub mod data;
 pub mod results;
 pub mod run;
+mod transfer;
 pub mod verdict;
 
 pub use config::{

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::tensor::Device;
-use dwlth_adv::{evaluate, AttackMode, EvalSet, OverfitGuard, Regime, TrainOutcome, Trainer};
+use dwlth_adv::{OverfitGuard, Regime, Trainer};
 use dwlth_models::io::{atomic_write, load_resnet, save_resnet};
 use dwlth_models::mode::independent_copy;
 use dwlth_models::{DeviceSpec, ResNet, ResNetConfig};
@@ -33,10 +33,10 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
 use super::config::{ExperimentConfig, PretrainSpec, TicketSpec};
-use super::data::{batches, eval_set, fraction, training, HostBatches, Splits};
+use super::data::{batches, eval_set, training, Splits};
 use super::results::RunResult;
+use super::transfer::{Downstream, Run};
 use super::verdict::Verdict;
-use crate::analysis::{max_softmax_probability, roc_auc};
 use crate::error::{DwlthError, Result};
 use crate::report::write_report;
 
@@ -68,20 +68,14 @@ pub struct ExperimentSummary {
     pub planned: usize,
 }
 
-/// A batch of images and labels.
-type Batch = (
-    burn::tensor::Tensor<4>,
-    burn::tensor::Tensor<1, burn::tensor::Int>,
-);
-
 /// One transfer run to do.
 #[derive(Debug, Clone, Serialize)]
-struct Planned {
-    pretrain: String,
-    sparsity: f64,
-    fraction: f64,
-    regime: String,
-    seed: u64,
+pub(super) struct Planned {
+    pub(super) pretrain: String,
+    pub(super) sparsity: f64,
+    pub(super) fraction: f64,
+    pub(super) regime: String,
+    pub(super) seed: u64,
 }
 
 /// FNV-1a over `bytes`: stable names for runs.
@@ -91,7 +85,7 @@ pub(crate) fn fnv(bytes: &[u8]) -> u64 {
     })
 }
 
-fn say(verbose: bool, line: String) {
+pub(super) fn say(verbose: bool, line: String) {
     if verbose {
         use std::io::Write;
         let _ = writeln!(std::io::stderr(), "{line}");
@@ -238,32 +232,25 @@ pub fn run_experiment(
         format!("{:016x}", fnv(key.to_string().as_bytes()))
     };
     let runs_dir = out.join("runs");
-    let target_stats = target.stats();
     let bs = config.transfer.batch_size;
-    let validation = eval_set(&target.validation, &config.target, bs, &device)?;
-    let test = eval_set(&target.test, &config.target, bs, &device)?;
-    let classes = target.train.num_classes();
-    let crafted = config
-        .transfer
-        .transfer_attack
-        .then(|| {
-            transfer_attack_set(
-                config,
-                &thetas,
-                &target,
-                &target_stats,
-                (validation.as_ref(), test.as_ref(), classes),
-                out,
-                &device,
-                verbose,
-            )
-        })
-        .transpose()?;
-    // Out-of-distribution images: the source dataset's test split, shaped as the target's.
-    let ood = match (config.transfer.ood, &source) {
-        (true, Some(source)) => Some(eval_set(&source.test, &config.target, bs, &device)?),
-        _ => None,
+    let mut downstream = Downstream {
+        config,
+        target: &target,
+        stats: target.stats(),
+        validation: eval_set(&target.validation, &config.target, bs, &device)?,
+        test: eval_set(&target.test, &config.target, bs, &device)?,
+        classes: target.train.num_classes(),
+        device: &device,
+        crafted: None,
+        // Out-of-distribution images: the source dataset's test split, shaped as the target's.
+        ood: match (config.transfer.ood, &source) {
+            (true, Some(source)) => Some(eval_set(&source.test, &config.target, bs, &device)?),
+            _ => None,
+        },
     };
+    if config.transfer.transfer_attack {
+        downstream.crafted = Some(downstream.transfer_attack_set(&thetas, out, verbose)?);
+    }
     let todo: Vec<&Planned> = plan
         .iter()
         .enumerate()
@@ -319,20 +306,13 @@ pub fn run_experiment(
             .expect("planned from the regimes")
             .1;
         let t0 = Instant::now();
-        let result = transfer(
-            config,
+        let run = Run {
             p,
-            &thetas[&p.pretrain],
+            theta: &thetas[&p.pretrain],
             masks,
             regime,
-            &target,
-            &target_stats,
-            (validation.as_ref(), test.as_ref(), classes),
-            (crafted.as_deref(), ood.as_deref()),
-            &runs_dir.join(&id),
-            &device,
-            verbose.then_some(&group),
-        )?;
+        };
+        let result = downstream.transfer(&run, &runs_dir.join(&id), verbose.then_some(&group))?;
         write_json(&runs_dir.join(format!("{id}.json")), &result)?;
         let _ = std::fs::remove_dir_all(runs_dir.join(&id));
         sweep.inc(1);
@@ -640,214 +620,4 @@ fn find_tickets(
         }
     }
     Ok(found)
-}
-
-/// Fine-tunes θ_p with `masks` on the target task as `p` says; returns the training outcome.
-#[allow(clippy::too_many_arguments)]
-fn fine_tune(
-    config: &ExperimentConfig,
-    p: &Planned,
-    theta: &ResNet,
-    masks: &MaskSet,
-    regime: &Regime,
-    target: &Splits,
-    stats: &dwlth_models::NormalizeConfig,
-    (validation, classes): (&dyn EvalSet, usize),
-    dir: &Path,
-    device: &Device,
-    bars: Option<&MultiProgress>,
-) -> Result<TrainOutcome<ResNet>> {
-    device.seed(
-        p.seed
-            .wrapping_mul(0x9E37_79B9)
-            .wrapping_add(fnv(p.pretrain.as_bytes())),
-    );
-    let model = independent_copy(theta).with_head(classes, device)?;
-    let mut model = apply_masks(model, masks)?;
-    model.normalize = model.normalize.with_config(stats)?;
-    if config.transfer.linear {
-        model = model.freeze_backbone();
-    }
-    let mut train_config = config.transfer.train.clone();
-    train_config.regime = regime.clone();
-    train_config.seed = p.seed;
-    if p.regime != "at" {
-        // Standard-training runs report SA only (as the papers); no robust validation.
-        train_config.eval_attack = None;
-    }
-    let mut trainer = Trainer::new(train_config, Some(dir.to_path_buf()))?;
-    trainer.progress = bars.is_some();
-    trainer.bars = bars.cloned();
-    let subset = fraction(
-        &target.train,
-        p.fraction,
-        config.transfer.stratified,
-        p.seed,
-    )?;
-    let mut data = training(
-        &subset,
-        &config.target,
-        config.transfer.batch_size,
-        p.seed,
-        device,
-    )?;
-    Ok(trainer.fit(model, data.as_mut(), validation, classes)?)
-}
-
-/// Seed of the transfer attack's source model: no transfer run uses it.
-const TRANSFER_SOURCE_SEED: u64 = 1_000_003;
-
-/// The transfer attack's test set (paper A Table A2): the test images attacked with the test
-/// attack on a separately trained robust model — the dense θ_AT (or the first pre-training)
-/// adversarially fine-tuned on all target data with a seed of its own. The source model is
-/// saved in `transfer_source/`, so reruns and other shards reuse it.
-#[allow(clippy::too_many_arguments)]
-fn transfer_attack_set(
-    config: &ExperimentConfig,
-    thetas: &BTreeMap<String, ResNet>,
-    target: &Splits,
-    stats: &dwlth_models::NormalizeConfig,
-    (validation, test, classes): (&dyn EvalSet, &dyn EvalSet, usize),
-    out: &Path,
-    device: &Device,
-    verbose: bool,
-) -> Result<Box<dyn EvalSet>> {
-    let dir = out.join("transfer_source");
-    let path = dir.join("model.safetensors");
-    let model = if path.exists() {
-        load_resnet(&path, None, device)?.0
-    } else {
-        let pretrain = if thetas.contains_key("at") {
-            "at".to_string()
-        } else {
-            config.pretrain[0].name.clone()
-        };
-        say(
-            verbose,
-            format!(
-                "training the transfer attack's source: dense θ_{} with AT",
-                pretrain.to_uppercase()
-            ),
-        );
-        let regime = &config
-            .transfer
-            .regimes
-            .iter()
-            .find(|(n, _)| n == "at")
-            .ok_or_else(|| {
-                DwlthError::InvalidArgument("the transfer attack needs an `at` regime".into())
-            })?
-            .1;
-        let p = Planned {
-            pretrain: pretrain.clone(),
-            sparsity: 0.0,
-            fraction: 1.0,
-            regime: "at".into(),
-            seed: TRANSFER_SOURCE_SEED,
-        };
-        let outcome = fine_tune(
-            config,
-            &p,
-            &thetas[&pretrain],
-            &MaskSet::new(),
-            regime,
-            target,
-            stats,
-            (validation, classes),
-            &dir.join("train"),
-            device,
-            verbose.then(MultiProgress::new).as_ref(),
-        )?;
-        let best = outcome.best_ra.map_or(outcome.model, |(_, m)| m);
-        save_resnet(&best, &path)?;
-        let _ = std::fs::remove_dir_all(dir.join("train"));
-        best
-    };
-    device.seed(TRANSFER_SOURCE_SEED);
-    let view = AttackMode::Eval.view(&model);
-    let crafted = test
-        .batches()
-        .map(|(x, y)| {
-            let xa = config.transfer.test_attack.perturb(&view, x, y.clone())?;
-            Ok((xa, y))
-        })
-        .collect::<Result<Vec<Batch>>>()?;
-    // Upsampled images are kept on the host: 10,000 of them take 6 GB.
-    Ok(match config.target.resize {
-        Some(_) => Box::new(HostBatches::of(crafted.into_iter(), device)),
-        None => Box::new(crafted),
-    })
-}
-
-#[allow(clippy::too_many_arguments)]
-fn transfer(
-    config: &ExperimentConfig,
-    p: &Planned,
-    theta: &ResNet,
-    masks: &MaskSet,
-    regime: &Regime,
-    target: &Splits,
-    stats: &dwlth_models::NormalizeConfig,
-    (validation, test, classes): (&dyn EvalSet, &dyn EvalSet, usize),
-    (crafted, ood): (Option<&dyn EvalSet>, Option<&dyn EvalSet>),
-    dir: &Path,
-    device: &Device,
-    bars: Option<&MultiProgress>,
-) -> Result<RunResult> {
-    let started = Instant::now();
-    let outcome = fine_tune(
-        config,
-        p,
-        theta,
-        masks,
-        regime,
-        target,
-        stats,
-        (validation, classes),
-        dir,
-        device,
-        bars,
-    )?;
-    let attack = (p.regime == "at").then_some(&config.transfer.test_attack);
-    let (sa, ra) = outcome.test(test, attack, classes)?;
-    // The checkpoint RA is reported for (AT runs), or SA (ST runs), faces the transfer attack.
-    let transfer_ra = match crafted {
-        Some(crafted) => {
-            let best = if p.regime == "at" {
-                outcome.best_ra.as_ref()
-            } else {
-                outcome.best_sa.as_ref()
-            };
-            let model = best.map_or(&outcome.model, |(_, m)| m);
-            let view = AttackMode::Eval.view(model);
-            Some(evaluate(&view, crafted.batches(), None, None, classes)?.sa)
-        }
-        None => None,
-    };
-    let ood_auroc = match ood {
-        Some(ood) => {
-            let model = outcome.best_sa.as_ref().map_or(&outcome.model, |(_, m)| m);
-            let view = AttackMode::Eval.view(model);
-            let msp = |set: &dyn EvalSet| -> Vec<f32> {
-                set.batches()
-                    .flat_map(|(x, _)| max_softmax_probability(view.forward(x)))
-                    .collect()
-            };
-            roc_auc(&msp(test), &msp(ood))
-        }
-        None => None,
-    };
-    Ok(RunResult {
-        pretrain: p.pretrain.clone(),
-        dataset: target.name.clone(),
-        fraction: p.fraction,
-        regime: p.regime.clone(),
-        sparsity: p.sparsity,
-        seed: p.seed,
-        sa,
-        ra,
-        transfer_ra,
-        ood_auroc,
-        seconds: started.elapsed().as_secs_f64(),
-    })
 }

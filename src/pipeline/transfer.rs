@@ -1,0 +1,224 @@
+//! The transfer stage: fine-tuning one (θ_p, ticket) on the target task and measuring it — SA,
+//! RA, the transfer attack and out-of-distribution detection.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Instant;
+
+use burn::tensor::Device;
+use dwlth_adv::{evaluate, AttackMode, Batch, EvalSet, Regime, TrainOutcome, Trainer};
+use dwlth_models::io::{load_resnet, save_resnet};
+use dwlth_models::mode::independent_copy;
+use dwlth_models::{NormalizeConfig, ResNet};
+use dwlth_prune::{apply_masks, MaskSet};
+use indicatif::MultiProgress;
+
+use super::config::ExperimentConfig;
+use super::data::{fraction, training, HostBatches, Splits};
+use super::results::RunResult;
+use super::run::{fnv, say, Planned};
+use crate::analysis::{max_softmax_probability, roc_auc};
+use crate::error::{DwlthError, Result};
+
+/// Seed of the transfer attack's source model: no transfer run uses it.
+const TRANSFER_SOURCE_SEED: u64 = 1_000_003;
+
+/// What every transfer run of an experiment shares.
+pub(super) struct Downstream<'a> {
+    pub config: &'a ExperimentConfig,
+    pub target: &'a Splits,
+    /// Normalisation statistics of the target's training set.
+    pub stats: NormalizeConfig,
+    pub validation: Box<dyn EvalSet>,
+    pub test: Box<dyn EvalSet>,
+    pub classes: usize,
+    pub device: &'a Device,
+    /// The transfer attack's adversarial test set, when the experiment measures it.
+    pub crafted: Option<Box<dyn EvalSet>>,
+    /// Out-of-distribution images, when the experiment measures detection.
+    pub ood: Option<Box<dyn EvalSet>>,
+}
+
+/// One run's own inputs.
+pub(super) struct Run<'a> {
+    pub p: &'a Planned,
+    pub theta: &'a ResNet,
+    pub masks: &'a MaskSet,
+    pub regime: &'a Regime,
+}
+
+impl Downstream<'_> {
+    /// Fine-tunes θ_p with the run's masks on the target task; returns the training outcome.
+    fn fine_tune(
+        &self,
+        run: &Run,
+        dir: &Path,
+        bars: Option<&MultiProgress>,
+    ) -> Result<TrainOutcome<ResNet>> {
+        let (config, p, device) = (self.config, run.p, self.device);
+        device.seed(
+            p.seed
+                .wrapping_mul(0x9E37_79B9)
+                .wrapping_add(fnv(p.pretrain.as_bytes())),
+        );
+        let model = independent_copy(run.theta).with_head(self.classes, device)?;
+        let mut model = apply_masks(model, run.masks)?;
+        model.normalize = model.normalize.with_config(&self.stats)?;
+        if config.transfer.linear {
+            model = model.freeze_backbone();
+        }
+        let mut train_config = config.transfer.train.clone();
+        train_config.regime = run.regime.clone();
+        train_config.seed = p.seed;
+        if p.regime != "at" {
+            // Standard-training runs report SA only (as the papers); no robust validation.
+            train_config.eval_attack = None;
+        }
+        let mut trainer = Trainer::new(train_config, Some(dir.to_path_buf()))?;
+        trainer.progress = bars.is_some();
+        trainer.bars = bars.cloned();
+        let subset = fraction(
+            &self.target.train,
+            p.fraction,
+            config.transfer.stratified,
+            p.seed,
+        )?;
+        let mut data = training(
+            &subset,
+            &config.target,
+            config.transfer.batch_size,
+            p.seed,
+            device,
+        )?;
+        Ok(trainer.fit(model, data.as_mut(), self.validation.as_ref(), self.classes)?)
+    }
+
+    /// The transfer attack's test set (paper A Table A2): the test images attacked with the
+    /// test attack on a separately trained robust model — the dense θ_AT (or the first
+    /// pre-training) adversarially fine-tuned on all target data with a seed of its own. The
+    /// source model is saved in `transfer_source/`, so reruns and other shards reuse it.
+    pub fn transfer_attack_set(
+        &self,
+        thetas: &BTreeMap<String, ResNet>,
+        out: &Path,
+        verbose: bool,
+    ) -> Result<Box<dyn EvalSet>> {
+        let (config, device) = (self.config, self.device);
+        let dir = out.join("transfer_source");
+        let path = dir.join("model.safetensors");
+        let model = if path.exists() {
+            load_resnet(&path, None, device)?.0
+        } else {
+            let pretrain = if thetas.contains_key("at") {
+                "at".to_string()
+            } else {
+                config.pretrain[0].name.clone()
+            };
+            say(
+                verbose,
+                format!(
+                    "training the transfer attack's source: dense θ_{} with AT",
+                    pretrain.to_uppercase()
+                ),
+            );
+            let regime = &config
+                .transfer
+                .regimes
+                .iter()
+                .find(|(n, _)| n == "at")
+                .ok_or_else(|| {
+                    DwlthError::InvalidArgument("the transfer attack needs an `at` regime".into())
+                })?
+                .1;
+            let p = Planned {
+                pretrain: pretrain.clone(),
+                sparsity: 0.0,
+                fraction: 1.0,
+                regime: "at".into(),
+                seed: TRANSFER_SOURCE_SEED,
+            };
+            let run = Run {
+                p: &p,
+                theta: &thetas[&pretrain],
+                masks: &MaskSet::new(),
+                regime,
+            };
+            let bars = verbose.then(MultiProgress::new);
+            let outcome = self.fine_tune(&run, &dir.join("train"), bars.as_ref())?;
+            let best = outcome.best_ra.map_or(outcome.model, |(_, m)| m);
+            save_resnet(&best, &path)?;
+            let _ = std::fs::remove_dir_all(dir.join("train"));
+            best
+        };
+        device.seed(TRANSFER_SOURCE_SEED);
+        let view = AttackMode::Eval.view(&model);
+        let crafted = self
+            .test
+            .batches()
+            .map(|(x, y)| {
+                let xa = config.transfer.test_attack.perturb(&view, x, y.clone())?;
+                Ok((xa, y))
+            })
+            .collect::<Result<Vec<Batch>>>()?;
+        // Upsampled images are kept on the host: 10,000 of them take 6 GB.
+        Ok(match config.target.resize {
+            Some(_) => Box::new(HostBatches::of(crafted.into_iter(), device)),
+            None => Box::new(crafted),
+        })
+    }
+
+    /// Fine-tunes and measures one run.
+    pub fn transfer(
+        &self,
+        run: &Run,
+        dir: &Path,
+        bars: Option<&MultiProgress>,
+    ) -> Result<RunResult> {
+        let started = Instant::now();
+        let (p, classes) = (run.p, self.classes);
+        let outcome = self.fine_tune(run, dir, bars)?;
+        let attack = (p.regime == "at").then_some(&self.config.transfer.test_attack);
+        let (sa, ra) = outcome.test(self.test.as_ref(), attack, classes)?;
+        // The checkpoint RA is reported for (AT runs), or SA (ST runs), faces the transfer
+        // attack.
+        let transfer_ra = match &self.crafted {
+            Some(crafted) => {
+                let best = if p.regime == "at" {
+                    outcome.best_ra.as_ref()
+                } else {
+                    outcome.best_sa.as_ref()
+                };
+                let model = best.map_or(&outcome.model, |(_, m)| m);
+                let view = AttackMode::Eval.view(model);
+                Some(evaluate(&view, crafted.batches(), None, None, classes)?.sa)
+            }
+            None => None,
+        };
+        let ood_auroc = match &self.ood {
+            Some(ood) => {
+                let model = outcome.best_sa.as_ref().map_or(&outcome.model, |(_, m)| m);
+                let view = AttackMode::Eval.view(model);
+                let msp = |set: &dyn EvalSet| -> Vec<f32> {
+                    set.batches()
+                        .flat_map(|(x, _)| max_softmax_probability(view.forward(x)))
+                        .collect()
+                };
+                roc_auc(&msp(self.test.as_ref()), &msp(ood.as_ref()))
+            }
+            None => None,
+        };
+        Ok(RunResult {
+            pretrain: p.pretrain.clone(),
+            dataset: self.target.name.clone(),
+            fraction: p.fraction,
+            regime: p.regime.clone(),
+            sparsity: p.sparsity,
+            seed: p.seed,
+            sa,
+            ra,
+            transfer_ra,
+            ood_auroc,
+            seconds: started.elapsed().as_secs_f64(),
+        })
+    }
+}
