@@ -209,6 +209,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         errors.insert(pct.to_string(), f64::from(err).into());
         gmacs.insert(pct.to_string(), (engine.macs(224, 224) as f64 / 1e9).into());
     }
+    // The same 90 % with every layer pruned alike (layer-wise magnitude): global masks of
+    // random weights leave the early layers dense, layer-wise ones cut every layer's work.
+    let layerwise = PruneMethod::Magnitude {
+        scope: dwlth::prune::Scope::Layer,
+    }
+    .prune(&layers, &Prunable::convolutions(), 0.9)?;
+    let engine = SparseResNet::from_resnet(&apply_masks(r50.clone(), &layerwise)?)?;
+    let secs = time(repeats, || {
+        let _ = engine
+            .forward(&input, n50, 224, 224)
+            .expect("sparse forward");
+    });
+    out.insert(
+        "r50_sparse90_layerwise_infer_img_s".into(),
+        (n50 as f64 / secs).into(),
+    );
+    out.insert(
+        "r50_sparse90_layerwise_gmac_per_img".into(),
+        (engine.macs(224, 224) as f64 / 1e9).into(),
+    );
     out.insert("r50_sparse_speedup_vs_dense".into(), speedups.into());
     out.insert("r50_sparse_max_rel_logit_err".into(), errors.into());
     out.insert("r50_sparse_gmac_per_img".into(), gmacs.into());
