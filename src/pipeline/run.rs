@@ -248,9 +248,6 @@ pub fn run_experiment(
             _ => None,
         },
     };
-    if config.transfer.transfer_attack {
-        downstream.crafted = Some(downstream.transfer_attack_set(&thetas, out, verbose)?);
-    }
     let todo: Vec<&Planned> = plan
         .iter()
         .enumerate()
@@ -260,6 +257,10 @@ pub fn run_experiment(
         })
         .map(|(_, p)| p)
         .collect();
+    // Crafted only when a run needs it: a finished experiment reruns in seconds.
+    if config.transfer.transfer_attack && !todo.is_empty() {
+        downstream.crafted = Some(downstream.transfer_attack_set(&thetas, out, verbose)?);
+    }
     say(
         verbose,
         format!(
