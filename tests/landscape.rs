@@ -216,29 +216,49 @@ fn adversarial_surfaces_parallel_workers_and_resuming() {
         save_to: Some(path.clone()),
         progress: false,
     };
+    // The points left are marked, so that reusing them (rather than recomputing) shows.
+    let missing = [0, 4, 5, 8];
     let mut partial = full.clone();
-    for k in [0, 4, 5, 8] {
-        partial.clean_loss[k] = None;
-        partial.adv_loss[k] = None;
+    for k in 0..partial.len() {
+        if missing.contains(&k) {
+            partial.clean_loss[k] = None;
+            partial.adv_loss[k] = None;
+        } else {
+            partial.clean_loss[k] = Some(123.0);
+        }
     }
     std::fs::write(&path, serde_json::to_vec(&partial).unwrap()).unwrap();
     let mut resumed = Surface::new(&grid, "random", None);
     evaluate_grid(&model, &batches, &origin, (&x, &y), &mut resumed, &options).unwrap();
     assert!(resumed.is_complete(true));
     for k in 0..full.len() {
-        for (a, b) in [
-            (resumed.clean_loss[k], full.clean_loss[k]),
-            (resumed.adv_loss[k], full.adv_loss[k]),
-        ] {
-            assert!(
-                (a.unwrap() - b.unwrap()).abs() < 1e-5,
-                "point {k}: {a:?} vs {b:?}"
+        if missing.contains(&k) {
+            for (a, b) in [
+                (resumed.clean_loss[k], full.clean_loss[k]),
+                (resumed.adv_loss[k], full.adv_loss[k]),
+            ] {
+                assert!(
+                    (a.unwrap() - b.unwrap()).abs() < 1e-5,
+                    "point {k}: {a:?} vs {b:?}"
+                );
+            }
+        } else {
+            assert_eq!(
+                resumed.clean_loss[k],
+                Some(123.0),
+                "point {k} was recomputed"
             );
         }
     }
     let saved = Surface::read(&path).unwrap();
     assert_eq!(saved.settings, resumed.settings);
     assert!(saved.is_complete(true));
+
+    // Other images (here: the same ones in another order) make other settings.
+    let reordered: Vec<_> = batches.iter().rev().cloned().collect();
+    let mut s = Surface::new(&grid, "random", None);
+    let err = evaluate_grid(&model, &reordered, &origin, (&x, &y), &mut s, &options);
+    assert!(err.unwrap_err().to_string().contains("other settings"));
 
     // A saved grid with other settings is never overwritten.
     let other = Direction::random(&origin, 3);

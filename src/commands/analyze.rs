@@ -266,7 +266,7 @@ fn landscape(
     let (x, y, grid, plane) = if checkpoints.is_empty() {
         let (x, y) = (
             Direction::random(&origin, seed),
-            Direction::random(&origin, seed + 1),
+            Direction::random(&origin, seed.wrapping_add(1)),
         );
         (x, y, Grid::square(range, steps), None)
     } else {

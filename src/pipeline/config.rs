@@ -140,7 +140,7 @@ pub enum TicketSpec {
         /// Re-training of each round (regime ST for IMP, AT for A-IMP).
         retrain: TrainConfig,
         /// On the target task (DS-IMP) rather than the source task.
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         downstream: bool,
     },
 }

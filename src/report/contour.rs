@@ -21,7 +21,7 @@ pub struct ContourPlot<'a> {
     pub ys: &'a [f64],
     /// Row-major values (`ys.len() × xs.len()`); `None` where not computed.
     pub values: &'a [Option<f64>],
-    /// A path drawn over the landscape (may be empty); its last point is marked.
+    /// A path drawn over the landscape (may be empty), a dot at every point.
     pub trajectory: &'a [[f64; 2]],
 }
 

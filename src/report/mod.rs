@@ -80,7 +80,6 @@ pub fn markdown_table(verdicts: &[Verdict]) -> String {
     out
 }
 
-/// One pre-training's points in a plot panel.
 /// The transfer-attack table (paper A Table A2): per curve and sparsity, the white-box RA (AT
 /// runs) beside the accuracy on examples crafted on a separate robust model. Empty when no run
 /// measured it.
@@ -140,6 +139,7 @@ pub fn ood_table(curves: &BTreeMap<CurveKey, Vec<Point>>) -> String {
     format!("\n## Out-of-distribution detection\n\nROC-AUC (%) of maximum-softmax-probability scores, target test images (in) against the source dataset's test images (out), of the best-SA checkpoint (paper B, Fig. 8), mean ± std over seeds.\n\n| pre-training | dataset | data | regime | sparsity | ROC-AUC |\n|---|---|---:|---|---:|---:|\n{rows}")
 }
 
+/// One pre-training's points in a plot panel.
 type Line<'a> = (String, &'a Vec<crate::pipeline::verdict::Point>);
 
 /// Writes `results.json`, `curves.csv`, `double_win.md` and one SVG and PNG per (dataset,

@@ -84,7 +84,7 @@ impl Weights {
         self.len() == 0
     }
 
-    /// `self − other`, flattened in key order; fails naming the first key whose shape differs.
+    /// `other − self`, flattened in key order; fails naming the first key whose shape differs.
     fn difference(&self, other: &Weights) -> Result<Vec<f32>> {
         let mut out = Vec::with_capacity(self.len());
         for (key, t) in &self.tensors {

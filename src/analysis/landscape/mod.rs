@@ -158,9 +158,25 @@ impl Surface {
             path: path.to_path_buf(),
             source: e,
         })?;
-        serde_json::from_str(&text).map_err(|e| {
+        let surface: Self = serde_json::from_str(&text).map_err(|e| {
             DwlthError::InvalidArgument(format!("`{}` is not a landscape: {e}", path.display()))
-        })
+        })?;
+        let n = surface.grid.xs.len() * surface.grid.ys.len();
+        let lengths = [
+            surface.clean_loss.len(),
+            surface.clean_acc.len(),
+            surface.adv_loss.len(),
+            surface.adv_acc.len(),
+        ];
+        if lengths.iter().any(|l| *l != n) {
+            return Err(DwlthError::InvalidArgument(format!(
+                "`{}`: a {}×{} grid needs {n} values per metric, found {lengths:?}",
+                path.display(),
+                surface.grid.xs.len(),
+                surface.grid.ys.len()
+            )));
+        }
+        Ok(surface)
     }
 
     fn write(&self, path: &Path) -> Result<()> {
@@ -227,29 +243,45 @@ pub fn model_loss<C: Classifier>(
     loss_and_accuracy(model, batches, None)
 }
 
-fn settings_of(
+/// FNV-1a over the values' bytes, streamed (a ResNet-50 has 94 MB of them).
+fn fingerprint<'a>(values: impl Iterator<Item = &'a f32>) -> u64 {
+    values
+        .flat_map(|v| v.to_le_bytes())
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+        })
+}
+
+/// Everything the surface's values depend on: every tensor of the model (BatchNorm statistics
+/// and normalisation included), the images and labels, the directions, the grid and the
+/// attack.
+fn settings_of<C: Classifier>(
     surface: &Surface,
-    origin: &Weights,
+    model: &C,
+    batches: &[(Tensor<4>, Tensor<1, Int>)],
     (x, y): (&Direction, &Direction),
-    n_images: usize,
     attack: Option<&Attack>,
 ) -> String {
-    // FNV-1a over the values' bytes, streamed (a ResNet-50 has 94 MB of them).
-    let fingerprint = |values: &mut dyn Iterator<Item = &f32>| {
-        values
-            .flat_map(|v| v.to_le_bytes())
-            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-                (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
-            })
-    };
+    let tensors = dwlth_models::io::resnet_tensors(model);
+    let model_fp = fingerprint(tensors.iter().flat_map(|(_, _, v)| v.iter()));
+    let mut data = Vec::new();
+    for (images, labels) in batches {
+        let host = |d: burn::tensor::TensorData| {
+            d.convert::<f32>().try_into_vec::<f32>().unwrap_or_default()
+        };
+        data.extend(host(images.clone().into_data()));
+        data.extend(host(labels.clone().into_data()));
+    }
     format!(
-        "directions={} grid={:?}x{:?} images={n_images} attack={attack:?} weights={:016x} x={:016x} y={:016x}",
+        "directions={} grid={:?}x{:?} images={} attack={attack:?} model={:016x} data={:016x} x={:016x} y={:016x}",
         surface.directions,
         surface.grid.xs,
         surface.grid.ys,
-        fingerprint(&mut origin.tensors.values().flat_map(|t| t.values.iter())),
-        fingerprint(&mut x.tensors.values().flatten()),
-        fingerprint(&mut y.tensors.values().flatten()),
+        batches.iter().map(|(_, l)| l.dims()[0]).sum::<usize>(),
+        model_fp,
+        fingerprint(data.iter()),
+        fingerprint(x.tensors.values().flatten()),
+        fingerprint(y.tensors.values().flatten()),
     )
 }
 
@@ -278,7 +310,7 @@ pub fn evaluate_grid<C: Classifier>(
         a.validate()?;
     }
     surface.n_images = n_images;
-    surface.settings = settings_of(surface, origin, (x, y), n_images, options.attack.as_ref());
+    surface.settings = settings_of(surface, model, batches, (x, y), options.attack.as_ref());
     if let Some(path) = &options.save_to {
         if path.exists() {
             let saved = Surface::read(path)?;

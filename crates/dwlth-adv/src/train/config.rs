@@ -34,6 +34,12 @@ impl OverfitGuard {
     }
 }
 
+/// Leaves `false` flags out of saved settings, so that files written before the flag existed
+/// keep their meaning (and experiments their run names).
+fn is_false(flag: &bool) -> bool {
+    !*flag
+}
+
 /// Everything a training run needs besides model and data.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
@@ -61,7 +67,7 @@ pub struct TrainConfig {
     /// Keep the weights after every epoch as `epoch_NNN.safetensors` in the run directory:
     /// the training trajectory a loss-landscape plot projects (`dwlth analyze landscape
     /// --checkpoints`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_false")]
     pub snapshots: bool,
 }
 
