@@ -86,7 +86,12 @@ fn smoke_pipeline_runs_resumes_and_reports() {
         table.contains("## Out-of-distribution detection"),
         "{table}"
     );
-    assert!(out.join("transfer_source/model.safetensors").exists());
+    let sources: Vec<_> = std::fs::read_dir(out.join("transfer_source"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().join("model.safetensors").exists())
+        .collect();
+    assert_eq!(sources.len(), 1, "one transfer-attack source model");
     let masks = std::fs::read_to_string(out.join("report/masks.md")).unwrap();
     assert!(
         masks.contains("θ_FAT") && masks.contains("Sparsity 90.00 %"),
@@ -131,6 +136,7 @@ fn experiment_files_round_trip_and_bad_settings_are_refused() {
 #[test]
 fn imp_and_random_tickets_and_linear_evaluation_run() {
     let data = data();
+    let mut upstream_round2 = None;
     for tickets in ["imp", "ds-imp", "random", "lmp", "kernel"] {
         let mut config = ExperimentConfig::smoke(data.fashion.clone(), data.mnist.clone());
         config.pretrain.truncate(1);
@@ -173,9 +179,10 @@ fn imp_and_random_tickets_and_linear_evaluation_run() {
                     (levels[1] - 0.2).abs() < 1e-3 && (levels[2] - 0.36).abs() < 1e-3,
                     "{levels:?}"
                 );
+                let folder = if tickets == "ds-imp" { "imp-ds" } else { "imp" };
                 assert!(dir
                     .path()
-                    .join("tickets/std/imp/round-02/masks.safetensors")
+                    .join(format!("tickets/std/{folder}/round-02/masks.safetensors"))
                     .exists());
             }
             "kernel" => {
@@ -193,14 +200,25 @@ fn imp_and_random_tickets_and_linear_evaluation_run() {
             }
             _ => assert_eq!(levels, vec![0.0, 0.7]),
         }
-        if tickets == "ds-imp" {
-            // Downstream IMP's first round prunes 20 % of the convolutions, as upstream IMP.
-            let masks = dwlth::prune::MaskSet::load(
-                dir.path()
-                    .join("tickets/std/imp/round-01/masks.safetensors"),
-            )
-            .unwrap();
-            assert!((masks.sparsity() - 0.2).abs() < 1e-3);
+        // Round 1 prunes θ_p itself, so both IMPs agree there; round 2 follows a re-training
+        // on each one's own task, so the masks must differ.
+        if tickets == "imp" || tickets == "ds-imp" {
+            let folder = if tickets == "ds-imp" { "imp-ds" } else { "imp" };
+            let round = |k: usize| {
+                dwlth::prune::MaskSet::load(
+                    dir.path()
+                        .join(format!("tickets/std/{folder}/round-0{k}/masks.safetensors")),
+                )
+                .unwrap()
+            };
+            assert!((round(1).sparsity() - 0.2).abs() < 1e-3);
+            // IMP rounds enter the mask report too.
+            let md = std::fs::read_to_string(dir.path().join("report/masks.md")).unwrap();
+            assert!(md.contains("| 36.00 % |"), "{md}");
+            match upstream_round2.take() {
+                None => upstream_round2 = Some(round(2)),
+                Some(up) => assert_ne!(up, round(2), "DS-IMP re-trained on the source task"),
+            }
         }
     }
 }
@@ -328,4 +346,16 @@ fn tickets_from_files_are_transferred_at_their_sparsity() {
     // The same file for every pre-training: identical masks, IoU 1.
     let md = std::fs::read_to_string(out.join("report/masks.md")).unwrap();
     assert!(md.contains("1.000 | 1.000 | 1.000"), "{md}");
+
+    // Two files at one level would name the same runs: refused, naming both.
+    let copy = dir.path().join("copy.safetensors");
+    std::fs::copy(&file, &copy).unwrap();
+    if let TicketSpec::Files { files } = &mut config.tickets {
+        files.values_mut().for_each(|f| f.push(copy.clone()));
+    }
+    let err = run_experiment(&config, &options(&out, None)).unwrap_err();
+    assert!(
+        err.to_string().contains("both at sparsity 60.00 %"),
+        "{err}"
+    );
 }

@@ -270,12 +270,28 @@ pub struct HostBatches {
 }
 
 impl HostBatches {
-    /// Moves every batch of `set` to host memory.
+    /// Moves every batch of `set` to host memory as it comes.
     pub fn of(set: impl Iterator<Item = Batch>, device: &Device) -> Self {
         Self {
             batches: set.map(|(x, y)| (x.into_data(), y.into_data())).collect(),
             device: device.clone(),
         }
+    }
+
+    /// [`of`](Self::of) for batches that may fail to be made; stops at the first error.
+    pub fn try_of<E>(
+        set: &mut dyn Iterator<Item = std::result::Result<Batch, E>>,
+        device: &Device,
+    ) -> std::result::Result<Self, E> {
+        let mut batches = Vec::new();
+        for batch in set {
+            let (x, y) = batch?;
+            batches.push((x.into_data(), y.into_data()));
+        }
+        Ok(Self {
+            batches,
+            device: device.clone(),
+        })
     }
 }
 

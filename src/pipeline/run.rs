@@ -507,12 +507,29 @@ fn find_tickets(
                     "`tickets.files` names no mask files for pre-training `{name}`"
                 ))
             })?;
+            let mut levels: BTreeMap<u64, &PathBuf> = BTreeMap::new();
             for file in given {
                 let mut masks = MaskSet::load(file)?;
                 masks.check_fits(theta, &prunable)?;
                 let conv =
                     MaskSet::from_model(&apply_masks(independent_copy(theta), &masks)?, &prunable);
                 let s = (conv.sparsity() * 1e4).round() / 1e4;
+                // A level names the runs and the ticket file: two files at one level (or a
+                // dense one, the level of θ_p itself) cannot both be transferred.
+                if s == 0.0 {
+                    return Err(DwlthError::InvalidArgument(format!(
+                        "`{}` prunes none of θ_{name}'s convolutions; the dense model is always transferred",
+                        file.display()
+                    )));
+                }
+                if let Some(other) = levels.insert((s * 1e4).round() as u64, file) {
+                    return Err(DwlthError::InvalidArgument(format!(
+                        "`{}` and `{}` are both at sparsity {:.2} %; give one file per level",
+                        other.display(),
+                        file.display(),
+                        100.0 * s
+                    )));
+                }
                 masks.metadata.insert("pretrain".into(), name.into());
                 masks
                     .metadata
@@ -567,7 +584,8 @@ fn find_tickets(
                     ..ImpConfig::default()
                 },
                 prunable,
-                dir.join("imp"),
+                // Each task its own rounds: switching `downstream` never resumes the other's.
+                dir.join(if *downstream { "imp-ds" } else { "imp" }),
             )?;
             // Upstream: θ_p on the source task. Downstream: θ_p with a target head (and the
             // target's normalisation), on the target task.

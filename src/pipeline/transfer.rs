@@ -104,16 +104,25 @@ impl Downstream<'_> {
         verbose: bool,
     ) -> Result<Box<dyn EvalSet>> {
         let (config, device) = (self.config, self.device);
-        let dir = out.join("transfer_source");
+        // Named by everything the source model depends on, so that a changed experiment
+        // trains a new one instead of reusing a stale file.
+        let pretrain = if thetas.contains_key("at") {
+            "at".to_string()
+        } else {
+            config.pretrain[0].name.clone()
+        };
+        let key = serde_json::json!({
+            "model": config.model, "source": config.source, "target": config.target,
+            "pretrain": config.pretrain, "pretrain_train": config.pretrain_train,
+            "from": pretrain, "train": config.transfer.train, "regimes": config.transfer.regimes,
+            "linear": config.transfer.linear, "batch_size": config.transfer.batch_size,
+        });
+        let id = format!("{:016x}", fnv(key.to_string().as_bytes()));
+        let dir = out.join("transfer_source").join(id);
         let path = dir.join("model.safetensors");
         let model = if path.exists() {
             load_resnet(&path, None, device)?.0
         } else {
-            let pretrain = if thetas.contains_key("at") {
-                "at".to_string()
-            } else {
-                config.pretrain[0].name.clone()
-            };
             say(
                 verbose,
                 format!(
@@ -152,18 +161,15 @@ impl Downstream<'_> {
         };
         device.seed(TRANSFER_SOURCE_SEED);
         let view = AttackMode::Eval.view(&model);
-        let crafted = self
-            .test
-            .batches()
-            .map(|(x, y)| {
-                let xa = config.transfer.test_attack.perturb(&view, x, y.clone())?;
-                Ok((xa, y))
-            })
-            .collect::<Result<Vec<Batch>>>()?;
-        // Upsampled images are kept on the host: 10,000 of them take 6 GB.
+        let mut crafted = self.test.batches().map(|(x, y)| {
+            let xa = config.transfer.test_attack.perturb(&view, x, y.clone())?;
+            Ok::<Batch, DwlthError>((xa, y))
+        });
+        // Upsampled images go to host memory batch by batch (10,000 at 224 pixels take 6 GB,
+        // too much for a GPU); native-size ones stay on the device.
         Ok(match config.target.resize {
-            Some(_) => Box::new(HostBatches::of(crafted.into_iter(), device)),
-            None => Box::new(crafted),
+            Some(_) => Box::new(HostBatches::try_of(&mut crafted, device)?),
+            None => Box::new(crafted.collect::<Result<Vec<Batch>>>()?),
         })
     }
 

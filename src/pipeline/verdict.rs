@@ -239,7 +239,9 @@ mod tests {
             seed,
             sa,
             ra,
-            transfer_ra: ra.map(|r| r + 0.1),
+            // As the pipeline: every run faces the transfer attack, ST runs with their SA
+            // checkpoint.
+            transfer_ra: Some(ra.unwrap_or(sa) + 0.1),
             ood_auroc: Some(sa - 0.2),
             seconds: 0.0,
         }
@@ -265,7 +267,15 @@ mod tests {
             "{ood}"
         );
         let st_only: Vec<RunResult> = results.into_iter().filter(|r| r.regime == "st").collect();
-        assert!(crate::report::transfer_table(&super::curves(&st_only)).is_empty());
+        assert!(crate::report::transfer_table(&super::curves(&st_only)).contains("| ST |"));
+        let none: Vec<RunResult> = st_only
+            .into_iter()
+            .map(|r| RunResult {
+                transfer_ra: None,
+                ..r
+            })
+            .collect();
+        assert!(crate::report::transfer_table(&super::curves(&none)).is_empty());
     }
 
     /// Dense ST SA 0.90 ± 0.01 (0.89, 0.91), dense AT SA 0.80 ± 0.02, RA 0.50 ± 0.02.

@@ -1,7 +1,8 @@
 //! How the tickets of different pre-trainings relate (paper A Fig. A8 and Fig. 7): the IoU of
 //! their masks at each sparsity, and how many whole 3×3 / 1×1 kernels each prunes per stage.
 //!
-//! Reads an experiment's `tickets/<pretrain>/s<sparsity>.safetensors` and writes
+//! Reads an experiment's tickets (`tickets/<pretrain>/s<sparsity>.safetensors`, `lmp…`, IMP
+//! rounds) and writes
 //! `masks.md` (tables), `mask_iou_matrices.{svg,png}` (the IoU matrix at each sparsity),
 //! `mask_similarity.{svg,png}` (IoU of every pair against sparsity) and
 //! `zero_kernels.{svg,png}` (fraction of all-zero kernels against sparsity, per pre-training).
@@ -20,7 +21,9 @@ use crate::error::{DwlthError, Result};
 /// Every ticket of an experiment: pre-training → sparsity (as written in the file name) → masks.
 pub type Tickets = BTreeMap<String, BTreeMap<String, MaskSet>>;
 
-/// Reads `dir/<pretrain>/s<sparsity>.safetensors`; an absent folder gives no tickets.
+/// Reads the tickets under `dir/<pretrain>/`: `s<sparsity>.safetensors`,
+/// `lmp<sparsity>.safetensors` and `imp*/round-KK/masks.safetensors`; an absent folder gives no
+/// tickets.
 pub fn read_tickets(dir: &Path) -> Result<Tickets> {
     let mut out = Tickets::new();
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -36,21 +39,34 @@ pub fn read_tickets(dir: &Path) -> Result<Tickets> {
             path: sub.clone(),
             source: e,
         })?;
+        let mine = out.entry(name.clone()).or_default();
         for file in files.flatten() {
             let path = file.path();
             let stem = path
                 .file_stem()
                 .map(|s| s.to_string_lossy().to_string())
                 .unwrap_or_default();
-            let is_ticket = path.extension().is_some_and(|e| e == "safetensors")
-                && stem
-                    .strip_prefix('s')
-                    .is_some_and(|s| s.parse::<f64>().is_ok());
-            if is_ticket {
-                let sparsity = stem[1..].to_string();
-                out.entry(name.clone())
-                    .or_default()
-                    .insert(sparsity, MaskSet::load(&path)?);
+            // One-shot, random, structured and file tickets (`s0.9000`), learnt masks
+            // (`lmp0.9000`), IMP rounds (`imp*/round-KK/masks.safetensors`).
+            let level = stem
+                .strip_prefix("lmp")
+                .or_else(|| stem.strip_prefix('s'))
+                .filter(|s| s.parse::<f64>().is_ok());
+            let is_file = path.extension().is_some_and(|e| e == "safetensors");
+            if let (Some(level), true) = (level, is_file) {
+                mine.insert(level.to_string(), MaskSet::load(&path)?);
+            } else if path.is_dir() && stem.starts_with("imp") {
+                let rounds = std::fs::read_dir(&path).map_err(|e| DwlthError::Io {
+                    path: path.clone(),
+                    source: e,
+                })?;
+                for round in rounds.flatten() {
+                    let masks = round.path().join("masks.safetensors");
+                    if masks.exists() {
+                        let set = MaskSet::load(&masks)?;
+                        mine.entry(format!("{:.4}", set.sparsity())).or_insert(set);
+                    }
+                }
             }
         }
     }
