@@ -70,6 +70,8 @@ pub fn read_tickets(dir: &Path) -> Result<Tickets> {
             }
         }
     }
+    // Folders without tickets are not pre-trainings.
+    out.retain(|_, tickets| !tickets.is_empty());
     Ok(out)
 }
 
