@@ -25,10 +25,10 @@ pub enum AnalyzeCommand {
         /// Weights (the project's safetensors).
         #[arg(long)]
         weights: PathBuf,
-        /// In-distribution set as DATASET:ROOT[:SPLIT] (split default test).
+        /// In-distribution set as DATASET:ROOT or DATASET:ROOT:SPLIT (split default test).
         #[arg(long = "in")]
         inside: String,
-        /// Out-of-distribution set as DATASET:ROOT[:SPLIT].
+        /// Out-of-distribution set as DATASET:ROOT or DATASET:ROOT:SPLIT.
         #[arg(long = "out")]
         outside: String,
         /// At most this many images of each set.
@@ -40,10 +40,10 @@ pub enum AnalyzeCommand {
         /// Weights (the project's safetensors).
         #[arg(long)]
         weights: PathBuf,
-        /// First set as DATASET:ROOT[:SPLIT].
+        /// First set as DATASET:ROOT or DATASET:ROOT:SPLIT.
         #[arg(long)]
         a: String,
-        /// Second set as DATASET:ROOT[:SPLIT].
+        /// Second set as DATASET:ROOT or DATASET:ROOT:SPLIT.
         #[arg(long)]
         b: String,
         /// At most this many images of each set.
@@ -57,7 +57,7 @@ pub enum AnalyzeCommand {
         /// Weights at the plane's origin (the project's safetensors).
         #[arg(long)]
         weights: PathBuf,
-        /// Images as DATASET:ROOT[:SPLIT] (split default test).
+        /// Images as DATASET:ROOT or DATASET:ROOT:SPLIT (split default test).
         #[arg(long)]
         data: String,
         /// At most this many images per grid point.
@@ -108,7 +108,7 @@ pub enum AnalyzeCommand {
         /// The models to score (tickets), comma-separated.
         #[arg(long, value_delimiter = ',', required = true)]
         targets: Vec<PathBuf>,
-        /// Images as DATASET:ROOT[:SPLIT] (split default test).
+        /// Images as DATASET:ROOT or DATASET:ROOT:SPLIT (split default test).
         #[arg(long)]
         data: String,
         /// At most this many images.

@@ -53,7 +53,7 @@ pub fn value_range(values: &[Option<f64>]) -> Option<(f64, f64)> {
     Some((lo, if hi > lo { hi } else { lo + 1e-9 }))
 }
 
-/// The iso-line levels: [`LEVELS`] values evenly spaced strictly inside the colour scale.
+/// The iso-line levels: ten values evenly spaced strictly inside the colour scale.
 pub fn levels(values: &[Option<f64>]) -> Vec<f64> {
     let Some((lo, hi)) = value_range(values) else {
         return Vec::new();

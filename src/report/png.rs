@@ -1,5 +1,5 @@
-//! The accuracy–sparsity plots as PNG: the same geometry as the SVG (see
-//! [`super::svg::Frame`]), drawn on a [`Canvas`].
+//! The accuracy–sparsity plots as PNG: the same geometry as the SVG plots, drawn on the
+//! report's bitmap canvas.
 
 use super::canvas::{rgb, Canvas};
 use super::svg::{color, trim, Frame, Series};

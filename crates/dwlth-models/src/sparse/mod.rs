@@ -5,15 +5,15 @@
 //! inference engine that does not:
 //!
 //! - every eval-mode BatchNorm is folded into the convolution before it, so a block is three
-//!   convolutions with bias, and nothing else ([`read`]);
+//!   convolutions with bias, and nothing else (`read.rs`);
 //! - each folded convolution keeps only its nonzero weights, per output channel
-//!   ([`filter`]);
+//!   (`filter.rs`);
 //! - output channels whose weights are all pruned are constants: they are never convolved, and
 //!   the next convolution drops (zero constant) or folds into its bias (1×1 convolution) the
 //!   weights that read them;
 //! - the convolution is direct and sparse: per nonzero weight, one multiply-add over a tile of
-//!   contiguous output positions held in registers ([`kernel`]), on activations laid out so that
-//!   every weight reads a contiguous run of its input ([`activation`]), with bias, shortcut and
+//!   contiguous output positions held in registers (`kernel.rs`), on activations laid out so that
+//!   every weight reads a contiguous run of its input (`activation.rs`), with bias, shortcut and
 //!   ReLU fused into the store, in parallel over images and channel blocks.
 //!
 //! ```
