@@ -12,6 +12,7 @@
 pub mod analysis;
 pub mod commands;
 pub mod error;
+mod hash;
 pub mod pipeline;
 pub mod report;
 

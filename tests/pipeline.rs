@@ -128,6 +128,9 @@ fn experiment_files_round_trip_and_bad_settings_are_refused() {
     let mut bad = config.clone();
     bad.transfer.fractions = vec![0.0];
     assert!(bad.validate().is_err());
+    let mut bad = config.clone();
+    bad.target.resize = Some(0);
+    assert!(bad.validate().unwrap_err().to_string().contains("`resize`"));
     assert!(ExperimentConfig::from_toml("name = 3").is_err());
     assert!(dwlth::commands::run::parse_shard("2/2").is_err());
     assert_eq!(dwlth::commands::run::parse_shard("1/4").unwrap(), (1, 4));

@@ -155,9 +155,7 @@ pub fn prune(args: &PruneArgs, device: DeviceSpec) -> Result<MaskReport> {
         .insert("source".into(), args.weights.display().to_string());
     // Which weights the masks were computed from: FNV-1a of the weights file.
     if let Ok(bytes) = std::fs::read(&args.weights) {
-        let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ *b as u64).wrapping_mul(0x0000_0100_0000_01b3)
-        });
+        let hash = crate::hash::fnv1a(bytes);
         masks
             .metadata
             .insert("source_fnv1a64".into(), format!("{hash:016x}"));

@@ -56,17 +56,7 @@ pub fn report(dir: &Path) -> Result<String> {
     for entry in entries.flatten() {
         let path = entry.path();
         if path.extension().is_some_and(|e| e == "json") {
-            let text = std::fs::read_to_string(&path).map_err(|e| DwlthError::Io {
-                path: path.clone(),
-                source: e,
-            })?;
-            let r: RunResult = serde_json::from_str(&text).map_err(|e| {
-                DwlthError::InvalidArgument(format!(
-                    "`{}` is not a run result: {e}",
-                    path.display()
-                ))
-            })?;
-            results.push(r);
+            results.push(RunResult::read(&path)?);
         }
     }
     results.sort_by(|a, b| {

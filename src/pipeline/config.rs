@@ -231,6 +231,12 @@ impl ExperimentConfig {
             "batch sizes must be positive",
         )?;
         check(!self.transfer.seeds.is_empty(), "no seeds")?;
+        for data in [&self.source, &self.target] {
+            check(
+                data.resize.is_none_or(|s| s > 0),
+                &format!("`resize` of {} must be at least 1 pixel", data.dataset),
+            )?;
+        }
         check(
             self.transfer
                 .fractions

@@ -34,3 +34,19 @@ pub struct RunResult {
     #[serde(default)]
     pub seconds: f64,
 }
+
+impl RunResult {
+    /// Reads a run written by the pipeline (`runs/<id>.json`).
+    pub fn read(path: &std::path::Path) -> crate::Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| crate::DwlthError::Io {
+            path: path.to_path_buf(),
+            source: e,
+        })?;
+        serde_json::from_str(&text).map_err(|e| {
+            crate::DwlthError::InvalidArgument(format!(
+                "`{}` is not a run result: {e}",
+                path.display()
+            ))
+        })
+    }
+}

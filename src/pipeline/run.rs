@@ -80,9 +80,7 @@ pub(super) struct Planned {
 
 /// FNV-1a over `bytes`: stable names for runs.
 pub(crate) fn fnv(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ *b as u64).wrapping_mul(0x0000_0100_0000_01b3)
-    })
+    crate::hash::fnv1a(bytes.iter().copied())
 }
 
 pub(super) fn say(verbose: bool, line: String) {
@@ -336,14 +334,8 @@ pub fn run_experiment(
     let mut results = Vec::new();
     for p in &plan {
         let path = runs_dir.join(format!("{}.json", run_id(p)));
-        if let Ok(text) = std::fs::read_to_string(&path) {
-            let r: RunResult = serde_json::from_str(&text).map_err(|e| {
-                DwlthError::InvalidArgument(format!(
-                    "`{}` is not a run result: {e}",
-                    path.display()
-                ))
-            })?;
-            results.push(r);
+        if path.exists() {
+            results.push(RunResult::read(&path)?);
         }
     }
     let (verdicts, written) = write_report(&results, &out.join("report"))?;

@@ -80,63 +80,69 @@ pub fn markdown_table(verdicts: &[Verdict]) -> String {
     out
 }
 
-/// The transfer-attack table (paper A Table A2): per curve and sparsity, the white-box RA (AT
-/// runs) beside the accuracy on examples crafted on a separate robust model. Empty when no run
-/// measured it.
-pub fn transfer_table(curves: &BTreeMap<CurveKey, Vec<Point>>) -> String {
-    let pct = |s: Option<Stat>| {
-        s.map_or("–".to_string(), |s| {
-            format!("{:.2} ± {:.2}", 100.0 * s.mean, 100.0 * s.std)
-        })
-    };
-    let mut rows = String::new();
-    for (key, points) in curves {
-        for p in points.iter().filter(|p| p.transfer_ra.is_some()) {
-            let _ = writeln!(
-                rows,
-                "| θ_{} | {} | {}% | {} | {:.2}% | {} | {} | {} |",
-                key.pretrain.to_uppercase(),
-                key.dataset,
-                key.fraction_milli as f64 / 10.0,
-                key.regime.to_uppercase(),
-                100.0 * p.sparsity,
-                pct(Some(p.sa)),
-                pct(p.ra),
-                pct(p.transfer_ra)
-            );
-        }
-    }
-    if rows.is_empty() {
-        return rows;
-    }
-    format!("\n## Transfer attack\n\nTest accuracy (%) on adversarial images crafted on a separately trained dense robust model (paper A, Table A2), beside SA and the white-box RA, mean ± std over seeds.\n\n| pre-training | dataset | data | regime | sparsity | SA | white-box RA | transfer-attack accuracy |\n|---|---|---:|---|---:|---:|---:|---:|\n{rows}")
+/// The first cells of a per-sparsity table row: pre-training, dataset, data, regime, sparsity.
+fn row_key(key: &CurveKey, p: &Point) -> String {
+    format!(
+        "| θ_{} | {} | {}% | {} | {:.2}% |",
+        key.pretrain.to_uppercase(),
+        key.dataset,
+        key.fraction_milli as f64 / 10.0,
+        key.regime.to_uppercase(),
+        100.0 * p.sparsity
+    )
 }
 
-/// The out-of-distribution table (paper B Fig. 8): per curve and sparsity, the MSP ROC-AUC of
-/// target test images against the source dataset's. Empty when no run measured it.
-pub fn ood_table(curves: &BTreeMap<CurveKey, Vec<Point>>) -> String {
+/// `mean ± std` in percent, `–` when not measured.
+fn pct(s: Option<Stat>) -> String {
+    s.map_or("–".to_string(), |s| {
+        format!("{:.2} ± {:.2}", 100.0 * s.mean, 100.0 * s.std)
+    })
+}
+
+/// A titled table with one row per curve point that `cells` gives cells for; empty when none
+/// does.
+fn point_table(
+    curves: &BTreeMap<CurveKey, Vec<Point>>,
+    title_and_header: &str,
+    cells: impl Fn(&Point) -> Option<String>,
+) -> String {
     let mut rows = String::new();
     for (key, points) in curves {
         for p in points {
-            if let Some(s) = p.ood_auroc {
-                let _ = writeln!(
-                    rows,
-                    "| θ_{} | {} | {}% | {} | {:.2}% | {:.2} ± {:.2} |",
-                    key.pretrain.to_uppercase(),
-                    key.dataset,
-                    key.fraction_milli as f64 / 10.0,
-                    key.regime.to_uppercase(),
-                    100.0 * p.sparsity,
-                    100.0 * s.mean,
-                    100.0 * s.std
-                );
+            if let Some(cells) = cells(p) {
+                let _ = writeln!(rows, "{} {cells} |", row_key(key, p));
             }
         }
     }
     if rows.is_empty() {
         return rows;
     }
-    format!("\n## Out-of-distribution detection\n\nROC-AUC (%) of maximum-softmax-probability scores, target test images (in) against the source dataset's test images (out), of the best-SA checkpoint (paper B, Fig. 8), mean ± std over seeds.\n\n| pre-training | dataset | data | regime | sparsity | ROC-AUC |\n|---|---|---:|---|---:|---:|\n{rows}")
+    format!("{title_and_header}{rows}")
+}
+
+/// The transfer-attack table (paper A Table A2): per curve and sparsity, the white-box RA (AT
+/// runs) beside the accuracy on examples crafted on a separate robust model. Empty when no run
+/// measured it.
+pub fn transfer_table(curves: &BTreeMap<CurveKey, Vec<Point>>) -> String {
+    point_table(
+        curves,
+        "\n## Transfer attack\n\nTest accuracy (%) on adversarial images crafted on a separately trained dense robust model (paper A, Table A2), beside SA and the white-box RA, mean ± std over seeds.\n\n| pre-training | dataset | data | regime | sparsity | SA | white-box RA | transfer-attack accuracy |\n|---|---|---:|---|---:|---:|---:|---:|\n",
+        |p| {
+            p.transfer_ra.map(|t| {
+                format!("{} | {} | {}", pct(Some(p.sa)), pct(p.ra), pct(Some(t)))
+            })
+        },
+    )
+}
+
+/// The out-of-distribution table (paper B Fig. 8): per curve and sparsity, the MSP ROC-AUC of
+/// target test images against the source dataset's. Empty when no run measured it.
+pub fn ood_table(curves: &BTreeMap<CurveKey, Vec<Point>>) -> String {
+    point_table(
+        curves,
+        "\n## Out-of-distribution detection\n\nROC-AUC (%) of maximum-softmax-probability scores, target test images (in) against the source dataset's test images (out), of the best-SA checkpoint (paper B, Fig. 8), mean ± std over seeds.\n\n| pre-training | dataset | data | regime | sparsity | ROC-AUC |\n|---|---|---:|---|---:|---:|\n",
+        |p| p.ood_auroc.map(|s| pct(Some(s))),
+    )
 }
 
 /// One pre-training's points in a plot panel.

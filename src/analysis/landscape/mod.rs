@@ -243,15 +243,6 @@ pub fn model_loss<C: Classifier>(
     loss_and_accuracy(model, batches, None)
 }
 
-/// FNV-1a over the values' bytes, streamed (a ResNet-50 has 94 MB of them).
-fn fingerprint<'a>(values: impl Iterator<Item = &'a f32>) -> u64 {
-    values
-        .flat_map(|v| v.to_le_bytes())
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
-        })
-}
-
 /// Everything the surface's values depend on: every tensor of the model (BatchNorm statistics
 /// and normalisation included), the images and labels, the directions, the grid and the
 /// attack.
@@ -263,7 +254,7 @@ fn settings_of<C: Classifier>(
     attack: Option<&Attack>,
 ) -> String {
     let tensors = dwlth_models::io::resnet_tensors(model);
-    let model_fp = fingerprint(tensors.iter().flat_map(|(_, _, v)| v.iter()));
+    let model_fp = crate::hash::fnv1a_f32(tensors.iter().flat_map(|(_, _, v)| v.iter()));
     let mut data = Vec::new();
     for (images, labels) in batches {
         let host = |d: burn::tensor::TensorData| {
@@ -279,9 +270,9 @@ fn settings_of<C: Classifier>(
         surface.grid.ys,
         batches.iter().map(|(_, l)| l.dims()[0]).sum::<usize>(),
         model_fp,
-        fingerprint(data.iter()),
-        fingerprint(x.tensors.values().flatten()),
-        fingerprint(y.tensors.values().flatten()),
+        crate::hash::fnv1a_f32(data.iter()),
+        crate::hash::fnv1a_f32(x.tensors.values().flatten()),
+        crate::hash::fnv1a_f32(y.tensors.values().flatten()),
     )
 }
 
