@@ -722,6 +722,22 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def update_manifest(out: Path, files: dict, generator: str) -> list:
+    """Adds `files` (name -> description) to `out/manifest.json` with their sizes and SHA-256,
+    keeping the other entries; returns the manifest's file list."""
+    path = out / "manifest.json"
+    old = json.loads(path.read_text()) if path.exists() else {}
+    entries = {f["name"]: f for f in old.get("files", [])}
+    for name, desc in files.items():
+        entries[name] = {"name": name, "bytes": (out / name).stat().st_size,
+                         "sha256": sha256(out / name), "description": desc}
+    manifest = {"generator": generator, "torch_version": torch.__version__,
+                "torchvision_version": torchvision.__version__,
+                "files": [entries[n] for n in sorted(entries)]}
+    path.write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest["files"]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output dir (default {DEFAULT_OUT})")

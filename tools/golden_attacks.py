@@ -92,7 +92,7 @@ import torch.nn as nn
 import torchvision
 from safetensors.torch import load_file
 
-from golden import CASE_BY_NAME, DEFAULT_OUT as MODELS_GOLDEN, Normalized, ResNet, build_case, save_file, sha256
+from golden import CASE_BY_NAME, DEFAULT_OUT as MODELS_GOLDEN, Normalized, ResNet, build_case, save_file, update_manifest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = REPO_ROOT / "crates" / "dwlth-adv" / "tests" / "golden"
@@ -275,20 +275,6 @@ def write(out: Path, files: dict) -> None:
     files[path.name] = ("r18_cifar_w4 (eval) attack references on 16 U(0,1) images: FGSM, PGD-10/20 "
                         "l-inf, PGD-10 l2, targeted PGD-10 l-inf (no random start), adversarial "
                         "inputs, logits, accuracies, FGSM gradient and its zero count")
-
-
-def update_manifest(out: Path, files: dict, generator: str) -> list:
-    path = out / "manifest.json"
-    old = json.loads(path.read_text()) if path.exists() else {}
-    entries = {f["name"]: f for f in old.get("files", [])}
-    for name, desc in files.items():
-        entries[name] = {"name": name, "bytes": (out / name).stat().st_size,
-                         "sha256": sha256(out / name), "description": desc}
-    manifest = {"generator": generator, "torch_version": torch.__version__,
-                "torchvision_version": torchvision.__version__,
-                "files": [entries[n] for n in sorted(entries)]}
-    path.write_text(json.dumps(manifest, indent=2) + "\n")
-    return manifest["files"]
 
 
 def main(argv=None) -> int:

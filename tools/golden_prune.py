@@ -92,7 +92,7 @@ import torch.nn.utils.prune as prune
 import torchvision
 from safetensors.torch import load_file
 
-from golden import CASE_BY_NAME, DEFAULT_OUT as MODELS_GOLDEN, build_case, conv_names, save_file, sha256
+from golden import CASE_BY_NAME, DEFAULT_OUT as MODELS_GOLDEN, build_case, conv_names, save_file, update_manifest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = REPO_ROOT / "crates" / "dwlth-prune" / "tests" / "golden"
@@ -258,20 +258,6 @@ def write_case(name: str, out: Path, files: dict) -> None:
         f"{', '.join(map(str, GLOBAL_MASK_SPARSITIES))}), layer-wise L1 0.5 kept counts, "
         f"channel/kernel/row L1 0.3 masks"
     )
-
-
-def update_manifest(out: Path, files: dict, generator: str) -> list:
-    path = out / "manifest.json"
-    old = json.loads(path.read_text()) if path.exists() else {}
-    entries = {f["name"]: f for f in old.get("files", [])}
-    for name, desc in files.items():
-        entries[name] = {"name": name, "bytes": (out / name).stat().st_size,
-                         "sha256": sha256(out / name), "description": desc}
-    manifest = {"generator": generator, "torch_version": torch.__version__,
-                "torchvision_version": torchvision.__version__,
-                "files": [entries[n] for n in sorted(entries)]}
-    path.write_text(json.dumps(manifest, indent=2) + "\n")
-    return manifest["files"]
 
 
 def main(argv=None) -> int:
