@@ -2,6 +2,7 @@
 //!
 //! ```sh
 //! cargo run --release --example bench -- --json [--device cpu] [--batch 128] [--threads N]
+//!     [--conv native|burn]
 //! ```
 //!
 //! Measures (images/s unless named otherwise): (a) a ResNet-18-CIFAR standard training step,
@@ -13,7 +14,8 @@
 //! the speed-up over the dense Burn model of (d). `tools/bench_torch.py` runs the same in
 //! PyTorch; compare them in one session on a quiet machine (docs/performance.md). Each figure
 //! is the median of `--repeats` timed runs after one warm-up. `--only sparse` runs (d) and (f)
-//! alone.
+//! alone, `--only train` the matrix product, (a), (b) and (c). `--conv burn` runs Burn's own
+//! CPU convolution instead of `dwlth_models::conv`'s (for comparison).
 
 use std::time::Instant;
 
@@ -22,6 +24,7 @@ use burn::optim::momentum::MomentumConfig;
 use burn::optim::{GradientsParams, SgdConfig};
 use burn::tensor::{Distribution, Int, Tensor};
 use dwlth::adv::{Attack, AttackMode, Regime};
+use dwlth::models::conv::{set_conv_impl, ConvImpl};
 use dwlth::models::sparse::SparseResNet;
 use dwlth::models::{Arch, DeviceSpec, ResNetConfig, Stem};
 use dwlth::prune::select::{count_to_prune, lowest_k};
@@ -66,17 +69,30 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .device()?;
     let batch: usize = arg("--batch").map_or(Ok(128), |b| b.parse())?;
     let repeats: usize = arg("--repeats").map_or(Ok(1), |r| r.parse())?;
-    let only_sparse = match arg("--only").as_deref() {
-        None => false,
-        Some("sparse") => true,
-        Some(other) => return Err(format!("--only {other}: expected `sparse`").into()),
+    let only = arg("--only");
+    let (train_part, other_parts) = match only.as_deref() {
+        None => (true, true),
+        Some("train") => (true, false),
+        Some("sparse") => (false, true),
+        Some(other) => return Err(format!("--only {other}: expected `train` or `sparse`").into()),
     };
+    let only_sparse = !train_part;
     if let Some(t) = arg("--threads") {
         // flex parallelises with rayon.
         std::env::set_var("RAYON_NUM_THREADS", t);
     }
+    let conv = match arg("--conv").as_deref() {
+        None | Some("native") => ConvImpl::Native,
+        Some("burn") => ConvImpl::Burn,
+        Some(other) => return Err(format!("--conv {other}: expected `native` or `burn`").into()),
+    };
+    set_conv_impl(conv);
     let ad = device.clone().autodiff();
     let mut out = serde_json::Map::new();
+    out.insert(
+        "conv_impl".into(),
+        format!("{conv:?}").to_lowercase().into(),
+    );
 
     if !only_sparse {
         // Dense matrix-product rate.
@@ -143,6 +159,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             format!("r18_pgd20_eval_b{batch}_img_s"),
             (batch as f64 / secs).into(),
         );
+    }
+
+    if !other_parts {
+        return finish(out);
     }
 
     // (d) ResNet-50 224×224 inference.
@@ -232,6 +252,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     out.insert("r50_sparse_speedup_vs_dense".into(), speedups.into());
     out.insert("r50_sparse_max_rel_logit_err".into(), errors.into());
     out.insert("r50_sparse_gmac_per_img".into(), gmacs.into());
+    finish(out)
+}
+
+/// Adds the peak memory and prints the measurements.
+fn finish(
+    mut out: serde_json::Map<String, serde_json::Value>,
+) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(m) = peak_rss_mib() {
         out.insert("peak_rss_mib".into(), m.into());
     }

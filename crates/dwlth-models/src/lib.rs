@@ -14,8 +14,10 @@
 //!   checkpoints; export to safetensors with torchvision names.
 //! - [`sparse`]: [`SparseResNet`](sparse::SparseResNet), a CPU inference engine that compiles
 //!   a ticket (BatchNorm folded, only nonzero weights kept) so that sparsity becomes speed.
+//! - [`conv`]: the convolution every layer uses, with fast CPU training passes.
 //! - [`DeviceSpec`]: `cpu`, `cuda[:N]`, `wgpu` chosen at run time.
 
+pub mod conv;
 pub mod device;
 pub mod error;
 pub mod io;

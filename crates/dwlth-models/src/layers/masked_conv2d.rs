@@ -3,11 +3,11 @@
 use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::nn::Initializer;
-use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::mask::{frozen_param, replace_value, validate_mask, Masked};
+use crate::conv::conv2d;
 use crate::error::{ModelError, Result};
 
 /// Configuration of a [`MaskedConv2d`].

@@ -1,0 +1,617 @@
+//! f32 convolution as matrix products over an im2col matrix, for contiguous NCHW slices.
+//!
+//! Every pass is one well-shaped product per chunk of images, on a `K × columns` patch
+//! matrix (`K = c_in · kh · kw`, `columns = images · oh · ow`):
+//!
+//! - forward: `y[c_out, cols] = w[c_out, K] · col[K, cols]`;
+//! - input gradient: `col_grad[K, cols] = wᵀ · gy[c_out, cols]`, scattered back by col2im;
+//! - weight gradient: `gw[c_out, K] += gy[c_out, cols] · col[K, cols]ᵀ`, summed over chunks.
+//!
+//! Chunks hold several images when a feature map is small, so that even ResNet's last stage
+//! (4×4 maps on CIFAR) multiplies matrices hundreds of columns wide. Chunks run in parallel,
+//! one single-threaded product each; when there are fewer chunks than threads (batch 1
+//! inference) they run one after another and each product uses every thread instead.
+
+use std::cell::Cell;
+
+use gemm::{gemm, Parallelism};
+use rayon::prelude::*;
+
+/// Columns a chunk aims for: wide enough for the matrix kernels, small enough that a chunk's
+/// patch matrix stays in the last-level cache at ResNet's channel counts.
+const TARGET_COLUMNS: usize = 1024;
+
+/// The sizes of one convolution: batch, channels, input and output maps, kernel, stride,
+/// leading padding and dilation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Geometry {
+    pub batch: usize,
+    pub c_in: usize,
+    pub h: usize,
+    pub w: usize,
+    pub c_out: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub stride: [usize; 2],
+    pub pad: [usize; 2],
+    pub dilation: [usize; 2],
+    pub oh: usize,
+    pub ow: usize,
+}
+
+impl Geometry {
+    /// Rows of the patch matrix.
+    pub fn k(&self) -> usize {
+        self.c_in * self.kh * self.kw
+    }
+
+    /// Output positions per image.
+    pub fn p(&self) -> usize {
+        self.oh * self.ow
+    }
+
+    fn input_len(&self) -> usize {
+        self.c_in * self.h * self.w
+    }
+
+    fn output_len(&self) -> usize {
+        self.c_out * self.p()
+    }
+
+    /// A 1×1 convolution with stride 1 and no padding: the input image *is* its patch matrix.
+    fn is_pointwise(&self) -> bool {
+        self.kh == 1 && self.kw == 1 && self.oh == self.h && self.ow == self.w && self.pad == [0, 0]
+    }
+
+    /// Images per chunk: enough for [`TARGET_COLUMNS`], but at least two chunks per thread
+    /// while the batch allows it.
+    fn images_per_chunk(&self, threads: usize) -> usize {
+        let by_width = TARGET_COLUMNS.div_ceil(self.p().max(1));
+        let by_balance = self.batch.div_ceil(2 * threads.max(1));
+        by_width.min(by_balance).clamp(1, self.batch.max(1))
+    }
+
+    /// The output columns `[lo, hi)` whose kernel column `kj` reads inside the input row.
+    fn valid_columns(&self, kj: usize) -> (usize, usize) {
+        let offset = kj * self.dilation[1];
+        let s = self.stride[1];
+        let pad = self.pad[1];
+        let lo = if offset >= pad {
+            0
+        } else {
+            (pad - offset).div_ceil(s)
+        };
+        let hi = if self.w + pad > offset {
+            (self.w + pad - offset).div_ceil(s)
+        } else {
+            0
+        };
+        let hi = hi.min(self.ow);
+        (lo.min(hi), hi)
+    }
+
+    /// The input row read by output row `oy` at kernel row `ki`, if inside the image.
+    fn input_row(&self, oy: usize, ki: usize) -> Option<usize> {
+        (oy * self.stride[0] + ki * self.dilation[0])
+            .checked_sub(self.pad[0])
+            .filter(|&iy| iy < self.h)
+    }
+}
+
+thread_local! {
+    /// Per-thread patch and product buffers, reused across calls (taken out while in use, so
+    /// a nested call on the same thread only allocates).
+    static PATCHES: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
+    static PRODUCT: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
+}
+
+/// Runs `f` with this thread's two scratch buffers, each at least `a` and `b` long.
+fn with_scratch<R>(a: usize, b: usize, f: impl FnOnce(&mut [f32], &mut [f32]) -> R) -> R {
+    let mut patches = PATCHES.take();
+    let mut product = PRODUCT.take();
+    if patches.len() < a {
+        patches.resize(a, 0.0);
+    }
+    if product.len() < b {
+        product.resize(b, 0.0);
+    }
+    let out = f(&mut patches[..a], &mut product[..b]);
+    PATCHES.set(patches);
+    PRODUCT.set(product);
+    out
+}
+
+/// A row-major matrix view for [`matmul`]: base pointer, row stride and column stride.
+#[derive(Clone, Copy)]
+struct View {
+    ptr: *const f32,
+    row: isize,
+    col: isize,
+}
+
+impl View {
+    fn rows(data: &[f32], row_stride: usize) -> Self {
+        Self {
+            ptr: data.as_ptr(),
+            row: row_stride as isize,
+            col: 1,
+        }
+    }
+
+    /// The transpose of a row-major matrix with `row_stride`.
+    fn transposed(data: &[f32], row_stride: usize) -> Self {
+        Self {
+            ptr: data.as_ptr(),
+            row: 1,
+            col: row_stride as isize,
+        }
+    }
+}
+
+/// `dst[m, n] (+)= lhs[m, k] · rhs[k, n]`, `dst` row-major with row stride `n`.
+///
+/// The caller guarantees that `lhs` and `rhs` address `m × k` and `k × n` elements inside
+/// the slices they were made from, and that `dst` holds `m × n`.
+fn matmul(
+    (m, n, k): (usize, usize, usize),
+    dst: &mut [f32],
+    accumulate: bool,
+    lhs: View,
+    rhs: View,
+    parallelism: Parallelism,
+) {
+    assert!(dst.len() >= m * n, "matmul: destination too small");
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            dst[..m * n].fill(0.0);
+        }
+        return;
+    }
+    // SAFETY: `dst` holds m × n values (asserted); the views address m × k and k × n values
+    // inside live slices (guaranteed by the callers, which build them from matching sizes).
+    unsafe {
+        gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            lhs.ptr,
+            lhs.col,
+            lhs.row,
+            rhs.ptr,
+            rhs.col,
+            rhs.row,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
+/// Writes the patch matrix of one image into columns `[offset, offset + p)` of `col`
+/// (row stride `ld`).
+fn im2col(g: &Geometry, image: &[f32], col: &mut [f32], ld: usize, offset: usize) {
+    let (p, ow, plane) = (g.p(), g.ow, g.h * g.w);
+    let (sw, dw, pw) = (g.stride[1], g.dilation[1], g.pad[1]);
+    for ci in 0..g.c_in {
+        let src_plane = &image[ci * plane..][..plane];
+        for ki in 0..g.kh {
+            for kj in 0..g.kw {
+                let row = (ci * g.kh + ki) * g.kw + kj;
+                let dst = &mut col[row * ld + offset..][..p];
+                let (lo, hi) = g.valid_columns(kj);
+                for oy in 0..g.oh {
+                    let d = &mut dst[oy * ow..][..ow];
+                    let Some(iy) = g.input_row(oy, ki) else {
+                        d.fill(0.0);
+                        continue;
+                    };
+                    let src = &src_plane[iy * g.w..][..g.w];
+                    d[..lo].fill(0.0);
+                    d[hi..].fill(0.0);
+                    if lo == hi {
+                        continue;
+                    }
+                    let x0 = lo * sw + kj * dw - pw;
+                    if sw == 1 {
+                        d[lo..hi].copy_from_slice(&src[x0..x0 + hi - lo]);
+                    } else {
+                        for (t, v) in d[lo..hi].iter_mut().enumerate() {
+                            *v = src[x0 + t * sw];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Adds columns `[offset, offset + p)` of the patch-gradient matrix `col` back onto one
+/// image's input gradient (the adjoint of [`im2col`]).
+fn col2im(g: &Geometry, col: &[f32], ld: usize, offset: usize, image: &mut [f32]) {
+    let (p, ow, plane) = (g.p(), g.ow, g.h * g.w);
+    let (sw, dw, pw) = (g.stride[1], g.dilation[1], g.pad[1]);
+    for ci in 0..g.c_in {
+        let dst_plane = &mut image[ci * plane..][..plane];
+        for ki in 0..g.kh {
+            for kj in 0..g.kw {
+                let row = (ci * g.kh + ki) * g.kw + kj;
+                let src = &col[row * ld + offset..][..p];
+                let (lo, hi) = g.valid_columns(kj);
+                if lo == hi {
+                    continue;
+                }
+                let x0 = lo * sw + kj * dw - pw;
+                for oy in 0..g.oh {
+                    let Some(iy) = g.input_row(oy, ki) else {
+                        continue;
+                    };
+                    let s = &src[oy * ow + lo..oy * ow + hi];
+                    let d = &mut dst_plane[iy * g.w..][..g.w];
+                    if sw == 1 {
+                        for (a, b) in d[x0..x0 + hi - lo].iter_mut().zip(s) {
+                            *a += *b;
+                        }
+                    } else {
+                        for (t, b) in s.iter().enumerate() {
+                            d[x0 + t * sw] += *b;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Copies `images` planes `[c, p]` (consecutive in `src`) into one `[c, images · p]` matrix.
+fn gather_channels(src: &[f32], c: usize, p: usize, images: usize, dst: &mut [f32]) {
+    let cols = images * p;
+    for j in 0..images {
+        for ch in 0..c {
+            dst[ch * cols + j * p..][..p].copy_from_slice(&src[(j * c + ch) * p..][..p]);
+        }
+    }
+}
+
+/// The inverse of [`gather_channels`].
+fn scatter_channels(src: &[f32], c: usize, p: usize, images: usize, dst: &mut [f32]) {
+    let cols = images * p;
+    for j in 0..images {
+        for ch in 0..c {
+            dst[(j * c + ch) * p..][..p].copy_from_slice(&src[ch * cols + j * p..][..p]);
+        }
+    }
+}
+
+/// How a pass splits the batch: images per chunk, and the product's own parallelism.
+struct Plan {
+    images: usize,
+    chunks_in_parallel: bool,
+    parallelism: Parallelism,
+}
+
+impl Plan {
+    fn new(g: &Geometry) -> Self {
+        let threads = rayon::current_num_threads();
+        let images = g.images_per_chunk(threads);
+        let chunks = g.batch.div_ceil(images);
+        if chunks >= threads || threads == 1 {
+            Self {
+                images,
+                chunks_in_parallel: true,
+                parallelism: Parallelism::None,
+            }
+        } else {
+            Self {
+                images,
+                chunks_in_parallel: false,
+                parallelism: Parallelism::Rayon(threads),
+            }
+        }
+    }
+}
+
+/// Runs `f(chunk index, a-chunk, b-chunk)` over matching chunks of two slices, in parallel
+/// when the plan says so.
+fn for_each_chunk<A: Sync, B: Send>(
+    plan: &Plan,
+    a: &[A],
+    a_len: usize,
+    b: &mut [B],
+    b_len: usize,
+    f: impl Fn(&[A], &mut [B]) + Sync + Send,
+) {
+    if plan.chunks_in_parallel {
+        a.par_chunks(a_len)
+            .zip(b.par_chunks_mut(b_len))
+            .for_each(|(a, b)| f(a, b));
+    } else {
+        a.chunks(a_len)
+            .zip(b.chunks_mut(b_len))
+            .for_each(|(a, b)| f(a, b));
+    }
+}
+
+/// `y = conv(x, w)` without bias. `x`: `[batch, c_in, h, w]`, `w`: `[c_out, c_in, kh, kw]`,
+/// `y`: `[batch, c_out, oh, ow]`, all contiguous.
+pub(crate) fn forward(g: &Geometry, x: &[f32], w: &[f32], y: &mut [f32]) {
+    let plan = Plan::new(g);
+    let (k, p, in_len, out_len) = (g.k(), g.p(), g.input_len(), g.output_len());
+    let par = plan.parallelism;
+    for_each_chunk(
+        &plan,
+        x,
+        plan.images * in_len,
+        y,
+        plan.images * out_len,
+        |xc, yc| {
+            let images = yc.len() / out_len;
+            let cols = images * p;
+            let direct_rhs = g.is_pointwise() && images == 1;
+            let patches = if direct_rhs { 0 } else { k * cols };
+            let product = if images == 1 { 0 } else { g.c_out * cols };
+            with_scratch(patches, product, |col, prod| {
+                let rhs = if direct_rhs {
+                    View::rows(xc, p)
+                } else {
+                    for j in 0..images {
+                        im2col(g, &xc[j * in_len..][..in_len], col, cols, j * p);
+                    }
+                    View::rows(col, cols)
+                };
+                let lhs = View::rows(w, k);
+                if images == 1 {
+                    matmul((g.c_out, cols, k), yc, false, lhs, rhs, par);
+                } else {
+                    matmul((g.c_out, cols, k), prod, false, lhs, rhs, par);
+                    scatter_channels(prod, g.c_out, p, images, yc);
+                }
+            });
+        },
+    );
+}
+
+/// The gradient with respect to the input, `gx`, from the output gradient `gy`.
+pub(crate) fn backward_input(g: &Geometry, w: &[f32], gy: &[f32], gx: &mut [f32]) {
+    let plan = Plan::new(g);
+    let (k, p, in_len, out_len) = (g.k(), g.p(), g.input_len(), g.output_len());
+    let par = plan.parallelism;
+    for_each_chunk(
+        &plan,
+        gy,
+        plan.images * out_len,
+        gx,
+        plan.images * in_len,
+        |gyc, gxc| {
+            let images = gyc.len() / out_len;
+            let cols = images * p;
+            let lhs = View::transposed(w, k);
+            if g.is_pointwise() && images == 1 {
+                matmul((k, cols, g.c_out), gxc, false, lhs, View::rows(gyc, p), par);
+                return;
+            }
+            let gathered = if images == 1 { 0 } else { g.c_out * cols };
+            with_scratch(k * cols, gathered, |col, gy_cols| {
+                let rhs = if images == 1 {
+                    View::rows(gyc, p)
+                } else {
+                    gather_channels(gyc, g.c_out, p, images, gy_cols);
+                    View::rows(gy_cols, cols)
+                };
+                matmul((k, cols, g.c_out), col, false, lhs, rhs, par);
+                gxc.fill(0.0);
+                for j in 0..images {
+                    col2im(g, col, cols, j * p, &mut gxc[j * in_len..][..in_len]);
+                }
+            });
+        },
+    );
+}
+
+/// The gradient with respect to the weight, `gw` (`[c_out, c_in, kh, kw]`), from the input
+/// `x` and the output gradient `gy`, summed over the batch.
+pub(crate) fn backward_weight(g: &Geometry, x: &[f32], gy: &[f32], gw: &mut [f32]) {
+    let plan = Plan::new(g);
+    let (k, p, in_len, out_len) = (g.k(), g.p(), g.input_len(), g.output_len());
+    let par = plan.parallelism;
+    let chunks = g.batch.div_ceil(plan.images);
+    let groups = if plan.chunks_in_parallel {
+        rayon::current_num_threads().min(chunks).max(1)
+    } else {
+        1
+    };
+    let per_group = chunks.div_ceil(groups);
+    let group_sum = |group: usize| -> Vec<f32> {
+        let mut acc = vec![0.0f32; g.c_out * k];
+        let first = group * per_group;
+        let last = ((group + 1) * per_group).min(chunks);
+        for (n, chunk) in (first..last).enumerate() {
+            let start = chunk * plan.images;
+            let images = plan.images.min(g.batch - start);
+            let cols = images * p;
+            let xc = &x[start * in_len..][..images * in_len];
+            let gyc = &gy[start * out_len..][..images * out_len];
+            let direct_rhs = g.is_pointwise() && images == 1;
+            let patches = if direct_rhs { 0 } else { k * cols };
+            let gathered = if images == 1 { 0 } else { g.c_out * cols };
+            with_scratch(patches, gathered, |col, gy_cols| {
+                let rhs = if direct_rhs {
+                    View::transposed(xc, p)
+                } else {
+                    for j in 0..images {
+                        im2col(g, &xc[j * in_len..][..in_len], col, cols, j * p);
+                    }
+                    View::transposed(col, cols)
+                };
+                let lhs = if images == 1 {
+                    View::rows(gyc, p)
+                } else {
+                    gather_channels(gyc, g.c_out, p, images, gy_cols);
+                    View::rows(gy_cols, cols)
+                };
+                matmul((g.c_out, k, cols), &mut acc, n > 0, lhs, rhs, par);
+            });
+        }
+        acc
+    };
+    let partials: Vec<Vec<f32>> = if groups > 1 {
+        (0..groups).into_par_iter().map(group_sum).collect()
+    } else {
+        vec![group_sum(0)]
+    };
+    gw.fill(0.0);
+    for partial in &partials {
+        for (a, b) in gw.iter_mut().zip(partial) {
+            *a += *b;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The definition, loop by loop.
+    fn naive_forward(g: &Geometry, x: &[f32], w: &[f32]) -> Vec<f32> {
+        let mut y = vec![0.0; g.batch * g.output_len()];
+        for b in 0..g.batch {
+            for co in 0..g.c_out {
+                for oy in 0..g.oh {
+                    for ox in 0..g.ow {
+                        let mut s = 0.0f64;
+                        for ci in 0..g.c_in {
+                            for ki in 0..g.kh {
+                                for kj in 0..g.kw {
+                                    let iy = (oy * g.stride[0] + ki * g.dilation[0]) as isize
+                                        - g.pad[0] as isize;
+                                    let ix = (ox * g.stride[1] + kj * g.dilation[1]) as isize
+                                        - g.pad[1] as isize;
+                                    if iy < 0 || ix < 0 || iy >= g.h as isize || ix >= g.w as isize
+                                    {
+                                        continue;
+                                    }
+                                    let xv = x[((b * g.c_in + ci) * g.h + iy as usize) * g.w
+                                        + ix as usize];
+                                    let wv = w[((co * g.c_in + ci) * g.kh + ki) * g.kw + kj];
+                                    s += f64::from(xv) * f64::from(wv);
+                                }
+                            }
+                        }
+                        y[((b * g.c_out + co) * g.oh + oy) * g.ow + ox] = s as f32;
+                    }
+                }
+            }
+        }
+        y
+    }
+
+    fn values(n: usize, seed: u32) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 17;
+                s ^= s << 5;
+                (s % 2001) as f32 / 1000.0 - 1.0
+            })
+            .collect()
+    }
+
+    fn geometry(
+        batch: usize,
+        c: [usize; 2],
+        hw: [usize; 2],
+        k: [usize; 2],
+        s: usize,
+        p: usize,
+    ) -> Geometry {
+        let (h, w) = (hw[0], hw[1]);
+        Geometry {
+            batch,
+            c_in: c[0],
+            h,
+            w,
+            c_out: c[1],
+            kh: k[0],
+            kw: k[1],
+            stride: [s, s],
+            pad: [p, p],
+            dilation: [1, 1],
+            oh: (h + 2 * p - k[0]) / s + 1,
+            ow: (w + 2 * p - k[1]) / s + 1,
+        }
+    }
+
+    fn close(a: &[f32], b: &[f32]) -> f32 {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs() / (1.0 + y.abs()))
+            .fold(0.0, f32::max)
+    }
+
+    #[test]
+    fn forward_matches_the_definition() {
+        for g in [
+            geometry(3, [4, 5], [7, 6], [3, 3], 1, 1),
+            geometry(5, [3, 8], [9, 9], [3, 3], 2, 1),
+            geometry(2, [6, 4], [5, 5], [1, 1], 1, 0),
+            geometry(4, [6, 4], [6, 6], [1, 1], 2, 0),
+            geometry(2, [3, 4], [11, 10], [7, 7], 2, 3),
+            geometry(64, [2, 3], [2, 2], [3, 3], 1, 1),
+        ] {
+            let x = values(g.batch * g.input_len(), 1);
+            let w = values(g.c_out * g.k(), 2);
+            let mut y = vec![f32::NAN; g.batch * g.output_len()];
+            forward(&g, &x, &w, &mut y);
+            let d = close(&y, &naive_forward(&g, &x, &w));
+            assert!(d < 1e-5, "{g:?}: {d}");
+        }
+    }
+
+    #[test]
+    fn gradients_are_the_adjoints_of_the_forward_pass() {
+        // <conv(x, w), gy> = <x, gx> = <w, gw> for every x, w, gy: the defining identity of
+        // both gradients of a bilinear map.
+        for g in [
+            geometry(3, [4, 5], [7, 6], [3, 3], 1, 1),
+            geometry(5, [3, 8], [9, 9], [3, 3], 2, 1),
+            geometry(2, [6, 4], [5, 5], [1, 1], 1, 0),
+            geometry(4, [6, 4], [6, 6], [1, 1], 2, 0),
+            geometry(40, [2, 3], [3, 3], [3, 3], 1, 1),
+        ] {
+            let x = values(g.batch * g.input_len(), 3);
+            let w = values(g.c_out * g.k(), 4);
+            let gy = values(g.batch * g.output_len(), 5);
+            let y = naive_forward(&g, &x, &w);
+            let mut gx = vec![f32::NAN; x.len()];
+            let mut gw = vec![f32::NAN; w.len()];
+            backward_input(&g, &w, &gy, &mut gx);
+            backward_weight(&g, &x, &gy, &mut gw);
+            let dot = |a: &[f32], b: &[f32]| -> f64 {
+                a.iter()
+                    .zip(b)
+                    .map(|(a, b)| f64::from(*a) * f64::from(*b))
+                    .sum()
+            };
+            let reference = dot(&y, &gy);
+            let scale = 1.0 + reference.abs();
+            assert!(
+                (dot(&x, &gx) - reference).abs() / scale < 1e-4,
+                "{g:?}: input"
+            );
+            assert!(
+                (dot(&w, &gw) - reference).abs() / scale < 1e-4,
+                "{g:?}: weight"
+            );
+        }
+    }
+}
