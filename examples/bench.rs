@@ -63,6 +63,8 @@ fn peak_rss_mib() -> Option<f64> {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // Reuse freed activations instead of mapping fresh pages every step.
+    dwlth::models::device::keep_freed_memory();
     let device = arg("--device")
         .unwrap_or_else(|| "cpu".into())
         .parse::<DeviceSpec>()?

@@ -12,6 +12,8 @@ use dwlth::models::DeviceSpec;
 use dwlth::pipeline::ExperimentConfig;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // Reuse freed activations instead of mapping fresh pages every step.
+    dwlth::models::device::keep_freed_memory();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let first_n = args.iter().any(|a| a == "--first-n");
     let out = args

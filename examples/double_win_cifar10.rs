@@ -56,6 +56,8 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    // Reuse freed activations instead of mapping fresh pages every step.
+    dwlth::models::device::keep_freed_memory();
     match run(Args::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -13,6 +13,8 @@ use dwlth::models::DeviceSpec;
 use dwlth::pipeline::{ExperimentConfig, TicketSpec};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // Reuse freed activations instead of mapping fresh pages every step.
+    dwlth::models::device::keep_freed_memory();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let method = args.first().map_or("omp", String::as_str);
     let linear = args.iter().any(|a| a == "--linear");

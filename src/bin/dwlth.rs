@@ -339,6 +339,8 @@ fn run(cli: Cli) -> dwlth::Result<()> {
 }
 
 fn main() -> ExitCode {
+    // Reuse freed activations instead of mapping fresh pages every step.
+    dwlth::models::device::keep_freed_memory();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

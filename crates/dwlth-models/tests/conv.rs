@@ -143,6 +143,25 @@ fn agrees_with_burn_across_batch_splits_and_tracking() {
         ConvOptions::new([1, 1], [0, 0], [1, 1], 1),
         [true, true],
     );
+    // Stride 1: padding beyond the kernel's reach, dilation, a rectangular kernel.
+    compare_with_burn(
+        [2, 3, 6, 7],
+        [4, 3, 3, 3],
+        ConvOptions::new([1, 1], [3, 0], [1, 1], 1),
+        [true, true],
+    );
+    compare_with_burn(
+        [2, 3, 9, 8],
+        [4, 3, 3, 3],
+        ConvOptions::new([1, 1], [2, 1], [2, 2], 1),
+        [true, true],
+    );
+    compare_with_burn(
+        [3, 3, 6, 7],
+        [4, 3, 1, 3],
+        ConvOptions::new([1, 1], [0, 1], [1, 1], 1),
+        [true, true],
+    );
     // Grouped convolutions are Burn's.
     compare_with_burn(
         [2, 4, 6, 6],

@@ -200,6 +200,15 @@ fn matmul(
 /// Writes the patch matrix of one image into columns `[offset, offset + p)` of `col`
 /// (row stride `ld`).
 fn im2col(g: &Geometry, image: &[f32], col: &mut [f32], ld: usize, offset: usize) {
+    if g.stride == [1, 1] && g.ow == g.w {
+        im2col_shifted(g, image, col, ld, offset);
+    } else {
+        im2col_rows(g, image, col, ld, offset);
+    }
+}
+
+/// [`im2col`] row by row, for any geometry.
+fn im2col_rows(g: &Geometry, image: &[f32], col: &mut [f32], ld: usize, offset: usize) {
     let (p, ow, plane) = (g.p(), g.ow, g.h * g.w);
     let (sw, dw, pw) = (g.stride[1], g.dilation[1], g.pad[1]);
     for ci in 0..g.c_in {
@@ -228,6 +237,56 @@ fn im2col(g: &Geometry, image: &[f32], col: &mut [f32], ld: usize, offset: usize
                         for (t, v) in d[lo..hi].iter_mut().enumerate() {
                             *v = src[x0 + t * sw];
                         }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// [`im2col`] for stride 1 with output rows as wide as input rows (ResNet's 3×3 "same"
+/// convolutions): each patch row is the input plane shifted by a constant offset, so it is
+/// one contiguous copy, then the columns that wrapped around a row edge and the rows above
+/// or below the image are zeroed. Row-by-row copies of 4–32 values cost more in call
+/// overhead than in bandwidth.
+fn im2col_shifted(g: &Geometry, image: &[f32], col: &mut [f32], ld: usize, offset: usize) {
+    let (p, w, plane) = (g.p(), g.w, g.h * g.w);
+    for ci in 0..g.c_in {
+        let src = &image[ci * plane..][..plane];
+        for ki in 0..g.kh {
+            // Output row oy reads input row oy + dy.
+            let dy = (ki * g.dilation[0]) as isize - g.pad[0] as isize;
+            let rows_lo = (-dy).clamp(0, g.oh as isize) as usize;
+            let rows_hi = (g.h as isize - dy).clamp(rows_lo as isize, g.oh as isize) as usize;
+            for kj in 0..g.kw {
+                let row = (ci * g.kh + ki) * g.kw + kj;
+                let dst = &mut col[row * ld + offset..][..p];
+                let dx = (kj * g.dilation[1]) as isize - g.pad[1] as isize;
+                dst[..rows_lo * w].fill(0.0);
+                dst[rows_hi * w..].fill(0.0);
+                if rows_lo == rows_hi {
+                    continue;
+                }
+                // dst[i] = src[i + shift] for i in the valid rows, clipped to the plane.
+                let shift = dy * w as isize + dx;
+                let (start, end) = (rows_lo * w, rows_hi * w);
+                let first = (start as isize).max(-shift).min(end as isize) as usize;
+                let last = (end as isize)
+                    .min(plane as isize - shift)
+                    .max(first as isize) as usize;
+                dst[start..first].fill(0.0);
+                let s = (first as isize + shift) as usize;
+                dst[first..last].copy_from_slice(&src[s..s + (last - first)]);
+                dst[last..end].fill(0.0);
+                // Columns that read across a row edge.
+                let (wrap_lo, wrap_hi) = if dx >= 0 {
+                    (w - (dx as usize).min(w), w)
+                } else {
+                    (0, ((-dx) as usize).min(w))
+                };
+                if wrap_lo < wrap_hi {
+                    for oy in rows_lo..rows_hi {
+                        dst[oy * w + wrap_lo..oy * w + wrap_hi].fill(0.0);
                     }
                 }
             }
@@ -380,8 +439,50 @@ pub(crate) fn forward(g: &Geometry, x: &[f32], w: &[f32], y: &mut [f32]) {
     );
 }
 
+/// The input gradient of a stride-1 convolution as a forward convolution: `gy` convolved
+/// with the weight flipped in space and with input and output channels swapped, padded so
+/// that its output has the input's size. `None` where that padding would be negative.
+fn as_flipped_forward(g: &Geometry, w: &[f32]) -> Option<(Geometry, Vec<f32>)> {
+    let reach = [g.dilation[0] * (g.kh - 1), g.dilation[1] * (g.kw - 1)];
+    if g.stride != [1, 1] || g.pad[0] > reach[0] || g.pad[1] > reach[1] {
+        return None;
+    }
+    let flipped_geometry = Geometry {
+        c_in: g.c_out,
+        h: g.oh,
+        w: g.ow,
+        c_out: g.c_in,
+        pad: [reach[0] - g.pad[0], reach[1] - g.pad[1]],
+        oh: g.h,
+        ow: g.w,
+        ..*g
+    };
+    let taps = g.kh * g.kw;
+    let mut flipped = vec![0.0f32; w.len()];
+    for co in 0..g.c_out {
+        for ci in 0..g.c_in {
+            let src = &w[(co * g.c_in + ci) * taps..][..taps];
+            let dst = &mut flipped[(ci * g.c_out + co) * taps..][..taps];
+            for (d, s) in dst.iter_mut().zip(src.iter().rev()) {
+                *d = *s;
+            }
+        }
+    }
+    Some((flipped_geometry, flipped))
+}
+
 /// The gradient with respect to the input, `gx`, from the output gradient `gy`.
+///
+/// Stride-1 convolutions (all of ResNet's but the downsampling ones) take it as a forward
+/// convolution of `gy` ([`as_flipped_forward`]): one product as wide as the forward pass's
+/// instead of a `K × columns` product followed by a scatter of all its values.
 pub(crate) fn backward_input(g: &Geometry, w: &[f32], gy: &[f32], gx: &mut [f32]) {
+    if !g.is_pointwise() {
+        if let Some((flipped_geometry, flipped)) = as_flipped_forward(g, w) {
+            forward(&flipped_geometry, gy, &flipped, gx);
+            return;
+        }
+    }
     let plan = Plan::new(g);
     let (k, p, in_len, out_len) = (g.k(), g.p(), g.input_len(), g.output_len());
     let par = plan.parallelism;
@@ -578,6 +679,40 @@ mod tests {
     }
 
     #[test]
+    fn shifted_patches_equal_the_row_by_row_ones() {
+        // Stride 1, output as wide as the input (the end padding makes up the rest): padding
+        // 1 (ResNet), none, all on one side, dilated, a kernel taller than the image.
+        for (kh, kw, pad, dilation, h, w) in [
+            (3, 3, [1, 1], [1, 1], 5, 4),
+            (1, 1, [0, 0], [1, 1], 3, 3),
+            (3, 3, [2, 0], [1, 1], 4, 4),
+            (3, 5, [0, 4], [1, 2], 6, 3),
+            (5, 3, [4, 1], [2, 1], 2, 2),
+        ] {
+            let g = Geometry {
+                batch: 1,
+                c_in: 2,
+                h,
+                w,
+                c_out: 1,
+                kh,
+                kw,
+                stride: [1, 1],
+                pad,
+                dilation,
+                oh: h + 2 * pad[0] - dilation[0] * (kh - 1),
+                ow: w,
+            };
+            let image = values(g.input_len(), 9);
+            let mut shifted = vec![f32::NAN; g.k() * g.p()];
+            let mut general = vec![f32::NAN; g.k() * g.p()];
+            im2col_shifted(&g, &image, &mut shifted, g.p(), 0);
+            im2col_rows(&g, &image, &mut general, g.p(), 0);
+            assert_eq!(shifted, general, "{g:?}");
+        }
+    }
+
+    #[test]
     fn gradients_are_the_adjoints_of_the_forward_pass() {
         // <conv(x, w), gy> = <x, gx> = <w, gw> for every x, w, gy: the defining identity of
         // both gradients of a bilinear map.
@@ -587,6 +722,8 @@ mod tests {
             geometry(2, [6, 4], [5, 5], [1, 1], 1, 0),
             geometry(4, [6, 4], [6, 6], [1, 1], 2, 0),
             geometry(40, [2, 3], [3, 3], [3, 3], 1, 1),
+            geometry(2, [3, 2], [6, 5], [3, 3], 1, 3),
+            geometry(2, [3, 2], [6, 5], [5, 3], 1, 0),
         ] {
             let x = values(g.batch * g.input_len(), 3);
             let w = values(g.c_out * g.k(), 4);
