@@ -185,3 +185,12 @@ fn runs_without_autodiff_and_with_a_non_contiguous_input() {
     let d = max_rel_diff(y, y_ref);
     assert!(d < TOL, "output differs by {d}");
 }
+
+#[test]
+fn an_empty_batch_gives_an_empty_output() {
+    let device = Device::flex().autodiff();
+    let x = Tensor::<4>::zeros([0, 3, 8, 8], &device).require_grad();
+    let w = Tensor::<4>::ones([4, 3, 3, 3], &device).require_grad();
+    let y = conv2d(x, w, None, ConvOptions::new([1, 1], [1, 1], [1, 1], 1));
+    assert_eq!(y.dims(), [0, 4, 8, 8]);
+}

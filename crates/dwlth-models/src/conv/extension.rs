@@ -56,7 +56,16 @@ fn geometry(x: &FlexTensor, weight: &FlexTensor, options: &ConvOptions<2>) -> Op
     }
     let xs = x.shape();
     let ws = weight.shape();
-    if xs.num_dims() != 4 || ws.num_dims() != 4 || xs[1] != ws[1] {
+    // Inconsistent or empty tensors and zero strides or dilations are the backend's to
+    // handle (and to report).
+    if xs.num_dims() != 4
+        || ws.num_dims() != 4
+        || xs[1] != ws[1]
+        || xs.num_elements() == 0
+        || ws.num_elements() == 0
+        || options.stride.contains(&0)
+        || options.dilation.contains(&0)
+    {
         return None;
     }
     let out = |size: usize, k: usize, s: usize, (pb, pe): (usize, usize), d: usize| {
