@@ -139,7 +139,7 @@ enum Command {
         /// The results folder.
         dir: PathBuf,
     },
-    /// The offline double-win experiment: Fashion-MNIST → MNIST with a tiny ResNet (~15 min on
+    /// The offline double-win experiment: Fashion-MNIST → MNIST with a tiny ResNet (~8 min on
     /// two cores); fetches its data with tools/setup-test-data.sh when absent.
     Demo {
         /// Results folder.
