@@ -11,7 +11,7 @@
 use burn::config::Config;
 use burn::module::{Flag, Module, Param, RunningState};
 use burn::nn::Initializer;
-use burn::tensor::module::{batch_norm, batch_norm_train};
+use burn::tensor::module::batch_norm_train;
 use burn::tensor::{Device, Tensor};
 
 use crate::error::{ModelError, Result};
@@ -82,14 +82,7 @@ impl BatchNorm2d {
     pub fn forward(&self, input: Tensor<4>) -> Tensor<4> {
         let device = input.device();
         if !(device.is_autodiff() && self.training.is_enabled()) {
-            return batch_norm(
-                input,
-                self.gamma.val(),
-                self.beta.val(),
-                self.running_mean.value().to_device(&device),
-                self.running_var.value().to_device(&device),
-                self.epsilon,
-            );
+            return self.forward_eval(input);
         }
         let [n, _, h, w] = input.dims();
         let count = (n * h * w) as f64;
@@ -107,5 +100,76 @@ impl BatchNorm2d {
         self.running_var
             .update((var.mul_scalar(1.0 - m) + unbiased.mul_scalar(m)).detach());
         out.output
+    }
+
+    /// Evaluation mode as one per-channel affine map, `x · scale + shift` with
+    /// `scale = γ / √(var + ε)` and `shift = β − mean · scale` computed on the channels:
+    /// two passes over the activations (and one back) instead of the four of
+    /// `(x − mean) / √(var + ε) · γ + β`; it is also how PyTorch's CPU kernel evaluates it.
+    /// Gradients reach γ and β through `scale` and `shift` when they are trained.
+    fn forward_eval(&self, input: Tensor<4>) -> Tensor<4> {
+        let device = input.device();
+        let channels = self.gamma.dims()[0];
+        let mean = self.running_mean.value().to_device(&device);
+        let var = self.running_var.value().to_device(&device);
+        let scale = self.gamma.val() / var.add_scalar(self.epsilon).sqrt();
+        let shift = self.beta.val() - mean * scale.clone();
+        input * scale.reshape([1, channels, 1, 1]) + shift.reshape([1, channels, 1, 1])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::module::batch_norm;
+    use burn::tensor::Distribution;
+
+    fn max_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
+        (a - b).abs().max().into_scalar::<f32>()
+    }
+
+    #[test]
+    fn evaluation_mode_equals_burns_batch_norm_with_gradients() {
+        // Running statistics, trainable γ and β, training flag off: frozen statistics with
+        // trained affine parameters, as when fine-tuning a robust model's head and BN shifts.
+        let device = Device::flex().autodiff();
+        device.seed(11);
+        let c = 5;
+        let random = |lo: f64, hi: f64| {
+            Tensor::<1>::random([c], Distribution::Uniform(lo, hi), &device).without_autodiff()
+        };
+        let mut bn = BatchNorm2dConfig::new(c).try_init(&device).expect("layer");
+        bn.gamma = Param::from_tensor(random(0.5, 2.0).autodiff());
+        bn.beta = Param::from_tensor(random(-1.0, 1.0).autodiff());
+        bn.running_mean = RunningState::new(random(-3.0, 3.0));
+        bn.running_var = RunningState::new(random(0.1, 4.0));
+        bn.training = Param::from_bool(false);
+        let x = Tensor::<4>::random([3, c, 4, 6], Distribution::Normal(0.0, 2.0), &device);
+        let gy = Tensor::<4>::random([3, c, 4, 6], Distribution::Default, &device);
+
+        let x_ours = x.clone().require_grad();
+        let y = bn.forward(x_ours.clone());
+        let grads = (y.clone() * gy.clone()).sum().backward();
+
+        let (gamma, beta) = (bn.gamma.val(), bn.beta.val());
+        let x_ref = x.require_grad();
+        let y_ref = batch_norm(
+            x_ref.clone(),
+            gamma.clone(),
+            beta.clone(),
+            bn.running_mean.value().to_device(&device),
+            bn.running_var.value().to_device(&device),
+            bn.epsilon,
+        );
+        let grads_ref = (y_ref.clone() * gy).sum().backward();
+
+        assert!(max_diff(y.without_autodiff(), y_ref.without_autodiff()) < 1e-5);
+        let g = |t: &Tensor<4>, g| t.grad(g).expect("input gradient");
+        assert!(max_diff(g(&x_ours, &grads), g(&x_ref, &grads_ref)) < 1e-5);
+        for (name, p) in [("gamma", &gamma), ("beta", &beta)] {
+            let ours = p.grad(&grads).expect("parameter gradient");
+            let reference = p.grad(&grads_ref).expect("parameter gradient");
+            assert!(max_diff(ours, reference) < 1e-4, "{name}");
+        }
     }
 }
