@@ -102,21 +102,16 @@ fn geometry(x: &FlexTensor, weight: &FlexTensor, options: &ConvOptions<2>) -> Op
     })
 }
 
-/// A contiguous copy (or the tensor itself when already contiguous) and its f32 values.
-fn contiguous(t: FlexTensor) -> FlexTensor {
-    if t.is_contiguous() && t.layout().start_offset() == 0 {
-        t
-    } else {
-        t.to_contiguous()
-    }
-}
-
+/// The f32 values of a contiguous tensor.
 fn values(t: &FlexTensor) -> &[f32] {
-    &t.storage::<f32>()[..t.shape().num_elements()]
+    t.storage::<f32>()
 }
 
-fn tensor(values: Vec<f32>, shape: [usize; 4]) -> FlexTensor {
-    FlexTensor::from_data(TensorData::new(values, Shape::new(shape)))
+/// A new `shape` tensor whose values `fill` writes (every one of them).
+fn computed(shape: [usize; 4], fill: impl FnOnce(&mut [f32])) -> FlexTensor {
+    let mut out = vec![0.0f32; shape.iter().product()];
+    fill(&mut out);
+    FlexTensor::from_data(TensorData::new(out, Shape::new(shape)))
 }
 
 impl CpuConvBackend for Flex {
@@ -124,10 +119,10 @@ impl CpuConvBackend for Flex {
         let Some(g) = geometry(&x, &weight, &options) else {
             return Flex::conv2d(x, weight, None, options);
         };
-        let (x, weight) = (contiguous(x), contiguous(weight));
-        let mut y = vec![0.0f32; g.batch * g.c_out * g.p()];
-        kernel::forward(&g, values(&x), values(&weight), &mut y);
-        tensor(y, [g.batch, g.c_out, g.oh, g.ow])
+        let (x, weight) = (x.to_contiguous(), weight.to_contiguous());
+        computed([g.batch, g.c_out, g.oh, g.ow], |y| {
+            kernel::forward(&g, values(&x), values(&weight), y)
+        })
     }
 
     fn cpu_conv2d_x_backward(
@@ -139,10 +134,10 @@ impl CpuConvBackend for Flex {
         let Some(g) = geometry(&x, &weight, &options) else {
             return Flex::conv2d_x_backward(x, weight, grad, options);
         };
-        let (weight, grad) = (contiguous(weight), contiguous(grad));
-        let mut gx = vec![0.0f32; g.batch * g.c_in * g.h * g.w];
-        kernel::backward_input(&g, values(&weight), values(&grad), &mut gx);
-        tensor(gx, [g.batch, g.c_in, g.h, g.w])
+        let (weight, grad) = (weight.to_contiguous(), grad.to_contiguous());
+        computed([g.batch, g.c_in, g.h, g.w], |gx| {
+            kernel::backward_input(&g, values(&weight), values(&grad), gx)
+        })
     }
 
     fn cpu_conv2d_weight_backward(
@@ -154,10 +149,10 @@ impl CpuConvBackend for Flex {
         let Some(g) = geometry(&x, &weight, &options) else {
             return Flex::conv2d_weight_backward(x, weight, grad, options);
         };
-        let (x, grad) = (contiguous(x), contiguous(grad));
-        let mut gw = vec![0.0f32; g.c_out * g.k()];
-        kernel::backward_weight(&g, values(&x), values(&grad), &mut gw);
-        tensor(gw, [g.c_out, g.c_in, g.kh, g.kw])
+        let (x, grad) = (x.to_contiguous(), grad.to_contiguous());
+        computed([g.c_out, g.c_in, g.kh, g.kw], |gw| {
+            kernel::backward_weight(&g, values(&x), values(&grad), gw)
+        })
     }
 }
 

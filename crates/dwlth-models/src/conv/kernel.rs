@@ -160,16 +160,9 @@ fn matmul(
     rhs: View,
     parallelism: Parallelism,
 ) {
+    // Empty convolutions never reach the kernels (`extension::geometry` sends them to Burn).
+    assert!(m * n * k > 0, "matmul: empty product");
     assert!(dst.len() >= m * n, "matmul: destination too small");
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        if !accumulate {
-            dst[..m * n].fill(0.0);
-        }
-        return;
-    }
     // SAFETY: `dst` holds m × n values (asserted); the views address m × k and k × n values
     // inside live slices (guaranteed by the callers, which build them from matching sizes).
     unsafe {
@@ -473,15 +466,13 @@ fn as_flipped_forward(g: &Geometry, w: &[f32]) -> Option<(Geometry, Vec<f32>)> {
 
 /// The gradient with respect to the input, `gx`, from the output gradient `gy`.
 ///
-/// Stride-1 convolutions (all of ResNet's but the downsampling ones) take it as a forward
+/// Stride-1 convolutions (all of ResNet's but the downsampling ones, 1×1 included) take it as a forward
 /// convolution of `gy` ([`as_flipped_forward`]): one product as wide as the forward pass's
 /// instead of a `K × columns` product followed by a scatter of all its values.
 pub(crate) fn backward_input(g: &Geometry, w: &[f32], gy: &[f32], gx: &mut [f32]) {
-    if !g.is_pointwise() {
-        if let Some((flipped_geometry, flipped)) = as_flipped_forward(g, w) {
-            forward(&flipped_geometry, gy, &flipped, gx);
-            return;
-        }
+    if let Some((flipped_geometry, flipped)) = as_flipped_forward(g, w) {
+        forward(&flipped_geometry, gy, &flipped, gx);
+        return;
     }
     let plan = Plan::new(g);
     let (k, p, in_len, out_len) = (g.k(), g.p(), g.input_len(), g.output_len());
@@ -496,10 +487,6 @@ pub(crate) fn backward_input(g: &Geometry, w: &[f32], gy: &[f32], gx: &mut [f32]
             let images = gyc.len() / out_len;
             let cols = images * p;
             let lhs = View::transposed(w, k);
-            if g.is_pointwise() && images == 1 {
-                matmul((k, cols, g.c_out), gxc, false, lhs, View::rows(gyc, p), par);
-                return;
-            }
             let gathered = if images == 1 { 0 } else { g.c_out * cols };
             with_scratch(k * cols, gathered, |col, gy_cols| {
                 let rhs = if images == 1 {
