@@ -4,9 +4,12 @@
 //! ticket's, not the Inception network of FID, so the numbers are comparable among themselves
 //! only.
 //!
-//! `Tr((Σ₁ Σ₂)^{1/2})` is the sum of the square roots of the eigenvalues of the symmetric
-//! matrix `Σ₁^{1/2} Σ₂ Σ₁^{1/2}`; both square roots come from symmetric eigendecompositions
-//! (cyclic Jacobi, in `f64`), exact for positive semi-definite covariances.
+//! `Tr((Σ₁ Σ₂)^{1/2})` is the sum of the singular values of `Σ₁^{1/2} Σ₂^{1/2}` (whose squares
+//! are the eigenvalues of `Σ₁ Σ₂`); the square roots come from symmetric eigendecompositions
+//! (cyclic Jacobi, in `f64`), the singular values from one-sided Jacobi. Taking square roots of
+//! the eigenvalues of `Σ₁^{1/2} Σ₂ Σ₁^{1/2}` instead — the textbook route — turns rounding noise
+//! of size ε‖Σ‖² on the many near-zero eigenvalues of real features into errors of √ε‖Σ‖ each,
+//! enough to make a set's distance from itself visibly negative.
 
 /// Mean and covariance (divided by `n − 1`) of `n` feature vectors of dimension `d`.
 #[derive(Debug, Clone, PartialEq)]
@@ -117,6 +120,44 @@ fn sqrt_psd(a: &[f64], d: usize) -> Vec<f64> {
     out
 }
 
+/// Singular values of a `d × d` matrix by one-sided (Hestenes) Jacobi: columns are rotated
+/// pairwise until mutually orthogonal, and the singular values are their norms. Accurate to
+/// rounding relative to the matrix's norm, small ones included.
+fn singular_values(m: &[f64], d: usize) -> Vec<f64> {
+    let mut m = m.to_vec();
+    let column_dot =
+        |m: &[f64], p: usize, q: usize| (0..d).map(|k| m[k * d + p] * m[k * d + q]).sum::<f64>();
+    for _sweep in 0..100 {
+        let mut rotated = false;
+        for p in 0..d {
+            for q in p + 1..d {
+                let (alpha, beta, gamma) = (
+                    column_dot(&m, p, p),
+                    column_dot(&m, q, q),
+                    column_dot(&m, p, q),
+                );
+                if gamma.abs() <= 1e-15 * (alpha * beta).sqrt() || gamma == 0.0 {
+                    continue;
+                }
+                rotated = true;
+                let zeta = (beta - alpha) / (2.0 * gamma);
+                let t = zeta.signum() / (zeta.abs() + (1.0 + zeta * zeta).sqrt());
+                let c = 1.0 / (1.0 + t * t).sqrt();
+                let s = c * t;
+                for k in 0..d {
+                    let (mkp, mkq) = (m[k * d + p], m[k * d + q]);
+                    m[k * d + p] = c * mkp - s * mkq;
+                    m[k * d + q] = s * mkp + c * mkq;
+                }
+            }
+        }
+        if !rotated {
+            break;
+        }
+    }
+    (0..d).map(|j| column_dot(&m, j, j).sqrt()).collect()
+}
+
 fn matmul(a: &[f64], b: &[f64], d: usize) -> Vec<f64> {
     let mut out = vec![0.0; d * d];
     for i in 0..d {
@@ -142,10 +183,8 @@ pub fn frechet_distance(a: &FeatureStats, b: &FeatureStats) -> Option<f64> {
         .zip(&b.mean)
         .map(|(x, y)| (x - y).powi(2))
         .sum();
-    let root_a = sqrt_psd(&a.cov, d);
-    let inner = matmul(&matmul(&root_a, &b.cov, d), &root_a, d);
-    let (values, _) = symmetric_eigen(&inner, d);
-    let cross: f64 = values.iter().map(|l| l.max(0.0).sqrt()).sum();
+    let product = matmul(&sqrt_psd(&a.cov, d), &sqrt_psd(&b.cov, d), d);
+    let cross: f64 = singular_values(&product, d).iter().sum();
     let trace = |m: &[f64]| (0..d).map(|i| m[i * d + i]).sum::<f64>();
     Some(mean_term + trace(&a.cov) + trace(&b.cov) - 2.0 * cross)
 }
@@ -194,6 +233,37 @@ mod tests {
         let f = sample(200, 6, 0.0, 1.0, 1);
         let s = FeatureStats::of(&f, 6).unwrap();
         assert!(frechet_distance(&s, &s).unwrap().abs() < 1e-9);
+    }
+
+    #[test]
+    fn rank_deficient_sets_are_at_distance_zero_from_themselves() {
+        // Penultimate ReLU features: fewer samples than dimensions, some units never fire, and
+        // large activations. The covariance has near-zero eigenvalues whose rounding noise must
+        // not turn into square roots (√1e-14 = 1e-7 per direction).
+        for (n, seed) in [(12, 4), (64, 5), (40, 6)] {
+            let dim = 16;
+            let mut f = sample(n, dim, 3.0, 40.0, seed);
+            for row in f.chunks_mut(dim) {
+                for x in row.iter_mut().step_by(3) {
+                    *x = 0.0;
+                }
+                for x in row.iter_mut() {
+                    *x = x.max(0.0);
+                }
+            }
+            // Nearly collinear units (a random network's features): one direction carries
+            // almost all the variance.
+            let common = sample(n, 1, 0.0, 30.0, seed + 10);
+            for (row, c) in f.chunks_mut(dim).zip(&common) {
+                for (i, x) in row.iter_mut().enumerate() {
+                    *x = *x * 1e-4 + c * (1.0 + i as f32 * 0.1);
+                }
+            }
+            let s = FeatureStats::of(&f, dim).unwrap();
+            let scale: f64 = (0..dim).map(|i| s.cov[i * dim + i]).sum();
+            let d = frechet_distance(&s, &s).unwrap();
+            assert!(d.abs() < 1e-12 * scale, "n {n}: {d} (trace {scale})");
+        }
     }
 
     #[test]
