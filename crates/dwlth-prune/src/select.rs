@@ -7,15 +7,23 @@ pub fn count_to_prune(amount: f64, n: usize) -> usize {
     (k.max(0.0) as usize).min(n)
 }
 
-/// A `u32` whose unsigned order is the total order of the float (negative below positive).
-#[inline]
+/// A `u32` whose unsigned order is the total order of the float (negative below positive):
+/// negative floats have all bits flipped, positive ones their sign bit set (branch-free, so
+/// the passes below vectorise).
+#[inline(always)]
 fn order_key(v: f32) -> u32 {
     let bits = v.to_bits();
-    if bits & 0x8000_0000 != 0 {
-        !bits
+    bits ^ (((bits as i32 >> 31) as u32) | 0x8000_0000)
+}
+
+/// The float whose [`order_key`] is `key`.
+#[inline]
+fn from_order_key(key: u32) -> f32 {
+    f32::from_bits(if key & 0x8000_0000 != 0 {
+        key ^ 0x8000_0000
     } else {
-        bits | 0x8000_0000
-    }
+        !key
+    })
 }
 
 /// Work split into one contiguous chunk per core for inputs above a million elements.
@@ -50,23 +58,135 @@ fn par_chunks<R: Send>(scores: &[f32], f: impl Fn(usize, &[f32]) -> R + Sync) ->
 
 /// Marks the `k` lowest `scores` (`true` = selected); NaN scores are never selected.
 ///
-/// Runs in linear time with a radix selection, split over the cores for large inputs:
-/// 1. histogram the top 16 bits of every score's order key (and count the present scores);
-/// 2. find the bucket holding the `k`-th key and select exactly among that bucket's keys;
-/// 3. mark every score below that key, noting the (rare) ones equal to it, and take those in
-///    index order until `k` are marked — deterministic even with ties.
+/// Runs in linear time, split over the cores for large inputs, in two passes over the scores
+/// when it can:
+/// 1. find the `k`-th lowest score ([`sampled_threshold`]: bracket it with a sample and select
+///    among the few scores inside the bracket; [`radix_threshold`] when the bracket misses or
+///    the input is small);
+/// 2. mark every score below it, noting the (rare) ones equal to it, and take those in index
+///    order until `k` are marked — deterministic even with ties (`-0.0` and `0.0` are equal
+///    scores).
 pub fn lowest_k(scores: &[f32], k: usize) -> Vec<bool> {
     if k == 0 {
         return vec![false; scores.len()];
     }
-    // u32 counts keep each core's table in cache (a chunk never holds 2^32 scores here).
-    let mut histogram = vec![0usize; 1 << 16];
+    let threshold = match sampled_threshold(scores, k).or_else(|| radix_threshold(scores, k)) {
+        Some(key) => from_order_key(key),
+        // At least as many wanted as there are present scores: all of them.
+        None => return scores.iter().map(|s| !s.is_nan()).collect(),
+    };
+    // Mark in place, chunk by chunk on the cores; each core reports how many it marked and
+    // which scores equal the threshold.
+    let mut picked = vec![false; scores.len()];
+    let len = chunk_len(scores.len());
+    let parts: Vec<(usize, Vec<usize>)> = std::thread::scope(|scope| {
+        let parts: Vec<_> = scores
+            .chunks(len)
+            .zip(picked.chunks_mut(len))
+            .enumerate()
+            .map(|(i, (c, o))| scope.spawn(move || passes::mark_below(c, o, threshold, i * len)))
+            .collect();
+        parts
+            .into_iter()
+            .map(|p| p.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    });
+    let taken: usize = parts.iter().map(|(below, _)| below).sum();
+    for i in parts
+        .into_iter()
+        .flat_map(|(_, equal)| equal)
+        .take(k.saturating_sub(taken))
+    {
+        picked[i] = true;
+    }
+    picked
+}
+
+/// Scores the sample of [`sampled_threshold`] takes: enough that the bracket around the
+/// `k`-th key holds well under 1 % of the scores.
+const SAMPLE: usize = 1 << 18;
+
+/// The order key of the `k`-th lowest present score, or `None` when its sampled bracket misses
+/// (or the input is too small to sample).
+///
+/// A sample of [`SAMPLE`] scores (one at a pseudo-random place in each stretch of `n / SAMPLE`)
+/// gives scores `lo ≤ hi` that bracket the `k`-th key with near certainty (±4.5 binomial
+/// standard deviations of the sample's rank). One pass then counts the present scores below
+/// `lo` and collects those in `[lo, hi]`; if the `k`-th falls among the collected ones, an
+/// exact selection among them finds it. Otherwise `None`, and [`radix_threshold`] decides: the
+/// sample only ever affects speed, never the result.
+fn sampled_threshold(scores: &[f32], k: usize) -> Option<u32> {
+    let n = scores.len();
+    if n < 16 * SAMPLE {
+        return None;
+    }
+    let step = n / SAMPLE;
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut sample: Vec<u32> = (0..SAMPLE)
+        .filter_map(|i| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            let s = scores[i * step + (state >> 33) as usize % step];
+            (!s.is_nan()).then(|| order_key(s))
+        })
+        .collect();
+    // The k-th of n is at sample rank k · SAMPLE / n (NaN scores count in n, so they count in
+    // the sample's size too).
+    let p = k as f64 / n as f64;
+    let rank = p * SAMPLE as f64;
+    let margin = 4.5 * (SAMPLE as f64 * p * (1.0 - p)).sqrt() + 16.0;
+    let lo_rank = (rank - margin).floor();
+    let hi_rank = (rank + margin).ceil();
+    let lo = if lo_rank < 0.0 {
+        f32::NEG_INFINITY
+    } else if lo_rank as usize >= sample.len() {
+        return None;
+    } else {
+        from_order_key(*sample.select_nth_unstable(lo_rank as usize).1)
+    };
+    let hi = if hi_rank as usize >= sample.len() {
+        f32::INFINITY
+    } else {
+        from_order_key(*sample.select_nth_unstable(hi_rank as usize).1)
+    };
+    bracketed_threshold(scores, k, lo, hi)
+}
+
+/// The order key of the `k`-th lowest present score if it lies in `[lo, hi]`, else `None`: one
+/// pass counts the scores below `lo` and collects those inside. Every score below `lo`
+/// precedes every score in `[lo, hi]` in the keys' order too, so the `k`-th is the
+/// `(k − below)`-th inside the bracket by key.
+fn bracketed_threshold(scores: &[f32], k: usize, lo: f32, hi: f32) -> Option<u32> {
+    let parts = par_chunks(scores, |_, chunk| passes::count_and_bracket(chunk, lo, hi));
+    let below: usize = parts.iter().map(|(b, _)| b).sum();
+    if k <= below {
+        return None;
+    }
+    let mut inside: Vec<u32> = parts
+        .into_iter()
+        .flat_map(|(_, i)| i)
+        .map(order_key)
+        .collect();
+    if k - below > inside.len() {
+        return None;
+    }
+    Some(*inside.select_nth_unstable(k - below - 1).1)
+}
+
+/// Buckets of the radix selection's first pass: the top 16 bits of the order key.
+const BUCKETS: usize = 1 << 16;
+
+/// The order key of the `k`-th lowest present score by radix selection (`None` when fewer
+/// than `k` scores are present): a histogram of the top 16 bits of every key, then an exact
+/// selection inside the bucket holding the `k`-th.
+fn radix_threshold(scores: &[f32], k: usize) -> Option<u32> {
+    let mut histogram = vec![0usize; BUCKETS];
     for part in par_chunks(scores, |_, chunk| {
-        let mut h = vec![0u32; 1 << 16];
+        // u32 counts keep each core's table in cache (a chunk never holds 2³² scores here).
+        let mut h = vec![0u32; BUCKETS];
         for s in chunk {
-            if !s.is_nan() {
-                h[(order_key(*s) >> 16) as usize] += 1;
-            }
+            h[(order_key(*s) >> 16) as usize] += !s.is_nan() as u32;
         }
         h
     }) {
@@ -76,8 +196,8 @@ pub fn lowest_k(scores: &[f32], k: usize) -> Vec<bool> {
             .for_each(|(x, y)| *x += y as usize);
     }
     let present: usize = histogram.iter().sum();
-    if k >= present {
-        return scores.iter().map(|s| !s.is_nan()).collect();
+    if k > present {
+        return None;
     }
     let (mut below, mut bucket) = (0, 0u32);
     for (b, count) in histogram.iter().enumerate() {
@@ -90,46 +210,163 @@ pub fn lowest_k(scores: &[f32], k: usize) -> Vec<bool> {
     let mut candidates: Vec<u32> = par_chunks(scores, |_, chunk| {
         chunk
             .iter()
-            .filter(|s| !s.is_nan())
+            .filter(|s| !s.is_nan() && order_key(**s) >> 16 == bucket)
             .map(|s| order_key(*s))
-            .filter(|key| key >> 16 == bucket)
             .collect::<Vec<u32>>()
     })
     .concat();
-    let threshold = *candidates.select_nth_unstable(k - below - 1).1;
-    // Mark in place, chunk by chunk on the cores; note the keys equal to the threshold.
-    let mut picked = vec![false; scores.len()];
-    let len = chunk_len(scores.len());
-    let mark = |offset: usize, chunk: &[f32], out: &mut [bool]| {
-        let mut equal = Vec::new();
-        for (i, (s, p)) in chunk.iter().zip(out.iter_mut()).enumerate() {
-            let key = order_key(*s);
-            let present = !s.is_nan();
-            *p = present && key < threshold;
-            if present && key == threshold {
-                equal.push(offset + i);
+    Some(*candidates.select_nth_unstable(k - below - 1).1)
+}
+
+/// The two full passes over the scores, with SSE2 compares on x86-64 (part of its baseline, so
+/// no run-time detection) and plain loops elsewhere. Float compares leave NaN out of every
+/// count by themselves.
+mod passes {
+    #[cfg(target_arch = "x86_64")]
+    pub use sse2::{count_and_bracket, mark_below};
+
+    #[cfg(not(target_arch = "x86_64"))]
+    pub use scalar::{count_and_bracket, mark_below};
+
+    pub mod scalar {
+        /// `(#scores < lo, the scores in [lo, hi])`.
+        pub fn count_and_bracket(chunk: &[f32], lo: f32, hi: f32) -> (usize, Vec<f32>) {
+            let below = chunk.iter().filter(|s| **s < lo).count();
+            let inside = chunk
+                .iter()
+                .copied()
+                .filter(|s| *s >= lo && *s <= hi)
+                .collect();
+            (below, inside)
+        }
+
+        /// Sets `out[i] = chunk[i] < threshold`; returns how many it set and the indices
+        /// (plus `offset`) of the scores equal to `threshold`.
+        pub fn mark_below(
+            chunk: &[f32],
+            out: &mut [bool],
+            threshold: f32,
+            offset: usize,
+        ) -> (usize, Vec<usize>) {
+            let (mut below, mut equal) = (0, Vec::new());
+            for (i, (s, p)) in chunk.iter().zip(out.iter_mut()).enumerate() {
+                *p = *s < threshold;
+                below += *p as usize;
+                if *s == threshold {
+                    equal.push(offset + i);
+                }
+            }
+            (below, equal)
+        }
+    }
+
+    /// Blocks of 16 scores as four SSE registers. LLVM vectorises the plain loops poorly here
+    /// (it gathers across blocks), at 2–3× the time of these.
+    #[cfg(target_arch = "x86_64")]
+    pub mod sse2 {
+        use std::arch::x86_64::*;
+
+        /// Four registers from 16 scores.
+        #[inline(always)]
+        fn load(block: &[f32]) -> [__m128; 4] {
+            assert_eq!(block.len(), 16);
+            // SAFETY: SSE2 is part of x86-64's baseline; the four unaligned loads read
+            // block[0..16], in bounds by the assertion.
+            unsafe {
+                let p = block.as_ptr();
+                [
+                    _mm_loadu_ps(p),
+                    _mm_loadu_ps(p.add(4)),
+                    _mm_loadu_ps(p.add(8)),
+                    _mm_loadu_ps(p.add(12)),
+                ]
             }
         }
-        equal
-    };
-    let equal: Vec<usize> = std::thread::scope(|scope| {
-        let mark = &mark;
-        let parts: Vec<_> = scores
-            .chunks(len)
-            .zip(picked.chunks_mut(len))
-            .enumerate()
-            .map(|(i, (c, o))| scope.spawn(move || mark(i * len, c, o)))
-            .collect();
-        parts
-            .into_iter()
-            .flat_map(|p| p.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-            .collect()
-    });
-    let taken = picked.iter().filter(|p| **p).count();
-    for i in equal.into_iter().take(k.saturating_sub(taken)) {
-        picked[i] = true;
+
+        pub fn count_and_bracket(chunk: &[f32], lo: f32, hi: f32) -> (usize, Vec<f32>) {
+            let mut blocks = chunk.chunks_exact(16);
+            let mut inside = Vec::new();
+            // SAFETY: SSE2 is part of x86-64's baseline; the intrinsics touch registers only.
+            let below = unsafe {
+                let (lo_v, hi_v) = (_mm_set1_ps(lo), _mm_set1_ps(hi));
+                // Per-lane counts, decremented by the all-ones masks of "below" lanes; a chunk
+                // never holds 2³² scores here.
+                let mut counts = _mm_setzero_si128();
+                for block in &mut blocks {
+                    let mut bracketed = 0u32;
+                    for (j, x) in load(block).into_iter().enumerate() {
+                        counts = _mm_sub_epi32(counts, _mm_castps_si128(_mm_cmplt_ps(x, lo_v)));
+                        let within = _mm_and_ps(_mm_cmpge_ps(x, lo_v), _mm_cmple_ps(x, hi_v));
+                        bracketed |= (_mm_movemask_ps(within) as u32) << (4 * j);
+                    }
+                    while bracketed != 0 {
+                        inside.push(block[bracketed.trailing_zeros() as usize]);
+                        bracketed &= bracketed - 1;
+                    }
+                }
+                let mut lanes = [0u32; 4];
+                _mm_storeu_si128(lanes.as_mut_ptr().cast(), counts);
+                lanes.iter().map(|c| *c as usize).sum::<usize>()
+            };
+            let (tail_below, tail_inside) =
+                super::scalar::count_and_bracket(blocks.remainder(), lo, hi);
+            inside.extend(tail_inside);
+            (below + tail_below, inside)
+        }
+
+        pub fn mark_below(
+            chunk: &[f32],
+            out: &mut [bool],
+            threshold: f32,
+            offset: usize,
+        ) -> (usize, Vec<usize>) {
+            assert_eq!(chunk.len(), out.len());
+            let (mut below, mut equal) = (0, Vec::new());
+            let blocks = chunk.len() / 16;
+            for (b, (block, flags)) in chunk
+                .chunks_exact(16)
+                .zip(out.chunks_exact_mut(16))
+                .enumerate()
+            {
+                let x = load(block);
+                // SAFETY: SSE2 is part of x86-64's baseline; the one store writes
+                // flags[0..16] (16 bytes, in bounds), each byte 0 or 1, valid `bool`s.
+                let ties = unsafe {
+                    let t = _mm_set1_ps(threshold);
+                    let lt = x.map(|x| _mm_castps_si128(_mm_cmplt_ps(x, t)));
+                    // Four all-ones/zero i32 masks per register, packed to 16 bytes of -1 / 0.
+                    let bytes = _mm_packs_epi16(
+                        _mm_packs_epi32(lt[0], lt[1]),
+                        _mm_packs_epi32(lt[2], lt[3]),
+                    );
+                    _mm_storeu_si128(
+                        flags.as_mut_ptr().cast(),
+                        _mm_and_si128(bytes, _mm_set1_epi8(1)),
+                    );
+                    below += _mm_movemask_epi8(bytes).count_ones() as usize;
+                    let eq = x.map(|x| _mm_cmpeq_ps(x, t));
+                    _mm_movemask_ps(_mm_or_ps(_mm_or_ps(eq[0], eq[1]), _mm_or_ps(eq[2], eq[3])))
+                };
+                if ties != 0 {
+                    let first = offset + 16 * b;
+                    equal.extend(
+                        (0..16)
+                            .filter(|j| block[*j] == threshold)
+                            .map(|j| first + j),
+                    );
+                }
+            }
+            let done = 16 * blocks;
+            let (tail_below, tail_equal) = super::scalar::mark_below(
+                &chunk[done..],
+                &mut out[done..],
+                threshold,
+                offset + done,
+            );
+            equal.extend(tail_equal);
+            (below + tail_below, equal)
+        }
     }
-    picked
 }
 
 #[cfg(test)]
@@ -185,6 +422,128 @@ mod tests {
             .map(|(s, _)| *s)
             .fold(f32::MIN, f32::max);
         assert_eq!(max_picked, sorted[k - 1]);
+    }
+
+    /// Scores with both signs, both zeros, infinities, NaNs and many duplicates.
+    fn awkward_scores(n: usize, seed: u64) -> Vec<f32> {
+        let mut state = seed;
+        (0..n)
+            .map(|_| {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
+                match (state >> 33) % 1000 {
+                    0 => f32::NAN,
+                    1 => -0.0,
+                    2 => 0.0,
+                    3 => f32::INFINITY,
+                    4 => f32::NEG_INFINITY,
+                    r => (r as f32 - 500.0) / 64.0 * ((state >> 20) % 7) as f32,
+                }
+            })
+            .collect()
+    }
+
+    /// The present scores, sorted.
+    fn sorted_present(scores: &[f32]) -> Vec<f32> {
+        let mut present: Vec<f32> = scores.iter().copied().filter(|s| !s.is_nan()).collect();
+        present.sort_by(|a, b| a.total_cmp(b));
+        present
+    }
+
+    /// `picked` marks exactly `k` present scores, none above the `k`-th lowest (`sorted[k − 1]`)
+    /// and none left below it.
+    fn assert_lowest(scores: &[f32], sorted: &[f32], picked: &[bool], k: usize) {
+        assert_eq!(picked.iter().filter(|p| **p).count(), k, "k = {k}");
+        let kth = sorted[k - 1];
+        for (s, p) in scores.iter().zip(picked) {
+            if *p {
+                assert!(*s <= kth, "picked {s} above the k-th {kth} (k = {k})");
+            } else {
+                assert!(
+                    s.is_nan() || *s >= kth,
+                    "left {s} below the k-th {kth} (k = {k})"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn vector_passes_agree_with_plain_loops() {
+        // Lengths around the 16-score blocks, brackets and thresholds at awkward values.
+        for n in [0, 1, 15, 16, 17, 100, 1037] {
+            let scores = awkward_scores(n, n as u64 + 3);
+            for (lo, hi) in [
+                (-1.0, 2.0),
+                (0.0, 0.0),
+                (-0.0, 3.5),
+                (f32::NEG_INFINITY, f32::INFINITY),
+                (5.0, 4.0),
+            ] {
+                let (below, inside) = passes::count_and_bracket(&scores, lo, hi);
+                let (want_below, want_inside) = passes::scalar::count_and_bracket(&scores, lo, hi);
+                assert_eq!(
+                    (below, &inside),
+                    (want_below, &want_inside),
+                    "{n} [{lo}, {hi}]"
+                );
+            }
+            for threshold in [0.0, -0.0, 1.5, f32::INFINITY, -3.0] {
+                let (mut out, mut want_out) = (vec![true; n], vec![true; n]);
+                let got = passes::mark_below(&scores, &mut out, threshold, 7);
+                let want = passes::scalar::mark_below(&scores, &mut want_out, threshold, 7);
+                assert_eq!((got, out), (want, want_out), "{n} < {threshold}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_missed_bracket_is_detected() {
+        let scores = awkward_scores(5_000, 9);
+        let k = 1_234;
+        let kth = sorted_present(&scores)[k - 1];
+        let exact = bracketed_threshold(&scores, k, kth - 1.0, kth + 1.0);
+        assert_eq!(exact.map(from_order_key), Some(kth));
+        assert_eq!(bracketed_threshold(&scores, k, kth + 0.5, kth + 9.0), None);
+        assert_eq!(bracketed_threshold(&scores, k, kth - 9.0, kth - 0.5), None);
+        // The bracket's ends themselves count as inside.
+        let at_ends = bracketed_threshold(&scores, k, kth, kth);
+        assert_eq!(at_ends.map(from_order_key), Some(kth));
+    }
+
+    #[test]
+    fn the_sampled_path_agrees_with_sorting() {
+        // Large enough to sample (16 · SAMPLE scores); NaNs, infinities and ties included.
+        let scores = awkward_scores(16 * SAMPLE + 333, 5);
+        let sorted = sorted_present(&scores);
+        let present = sorted.len();
+        for k in [
+            1,
+            1_000,
+            scores.len() / 5,
+            scores.len() / 2,
+            present - 1,
+            present,
+        ] {
+            assert!(
+                sampled_threshold(&scores, k).is_some() || k < 1_000 || k == present,
+                "the sample missed k = {k}"
+            );
+            assert_lowest(&scores, &sorted, &lowest_k(&scores, k), k);
+        }
+        let all = lowest_k(&scores, scores.len());
+        assert_eq!(all, scores.iter().map(|s| !s.is_nan()).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn plus_and_minus_zero_are_equal_scores_taken_in_index_order() {
+        let scores = [1.0, 0.0, -0.0, 0.0, -0.0, -1.0];
+        assert_eq!(
+            lowest_k(&scores, 2),
+            [false, true, false, false, false, true]
+        );
+        assert_eq!(
+            lowest_k(&scores, 3),
+            [false, true, true, false, false, true]
+        );
     }
 
     #[test]
