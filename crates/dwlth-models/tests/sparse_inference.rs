@@ -29,6 +29,9 @@ enum Masking {
     Random(f32),
     /// Each output channel entirely pruned with probability one half, the rest kept.
     Channels,
+    /// 1×1 convolutions pruned at random with probability 0.4 (dense enough for a dense
+    /// product), the others with probability 0.9 (left to the sparse kernel).
+    Mixed,
 }
 
 fn vector(values: Vec<f32>, device: &Device) -> Tensor<1> {
@@ -56,10 +59,16 @@ fn conv_mask(name: &str, conv: MaskedConv2d, masking: Masking, rng: &mut Rng) ->
     let per_channel = shape[1] * shape[2] * shape[3];
     let mut mask = Vec::with_capacity(shape[0] * per_channel);
     for _ in 0..shape[0] {
+        let masking = match masking {
+            Masking::Mixed if shape[2] * shape[3] == 1 => Masking::Random(0.4),
+            Masking::Mixed => Masking::Random(0.9),
+            other => other,
+        };
         match masking {
             Masking::Random(p) => {
                 mask.extend((0..per_channel).map(|_| f32::from(u8::from(rng.uniform() >= p))))
             }
+            Masking::Mixed => unreachable!("resolved per layer above"),
             Masking::Channels => {
                 let keep = f32::from(u8::from(rng.uniform() >= 0.5));
                 mask.extend(std::iter::repeat_n(keep, per_channel));
@@ -210,6 +219,44 @@ fn ninety_percent_sparse_masks_match() {
 #[test]
 fn ninety_eight_percent_sparse_masks_match() {
     check_all_topologies(Masking::Random(0.98));
+}
+
+#[test]
+fn dense_products_and_the_sparse_kernel_mix_and_match() {
+    // Every 1×1 layer of the bottleneck nets runs as a dense product, every larger one on the
+    // sparse kernel (dense_masks_match runs them all as products, patches gathered from
+    // padded and phase-split inputs); a single image runs each product on all threads,
+    // several run images in parallel (check_all_topologies' batches and this batch of 1).
+    let engines = check_all_topologies(Masking::Mixed);
+    let device = Device::flex();
+    device.seed(3);
+    let model = ticket(
+        tiny(Arch::ResNet50, Stem::ImageNet, &device),
+        Masking::Mixed,
+        4,
+    );
+    let engine = SparseResNet::from_resnet(&model).expect("compiles");
+    let x = Tensor::<4>::random([1, 3, 40, 33], Distribution::Uniform(0.0, 1.0), &device);
+    let (rel, scale) = compare(&model, &engine, x);
+    assert!(rel <= TOLERANCE, "batch 1: {rel:e} (max |logit| {scale})");
+    for engine in engines.iter().chain([&engine]) {
+        let layers = engine.layers();
+        let bottleneck = layers.iter().any(|l| l.name.ends_with("conv3"));
+        for layer in &layers {
+            let block_1x1 = layer.name.starts_with("layer")
+                && (layer.name.ends_with("conv1") || layer.name.ends_with("conv3"));
+            let one_by_one = layer.name.contains("downsample") || (bottleneck && block_1x1);
+            // A quarter of the weights for 1×1 convolutions, 35 % for larger kernels.
+            let dense_enough = if one_by_one {
+                4 * layer.stored_nnz >= layer.dense
+            } else {
+                100 * layer.stored_nnz >= 35 * layer.dense
+            };
+            let expected = dense_enough && layer.stored_nnz > 0 && layer.name != "fc";
+            assert_eq!(layer.dense_product, expected, "{}", layer.name);
+        }
+        assert!(!bottleneck || layers.iter().any(|l| l.dense_product));
+    }
 }
 
 #[test]

@@ -123,14 +123,14 @@ fn with_scratch<R>(a: usize, b: usize, f: impl FnOnce(&mut [f32], &mut [f32]) ->
 
 /// A row-major matrix view for [`matmul`]: base pointer, row stride and column stride.
 #[derive(Clone, Copy)]
-struct View {
+pub(crate) struct View {
     ptr: *const f32,
     row: isize,
     col: isize,
 }
 
 impl View {
-    fn rows(data: &[f32], row_stride: usize) -> Self {
+    pub(crate) fn rows(data: &[f32], row_stride: usize) -> Self {
         Self {
             ptr: data.as_ptr(),
             row: row_stride as isize,
@@ -152,7 +152,7 @@ impl View {
 ///
 /// The caller guarantees that `lhs` and `rhs` address `m × k` and `k × n` elements inside
 /// the slices they were made from, and that `dst` holds `m × n`.
-fn matmul(
+pub(crate) fn matmul(
     (m, n, k): (usize, usize, usize),
     dst: &mut [f32],
     accumulate: bool,

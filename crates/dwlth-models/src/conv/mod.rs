@@ -32,7 +32,7 @@ use burn::tensor::Tensor;
 #[cfg(feature = "flex")]
 mod extension;
 #[cfg(feature = "flex")]
-mod kernel;
+pub(crate) mod kernel;
 
 #[cfg(feature = "flex")]
 pub use extension::CpuConvBackend;

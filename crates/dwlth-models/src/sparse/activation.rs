@@ -139,6 +139,11 @@ pub(crate) struct ConvInput<'a> {
     pub image_len: usize,
     /// Input offset of each tap relative to the output position, parallel to `conv.taps`.
     pub offsets: Vec<u32>,
+    /// Input offset of tap `(channel 0, ky, kx)` at `ky · kw + kx`, stored or not.
+    pub origins: Vec<usize>,
+    /// Distance between the values one tap position reads in consecutive input channels:
+    /// tap `(c, ky, kx)` reads `c · channel_stride` after tap `(0, ky, kx)`.
+    pub channel_stride: usize,
     /// Grid width (≥ `out_w`; the extra columns are computed and discarded).
     pub grid: usize,
     /// Output height.
@@ -196,6 +201,11 @@ impl Phases {
     }
 }
 
+/// `(ky, kx)` over a kernel, row by row.
+fn kernel_positions([kh, kw]: [usize; 2]) -> impl Iterator<Item = (usize, usize)> {
+    (0..kh).flat_map(move |ky| (0..kw).map(move |kx| (ky, kx)))
+}
+
 fn to_u32(v: usize, layer: &str) -> Result<u32> {
     u32::try_from(v).map_err(|_| {
         ModelError::InvalidInput(format!(
@@ -242,17 +252,25 @@ fn phase_split<'a>(
                 }
             }
         });
-    let mut offsets = Vec::with_capacity(conv.taps.len());
-    for tap in &conv.taps {
-        let (a, dy) = py.split(tap.ky as usize, s.padding[0]);
-        let (b, dx) = px.split(tap.kx as usize, s.padding[1]);
-        let phase = (tap.channel as usize * s.stride[0] + a) * s.stride[1] + b;
-        offsets.push((phase * plane + dy * px.extent + dx) as u32);
-    }
+    let offset = |channel: usize, ky: usize, kx: usize| {
+        let (a, dy) = py.split(ky, s.padding[0]);
+        let (b, dx) = px.split(kx, s.padding[1]);
+        let phase = (channel * s.stride[0] + a) * s.stride[1] + b;
+        phase * plane + dy * px.extent + dx
+    };
+    let offsets = conv
+        .taps
+        .iter()
+        .map(|t| offset(t.channel as usize, t.ky as usize, t.kx as usize) as u32)
+        .collect();
     Ok(ConvInput {
         data: Cow::Owned(data),
         image_len,
         offsets,
+        origins: kernel_positions(s.kernel)
+            .map(|(ky, kx)| offset(0, ky, kx))
+            .collect(),
+        channel_stride: per_channel,
         grid: px.extent,
         out_h,
         out_w,
@@ -274,19 +292,22 @@ pub(crate) fn conv_input<'a>(pool: &Pool, conv: &SparseConv, x: &'a Act) -> Resu
         let out_w = out_size(&conv.name, x.width, s.kernel[1], 1, s.padding[1])?;
         let (row, plane) = (x.row(), x.plane());
         to_u32(x.image_len(), &conv.name)?;
+        let offset = |channel: usize, ky: usize, kx: usize| {
+            channel * plane + (ky + 1 - s.padding[0]) * row + kx + 1 - s.padding[1]
+        };
         let offsets = conv
             .taps
             .iter()
-            .map(|t| {
-                let y = t.ky as usize + 1 - s.padding[0];
-                let xx = t.kx as usize + 1 - s.padding[1];
-                (t.channel as usize * plane + y * row + xx) as u32
-            })
+            .map(|t| offset(t.channel as usize, t.ky as usize, t.kx as usize) as u32)
             .collect();
         return Ok(ConvInput {
             data: Cow::Borrowed(&x.data),
             image_len: x.image_len(),
             offsets,
+            origins: kernel_positions(s.kernel)
+                .map(|(ky, kx)| offset(0, ky, kx))
+                .collect(),
+            channel_stride: plane,
             grid: row,
             out_h,
             out_w,

@@ -4,6 +4,7 @@
 //! input offsets they read from depend on the feature-map size and are computed per forward
 //! pass ([`SparseConv::offsets`]), which keeps one engine valid for every input resolution.
 
+use super::dense::{dense_matrix, prefers_dense};
 use super::read::{ConvShape, FoldedConv};
 
 /// One nonzero weight position.
@@ -33,6 +34,9 @@ pub(crate) struct SparseConv {
     pub bias: Vec<f32>,
     /// Nonzero weights of the masked layer before any constant channel was folded away.
     pub masked_nnz: usize,
+    /// The stored weights as a dense matrix when a dense product runs this layer faster than
+    /// the sparse kernel ([`super::dense`]); kept in step with `taps` and `values`.
+    pub dense: Option<Vec<f32>>,
 }
 
 impl SparseConv {
@@ -67,7 +71,7 @@ impl SparseConv {
             row.push(taps.len());
         }
         let masked_nnz = taps.len();
-        Self {
+        let mut conv = Self {
             name: name.to_string(),
             shape: folded.shape,
             row,
@@ -75,6 +79,24 @@ impl SparseConv {
             values,
             bias: folded.bias,
             masked_nnz,
+            dense: None,
+        };
+        conv.choose_kernel();
+        conv
+    }
+
+    /// Decides between the sparse kernel and a dense product from the stored weights.
+    fn choose_kernel(&mut self) {
+        self.dense = prefers_dense(self).then(|| dense_matrix(self));
+    }
+
+    /// Multiply-adds per output position: every weight for a dense product, the stored
+    /// nonzero ones for the sparse kernel.
+    pub fn multiplies(&self) -> usize {
+        if self.dense.is_some() {
+            self.dense_len()
+        } else {
+            self.nnz()
         }
     }
 
@@ -135,6 +157,7 @@ impl SparseConv {
         self.row = row;
         self.taps = taps;
         self.values = values;
+        self.choose_kernel();
         before - self.taps.len()
     }
 }

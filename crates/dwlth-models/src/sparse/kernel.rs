@@ -22,7 +22,7 @@ use crate::error::{ModelError, Result};
 pub(crate) const TILE: usize = 64;
 
 /// Everything a task needs, shared by all tasks of one convolution.
-struct Job<'a> {
+pub(super) struct Job<'a> {
     offsets: &'a [u32],
     values: &'a [f32],
     /// Input-channel chunks per output channel.
@@ -32,12 +32,12 @@ struct Job<'a> {
     split: &'a [usize],
     bias: &'a [f32],
     grid: usize,
-    out_h: usize,
-    out_w: usize,
+    pub(super) out_h: usize,
+    pub(super) out_w: usize,
     /// Output positions on the grid, from 0 to the last real one.
-    len: usize,
+    pub(super) len: usize,
     dst_row: usize,
-    dst_plane: usize,
+    pub(super) dst_plane: usize,
     relu: bool,
 }
 
@@ -87,7 +87,7 @@ fn accumulate<const FMA: bool>(
 /// Writes the real positions of one tile into an output plane (with its zero border), as
 /// `act(acc + bias + residual)`.
 #[inline(always)]
-fn store(
+pub(super) fn store(
     job: &Job,
     acc: &[f32; TILE],
     q0: usize,
@@ -199,12 +199,21 @@ fn run_block<const FMA: bool>(
 }
 
 /// Input channels per chunk: a tile's input window of one chunk (`kh` rows of
-/// `TILE + kw` values per channel) in about 32 KiB, L1's share for the input.
+/// `TILE + kw` values per channel) in about 32 KiB, L1's share for the input — unless that
+/// would leave an output channel fewer than [`MIN_TAPS_PER_CHUNK`] weights per chunk on
+/// average, where the per-chunk work (loading and storing the accumulators) would cost more
+/// than the L1 misses it saves.
 fn chunk_channels(conv: &SparseConv) -> usize {
     let [kh, kw] = conv.shape.kernel;
     let per_channel = kh * (TILE + kw) * std::mem::size_of::<f32>();
-    (32 * 1024 / per_channel).max(4)
+    let for_l1 = (32 * 1024 / per_channel).max(4);
+    let taps_per_channel = conv.nnz() / conv.shape.out_channels.max(1);
+    let chunks = (taps_per_channel / MIN_TAPS_PER_CHUNK).max(1);
+    for_l1.max(conv.shape.in_channels.div_ceil(chunks))
 }
+
+/// See [`chunk_channels`].
+const MIN_TAPS_PER_CHUNK: usize = 16;
 
 /// For every output channel, where its weights (sorted by input channel) cross each chunk
 /// boundary.
@@ -284,17 +293,42 @@ fn channels_per_task(batch: usize, out_channels: usize) -> usize {
     out_channels.div_ceil(blocks)
 }
 
-/// Runs `conv` on `input` for `batch` images: `act(conv(x) + bias [+ residual])`.
-pub(crate) fn convolve(
+impl<'a> Job<'a> {
+    /// What [`store`] needs: `conv`'s bias and the geometry of `input` and `out` (no weights).
+    pub(super) fn epilogue(conv: &'a SparseConv, input: &ConvInput, out: &Act, relu: bool) -> Self {
+        Job {
+            offsets: &[],
+            values: &[],
+            chunks: 0,
+            split: &[],
+            bias: &conv.bias,
+            grid: input.grid,
+            out_h: input.out_h,
+            out_w: input.out_w,
+            len: (input.out_h - 1) * input.grid + input.out_w,
+            dst_row: out.row(),
+            dst_plane: out.plane(),
+            relu,
+        }
+    }
+}
+
+/// The (uninitialised) output maps of `conv` on `input`, after checking that `residual`, if
+/// any, has their shape.
+pub(super) fn output(
     pool: &Pool,
     conv: &SparseConv,
     input: &ConvInput,
     batch: usize,
     residual: Option<&Act>,
-    relu: bool,
 ) -> Result<Act> {
-    let oc = conv.shape.out_channels;
-    let mut out = Act::uninit(pool, batch, oc, input.out_h, input.out_w);
+    let out = Act::uninit(
+        pool,
+        batch,
+        conv.shape.out_channels,
+        input.out_h,
+        input.out_w,
+    );
     if let Some(r) = residual {
         let same = (r.batch, r.channels, r.height, r.width)
             == (out.batch, out.channels, out.height, out.width);
@@ -305,20 +339,27 @@ pub(crate) fn convolve(
             )));
         }
     }
+    Ok(out)
+}
+
+/// Runs `conv` on `input` for `batch` images: `act(conv(x) + bias [+ residual])`.
+pub(crate) fn convolve(
+    pool: &Pool,
+    conv: &SparseConv,
+    input: &ConvInput,
+    batch: usize,
+    residual: Option<&Act>,
+    relu: bool,
+) -> Result<Act> {
+    let oc = conv.shape.out_channels;
+    let mut out = output(pool, conv, input, batch, residual)?;
     let (chunks, split) = split_by_chunk(conv, chunk_channels(conv));
     let job = Job {
         offsets: &input.offsets,
         values: &conv.values,
         chunks,
         split: &split,
-        bias: &conv.bias,
-        grid: input.grid,
-        out_h: input.out_h,
-        out_w: input.out_w,
-        len: (input.out_h - 1) * input.grid + input.out_w,
-        dst_row: out.row(),
-        dst_plane: out.plane(),
-        relu,
+        ..Job::epilogue(conv, input, &out, relu)
     };
     let isa = isa();
     let out_image = out.image_len();

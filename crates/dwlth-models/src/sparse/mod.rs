@@ -31,6 +31,7 @@
 //! ```
 
 mod activation;
+mod dense;
 mod filter;
 mod kernel;
 mod pool;
@@ -39,7 +40,8 @@ mod read;
 use burn::module::Module;
 use burn::tensor::{Tensor, TensorData};
 
-use activation::{conv_input, stem_input, Act, Pool};
+use activation::{conv_input, stem_input, Act, ConvInput, Pool};
+use dense::convolve_dense;
 use filter::SparseConv;
 use kernel::convolve;
 use pool::{global_average, max_pool_3x3_s2, SparseLinear};
@@ -61,6 +63,10 @@ pub struct SparseLayerSummary {
     pub stored_nnz: usize,
     /// Output channels without weights, computed as constants.
     pub empty_channels: usize,
+    /// Whether the engine runs the layer as a dense matrix product (a 1×1 convolution that
+    /// keeps at least 25 % of its weights, or a larger one that keeps 35 %), multiplying its
+    /// zeros too.
+    pub dense_product: bool,
 }
 
 /// One residual block, BatchNorm folded.
@@ -71,10 +77,25 @@ struct SparseBlock {
     downsample: Option<SparseConv>,
 }
 
+/// `conv` on `input`, as a dense product or on the sparse kernel as compiled.
+fn run(
+    pool: &Pool,
+    conv: &SparseConv,
+    input: &ConvInput,
+    batch: usize,
+    res: Option<&Act>,
+    relu: bool,
+) -> Result<Act> {
+    match &conv.dense {
+        Some(weight) => convolve_dense(pool, conv, weight, input, batch, res, relu),
+        None => convolve(pool, conv, input, batch, res, relu),
+    }
+}
+
 /// `conv` applied to `x`, its phase-split input (if any) returned to `pool`.
 fn apply(pool: &Pool, conv: &SparseConv, x: &Act, res: Option<&Act>, relu: bool) -> Result<Act> {
     let input = conv_input(pool, conv, x)?;
-    let out = convolve(pool, conv, &input, x.batch, res, relu);
+    let out = run(pool, conv, &input, x.batch, res, relu);
     input.recycle(pool);
     out
 }
@@ -305,7 +326,7 @@ impl SparseResNet {
             [batch, h, w],
             (&self.mean, &self.std),
         )?;
-        let mut x = convolve(pool, &self.stem, &stem, batch, None, true)?;
+        let mut x = run(pool, &self.stem, &stem, batch, None, true)?;
         stem.recycle(pool);
         if self.max_pool {
             let pooled = max_pool_3x3_s2(pool, &x)?;
@@ -351,6 +372,7 @@ impl SparseResNet {
                 masked_nnz: c.masked_nnz,
                 stored_nnz: c.nnz(),
                 empty_channels: c.empty_channels(),
+                dense_product: c.dense.is_some(),
             })
             .chain(std::iter::once(SparseLayerSummary {
                 name: "fc".into(),
@@ -358,6 +380,7 @@ impl SparseResNet {
                 masked_nnz: self.fc_masked_nnz,
                 stored_nnz: self.fc.values.len(),
                 empty_channels: self.fc.row.windows(2).filter(|r| r[0] == r[1]).count(),
+                dense_product: false,
             }))
             .collect()
     }
@@ -375,8 +398,9 @@ impl SparseResNet {
         masked as f64 / dense.max(1) as f64
     }
 
-    /// Multiply-adds of one image of `h × w` pixels: the stored nonzero weights of each
-    /// convolution times its output positions, plus the head.
+    /// Multiply-adds of one image of `h × w` pixels: the weights each convolution multiplies
+    /// (its stored nonzero ones, or all of them for a layer run as a dense product) times its
+    /// output positions, plus the head.
     pub fn macs(&self, h: usize, w: usize) -> usize {
         let mut size = (h, w);
         let mut total = 0;
@@ -388,7 +412,7 @@ impl SparseResNet {
             (o(h, 0), o(w, 1))
         };
         size = out(size, &self.stem);
-        total += self.stem.nnz() * size.0 * size.1;
+        total += self.stem.multiplies() * size.0 * size.1;
         if self.max_pool {
             size = (size.0.div_ceil(2), size.1.div_ceil(2));
         }
@@ -396,14 +420,14 @@ impl SparseResNet {
             let input = size;
             if let Some(ds) = &b.downsample {
                 let o = out(input, ds);
-                total += ds.nnz() * o.0 * o.1;
+                total += ds.multiplies() * o.0 * o.1;
             }
             for c in [Some(&b.conv1), Some(&b.conv2), b.conv3.as_ref()]
                 .into_iter()
                 .flatten()
             {
                 size = out(size, c);
-                total += c.nnz() * size.0 * size.1;
+                total += c.multiplies() * size.0 * size.1;
             }
         }
         total + self.fc.values.len()

@@ -1,0 +1,148 @@
+//! The layers a ticket leaves dense enough that a dense matrix product beats the sparse
+//! kernel.
+//!
+//! Global magnitude pruning leaves some layers far denser than the ticket's average (the stem,
+//! the early and the 1×1 layers of a ResNet-50 keep 30–90 % of their weights at 90 % overall
+//! sparsity). The sparse kernel runs one multiply-add per weight over streamed input, 13–40 G
+//! multiply-adds/s on those layers; a packed matrix product (`gemm`) runs several times faster,
+//! so above a density ([`prefers_dense`]) it wins even though it multiplies the zeros too.
+//!
+//! No input copy is laid out for it: in the engine's layouts (padded planes, or phase planes
+//! for strides), the value tap `(c, ky, kx)` reads for output position `q` sits at
+//! `origin(ky, kx) + c · channel_stride + q`. A 1×1 convolution's input for a block of output
+//! positions is therefore a strided `[c_in × positions]` matrix read in place; a larger kernel
+//! gathers its `c_in · kh · kw` rows (contiguous runs) into a per-block patch matrix. The
+//! product lands in a block buffer and is stored with the sparse kernel's own epilogue (bias,
+//! shortcut, ReLU, border).
+
+use gemm::Parallelism;
+use rayon::prelude::*;
+
+use super::activation::{zero_borders, Act, ConvInput, Pool};
+use super::filter::SparseConv;
+use super::kernel::{output, store, Job, TILE};
+use crate::conv::kernel::{matmul, View};
+use crate::error::Result;
+
+/// Density from which a 1×1 convolution runs as a dense product. On the 2-core AVX-512
+/// machine of docs/performance.md the sparse kernel reaches 13–40 G multiply-adds/s on
+/// ResNet-50's 1×1 layers and the product 40–110: the break-even lies near 0.2–0.3.
+pub(crate) const DENSE_FROM_1X1: f64 = 0.25;
+
+/// Density from which a larger kernel runs as a dense product: the sparse kernel reaches
+/// ~40 G multiply-adds/s on 3×3 layers, and the product pays for gathering its patches. On
+/// the machine above, products for ResNet-50's 3×3 layers were slower than the sparse kernel
+/// at 26 % density and faster at the 50 % ticket's (`bench` section (f)).
+pub(crate) const DENSE_FROM: f64 = 0.35;
+
+/// Output positions per product: `c_out × BLOCK` results stay in L2 for the epilogue.
+const BLOCK: usize = 8 * TILE;
+
+/// Whether `conv` should run as a dense product.
+pub(crate) fn prefers_dense(conv: &SparseConv) -> bool {
+    let from = if conv.shape.kernel == [1, 1] {
+        DENSE_FROM_1X1
+    } else {
+        DENSE_FROM
+    };
+    conv.nnz() > 0 && conv.nnz() as f64 >= from * conv.dense_len() as f64
+}
+
+/// `conv`'s stored weights as a dense row-major `[c_out × (c_in · kh · kw)]` matrix, columns
+/// in `(c, ky, kx)` order.
+pub(crate) fn dense_matrix(conv: &SparseConv) -> Vec<f32> {
+    let [kh, kw] = conv.shape.kernel;
+    let k = conv.shape.in_channels * kh * kw;
+    let mut weight = vec![0.0; conv.shape.out_channels * k];
+    for o in 0..conv.shape.out_channels {
+        for j in conv.row[o]..conv.row[o + 1] {
+            let t = conv.taps[j];
+            let column = (t.channel as usize * kh + t.ky as usize) * kw + t.kx as usize;
+            weight[o * k + column] = conv.values[j];
+        }
+    }
+    weight
+}
+
+/// Runs `conv` with its dense `weight` ([`dense_matrix`]) on `input` for `batch` images:
+/// `act(conv(x) + bias [+ residual])`, the same maps as the sparse kernel.
+pub(crate) fn convolve_dense(
+    pool: &Pool,
+    conv: &SparseConv,
+    weight: &[f32],
+    input: &ConvInput,
+    batch: usize,
+    residual: Option<&Act>,
+    relu: bool,
+) -> Result<Act> {
+    let (oc, ic) = (conv.shape.out_channels, conv.shape.in_channels);
+    let taps = input.origins.len();
+    let k = ic * taps;
+    debug_assert_eq!(weight.len(), oc * k);
+    let mut out = output(pool, conv, input, batch, residual)?;
+    let job = Job::epilogue(conv, input, &out, relu);
+    let out_image = out.image_len();
+    // Images in parallel when there are enough of them, otherwise each product on every thread.
+    let threads = rayon::current_num_threads();
+    let parallelism = if batch >= threads {
+        Parallelism::None
+    } else {
+        Parallelism::Rayon(threads)
+    };
+    let image = |n: usize, dst: &mut [f32]| {
+        let x = &input.data[n * input.image_len..];
+        // Every row read below, x[origin + c · channel_stride + q] for c < ic, q < len, lies
+        // inside the image's buffer and its slack.
+        let last_origin = input.origins.iter().max().copied().unwrap_or(0);
+        assert!(last_origin + (ic - 1) * input.channel_stride + job.len <= x.len());
+        let res = residual.map(|r| &r.data[n * out_image..(n + 1) * out_image]);
+        let mut patches = vec![0.0f32; if taps == 1 { 0 } else { k * BLOCK }];
+        let mut product = vec![0.0f32; oc * BLOCK];
+        let mut q0 = 0;
+        while q0 < job.len {
+            let cols = (job.len - q0).min(BLOCK);
+            let rhs = if taps == 1 {
+                View::rows(&x[input.origins[0] + q0..], input.channel_stride)
+            } else {
+                // Patch row (c, ky, kx) is the contiguous run the tap reads.
+                for (r, row) in patches.chunks_exact_mut(cols).take(k).enumerate() {
+                    let (c, tap) = (r / taps, r % taps);
+                    let start = input.origins[tap] + c * input.channel_stride + q0;
+                    row.copy_from_slice(&x[start..start + cols]);
+                }
+                View::rows(&patches, cols)
+            };
+            matmul(
+                (oc, cols, k),
+                &mut product,
+                false,
+                View::rows(weight, k),
+                rhs,
+                parallelism,
+            );
+            for o in 0..oc {
+                let plane = &mut dst[o * job.dst_plane..(o + 1) * job.dst_plane];
+                let res = res.map(|r| &r[o * job.dst_plane..(o + 1) * job.dst_plane]);
+                let row = &product[o * cols..(o + 1) * cols];
+                for (t, values) in row.chunks(TILE).enumerate() {
+                    let mut acc = [0.0f32; TILE];
+                    acc[..values.len()].copy_from_slice(values);
+                    store(&job, &acc, q0 + t * TILE, conv.bias[o], plane, res);
+                }
+            }
+            q0 += cols;
+        }
+        zero_borders(dst, job.out_h, job.out_w);
+    };
+    let images = out.data[..batch * out_image].chunks_mut(out_image);
+    if batch >= threads {
+        images
+            .collect::<Vec<_>>()
+            .into_par_iter()
+            .enumerate()
+            .for_each(|(n, dst)| image(n, dst));
+    } else {
+        images.enumerate().for_each(|(n, dst)| image(n, dst));
+    }
+    Ok(out)
+}
