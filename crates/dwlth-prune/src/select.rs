@@ -60,8 +60,8 @@ fn par_chunks<R: Send>(scores: &[f32], f: impl Fn(usize, &[f32]) -> R + Sync) ->
 ///
 /// Runs in linear time, split over the cores for large inputs, in two passes over the scores
 /// when it can:
-/// 1. find the `k`-th lowest score ([`sampled_threshold`]: bracket it with a sample and select
-///    among the few scores inside the bracket; [`radix_threshold`] when the bracket misses or
+/// 1. find the `k`-th lowest score (`sampled_threshold`: bracket it with a sample and select
+///    among the few scores inside the bracket; `radix_threshold` when the bracket misses or
 ///    the input is small);
 /// 2. mark every score below it, noting the (rare) ones equal to it, and take those in index
 ///    order until `k` are marked — deterministic even with ties (`-0.0` and `0.0` are equal
