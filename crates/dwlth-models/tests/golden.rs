@@ -22,11 +22,11 @@ const CASES: [&str; 5] = [
 const TOL: f32 = 1e-4;
 
 /// Train-mode tolerance. Batch statistics of two images amplify float rounding with depth:
-/// ResNet-101 at width 2 (two-channel bottlenecks, 101 BatchNorms in a row) ends 5e-4 away from
-/// PyTorch, the others within 6e-5.
+/// ResNet-101 at width 2 (two-channel bottlenecks, 101 BatchNorms in a row) ends 1.5e-4 away
+/// from PyTorch (2.2e-4 through Burn's `batch_norm_train`), the others within 6e-5.
 fn train_tol(case: &str) -> f32 {
     if case.starts_with("r101") {
-        2e-3
+        1e-3
     } else {
         TOL
     }

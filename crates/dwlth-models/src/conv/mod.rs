@@ -90,11 +90,20 @@ pub fn conv2d(
     burn::tensor::module::conv2d(x, weight, bias, options)
 }
 
+/// Whether `device` is the `flex` CPU device, with or without autodiff.
+#[cfg(feature = "flex")]
+pub(crate) fn on_flex(device: &burn::tensor::Device) -> bool {
+    use burn::backend::DispatchDevice;
+    matches!(
+        device.clone().without_autodiff().as_dispatch(),
+        DispatchDevice::Flex(_)
+    )
+}
+
 /// Whether the native kernels take this convolution: f32 on the `flex` device (with or
 /// without autodiff), one group, consistent channels.
 #[cfg(feature = "flex")]
 fn native_applies(x: &Tensor<4>, weight: &Tensor<4>, options: &ConvOptions<2>) -> bool {
-    use burn::backend::DispatchDevice;
     use burn::tensor::DType;
     if conv_impl() == ConvImpl::Burn || options.groups != 1 {
         return false;
@@ -103,11 +112,7 @@ fn native_applies(x: &Tensor<4>, weight: &Tensor<4>, options: &ConvOptions<2>) -
     if device != weight.device() {
         return false;
     }
-    let on_flex = matches!(
-        device.without_autodiff().as_dispatch(),
-        DispatchDevice::Flex(_)
-    );
-    on_flex
+    on_flex(&device)
         && x.dtype() == DType::F32
         && weight.dtype() == DType::F32
         && x.dims()[1] == weight.dims()[1]

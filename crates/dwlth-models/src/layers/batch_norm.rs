@@ -86,20 +86,55 @@ impl BatchNorm2d {
         }
         let [n, _, h, w] = input.dims();
         let count = (n * h * w) as f64;
-        let out = batch_norm_train(input, self.gamma.val(), self.beta.val(), self.epsilon);
+        let (output, batch_mean, batch_var) = self.train_batch(input);
         let unbiased = if count > 1.0 {
-            out.variance.detach().mul_scalar(count / (count - 1.0))
+            batch_var.detach().mul_scalar(count / (count - 1.0))
         } else {
-            out.variance.detach()
+            batch_var.detach()
         };
         let m = self.momentum;
         let mean = self.running_mean.value_sync().to_device(&device);
         let var = self.running_var.value_sync().to_device(&device);
         self.running_mean
-            .update((mean.mul_scalar(1.0 - m) + out.mean.detach().mul_scalar(m)).detach());
+            .update((mean.mul_scalar(1.0 - m) + batch_mean.detach().mul_scalar(m)).detach());
         self.running_var
             .update((var.mul_scalar(1.0 - m) + unbiased.mul_scalar(m)).detach());
-        out.output
+        output
+    }
+
+    /// The output normalised with the batch's statistics, and those statistics (mean, biased
+    /// variance). On the CPU backend with f32 values, one fused operation
+    /// ([`CpuBatchNormBackend`](crate::layers::CpuBatchNormBackend): four passes over the
+    /// activations for forward and backward together); elsewhere Burn's `batch_norm_train`.
+    fn train_batch(&self, input: Tensor<4>) -> (Tensor<4>, Tensor<1>, Tensor<1>) {
+        #[cfg(feature = "flex")]
+        if !tests::burn_reference_forced()
+            && crate::conv::on_flex(&input.device())
+            && input.dtype() == burn::tensor::DType::F32
+            && input.shape().num_elements() > 0
+        {
+            use crate::layers::CpuBatchNormBackend;
+            use burn::backend::Dispatch;
+            let c = input.dims()[1];
+            let moments =
+                Tensor::<2>::from_dispatch(<Dispatch as CpuBatchNormBackend>::cpu_channel_moments(
+                    input.clone().detach().into_dispatch(),
+                ));
+            let output = Tensor::<4>::from_dispatch(
+                <Dispatch as CpuBatchNormBackend>::cpu_batch_norm_train(
+                    input.into_dispatch(),
+                    self.gamma.val().into_dispatch(),
+                    self.beta.val().into_dispatch(),
+                    moments.clone().into_dispatch(),
+                    self.epsilon,
+                ),
+            );
+            let mean = moments.clone().slice([0..1, 0..c]).reshape([c]);
+            let var = moments.slice([1..2, 0..c]).reshape([c]);
+            return (output, mean, var);
+        }
+        let out = batch_norm_train(input, self.gamma.val(), self.beta.val(), self.epsilon);
+        (out.output, out.mean, out.variance)
     }
 
     /// Evaluation mode as one per-channel affine map, `x · scale + shift` with
@@ -118,11 +153,29 @@ impl BatchNorm2d {
     }
 }
 
+#[cfg(not(test))]
+mod tests {
+    /// Outside tests the fused path is always taken where it applies.
+    pub fn burn_reference_forced() -> bool {
+        false
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use burn::tensor::module::batch_norm;
     use burn::tensor::Distribution;
+    use std::cell::Cell;
+
+    thread_local! {
+        /// Makes this thread's training-mode BatchNorms take Burn's `batch_norm_train`.
+        static BURN_REFERENCE: Cell<bool> = const { Cell::new(false) };
+    }
+
+    pub fn burn_reference_forced() -> bool {
+        BURN_REFERENCE.with(Cell::get)
+    }
 
     fn max_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
         (a - b).abs().max().into_scalar::<f32>()
@@ -171,5 +224,123 @@ mod tests {
             let reference = p.grad(&grads_ref).expect("parameter gradient");
             assert!(max_diff(ours, reference) < 1e-4, "{name}");
         }
+    }
+
+    #[test]
+    fn training_mode_equals_burns_batch_norm_train_with_gradients() {
+        // The fused CPU path against Burn's batch_norm_train: output, batch statistics (through
+        // the running-statistics update) and the gradients of x, γ and β. Activations far from
+        // zero (mean 40, std 3) check the moments' shifted sums; a 1×1 map with two images
+        // the smallest batch.
+        let device = Device::flex().autodiff();
+        device.seed(12);
+        for (shape, mean, std) in [
+            ([3, 5, 4, 6], 40.0, 3.0),
+            ([2, 4, 1, 1], 0.5, 1.0),
+            ([4, 3, 7, 5], -1.0, 0.2),
+        ] {
+            let c = shape[1];
+            let random = |lo: f64, hi: f64| {
+                Tensor::<1>::random([c], Distribution::Uniform(lo, hi), &device)
+                    .without_autodiff()
+                    .autodiff()
+            };
+            let mut bn = BatchNorm2dConfig::new(c).try_init(&device).expect("layer");
+            bn.gamma = Param::from_tensor(random(0.5, 2.0));
+            bn.beta = Param::from_tensor(random(-1.0, 1.0));
+            let x = Tensor::<4>::random(shape, Distribution::Normal(mean, std), &device);
+            let gy = Tensor::<4>::random(shape, Distribution::Default, &device);
+
+            let x_ours = x.clone().require_grad();
+            let y = bn.forward(x_ours.clone());
+            let grads = (y.clone() * gy.clone()).sum().backward();
+
+            let (gamma, beta) = (bn.gamma.val(), bn.beta.val());
+            let x_ref = x.require_grad();
+            let reference = batch_norm_train(x_ref.clone(), gamma.clone(), beta.clone(), 1e-5);
+            let grads_ref = (reference.output.clone() * gy).sum().backward();
+
+            let scale = reference.output.clone().abs().max().into_scalar::<f32>();
+            let y_err = max_diff(y.without_autodiff(), reference.output.without_autodiff());
+            assert!(y_err <= 2e-5 * scale.max(1.0), "{shape:?}: output {y_err}");
+            // Running mean after one step from 0 with momentum 0.1: 0.1 · batch mean.
+            let running = bn.running_mean.value_sync().without_autodiff();
+            let expected = reference.mean.without_autodiff().mul_scalar(0.1);
+            let mean_err = max_diff(running, expected);
+            assert!(mean_err < 1e-4, "{shape:?}: mean {mean_err}");
+            let g = |t: &Tensor<4>, g| t.grad(g).expect("input gradient");
+            let gx_ref = g(&x_ref, &grads_ref);
+            // With two values per channel the input gradient cancels to rounding noise; the
+            // tolerance is relative to at least 1 (γ/σ · |gy| is of that order here).
+            let gx_scale = gx_ref.clone().abs().max().into_scalar::<f32>().max(1.0);
+            let gx_err = max_diff(g(&x_ours, &grads), gx_ref);
+            assert!(
+                gx_err <= 1e-4 * gx_scale,
+                "{shape:?}: input gradient {gx_err}"
+            );
+            for (name, p) in [("gamma", &gamma), ("beta", &beta)] {
+                let ours = p.grad(&grads).expect("parameter gradient");
+                let reference = p.grad(&grads_ref).expect("parameter gradient");
+                let err = max_diff(ours, reference);
+                assert!(err < 1e-3, "{shape:?}: {name} {err}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_resnet_training_step_has_burns_gradients() {
+        // One training step of a small ResNet-18 (20 BatchNorms, maps down to 1×1) with the
+        // fused BatchNorm and with Burn's: the input gradient, which crosses every BatchNorm's
+        // backward, and the first and last layers' weight gradients.
+        use crate::{Arch, ResNetConfig, Stem};
+        let device = Device::flex().autodiff();
+        device.seed(21);
+        let model = ResNetConfig::new(Arch::ResNet18)
+            .with_width(4)
+            .with_stem(Stem::Cifar)
+            .with_num_classes(3)
+            .init(&device);
+        let x = Tensor::<4>::random([4, 3, 8, 8], Distribution::Default, &device);
+        let gy = Tensor::<2>::random([4, 3], Distribution::Default, &device);
+        let step = |burn_reference: bool| {
+            BURN_REFERENCE.with(|f| f.set(burn_reference));
+            let model = crate::mode::independent_copy(&model);
+            let x = x.clone().require_grad();
+            let grads = (model.forward(x.clone()) * gy.clone()).sum().backward();
+            BURN_REFERENCE.with(|f| f.set(false));
+            let grad = |t: Tensor<4>| t.grad(&grads).expect("gradient").into_data();
+            (
+                grad(x),
+                grad(model.conv1.weight.val()),
+                model
+                    .fc
+                    .weight
+                    .val()
+                    .grad(&grads)
+                    .expect("gradient")
+                    .into_data(),
+            )
+        };
+        let (fused, reference) = (step(false), step(true));
+        // The paths round differently: equal bits would mean the switch did nothing.
+        assert_ne!(fused.0, reference.0, "both steps took the same path");
+        let close = |a: burn::tensor::TensorData, b: burn::tensor::TensorData, what: &str| {
+            let (a, b) = (
+                a.try_to_vec::<f32>().unwrap(),
+                b.try_to_vec::<f32>().unwrap(),
+            );
+            let scale = b.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            let err = a
+                .iter()
+                .zip(&b)
+                .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
+            assert!(
+                scale > 0.0 && err <= 1e-3 * scale,
+                "{what}: {err} of {scale}"
+            );
+        };
+        close(fused.0, reference.0, "input");
+        close(fused.1, reference.1, "conv1.weight");
+        close(fused.2, reference.2, "fc.weight");
     }
 }
