@@ -106,7 +106,11 @@ thread_local! {
 }
 
 /// Runs `f` with this thread's two scratch buffers, each at least `a` and `b` long.
-fn with_scratch<R>(a: usize, b: usize, f: impl FnOnce(&mut [f32], &mut [f32]) -> R) -> R {
+pub(crate) fn with_scratch<R>(
+    a: usize,
+    b: usize,
+    f: impl FnOnce(&mut [f32], &mut [f32]) -> R,
+) -> R {
     let mut patches = PATCHES.take();
     let mut product = PRODUCT.take();
     if patches.len() < a {

@@ -21,7 +21,7 @@ use rayon::prelude::*;
 use super::activation::{zero_borders, Act, ConvInput, Pool};
 use super::filter::SparseConv;
 use super::kernel::{output, store, Job, TILE};
-use crate::conv::kernel::{matmul, View};
+use crate::conv::kernel::{matmul, with_scratch, View};
 use crate::error::Result;
 
 /// Density from which a 1×1 convolution runs as a dense product. On the 2-core AVX-512
@@ -96,42 +96,45 @@ pub(crate) fn convolve_dense(
         let last_origin = input.origins.iter().max().copied().unwrap_or(0);
         assert!(last_origin + (ic - 1) * input.channel_stride + job.len <= x.len());
         let res = residual.map(|r| &r.data[n * out_image..(n + 1) * out_image]);
-        let mut patches = vec![0.0f32; if taps == 1 { 0 } else { k * BLOCK }];
-        let mut product = vec![0.0f32; oc * BLOCK];
-        let mut q0 = 0;
-        while q0 < job.len {
-            let cols = (job.len - q0).min(BLOCK);
-            let rhs = if taps == 1 {
-                View::rows(&x[input.origins[0] + q0..], input.channel_stride)
-            } else {
-                // Patch row (c, ky, kx) is the contiguous run the tap reads.
-                for (r, row) in patches.chunks_exact_mut(cols).take(k).enumerate() {
-                    let (c, tap) = (r / taps, r % taps);
-                    let start = input.origins[tap] + c * input.channel_stride + q0;
-                    row.copy_from_slice(&x[start..start + cols]);
+        // Per-thread buffers reused across layers and calls: fresh zeroed ones per image
+        // would cost a memset of up to a megabyte each.
+        let patches_len = if taps == 1 { 0 } else { k * BLOCK };
+        with_scratch(patches_len, oc * BLOCK, |patches, product| {
+            let mut q0 = 0;
+            while q0 < job.len {
+                let cols = (job.len - q0).min(BLOCK);
+                let rhs = if taps == 1 {
+                    View::rows(&x[input.origins[0] + q0..], input.channel_stride)
+                } else {
+                    // Patch row (c, ky, kx) is the contiguous run the tap reads.
+                    for (r, row) in patches.chunks_exact_mut(cols).take(k).enumerate() {
+                        let (c, tap) = (r / taps, r % taps);
+                        let start = input.origins[tap] + c * input.channel_stride + q0;
+                        row.copy_from_slice(&x[start..start + cols]);
+                    }
+                    View::rows(patches, cols)
+                };
+                matmul(
+                    (oc, cols, k),
+                    product,
+                    false,
+                    View::rows(weight, k),
+                    rhs,
+                    parallelism,
+                );
+                for o in 0..oc {
+                    let plane = &mut dst[o * job.dst_plane..(o + 1) * job.dst_plane];
+                    let res = res.map(|r| &r[o * job.dst_plane..(o + 1) * job.dst_plane]);
+                    let row = &product[o * cols..(o + 1) * cols];
+                    for (t, values) in row.chunks(TILE).enumerate() {
+                        let mut acc = [0.0f32; TILE];
+                        acc[..values.len()].copy_from_slice(values);
+                        store(&job, &acc, q0 + t * TILE, conv.bias[o], plane, res);
+                    }
                 }
-                View::rows(&patches, cols)
-            };
-            matmul(
-                (oc, cols, k),
-                &mut product,
-                false,
-                View::rows(weight, k),
-                rhs,
-                parallelism,
-            );
-            for o in 0..oc {
-                let plane = &mut dst[o * job.dst_plane..(o + 1) * job.dst_plane];
-                let res = res.map(|r| &r[o * job.dst_plane..(o + 1) * job.dst_plane]);
-                let row = &product[o * cols..(o + 1) * cols];
-                for (t, values) in row.chunks(TILE).enumerate() {
-                    let mut acc = [0.0f32; TILE];
-                    acc[..values.len()].copy_from_slice(values);
-                    store(&job, &acc, q0 + t * TILE, conv.bias[o], plane, res);
-                }
+                q0 += cols;
             }
-            q0 += cols;
-        }
+        });
         zero_borders(dst, job.out_h, job.out_w);
     };
     let images = out.data[..batch * out_image].chunks_mut(out_image);
