@@ -104,11 +104,11 @@ impl BatchNorm2d {
 
     /// The output normalised with the batch's statistics, and those statistics (mean, biased
     /// variance). On the CPU backend with f32 values, one fused operation
-    /// ([`CpuBatchNormBackend`](crate::layers::CpuBatchNormBackend): four passes over the
+    /// (`CpuBatchNormBackend`: four passes over the
     /// activations for forward and backward together); elsewhere Burn's `batch_norm_train`.
     fn train_batch(&self, input: Tensor<4>) -> (Tensor<4>, Tensor<1>, Tensor<1>) {
         #[cfg(feature = "flex")]
-        if !tests::burn_reference_forced()
+        if !burn_reference_forced()
             && crate::conv::on_flex(&input.device())
             && input.dtype() == burn::tensor::DType::F32
             && input.shape().num_elements() > 0
@@ -153,10 +153,20 @@ impl BatchNorm2d {
     }
 }
 
-#[cfg(not(test))]
-mod tests {
-    /// Outside tests the fused path is always taken where it applies.
-    pub fn burn_reference_forced() -> bool {
+#[cfg(test)]
+thread_local! {
+    /// Makes this thread's training-mode BatchNorms take Burn's `batch_norm_train` (tests).
+    static BURN_REFERENCE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether a test forced Burn's operations on this thread; always `false` outside tests.
+fn burn_reference_forced() -> bool {
+    #[cfg(test)]
+    {
+        BURN_REFERENCE.with(std::cell::Cell::get)
+    }
+    #[cfg(not(test))]
+    {
         false
     }
 }
@@ -166,17 +176,6 @@ mod tests {
     use super::*;
     use burn::tensor::module::batch_norm;
     use burn::tensor::Distribution;
-    use std::cell::Cell;
-
-    thread_local! {
-        /// Makes this thread's training-mode BatchNorms take Burn's `batch_norm_train`.
-        static BURN_REFERENCE: Cell<bool> = const { Cell::new(false) };
-    }
-
-    pub fn burn_reference_forced() -> bool {
-        BURN_REFERENCE.with(Cell::get)
-    }
-
     fn max_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
         (a - b).abs().max().into_scalar::<f32>()
     }

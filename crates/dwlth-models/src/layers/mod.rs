@@ -10,8 +10,9 @@ mod masked_linear;
 mod normalize;
 
 pub use batch_norm::{BatchNorm2d, BatchNorm2dConfig};
+// Crate-private: its CPU kernels take f32 4-D tensors only, which `BatchNorm2d` guarantees.
 #[cfg(feature = "flex")]
-pub use batch_norm_cpu::CpuBatchNormBackend;
+pub(crate) use batch_norm_cpu::CpuBatchNormBackend;
 pub use mask::{MaskStats, Masked};
 pub use masked_conv2d::{MaskedConv2d, MaskedConv2dConfig};
 pub use masked_linear::{MaskedLinear, MaskedLinearConfig};

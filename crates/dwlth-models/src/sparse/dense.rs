@@ -137,15 +137,17 @@ pub(crate) fn convolve_dense(
         });
         zero_borders(dst, job.out_h, job.out_w);
     };
-    let images = out.data[..batch * out_image].chunks_mut(out_image);
+    let images = &mut out.data[..batch * out_image];
     if batch >= threads {
         images
-            .collect::<Vec<_>>()
-            .into_par_iter()
+            .par_chunks_mut(out_image)
             .enumerate()
             .for_each(|(n, dst)| image(n, dst));
     } else {
-        images.enumerate().for_each(|(n, dst)| image(n, dst));
+        images
+            .chunks_mut(out_image)
+            .enumerate()
+            .for_each(|(n, dst)| image(n, dst));
     }
     Ok(out)
 }
