@@ -2,12 +2,14 @@
 //!
 //! ```sh
 //! cargo run --release -p dwlth-models --example bench_conv [-- --batch 128 --repeats 3]
+//! cargo run --release -p dwlth-models --example bench_conv -- --only layer4 --native
 //! ```
 //!
 //! For each shape (batch 128 by default) and for both CPU convolutions (`native`:
 //! `dwlth_models::conv`, `burn`: Burn's own), prints JSON with the seconds and GFLOP/s of the
 //! forward pass, the input gradient and the weight gradient, each the median of `--repeats`
-//! runs after one warm-up. One pass is `2 · batch · c_out · oh · ow · c_in · kh · kw` FLOP.
+//! runs after one warm-up (`--only NAME` for one shape, `--native` to skip Burn's, e.g. under a
+//! profiler). One pass is `2 · batch · c_out · oh · ow · c_in · kh · kw` FLOP.
 
 use std::time::Instant;
 
@@ -21,6 +23,10 @@ fn arg(name: &str, default: usize) -> usize {
         .nth(1)
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
+}
+
+fn text_arg(name: &str) -> Option<String> {
+    std::env::args().skip_while(|a| a != name).nth(1)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -57,14 +63,23 @@ fn main() {
         ("layer4", 512, 512, 4, 3, 1, 1),
     ];
     let mut out = serde_json::Map::new();
+    let only = text_arg("--only");
+    let impls: &[ConvImpl] = if std::env::args().any(|a| a == "--native") {
+        &[ConvImpl::Native]
+    } else {
+        &[ConvImpl::Native, ConvImpl::Burn]
+    };
     for (name, c_in, c_out, size, k, stride, pad) in shapes {
+        if only.as_deref().is_some_and(|o| o != name) {
+            continue;
+        }
         let x0 = Tensor::<4>::random([batch, c_in, size, size], Distribution::Default, &device);
         let w0 = Tensor::<4>::random([c_out, c_in, k, k], Distribution::Default, &device);
         let options = ConvOptions::new([stride; 2], [pad; 2], [1, 1], 1);
         let o = (size + 2 * pad - k) / stride + 1;
         let flop = 2.0 * (batch * c_out * o * o * c_in * k * k) as f64;
         let mut entry = serde_json::Map::new();
-        for choice in [ConvImpl::Native, ConvImpl::Burn] {
+        for &choice in impls {
             set_conv_impl(choice);
             let gy = Tensor::<4>::random([batch, c_out, o, o], Distribution::Default, &device);
             let forward = timed(repeats, || {

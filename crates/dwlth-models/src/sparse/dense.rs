@@ -21,7 +21,7 @@ use rayon::prelude::*;
 use super::activation::{zero_borders, Act, ConvInput, Pool};
 use super::filter::SparseConv;
 use super::kernel::{output, store, Job, TILE};
-use crate::conv::kernel::{matmul, with_scratch, View};
+use crate::conv::kernel::{matmul, with_scratch, Store, View};
 use crate::error::Result;
 
 /// Density from which a 1×1 convolution runs as a dense product. On the 2-core AVX-512
@@ -116,7 +116,7 @@ pub(crate) fn convolve_dense(
                 };
                 matmul(
                     (oc, cols, k),
-                    product,
+                    (product, Store::Rows),
                     false,
                     View::rows(weight, k),
                     rhs,
