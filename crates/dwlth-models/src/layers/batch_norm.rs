@@ -176,6 +176,17 @@ mod tests {
     use super::*;
     use burn::tensor::module::batch_norm;
     use burn::tensor::Distribution;
+
+    /// The device's random generator is shared by every thread: tests that seed it hold this
+    /// lock while they draw, or parallel tests would interleave their draws and each would
+    /// see different data from run to run.
+    static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    fn seeded(device: &Device, seed: u64) -> std::sync::MutexGuard<'static, ()> {
+        let guard = RNG.lock().unwrap_or_else(|e| e.into_inner());
+        device.seed(seed);
+        guard
+    }
     fn max_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
         (a - b).abs().max().into_scalar::<f32>()
     }
@@ -185,7 +196,7 @@ mod tests {
         // Running statistics, trainable γ and β, training flag off: frozen statistics with
         // trained affine parameters, as when fine-tuning a robust model's head and BN shifts.
         let device = Device::flex().autodiff();
-        device.seed(11);
+        let _rng = seeded(&device, 11);
         let c = 5;
         let random = |lo: f64, hi: f64| {
             Tensor::<1>::random([c], Distribution::Uniform(lo, hi), &device).without_autodiff()
@@ -232,7 +243,7 @@ mod tests {
         // zero (mean 40, std 3) check the moments' shifted sums; a 1×1 map with two images
         // the smallest batch.
         let device = Device::flex().autodiff();
-        device.seed(12);
+        let _rng = seeded(&device, 12);
         for (shape, mean, std) in [
             ([3, 5, 4, 6], 40.0, 3.0),
             ([2, 4, 1, 1], 0.5, 1.0),
@@ -293,7 +304,7 @@ mod tests {
         // backward, and the first and last layers' weight gradients.
         use crate::{Arch, ResNetConfig, Stem};
         let device = Device::flex().autodiff();
-        device.seed(21);
+        let _rng = seeded(&device, 21);
         let model = ResNetConfig::new(Arch::ResNet18)
             .with_width(4)
             .with_stem(Stem::Cifar)
