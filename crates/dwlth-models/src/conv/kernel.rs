@@ -230,18 +230,9 @@ pub(crate) fn matmul(
     }
 }
 
-/// `dst[c][r] = src[r][c]` for a `rows × cols` row-major `src`, in cache-sized tiles.
+/// `dst[c][r] = src[r][c]` for a `rows × cols` row-major `src`.
 fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
-    const TILE: usize = 16;
-    for r0 in (0..rows).step_by(TILE) {
-        for c0 in (0..cols).step_by(TILE) {
-            for r in r0..(r0 + TILE).min(rows) {
-                for c in c0..(c0 + TILE).min(cols) {
-                    dst[c * rows + r] = src[r * cols + c];
-                }
-            }
-        }
-    }
+    transpose_strided(src, cols, (rows, cols), dst);
 }
 
 /// Writes the patch matrix of one image into columns `[offset, offset + p)` of `col`
@@ -425,6 +416,21 @@ fn for_each_chunk<A: Sync, B: Send>(
 /// `y = conv(x, w)` without bias. `x`: `[batch, c_in, h, w]`, `w`: `[c_out, c_in, kh, kw]`,
 /// `y`: `[batch, c_out, oh, ow]`, all contiguous.
 pub(crate) fn forward(g: &Geometry, x: &[f32], w: &[f32], y: &mut [f32]) {
+    if g.c_in >= CHANNELS_LAST_FROM && g.kh * g.kw > 1 && g.p() >= 64 {
+        forward_channels_last(g, x, w, y);
+    } else {
+        forward_im2col(g, x, w, y);
+    }
+}
+
+/// Input channels from which [`forward`] builds the patch matrix of a spatial kernel
+/// channels-last, for output maps of 64 positions or more (measured at batch 128: 4×4 maps
+/// at 512 channels were slower that way, 45 against 37 ms; a 1×1 kernel's patch rows are the
+/// input's own rows, strided or not).
+const CHANNELS_LAST_FROM: usize = 16;
+
+/// [`forward`] over the patch matrix of [`im2col`].
+fn forward_im2col(g: &Geometry, x: &[f32], w: &[f32], y: &mut [f32]) {
     let plan = Plan::new(g);
     let (k, p, in_len, out_len) = (g.k(), g.p(), g.input_len(), g.output_len());
     let par = plan.parallelism;
@@ -468,6 +474,126 @@ pub(crate) fn forward(g: &Geometry, x: &[f32], w: &[f32], y: &mut [f32]) {
             });
         },
     );
+}
+
+/// [`forward`] with the patch matrix channels-last: one row of `K` values per output
+/// position, ordered (kernel row, kernel column, channel), each kernel row's taps one
+/// contiguous copy out of a zero-padded channels-last copy of the image. The product then
+/// has the layout `gemm` runs fastest (the weight with its output channels contiguous, the
+/// patches with `K` contiguous): 1.1–1.3× the rate of the [`im2col`] layout at ResNet's
+/// 64–256 channels, where `gemm` otherwise repacks the patch matrix with a strided read.
+/// The product comes out channels-last too and is transposed into the output.
+fn forward_channels_last(g: &Geometry, x: &[f32], w: &[f32], y: &mut [f32]) {
+    let plan = Plan::new(g);
+    let (k, p, in_len, out_len) = (g.k(), g.p(), g.input_len(), g.output_len());
+    let (taps, c_in, c_out) = (g.kh * g.kw, g.c_in, g.c_out);
+    // The weight as `[kh][kw][c_in][c_out]`: taps before channels per output channel, then
+    // one tiled transpose (scattered single writes took as long as the product at 512
+    // channels).
+    let mut w_taps = vec![0.0f32; w.len()];
+    for (src, dst) in w.chunks_exact(k).zip(w_taps.chunks_exact_mut(k)) {
+        for ci in 0..c_in {
+            for t in 0..taps {
+                dst[t * c_in + ci] = src[ci * taps + t];
+            }
+        }
+    }
+    let mut w_t = vec![0.0f32; w.len()];
+    transpose(&w_taps, c_out, k, &mut w_t);
+    let wp = g.padded_width();
+    let [sh, sw] = g.stride;
+    let [dh, dw] = g.dilation;
+    let par = plan.parallelism;
+    for_each_chunk(
+        &plan,
+        x,
+        plan.images * in_len,
+        y,
+        plan.images * out_len,
+        |xc, yc| {
+            let images = yc.len() / out_len;
+            let cols = images * p;
+            with_scratch(k * cols, c_out * cols, |patches, prod| {
+                // Zero border kept across images: only the interior is written.
+                let mut plane = vec![0.0f32; g.padded_len() * c_in];
+                let mut hwc = vec![0.0f32; in_len];
+                for j in 0..images {
+                    let image = &xc[j * in_len..][..in_len];
+                    // Channels-last as a whole (full tiles even for 4-wide rows), then
+                    // row by row into the padded plane.
+                    transpose(image, c_in, g.h * g.w, &mut hwc);
+                    for (iy, src) in hwc.chunks_exact(g.w * c_in).enumerate() {
+                        let row = ((iy + g.pad[0]) * wp + g.pad[1]) * c_in;
+                        plane[row..row + src.len()].copy_from_slice(src);
+                    }
+                    for oy in 0..g.oh {
+                        for ox in 0..g.ow {
+                            let q = j * p + oy * g.ow + ox;
+                            let dst = &mut patches[q * k..][..k];
+                            for ki in 0..g.kh {
+                                let at = ((oy * sh + ki * dh) * wp + ox * sw) * c_in;
+                                let dst = &mut dst[ki * g.kw * c_in..][..g.kw * c_in];
+                                if dw == 1 {
+                                    dst.copy_from_slice(&plane[at..at + g.kw * c_in]);
+                                } else {
+                                    for (kj, d) in dst.chunks_exact_mut(c_in).enumerate() {
+                                        let at = at + kj * dw * c_in;
+                                        d.copy_from_slice(&plane[at..at + c_in]);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                matmul(
+                    (c_out, cols, k),
+                    (prod, Store::Columns),
+                    false,
+                    View::transposed(&w_t, c_out),
+                    View::transposed(patches, k),
+                    par,
+                );
+                for (t, yj) in prod.chunks_exact(out_len).zip(yc.chunks_exact_mut(out_len)) {
+                    transpose(t, p, c_out, yj);
+                }
+            });
+        },
+    );
+}
+
+/// `dst[c · rows + r] = src[r · src_stride + c]` for `r < rows`, `c < cols`: a block of
+/// a strided matrix, transposed, in 8×8 tiles held in registers.
+fn transpose_strided(
+    src: &[f32],
+    src_stride: usize,
+    (rows, cols): (usize, usize),
+    dst: &mut [f32],
+) {
+    const T: usize = 8;
+    let (full_rows, full_cols) = (rows / T * T, cols / T * T);
+    for r0 in (0..full_rows).step_by(T) {
+        for c0 in (0..full_cols).step_by(T) {
+            let mut tile = [[0.0f32; T]; T];
+            for (r, row) in tile.iter_mut().enumerate() {
+                row.copy_from_slice(&src[(r0 + r) * src_stride + c0..][..T]);
+            }
+            for c in 0..T {
+                let d: &mut [f32; T] = (&mut dst[(c0 + c) * rows + r0..][..T])
+                    .try_into()
+                    .expect("eight values");
+                for r in 0..T {
+                    d[r] = tile[r][c];
+                }
+            }
+        }
+    }
+    // The ragged right and bottom edges.
+    for r in 0..rows {
+        let first_col = if r < full_rows { full_cols } else { 0 };
+        for c in first_col..cols {
+            dst[c * rows + r] = src[r * src_stride + c];
+        }
+    }
 }
 
 /// The input gradient of a stride-1 convolution as a forward convolution: `gy` convolved
@@ -710,6 +836,17 @@ mod tests {
             geometry(4, [6, 4], [6, 6], [1, 1], 2, 0),
             geometry(2, [3, 4], [11, 10], [7, 7], 2, 3),
             geometry(64, [2, 3], [2, 2], [3, 3], 1, 1),
+            // Channels-last patches (16 input channels or more, 64 positions or more).
+            geometry(3, [16, 5], [9, 8], [3, 3], 1, 1),
+            geometry(2, [17, 4], [17, 17], [3, 3], 2, 1),
+            geometry(2, [16, 3], [19, 18], [7, 7], 2, 3),
+            geometry(40, [16, 3], [8, 8], [3, 3], 1, 1),
+            Geometry {
+                dilation: [2, 3],
+                oh: 10,
+                ow: 8,
+                ..geometry(2, [16, 3], [10, 10], [3, 3], 1, 2)
+            },
         ] {
             let x = values(g.batch * g.input_len(), 1);
             let w = values(g.c_out * g.k(), 2);
@@ -800,6 +937,9 @@ mod tests {
             geometry(40, [2, 3], [3, 3], [3, 3], 1, 1),
             geometry(2, [3, 2], [6, 5], [3, 3], 1, 3),
             geometry(2, [3, 2], [6, 5], [5, 3], 1, 0),
+            // Channels-last forward passes, for the input gradient's too.
+            geometry(3, [16, 18], [9, 8], [3, 3], 1, 1),
+            geometry(2, [18, 16], [17, 17], [3, 3], 2, 1),
         ] {
             let x = values(g.batch * g.input_len(), 3);
             let w = values(g.c_out * g.k(), 4);
