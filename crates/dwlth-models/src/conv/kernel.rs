@@ -562,29 +562,23 @@ fn forward_channels_last(g: &Geometry, x: &[f32], w: &[f32], y: &mut [f32]) {
 }
 
 /// `dst[c · rows + r] = src[r · src_stride + c]` for `r < rows`, `c < cols`: a block of
-/// a strided matrix, transposed, in 8×8 tiles held in registers.
+/// a strided matrix, transposed 4×4 blocks at a time (four loads, eight shuffles, four stores
+/// on x86-64; scalar copies of the same blocks took 6 % of an attack's time).
 fn transpose_strided(
     src: &[f32],
     src_stride: usize,
     (rows, cols): (usize, usize),
     dst: &mut [f32],
 ) {
-    const T: usize = 8;
-    let (full_rows, full_cols) = (rows / T * T, cols / T * T);
-    for r0 in (0..full_rows).step_by(T) {
-        for c0 in (0..full_cols).step_by(T) {
-            let mut tile = [[0.0f32; T]; T];
-            for (r, row) in tile.iter_mut().enumerate() {
-                row.copy_from_slice(&src[(r0 + r) * src_stride + c0..][..T]);
-            }
-            for c in 0..T {
-                let d: &mut [f32; T] = (&mut dst[(c0 + c) * rows + r0..][..T])
-                    .try_into()
-                    .expect("eight values");
-                for r in 0..T {
-                    d[r] = tile[r][c];
-                }
-            }
+    let (full_rows, full_cols) = (rows / 4 * 4, cols / 4 * 4);
+    for r0 in (0..full_rows).step_by(4) {
+        for c0 in (0..full_cols).step_by(4) {
+            transpose4(
+                &src[r0 * src_stride + c0..],
+                src_stride,
+                &mut dst[c0 * rows + r0..],
+                rows,
+            );
         }
     }
     // The ragged right and bottom edges.
@@ -592,6 +586,45 @@ fn transpose_strided(
         let first_col = if r < full_rows { full_cols } else { 0 };
         for c in first_col..cols {
             dst[c * rows + r] = src[r * src_stride + c];
+        }
+    }
+}
+
+/// `dst[j · dst_stride + i] = src[i · src_stride + j]` for `i, j < 4`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn transpose4(src: &[f32], src_stride: usize, dst: &mut [f32], dst_stride: usize) {
+    use std::arch::x86_64::{
+        _mm_loadu_ps, _mm_movehl_ps, _mm_movelh_ps, _mm_storeu_ps, _mm_unpackhi_ps, _mm_unpacklo_ps,
+    };
+    let rows: [&[f32]; 4] = std::array::from_fn(|i| &src[i * src_stride..][..4]);
+    // SAFETY: SSE is part of the x86-64 baseline, so the intrinsics are always available;
+    // each row slice holds the four values a load reads (bounds-checked above).
+    let columns = unsafe {
+        let [a, b, c, d] = rows.map(|row| _mm_loadu_ps(row.as_ptr()));
+        let (ab_lo, cd_lo) = (_mm_unpacklo_ps(a, b), _mm_unpacklo_ps(c, d));
+        let (ab_hi, cd_hi) = (_mm_unpackhi_ps(a, b), _mm_unpackhi_ps(c, d));
+        [
+            _mm_movelh_ps(ab_lo, cd_lo),
+            _mm_movehl_ps(cd_lo, ab_lo),
+            _mm_movelh_ps(ab_hi, cd_hi),
+            _mm_movehl_ps(cd_hi, ab_hi),
+        ]
+    };
+    for (j, column) in columns.into_iter().enumerate() {
+        let out = &mut dst[j * dst_stride..][..4];
+        // SAFETY: `out` holds the four values the store writes (bounds-checked just above).
+        unsafe { _mm_storeu_ps(out.as_mut_ptr(), column) };
+    }
+}
+
+/// `dst[j · dst_stride + i] = src[i · src_stride + j]` for `i, j < 4`.
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+fn transpose4(src: &[f32], src_stride: usize, dst: &mut [f32], dst_stride: usize) {
+    for i in 0..4 {
+        for j in 0..4 {
+            dst[j * dst_stride + i] = src[i * src_stride + j];
         }
     }
 }
@@ -881,6 +914,25 @@ mod tests {
             }
         }
         col
+    }
+
+    #[test]
+    fn transposes_match_the_definition() {
+        // Whole 4×4 blocks, ragged edges on either side, a strided source.
+        for (rows, cols, stride) in [(4, 4, 4), (8, 12, 12), (5, 7, 7), (3, 9, 11), (13, 2, 5)] {
+            let src = values(rows * stride, 6);
+            let mut dst = vec![f32::NAN; rows * cols];
+            transpose_strided(&src, stride, (rows, cols), &mut dst);
+            for r in 0..rows {
+                for c in 0..cols {
+                    assert_eq!(
+                        dst[c * rows + r],
+                        src[r * stride + c],
+                        "{rows}×{cols} at {r},{c}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
