@@ -516,15 +516,17 @@ fn forward_channels_last(g: &Geometry, x: &[f32], w: &[f32], y: &mut [f32]) {
             with_scratch(k * cols, c_out * cols, |patches, prod| {
                 // Zero border kept across images: only the interior is written.
                 let mut plane = vec![0.0f32; g.padded_len() * c_in];
-                let mut hwc = vec![0.0f32; in_len];
                 for j in 0..images {
                     let image = &xc[j * in_len..][..in_len];
-                    // Channels-last as a whole (full tiles even for 4-wide rows), then
-                    // row by row into the padded plane.
-                    transpose(image, c_in, g.h * g.w, &mut hwc);
-                    for (iy, src) in hwc.chunks_exact(g.w * c_in).enumerate() {
+                    // Row by row, channels-last, straight into the padded plane.
+                    for iy in 0..g.h {
                         let row = ((iy + g.pad[0]) * wp + g.pad[1]) * c_in;
-                        plane[row..row + src.len()].copy_from_slice(src);
+                        transpose_strided(
+                            &image[iy * g.w..],
+                            g.h * g.w,
+                            (c_in, g.w),
+                            &mut plane[row..],
+                        );
                     }
                     for oy in 0..g.oh {
                         for ox in 0..g.ow {
@@ -571,8 +573,11 @@ fn transpose_strided(
     dst: &mut [f32],
 ) {
     let (full_rows, full_cols) = (rows / 4 * 4, cols / 4 * 4);
-    for r0 in (0..full_rows).step_by(4) {
-        for c0 in (0..full_cols).step_by(4) {
+    // Four destination rows at a time, each written front to back: sweeping the source rows
+    // instead wrote four rows a map's size apart per block (at 32×32 maps, 4 KiB apart: the
+    // same cache set every time).
+    for c0 in (0..full_cols).step_by(4) {
+        for r0 in (0..full_rows).step_by(4) {
             transpose4(
                 &src[r0 * src_stride + c0..],
                 src_stride,
