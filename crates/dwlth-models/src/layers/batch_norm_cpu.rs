@@ -4,8 +4,8 @@
 //! the mean and the variance in separate passes and normalises in several element-wise steps,
 //! each of which autodiff then differentiates step by step. Here, as a Burn backend extension
 //! with a hand-written backward:
-//! - forward: two passes for the per-channel moments (mean, then squared deviations, summed in
-//!   `f64` as PyTorch does), one pass for `y = x · scale + shift` (`scale = γ / √(var + ε)`,
+//! - forward: one pass for the per-channel moments (Welford's update in independent lanes,
+//!   merged in `f64`), one pass for `y = x · scale + shift` (`scale = γ / √(var + ε)`,
 //!   `shift = β − mean · scale`);
 //! - backward: one pass for `Σ gy` and `Σ gy · (x − mean)` per channel, which give `∂β` and
 //!   `∂γ`, and one pass for `∂x = γ/σ · (gy − mean(gy) − x̂ · mean(gy · x̂))`, written as
@@ -216,25 +216,109 @@ fn lane_sums_any<const K: usize, F: Fn(f32, f32) -> [f32; K]>(
     total
 }
 
-/// Mean and biased variance per channel, in two passes with `f64` sums (the mean, then the
-/// squared deviations from it), as PyTorch's CPU kernel collects them.
-fn moments(x: &[f32], d: [usize; 3]) -> Vec<f32> {
-    let [n, c, plane] = d;
+/// Count, mean and sum of squared deviations of a set of values, merged exactly (Chan et
+/// al.'s pairwise update), in `f64`.
+#[derive(Clone, Copy, Default)]
+struct Spread {
+    n: f64,
+    mean: f64,
+    m2: f64,
+}
+
+impl Spread {
+    fn merge(self, other: Spread) -> Spread {
+        let n = self.n + other.n;
+        if n == 0.0 {
+            return self;
+        }
+        let delta = other.mean - self.mean;
+        Spread {
+            n,
+            mean: self.mean + delta * other.n / n,
+            m2: self.m2 + other.m2 + delta * delta * self.n * other.n / n,
+        }
+    }
+}
+
+/// The [`Spread`] of a plane in one pass, in the widest instructions this CPU has.
+fn plane_spread(x: &[f32]) -> Spread {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: AVX-512F was detected on this CPU, all `plane_spread_avx512` assumes; its
+        // body is safe Rust.
+        return unsafe { plane_spread_avx512(x) };
+    }
+    plane_spread_any(x)
+}
+
+/// AVX-512 build of [`plane_spread_any`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn plane_spread_avx512(x: &[f32]) -> Spread {
+    plane_spread_any(x)
+}
+
+/// Welford's update in `LANES` independent `f32` lanes over each `BLOCK` of values (64 values
+/// per lane: the lanes' means and squared deviations stay accurate to a few `f32` ulps of
+/// the deviations, not of the values), the lanes and blocks merged in `f64`.
+///
+/// The values are first shifted by the plane's first one, so that a large common offset
+/// (activations around 10⁴ that differ by 10⁻²) does not take the lanes' `f32` precision:
+/// `x − shift` is exact for values within a factor two of it.
+#[inline(always)]
+fn plane_spread_any(x: &[f32]) -> Spread {
+    let shift = x.first().copied().unwrap_or(0.0);
+    let mut total = Spread::default();
+    for block in x.chunks(BLOCK) {
+        let (mut mean, mut m2) = ([0.0f32; LANES], [0.0f32; LANES]);
+        let rows = block.chunks_exact(LANES);
+        let rest = rows.remainder();
+        let steps = rows.len();
+        for (t, xs) in rows.enumerate() {
+            let inv = 1.0 / (t + 1) as f32;
+            for l in 0..LANES {
+                let v = xs[l] - shift;
+                let d = v - mean[l];
+                mean[l] += d * inv;
+                m2[l] += d * (v - mean[l]);
+            }
+        }
+        if steps > 0 {
+            for l in 0..LANES {
+                total = total.merge(Spread {
+                    n: steps as f64,
+                    mean: f64::from(mean[l]),
+                    m2: f64::from(m2[l]),
+                });
+            }
+        }
+        for v in rest {
+            total = total.merge(Spread {
+                n: 1.0,
+                mean: f64::from(*v - shift),
+                m2: 0.0,
+            });
+        }
+    }
+    total.mean += f64::from(shift);
+    total
+}
+
+/// Mean and biased variance per channel in one pass over the values: each plane's spread
+/// (Welford's update, see [`plane_spread_any`]), merged per channel in `f64`. Two passes (the
+/// mean, then the squared deviations from it, as PyTorch's CPU kernel takes them) read every
+/// activation once more; the merged spreads agree with them to rounding.
+fn moments(x: &[f32], [n, c, plane]: [usize; 3]) -> Vec<f32> {
+    let planes: Vec<Spread> = x.par_chunks(plane.max(1)).map(plane_spread).collect();
+    let mut per_channel = vec![Spread::default(); c];
+    for (i, s) in planes.iter().enumerate() {
+        per_channel[i % c] = per_channel[i % c].merge(*s);
+    }
     let count = (n * plane) as f64;
-    let sums = channel_sums::<1>(x, d, |i, _| {
-        let v = &x[i * plane..][..plane];
-        lane_sums(v, v, |x, _| [x])
-    });
-    let mean: Vec<f64> = sums.iter().map(|[s]| s / count).collect();
-    let squares = channel_sums::<1>(x, d, |i, ch| {
-        let m = mean[ch] as f32;
-        let v = &x[i * plane..][..plane];
-        lane_sums(v, v, |x, _| [(x - m) * (x - m)])
-    });
     let mut out = vec![0.0f32; 2 * c];
-    for ch in 0..c {
-        out[ch] = mean[ch] as f32;
-        out[c + ch] = (squares[ch][0] / count) as f32;
+    for (ch, s) in per_channel.iter().enumerate() {
+        out[ch] = s.mean as f32;
+        out[c + ch] = (s.m2 / count) as f32;
     }
     out
 }
@@ -415,5 +499,88 @@ impl<B: CpuBatchNormBackend, C: CheckpointStrategy> CpuBatchNormBackend for Auto
             <FloatTensor<Self>>::new(ggamma),
             <FloatTensor<Self>>::new(gbeta),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The two-pass `f64` definition.
+    fn two_pass(x: &[f32], [n, c, plane]: [usize; 3]) -> Vec<f64> {
+        let count = (n * plane) as f64;
+        let values = |ch: usize| {
+            (0..n).flat_map(move |i| {
+                x[(i * c + ch) * plane..][..plane]
+                    .iter()
+                    .map(|v| f64::from(*v))
+            })
+        };
+        let mean: Vec<f64> = (0..c).map(|ch| values(ch).sum::<f64>() / count).collect();
+        let var = (0..c).map(|ch| values(ch).map(|v| (v - mean[ch]).powi(2)).sum::<f64>() / count);
+        mean.clone().into_iter().chain(var).collect()
+    }
+
+    #[test]
+    fn one_pass_moments_equal_the_two_pass_definition() {
+        // Planes shorter than a lane row, ragged against lanes and blocks, several blocks;
+        // values far from zero with a small spread (where a plain sum of squares would lose
+        // every digit), a constant channel, a channel of ReLU-like zeros and outliers.
+        let mut s = 7u32;
+        let mut next = || {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            (s % 10_000) as f32 / 10_000.0
+        };
+        for d in [
+            [3, 4, 1],
+            [2, 3, 15],
+            [4, 2, 16],
+            [2, 3, 1031],
+            [3, 2, 4096],
+        ] {
+            let [n, c, plane] = d;
+            let mut x = vec![0.0f32; n * c * plane];
+            for i in 0..n {
+                for ch in 0..c {
+                    for (j, v) in x[(i * c + ch) * plane..][..plane].iter_mut().enumerate() {
+                        let u = next();
+                        *v = match ch % 4 {
+                            0 => 1.0e4 + u * 1.0e-2,
+                            1 => 2.5,
+                            2 => {
+                                if u < 0.5 {
+                                    0.0
+                                } else {
+                                    u
+                                }
+                            }
+                            _ => {
+                                if j % 97 == 3 {
+                                    1.0e3 * u
+                                } else {
+                                    u - 0.5
+                                }
+                            }
+                        };
+                    }
+                }
+            }
+            let got = moments(&x, d);
+            let want = two_pass(&x, d);
+            for ch in 0..c {
+                let (m, v) = (f64::from(got[ch]), f64::from(got[c + ch]));
+                let (wm, wv) = (want[ch], want[c + ch]);
+                assert!(
+                    (m - wm).abs() <= 1e-6 * wm.abs().max(1.0),
+                    "{d:?} ch {ch}: mean {m} vs {wm}"
+                );
+                assert!(
+                    (v - wv).abs() <= 1e-5 * wv + 1e-12,
+                    "{d:?} ch {ch}: variance {v} vs {wv}"
+                );
+            }
+        }
     }
 }
