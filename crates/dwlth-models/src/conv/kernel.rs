@@ -14,6 +14,7 @@
 //! inference) they run one after another and each product uses every thread instead.
 
 use std::cell::Cell;
+use std::mem::MaybeUninit;
 
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
@@ -225,21 +226,50 @@ pub(crate) fn matmul(
     rhs: View,
     parallelism: Parallelism,
 ) {
+    assert!(dst.len() >= m * n, "matmul: destination too small");
+    // SAFETY: `dst` holds m × n initialised values (asserted).
+    unsafe {
+        product_into(
+            (m, n, k),
+            dst.as_mut_ptr(),
+            store,
+            accumulate,
+            lhs,
+            rhs,
+            parallelism,
+        )
+    }
+}
+
+/// The product of [`matmul`] into `m × n` values at `dst`.
+///
+/// # Safety
+/// `dst` must be valid for writes of `m × n` values, and for reads of them too when
+/// `accumulate` is set; `lhs` and `rhs` must address `m × k` and `k × n` values inside live
+/// slices.
+unsafe fn product_into(
+    (m, n, k): (usize, usize, usize),
+    dst: *mut f32,
+    store: Store,
+    accumulate: bool,
+    lhs: View,
+    rhs: View,
+    parallelism: Parallelism,
+) {
     // Empty convolutions never reach the kernels (`extension::geometry` sends them to Burn).
     assert!(m * n * k > 0, "matmul: empty product");
-    assert!(dst.len() >= m * n, "matmul: destination too small");
     let (dst_col, dst_row) = match store {
         Store::Rows => (1, n as isize),
         Store::Columns => (m as isize, 1),
     };
-    // SAFETY: `dst` holds m × n values (asserted); the views address m × k and k × n values
-    // inside live slices (guaranteed by the callers, which build them from matching sizes).
+    // SAFETY: guaranteed by the caller (see above); the callers build the views from
+    // matching sizes.
     unsafe {
         gemm(
             m,
             n,
             k,
-            dst.as_mut_ptr(),
+            dst,
             dst_col,
             dst_row,
             accumulate,
@@ -259,9 +289,50 @@ pub(crate) fn matmul(
     }
 }
 
+/// [`matmul`] overwriting `dst`'s slots (`gemm` never reads the destination when it does
+/// not accumulate).
+fn matmul_into(
+    (m, n, k): (usize, usize, usize),
+    (dst, store): (&mut [MaybeUninit<f32>], Store),
+    lhs: View,
+    rhs: View,
+    parallelism: Parallelism,
+) {
+    assert!(dst.len() >= m * n, "matmul: destination too small");
+    // SAFETY: `dst` holds m × n slots (asserted); not accumulating, gemm only writes them
+    // (it reads its destination only when told to accumulate).
+    unsafe {
+        product_into(
+            (m, n, k),
+            dst.as_mut_ptr().cast(),
+            store,
+            false,
+            lhs,
+            rhs,
+            parallelism,
+        )
+    }
+}
+
 /// `dst[c][r] = src[r][c]` for a `rows × cols` row-major `src`.
-fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [MaybeUninit<f32>]) {
     transpose_strided(src, cols, (rows, cols), dst);
+}
+
+/// `values` as slots to overwrite (what the kernels write their outputs into).
+fn as_slots(values: &mut [f32]) -> &mut [MaybeUninit<f32>] {
+    // SAFETY: `MaybeUninit<f32>` has the layout of `f32`, and the slots start initialised;
+    // writes through them store initialised values only, so `values` stays initialised.
+    unsafe { &mut *(values as *mut [f32] as *mut [MaybeUninit<f32>]) }
+}
+
+/// `slots` once every one of them has been written.
+///
+/// # Safety
+/// Every element of `slots` must be initialised.
+unsafe fn assume_written(slots: &mut [MaybeUninit<f32>]) -> &mut [f32] {
+    // SAFETY: the caller guarantees every element is initialised; the layouts are equal.
+    unsafe { &mut *(slots as *mut [MaybeUninit<f32>] as *mut [f32]) }
 }
 
 /// Writes the patch matrix of one image into columns `[offset, offset + p)` of `col`
@@ -384,11 +455,14 @@ fn gather_channels(src: &[f32], c: usize, p: usize, images: usize, dst: &mut [f3
 }
 
 /// The inverse of [`gather_channels`].
-fn scatter_channels(src: &[f32], c: usize, p: usize, images: usize, dst: &mut [f32]) {
+fn scatter_channels(src: &[f32], c: usize, p: usize, images: usize, dst: &mut [MaybeUninit<f32>]) {
     let cols = images * p;
     for j in 0..images {
         for ch in 0..c {
-            dst[(j * c + ch) * p..][..p].copy_from_slice(&src[ch * cols + j * p..][..p]);
+            let src = &src[ch * cols + j * p..][..p];
+            for (d, s) in dst[(j * c + ch) * p..][..p].iter_mut().zip(src) {
+                d.write(*s);
+            }
         }
     }
 }
@@ -444,7 +518,7 @@ fn for_each_chunk<A: Sync, B: Send>(
 
 /// `y = conv(x, w)` without bias. `x`: `[batch, c_in, h, w]`, `w`: `[c_out, c_in, kh, kw]`,
 /// `y`: `[batch, c_out, oh, ow]`, all contiguous.
-pub(crate) fn forward(g: &Geometry, x: &[f32], w: &[f32], y: &mut [f32]) {
+pub(crate) fn forward(g: &Geometry, x: &[f32], w: &[f32], y: &mut [MaybeUninit<f32>]) {
     if g.c_in >= CHANNELS_LAST_FROM && g.kh * g.kw > 1 && g.p() >= 64 {
         forward_channels_last(g, x, w, y);
     } else {
@@ -459,7 +533,7 @@ pub(crate) fn forward(g: &Geometry, x: &[f32], w: &[f32], y: &mut [f32]) {
 const CHANNELS_LAST_FROM: usize = 16;
 
 /// [`forward`] over the patch matrix of [`im2col`].
-fn forward_im2col(g: &Geometry, x: &[f32], w: &[f32], y: &mut [f32]) {
+fn forward_im2col(g: &Geometry, x: &[f32], w: &[f32], y: &mut [MaybeUninit<f32>]) {
     let plan = Plan::new(g);
     let (k, p, in_len, out_len) = (g.k(), g.p(), g.input_len(), g.output_len());
     let par = plan.parallelism;
@@ -488,7 +562,7 @@ fn forward_im2col(g: &Geometry, x: &[f32], w: &[f32], y: &mut [f32]) {
                 };
                 let lhs = View::rows(w, k);
                 if images == 1 {
-                    matmul((g.c_out, cols, k), (yc, Store::Rows), false, lhs, rhs, par);
+                    matmul_into((g.c_out, cols, k), (yc, Store::Rows), lhs, rhs, par);
                 } else {
                     matmul(
                         (g.c_out, cols, k),
@@ -512,7 +586,7 @@ fn forward_im2col(g: &Geometry, x: &[f32], w: &[f32], y: &mut [f32]) {
 /// patches with `K` contiguous): 1.1–1.3× the rate of the [`im2col`] layout at ResNet's
 /// 64–256 channels, where `gemm` otherwise repacks the patch matrix with a strided read.
 /// The product comes out channels-last too and is transposed into the output.
-fn forward_channels_last(g: &Geometry, x: &[f32], w: &[f32], y: &mut [f32]) {
+fn forward_channels_last(g: &Geometry, x: &[f32], w: &[f32], y: &mut [MaybeUninit<f32>]) {
     let plan = Plan::new(g);
     let (k, p, in_len, out_len) = (g.k(), g.p(), g.input_len(), g.output_len());
     let (taps, c_in, c_out) = (g.kh * g.kw, g.c_in, g.c_out);
@@ -528,7 +602,7 @@ fn forward_channels_last(g: &Geometry, x: &[f32], w: &[f32], y: &mut [f32]) {
         }
     }
     let mut w_t = vec![0.0f32; w.len()];
-    transpose(&w_taps, c_out, k, &mut w_t);
+    transpose(&w_taps, c_out, k, as_slots(&mut w_t));
     let wp = g.padded_width();
     let [sh, sw] = g.stride;
     let [dh, dw] = g.dilation;
@@ -553,7 +627,7 @@ fn forward_channels_last(g: &Geometry, x: &[f32], w: &[f32], y: &mut [f32]) {
                                 &image[iy * g.w..],
                                 g.h * g.w,
                                 (c_in, g.w),
-                                &mut plane[row..],
+                                as_slots(&mut plane[row..]),
                             );
                         }
                         for oy in 0..g.oh {
@@ -599,7 +673,7 @@ fn transpose_strided(
     src: &[f32],
     src_stride: usize,
     (rows, cols): (usize, usize),
-    dst: &mut [f32],
+    dst: &mut [MaybeUninit<f32>],
 ) {
     let (full_rows, full_cols) = (rows / 4 * 4, cols / 4 * 4);
     // Four destination rows at a time, each written front to back: sweeping the source rows
@@ -619,7 +693,7 @@ fn transpose_strided(
     for r in 0..rows {
         let first_col = if r < full_rows { full_cols } else { 0 };
         for c in first_col..cols {
-            dst[c * rows + r] = src[r * src_stride + c];
+            dst[c * rows + r].write(src[r * src_stride + c]);
         }
     }
 }
@@ -627,7 +701,7 @@ fn transpose_strided(
 /// `dst[j · dst_stride + i] = src[i · src_stride + j]` for `i, j < 4`.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-fn transpose4(src: &[f32], src_stride: usize, dst: &mut [f32], dst_stride: usize) {
+fn transpose4(src: &[f32], src_stride: usize, dst: &mut [MaybeUninit<f32>], dst_stride: usize) {
     use std::arch::x86_64::{
         _mm_loadu_ps, _mm_movehl_ps, _mm_movelh_ps, _mm_storeu_ps, _mm_unpackhi_ps, _mm_unpacklo_ps,
     };
@@ -648,17 +722,17 @@ fn transpose4(src: &[f32], src_stride: usize, dst: &mut [f32], dst_stride: usize
     for (j, column) in columns.into_iter().enumerate() {
         let out = &mut dst[j * dst_stride..][..4];
         // SAFETY: `out` holds the four values the store writes (bounds-checked just above).
-        unsafe { _mm_storeu_ps(out.as_mut_ptr(), column) };
+        unsafe { _mm_storeu_ps(out.as_mut_ptr().cast(), column) };
     }
 }
 
 /// `dst[j · dst_stride + i] = src[i · src_stride + j]` for `i, j < 4`.
 #[cfg(not(target_arch = "x86_64"))]
 #[inline(always)]
-fn transpose4(src: &[f32], src_stride: usize, dst: &mut [f32], dst_stride: usize) {
+fn transpose4(src: &[f32], src_stride: usize, dst: &mut [MaybeUninit<f32>], dst_stride: usize) {
     for i in 0..4 {
         for j in 0..4 {
-            dst[j * dst_stride + i] = src[i * src_stride + j];
+            dst[j * dst_stride + i].write(src[i * src_stride + j]);
         }
     }
 }
@@ -700,7 +774,7 @@ fn as_flipped_forward(g: &Geometry, w: &[f32]) -> Option<(Geometry, Vec<f32>)> {
 /// Stride-1 convolutions (all of ResNet's but the downsampling ones, 1×1 included) take it as a forward
 /// convolution of `gy` ([`as_flipped_forward`]): one product as wide as the forward pass's
 /// instead of a `K × columns` product followed by a scatter of all its values.
-pub(crate) fn backward_input(g: &Geometry, w: &[f32], gy: &[f32], gx: &mut [f32]) {
+pub(crate) fn backward_input(g: &Geometry, w: &[f32], gy: &[f32], gx: &mut [MaybeUninit<f32>]) {
     if let Some((flipped_geometry, flipped)) = as_flipped_forward(g, w) {
         forward(&flipped_geometry, gy, &flipped, gx);
         return;
@@ -727,7 +801,11 @@ pub(crate) fn backward_input(g: &Geometry, w: &[f32], gy: &[f32], gx: &mut [f32]
                     View::rows(gy_cols, cols)
                 };
                 matmul((k, cols, g.c_out), (col, Store::Rows), false, lhs, rhs, par);
-                gxc.fill(0.0);
+                for v in gxc.iter_mut() {
+                    v.write(0.0);
+                }
+                // SAFETY: every value was just written.
+                let gxc = unsafe { assume_written(gxc) };
                 for j in 0..images {
                     col2im(g, col, cols, j * p, &mut gxc[j * in_len..][..in_len]);
                 }
@@ -744,7 +822,7 @@ pub(crate) fn backward_input(g: &Geometry, w: &[f32], gy: &[f32], gx: &mut [f32]
 /// 64 channels). So `gy` is transposed first (positions × channels, a tenth of the patch
 /// matrix's size at 3×3 kernels) and the product is accumulated as `gwᵀ`, transposed once
 /// at the end: 1.2–2× faster products at ResNet-18's shapes.
-pub(crate) fn backward_weight(g: &Geometry, x: &[f32], gy: &[f32], gw: &mut [f32]) {
+pub(crate) fn backward_weight(g: &Geometry, x: &[f32], gy: &[f32], gw: &mut [MaybeUninit<f32>]) {
     let plan = Plan::new(g);
     let (k, p, in_len, out_len) = (g.k(), g.p(), g.input_len(), g.output_len());
     let par = plan.parallelism;
@@ -783,7 +861,7 @@ pub(crate) fn backward_weight(g: &Geometry, x: &[f32], gy: &[f32], gw: &mut [f32
                     .chunks_exact(out_len)
                     .zip(gy_t.chunks_exact_mut(out_len))
                 {
-                    transpose(image, g.c_out, p, t);
+                    transpose(image, g.c_out, p, as_slots(t));
                 }
                 let lhs = View::transposed(gy_t, g.c_out);
                 matmul(
@@ -887,10 +965,13 @@ mod tests {
         }
     }
 
+    /// The largest relative difference; infinite where `a` holds a NaN (a value the kernel
+    /// never wrote: outputs start as NaN).
     fn close(a: &[f32], b: &[f32]) -> f32 {
         a.iter()
             .zip(b)
             .map(|(x, y)| (x - y).abs() / (1.0 + y.abs()))
+            .map(|d| if d.is_nan() { f32::INFINITY } else { d })
             .fold(0.0, f32::max)
     }
 
@@ -918,7 +999,7 @@ mod tests {
             let x = values(g.batch * g.input_len(), 1);
             let w = values(g.c_out * g.k(), 2);
             let mut y = vec![f32::NAN; g.batch * g.output_len()];
-            forward(&g, &x, &w, &mut y);
+            forward(&g, &x, &w, as_slots(&mut y));
             let d = close(&y, &naive_forward(&g, &x, &w));
             assert!(d < 1e-5, "{g:?}: {d}");
         }
@@ -956,7 +1037,7 @@ mod tests {
         for (rows, cols, stride) in [(4, 4, 4), (8, 12, 12), (5, 7, 7), (3, 9, 11), (13, 2, 5)] {
             let src = values(rows * stride, 6);
             let mut dst = vec![f32::NAN; rows * cols];
-            transpose_strided(&src, stride, (rows, cols), &mut dst);
+            transpose_strided(&src, stride, (rows, cols), as_slots(&mut dst));
             for r in 0..rows {
                 for c in 0..cols {
                     assert_eq!(
@@ -1033,8 +1114,8 @@ mod tests {
             let y = naive_forward(&g, &x, &w);
             let mut gx = vec![f32::NAN; x.len()];
             let mut gw = vec![f32::NAN; w.len()];
-            backward_input(&g, &w, &gy, &mut gx);
-            backward_weight(&g, &x, &gy, &mut gw);
+            backward_input(&g, &w, &gy, as_slots(&mut gx));
+            backward_weight(&g, &x, &gy, as_slots(&mut gw));
             let dot = |a: &[f32], b: &[f32]| -> f64 {
                 a.iter()
                     .zip(b)
