@@ -149,14 +149,6 @@ fn with_padded_plane<R>(g: &Geometry, f: impl FnOnce(&mut [f32]) -> R) -> R {
     out
 }
 
-/// f32 values per cache line.
-const LINE: usize = 16;
-
-/// The first index of `v` on a cache-line boundary.
-fn line_offset(v: &[f32]) -> usize {
-    (v.as_ptr() as usize).wrapping_neg() % (LINE * 4) / 4
-}
-
 /// Runs `f` with this thread's two scratch buffers, each at least `a` and `b` long.
 pub(crate) fn with_scratch<R>(
     a: usize,
@@ -165,16 +157,13 @@ pub(crate) fn with_scratch<R>(
 ) -> R {
     let mut patches = PATCHES.take();
     let mut product = PRODUCT.take();
-    // Both start on a cache line: patch rows are often exactly a line or two long, and a
-    // row straddling two lines costs each store a read of both.
-    if patches.len() < a + LINE {
-        patches.resize(a + LINE, 0.0);
+    if patches.len() < a {
+        patches.resize(a, 0.0);
     }
-    if product.len() < b + LINE {
-        product.resize(b + LINE, 0.0);
+    if product.len() < b {
+        product.resize(b, 0.0);
     }
-    let (pa, pb) = (line_offset(&patches), line_offset(&product));
-    let out = f(&mut patches[pa..pa + a], &mut product[pb..pb + b]);
+    let out = f(&mut patches[..a], &mut product[..b]);
     PATCHES.set(patches);
     PRODUCT.set(product);
     out
