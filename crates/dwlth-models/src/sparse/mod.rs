@@ -35,6 +35,7 @@ mod dense;
 mod filter;
 mod kernel;
 mod pool;
+mod profile;
 mod read;
 
 use burn::module::Module;
@@ -49,6 +50,8 @@ use read::{fold_conv_bn, linear, values};
 
 use crate::error::{ModelError, Result};
 use crate::resnet::{ResNet, ResidualBlock};
+pub use profile::LayerTime;
+use profile::Recorder;
 
 /// Sparsity of one layer of a [`SparseResNet`].
 #[derive(Clone, Debug, PartialEq)]
@@ -63,9 +66,9 @@ pub struct SparseLayerSummary {
     pub stored_nnz: usize,
     /// Output channels without weights, computed as constants.
     pub empty_channels: usize,
-    /// Whether the engine runs the layer as a dense matrix product (a 1×1 convolution that
-    /// keeps at least 25 % of its weights, or a larger one that keeps 35 %), multiplying its
-    /// zeros too.
+    /// Whether the engine runs the layer as a dense matrix product (a 1×1 convolution or the
+    /// head that keeps at least 25 % of its weights, or a larger convolution that keeps 35 %),
+    /// multiplying its zeros too.
     pub dense_product: bool,
 }
 
@@ -92,33 +95,52 @@ fn run(
     }
 }
 
-/// `conv` applied to `x`, its phase-split input (if any) returned to `pool`.
-fn apply(pool: &Pool, conv: &SparseConv, x: &Act, res: Option<&Act>, relu: bool) -> Result<Act> {
-    let input = conv_input(pool, conv, x)?;
-    let out = run(pool, conv, &input, x.batch, res, relu);
-    input.recycle(pool);
-    out
+/// `conv` applied to `x` (input layout included in its time), its phase-split input (if any)
+/// returned to `pool`.
+fn apply(
+    pool: &Pool,
+    rec: &Recorder,
+    conv: &SparseConv,
+    x: &Act,
+    res: Option<&Act>,
+    relu: bool,
+) -> Result<Act> {
+    rec.time(
+        &conv.name,
+        |y| conv_macs(conv, y),
+        || {
+            let input = conv_input(pool, conv, x)?;
+            let out = run(pool, conv, &input, x.batch, res, relu);
+            input.recycle(pool);
+            out
+        },
+    )
+}
+
+/// Multiply-adds of `conv` for the output maps `y`.
+fn conv_macs(conv: &SparseConv, y: &Act) -> usize {
+    conv.multiplies() * y.batch * y.height * y.width
 }
 
 impl SparseBlock {
     /// The block's output; `x` and every intermediate map go back to `pool`.
-    fn forward(&self, pool: &Pool, x: Act) -> Result<Act> {
+    fn forward(&self, pool: &Pool, rec: &Recorder, x: Act) -> Result<Act> {
         let shortcut = match &self.downsample {
-            Some(ds) => Some(apply(pool, ds, &x, None, false)?),
+            Some(ds) => Some(apply(pool, rec, ds, &x, None, false)?),
             None => None,
         };
-        let y = apply(pool, &self.conv1, &x, None, true)?;
+        let y = apply(pool, rec, &self.conv1, &x, None, true)?;
         let identity = shortcut.as_ref().unwrap_or(&x);
         let out = match &self.conv3 {
             Some(conv3) => {
-                let z = apply(pool, &self.conv2, &y, None, true)?;
+                let z = apply(pool, rec, &self.conv2, &y, None, true)?;
                 pool.put(y.data);
-                let out = apply(pool, conv3, &z, Some(identity), true);
+                let out = apply(pool, rec, conv3, &z, Some(identity), true);
                 pool.put(z.data);
                 out
             }
             None => {
-                let out = apply(pool, &self.conv2, &y, Some(identity), true);
+                let out = apply(pool, rec, &self.conv2, &y, Some(identity), true);
                 pool.put(y.data);
                 out
             }
@@ -308,6 +330,47 @@ impl SparseResNet {
     /// Logits `[batch · classes]` (row-major) of `batch` images of `in_channels × h × w`
     /// values in `[0, 1]`, NCHW, as [`ResNet::forward`] in eval mode.
     pub fn forward(&self, input: &[f32], batch: usize, h: usize, w: usize) -> Result<Vec<f32>> {
+        self.run_forward(input, [batch, h, w], &Recorder::Off)
+    }
+
+    /// [`forward`](Self::forward), timing every layer: where a ticket's inference time goes.
+    ///
+    /// Returns the logits and one [`LayerTime`] per step in forward order: each convolution
+    /// (its input layout included), `maxpool`, `avgpool` and `fc`. Their sum is the whole pass
+    /// but for buffer bookkeeping. Times are wall-clock, so run a warm-up pass first and
+    /// compare medians of several runs.
+    ///
+    /// ```
+    /// # use burn::tensor::Device;
+    /// # use dwlth_models::sparse::SparseResNet;
+    /// # use dwlth_models::{Arch, ResNetConfig, Stem};
+    /// # let model = ResNetConfig::new(Arch::ResNet18).with_width(2).with_stem(Stem::Cifar)
+    /// #     .with_num_classes(3).init(&Device::flex());
+    /// let engine = SparseResNet::from_resnet(&model).unwrap();
+    /// let (logits, times) = engine.profile(&[0.5; 2 * 3 * 8 * 8], 2, 8, 8).unwrap();
+    /// assert_eq!(logits.len(), 2 * 3);
+    /// assert_eq!(times[0].name, "conv1");
+    /// let slowest = times.iter().max_by(|a, b| a.seconds.total_cmp(&b.seconds)).unwrap();
+    /// println!("{} took {:.2} ms", slowest.name, slowest.seconds * 1e3);
+    /// ```
+    pub fn profile(
+        &self,
+        input: &[f32],
+        batch: usize,
+        h: usize,
+        w: usize,
+    ) -> Result<(Vec<f32>, Vec<LayerTime>)> {
+        let rec = Recorder::On(Default::default());
+        let logits = self.run_forward(input, [batch, h, w], &rec)?;
+        Ok((logits, rec.into_times()))
+    }
+
+    fn run_forward(
+        &self,
+        input: &[f32],
+        [batch, h, w]: [usize; 3],
+        rec: &Recorder,
+    ) -> Result<Vec<f32>> {
         let c = self.in_channels();
         let expected = [batch, c, h, w]
             .iter()
@@ -319,25 +382,36 @@ impl SparseResNet {
             )));
         }
         let pool = &self.pool;
-        let stem = stem_input(
-            pool,
-            &self.stem,
-            input,
-            [batch, h, w],
-            (&self.mean, &self.std),
+        let mut x = rec.time(
+            &self.stem.name,
+            |y| conv_macs(&self.stem, y),
+            || {
+                let stem = stem_input(
+                    pool,
+                    &self.stem,
+                    input,
+                    [batch, h, w],
+                    (&self.mean, &self.std),
+                )?;
+                let x = run(pool, &self.stem, &stem, batch, None, true);
+                stem.recycle(pool);
+                x
+            },
         )?;
-        let mut x = run(pool, &self.stem, &stem, batch, None, true)?;
-        stem.recycle(pool);
         if self.max_pool {
-            let pooled = max_pool_3x3_s2(pool, &x)?;
+            let pooled = rec.time("maxpool", |_| 0, || max_pool_3x3_s2(pool, &x))?;
             pool.put(std::mem::replace(&mut x, pooled).data);
         }
         for block in &self.blocks {
-            x = block.forward(pool, x)?;
+            x = block.forward(pool, rec, x)?;
         }
-        let features = global_average(&x);
+        let features = rec.time("avgpool", |_| 0, || Ok(global_average(&x)))?;
         pool.put(x.data);
-        Ok(self.fc.forward(&features))
+        rec.time(
+            "fc",
+            |_| batch * self.fc.values.len(),
+            || Ok(self.fc.forward(&features)),
+        )
     }
 
     /// [`forward`](Self::forward) on a Burn tensor `[batch, channels, h, w]`; the logits
@@ -380,7 +454,7 @@ impl SparseResNet {
                 masked_nnz: self.fc_masked_nnz,
                 stored_nnz: self.fc.values.len(),
                 empty_channels: self.fc.row.windows(2).filter(|r| r[0] == r[1]).count(),
-                dense_product: false,
+                dense_product: self.fc.dense.is_some(),
             }))
             .collect()
     }

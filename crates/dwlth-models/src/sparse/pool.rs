@@ -4,6 +4,7 @@
 use rayon::prelude::*;
 
 use super::activation::{zero_borders, Act, Pool};
+use super::dense::DENSE_FROM_1X1;
 use crate::error::{ModelError, Result};
 
 /// torchvision's stem max-pool, 3×3, stride 2, padding 1.
@@ -63,6 +64,24 @@ pub(crate) fn global_average(x: &Act) -> Vec<f32> {
         .collect()
 }
 
+/// `Σ a·b`, in 16 independent lanes so that the loop vectorises.
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let (a16, b16) = (a.chunks_exact(16), b.chunks_exact(16));
+    let tail: f32 = a16
+        .remainder()
+        .iter()
+        .zip(b16.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    let mut lanes = [0.0f32; 16];
+    for (x, y) in a16.zip(b16) {
+        for ((l, &x), &y) in lanes.iter_mut().zip(x).zip(y) {
+            *l += x * y;
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
+}
+
 /// The classification head, `y = W x + b`, with only W's nonzero weights stored (a masked head
 /// is sparse too; a dense one costs the same as a dense product).
 pub(crate) struct SparseLinear {
@@ -78,6 +97,10 @@ pub(crate) struct SparseLinear {
     pub values: Vec<f32>,
     /// Bias.
     pub bias: Vec<f32>,
+    /// The weight as a dense row-major `[out, in]` matrix when it keeps at least
+    /// [`DENSE_FROM_1X1`] of its weights: dense dot products then beat the gathers of the
+    /// sparse rows (an unpruned ImageNet head at batch 8: 8 ms → see docs/performance.md).
+    pub dense: Option<Vec<f32>>,
 }
 
 impl SparseLinear {
@@ -99,6 +122,7 @@ impl SparseLinear {
             }
             row.push(values.len());
         }
+        let dense_enough = values.len() as f64 >= DENSE_FROM_1X1 * weight.len() as f64;
         Self {
             out_features,
             in_features,
@@ -106,11 +130,31 @@ impl SparseLinear {
             cols,
             values,
             bias,
+            dense: (dense_enough && !weight.is_empty()).then(|| weight.to_vec()),
         }
     }
 
     /// Logits `[batch · out]` of features `[batch · in]`.
     pub fn forward(&self, features: &[f32]) -> Vec<f32> {
+        let batch = features.len() / self.in_features.max(1);
+        if let Some(weight) = &self.dense {
+            // Rows of the weight in parallel, each read once from memory for every image (a
+            // head's weight is megabytes, its products a few flops per weight: packing it for
+            // a matrix product cost more than the product).
+            let inputs = self.in_features;
+            let by_class: Vec<f32> = weight
+                .par_chunks(inputs)
+                .zip(&self.bias)
+                .flat_map_iter(|(w, &b)| features.chunks_exact(inputs).map(move |f| b + dot(w, f)))
+                .collect();
+            let mut logits = vec![0.0; batch * self.out_features];
+            for (o, class) in by_class.chunks_exact(batch.max(1)).enumerate() {
+                for (n, &v) in class.iter().enumerate() {
+                    logits[n * self.out_features + o] = v;
+                }
+            }
+            return logits;
+        }
         features
             .par_chunks(self.in_features)
             .flat_map_iter(|f| {
