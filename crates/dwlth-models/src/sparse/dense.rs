@@ -72,15 +72,16 @@ pub(crate) fn convolve_dense(
     weight: &[f32],
     input: &ConvInput,
     batch: usize,
-    residual: Option<&Act>,
+    residual: Option<Act>,
     relu: bool,
 ) -> Result<Act> {
     let (oc, ic) = (conv.shape.out_channels, conv.shape.in_channels);
     let taps = input.origins.len();
     let k = ic * taps;
     debug_assert_eq!(weight.len(), oc * k);
+    let add = residual.is_some();
     let mut out = output(pool, conv, input, batch, residual)?;
-    let job = Job::epilogue(conv, input, &out, relu);
+    let job = Job::epilogue(conv, input, &out, relu, add);
     let out_image = out.image_len();
     // Images in parallel when there are enough of them, otherwise each product on every thread.
     let threads = rayon::current_num_threads();
@@ -95,7 +96,6 @@ pub(crate) fn convolve_dense(
         // inside the image's buffer and its slack.
         let last_origin = input.origins.iter().max().copied().unwrap_or(0);
         assert!(last_origin + (ic - 1) * input.channel_stride + job.len <= x.len());
-        let res = residual.map(|r| &r.data[n * out_image..(n + 1) * out_image]);
         // Per-thread buffers reused across layers and calls: fresh zeroed ones per image
         // would cost a memset of up to a megabyte each.
         let patches_len = if taps == 1 { 0 } else { k * BLOCK };
@@ -128,12 +128,11 @@ pub(crate) fn convolve_dense(
                 );
                 for o in 0..oc {
                     let plane = &mut dst[o * job.dst_plane..(o + 1) * job.dst_plane];
-                    let res = res.map(|r| &r[o * job.dst_plane..(o + 1) * job.dst_plane]);
                     let row = &product[o * cols..(o + 1) * cols];
                     for (t, values) in row.chunks(TILE).enumerate() {
                         let mut acc = [0.0f32; TILE];
                         acc[..values.len()].copy_from_slice(values);
-                        store(&job, &acc, q0 + t * TILE, conv.bias[o], plane, res);
+                        store(&job, &acc, q0 + t * TILE, conv.bias[o], plane);
                     }
                 }
                 q0 += cols;

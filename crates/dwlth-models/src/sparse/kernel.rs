@@ -39,6 +39,9 @@ pub(super) struct Job<'a> {
     dst_row: usize,
     pub(super) dst_plane: usize,
     relu: bool,
+    /// The destination already holds the shortcut, to be added (the sum is formed in place,
+    /// see [`output`]).
+    residual: bool,
 }
 
 /// Adds `Σ w · x[q0 + off ..][..TILE]` over some of one output channel's nonzero weights to
@@ -85,37 +88,30 @@ fn accumulate<const FMA: bool>(
 }
 
 /// Writes the real positions of one tile into an output plane (with its zero border), as
-/// `act(acc + bias + residual)`.
+/// `act(acc + bias [+ the shortcut the plane holds])`.
 #[inline(always)]
-pub(super) fn store(
-    job: &Job,
-    acc: &[f32; TILE],
-    q0: usize,
-    bias: f32,
-    plane: &mut [f32],
-    residual: Option<&[f32]>,
-) {
+pub(super) fn store(job: &Job, acc: &[f32; TILE], q0: usize, bias: f32, plane: &mut [f32]) {
+    #[inline(always)]
+    fn put(job: &Job, out: &mut [f32], acc: &[f32], bias: f32) {
+        if job.residual {
+            for (o, &a) in out.iter_mut().zip(acc) {
+                let v = a + bias + *o;
+                *o = if job.relu { v.max(0.0) } else { v };
+            }
+        } else {
+            for (o, &a) in out.iter_mut().zip(acc) {
+                let v = a + bias;
+                *o = if job.relu { v.max(0.0) } else { v };
+            }
+        }
+    }
     if job.grid == job.dst_row && q0 + TILE <= job.len {
         // Stride 1: the grid is the output plane shifted by one row and column, so the whole
         // tile is stored with full vectors. Its grid columns past the output width land on
         // the border, which the task zeroes after its last tile.
         let d = q0 + job.dst_row + 1;
         let out: &mut [f32; TILE] = (&mut plane[d..d + TILE]).try_into().expect("TILE values");
-        match residual {
-            Some(r) => {
-                let r: &[f32; TILE] = r[d..d + TILE].try_into().expect("TILE values");
-                for ((o, &a), &r) in out.iter_mut().zip(acc).zip(r) {
-                    let v = a + bias + r;
-                    *o = if job.relu { v.max(0.0) } else { v };
-                }
-            }
-            None => {
-                for (o, &a) in out.iter_mut().zip(acc) {
-                    let v = a + bias;
-                    *o = if job.relu { v.max(0.0) } else { v };
-                }
-            }
-        }
+        put(job, out, acc, bias);
         return;
     }
     let end = (q0 + TILE).min(job.len);
@@ -129,22 +125,7 @@ pub(super) fn store(
         }
         let n = (job.out_w - ox).min(end - q);
         let d = (oy + 1) * job.dst_row + ox + 1;
-        let src = &acc[q - q0..q - q0 + n];
-        let out = &mut plane[d..d + n];
-        match residual {
-            Some(r) => {
-                for ((o, &a), &r) in out.iter_mut().zip(src).zip(&r[d..d + n]) {
-                    let v = a + bias + r;
-                    *o = if job.relu { v.max(0.0) } else { v };
-                }
-            }
-            None => {
-                for (o, &a) in out.iter_mut().zip(src) {
-                    let v = a + bias;
-                    *o = if job.relu { v.max(0.0) } else { v };
-                }
-            }
-        }
+        put(job, &mut plane[d..d + n], &acc[q - q0..q - q0 + n], bias);
         q += n;
     }
 }
@@ -158,13 +139,7 @@ const GROUP: usize = 32;
 /// channels, output channel, nonzero weight. A chunk's input window for one tile fits in L1, so
 /// the weights of a whole group read it from there rather than from L2 or memory.
 #[inline(always)]
-fn run_block<const FMA: bool>(
-    job: &Job,
-    x: &[f32],
-    first: usize,
-    dst: &mut [f32],
-    residual: Option<&[f32]>,
-) {
+fn run_block<const FMA: bool>(job: &Job, x: &[f32], first: usize, dst: &mut [f32]) {
     let planes = dst.len() / job.dst_plane;
     let mut partial = [[0.0f32; TILE]; GROUP];
     let stride = job.chunks + 1;
@@ -189,8 +164,7 @@ fn run_block<const FMA: bool>(
             for (i, acc) in partial[..g].iter().enumerate() {
                 let p = g0 + i;
                 let plane = &mut dst[p * job.dst_plane..(p + 1) * job.dst_plane];
-                let res = residual.map(|r| &r[p * job.dst_plane..(p + 1) * job.dst_plane]);
-                store(job, acc, q0, job.bias[first + p], plane, res);
+                store(job, acc, q0, job.bias[first + p], plane);
             }
         }
         q0 += TILE;
@@ -239,15 +213,15 @@ fn split_by_chunk(conv: &SparseConv, chunk: usize) -> (usize, Vec<usize>) {
 /// AVX-512 build of [`run_block`].
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
-fn run_block_avx512(job: &Job, x: &[f32], first: usize, dst: &mut [f32], residual: Option<&[f32]>) {
-    run_block::<true>(job, x, first, dst, residual)
+fn run_block_avx512(job: &Job, x: &[f32], first: usize, dst: &mut [f32]) {
+    run_block::<true>(job, x, first, dst)
 }
 
 /// AVX2 + FMA build of [`run_block`].
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn run_block_avx2(job: &Job, x: &[f32], first: usize, dst: &mut [f32], residual: Option<&[f32]>) {
-    run_block::<true>(job, x, first, dst, residual)
+fn run_block_avx2(job: &Job, x: &[f32], first: usize, dst: &mut [f32]) {
+    run_block::<true>(job, x, first, dst)
 }
 
 /// The widest instruction set this CPU runs, detected once.
@@ -272,16 +246,16 @@ fn isa() -> Isa {
     Isa::Baseline
 }
 
-fn dispatch(isa: Isa, job: &Job, x: &[f32], first: usize, dst: &mut [f32], res: Option<&[f32]>) {
+fn dispatch(isa: Isa, job: &Job, x: &[f32], first: usize, dst: &mut [f32]) {
     match isa {
         // SAFETY: `isa()` returned `Avx512` only after detecting AVX-512F, AVX2 and FMA on this
         // CPU, which is all `run_block_avx512` assumes; its body is safe Rust.
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => unsafe { run_block_avx512(job, x, first, dst, res) },
+        Isa::Avx512 => unsafe { run_block_avx512(job, x, first, dst) },
         // SAFETY: as above, with AVX2 and FMA detected.
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => unsafe { run_block_avx2(job, x, first, dst, res) },
-        _ => run_block::<false>(job, x, first, dst, res),
+        Isa::Avx2 => unsafe { run_block_avx2(job, x, first, dst) },
+        _ => run_block::<false>(job, x, first, dst),
     }
 }
 
@@ -294,8 +268,15 @@ fn channels_per_task(batch: usize, out_channels: usize) -> usize {
 }
 
 impl<'a> Job<'a> {
-    /// What [`store`] needs: `conv`'s bias and the geometry of `input` and `out` (no weights).
-    pub(super) fn epilogue(conv: &'a SparseConv, input: &ConvInput, out: &Act, relu: bool) -> Self {
+    /// What [`store`] needs: `conv`'s bias, the geometry of `input` and `out`, and whether
+    /// `out` holds a shortcut to add (no weights).
+    pub(super) fn epilogue(
+        conv: &'a SparseConv,
+        input: &ConvInput,
+        out: &Act,
+        relu: bool,
+        residual: bool,
+    ) -> Self {
         Job {
             offsets: &[],
             values: &[],
@@ -309,49 +290,54 @@ impl<'a> Job<'a> {
             dst_row: out.row(),
             dst_plane: out.plane(),
             relu,
+            residual,
         }
     }
 }
 
-/// The (uninitialised) output maps of `conv` on `input`, after checking that `residual`, if
-/// any, has their shape.
+/// The output maps of `conv` on `input`: the shortcut's own maps when there is one (after
+/// checking their shape), which the kernels then add to and overwrite in place, otherwise
+/// uninitialised maps from `pool`.
+///
+/// Summing into the shortcut's buffer rather than a fresh one saves a third of an epilogue's
+/// memory traffic: a store to a line not in cache first reads it, so a fresh output costs a
+/// read of the shortcut, a read of the output and a write; in place, one read and one write.
 pub(super) fn output(
     pool: &Pool,
     conv: &SparseConv,
     input: &ConvInput,
     batch: usize,
-    residual: Option<&Act>,
+    residual: Option<Act>,
 ) -> Result<Act> {
-    let out = Act::uninit(
-        pool,
-        batch,
-        conv.shape.out_channels,
-        input.out_h,
-        input.out_w,
-    );
-    if let Some(r) = residual {
-        let same = (r.batch, r.channels, r.height, r.width)
-            == (out.batch, out.channels, out.height, out.width);
-        if !same {
-            return Err(ModelError::InvalidInput(format!(
-                "`{}` gives {}×{}×{} maps but its shortcut gives {}×{}×{}",
-                conv.name, out.channels, out.height, out.width, r.channels, r.height, r.width
-            )));
+    let (channels, height, width) = (conv.shape.out_channels, input.out_h, input.out_w);
+    match residual {
+        None => Ok(Act::uninit(pool, batch, channels, height, width)),
+        Some(r) if (r.batch, r.channels, r.height, r.width) == (batch, channels, height, width) => {
+            Ok(r)
+        }
+        Some(r) => {
+            let err = ModelError::InvalidInput(format!(
+                "`{}` gives {channels}×{height}×{width} maps but its shortcut gives {}×{}×{}",
+                conv.name, r.channels, r.height, r.width
+            ));
+            pool.put(r.data);
+            Err(err)
         }
     }
-    Ok(out)
 }
 
-/// Runs `conv` on `input` for `batch` images: `act(conv(x) + bias [+ residual])`.
+/// Runs `conv` on `input` for `batch` images: `act(conv(x) + bias [+ residual])`, the sum
+/// formed in `residual`'s buffer.
 pub(crate) fn convolve(
     pool: &Pool,
     conv: &SparseConv,
     input: &ConvInput,
     batch: usize,
-    residual: Option<&Act>,
+    residual: Option<Act>,
     relu: bool,
 ) -> Result<Act> {
     let oc = conv.shape.out_channels;
+    let add = residual.is_some();
     let mut out = output(pool, conv, input, batch, residual)?;
     let (chunks, split) = split_by_chunk(conv, chunk_channels(conv));
     let job = Job {
@@ -359,7 +345,7 @@ pub(crate) fn convolve(
         values: &conv.values,
         chunks,
         split: &split,
-        ..Job::epilogue(conv, input, &out, relu)
+        ..Job::epilogue(conv, input, &out, relu, add)
     };
     let isa = isa();
     let out_image = out.image_len();
@@ -370,15 +356,10 @@ pub(crate) fn convolve(
         .enumerate()
         .for_each(|(n, image)| {
             let x = &data[n * input.image_len..];
-            let res = residual.map(|r| &r.data[n * out_image..(n + 1) * out_image]);
             image
                 .par_chunks_mut(per_task * job.dst_plane)
                 .enumerate()
-                .for_each(|(b, dst)| {
-                    let first = b * per_task;
-                    let res = res.map(|r| &r[first * job.dst_plane..][..dst.len()]);
-                    dispatch(isa, &job, x, first, dst, res);
-                });
+                .for_each(|(b, dst)| dispatch(isa, &job, x, b * per_task, dst));
         });
     Ok(out)
 }

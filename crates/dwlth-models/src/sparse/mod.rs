@@ -86,7 +86,7 @@ fn run(
     conv: &SparseConv,
     input: &ConvInput,
     batch: usize,
-    res: Option<&Act>,
+    res: Option<Act>,
     relu: bool,
 ) -> Result<Act> {
     match &conv.dense {
@@ -102,7 +102,7 @@ fn apply(
     rec: &Recorder,
     conv: &SparseConv,
     x: &Act,
-    res: Option<&Act>,
+    res: Option<Act>,
     relu: bool,
 ) -> Result<Act> {
     rec.time(
@@ -130,8 +130,15 @@ impl SparseBlock {
             None => None,
         };
         let y = apply(pool, rec, &self.conv1, &x, None, true)?;
-        let identity = shortcut.as_ref().unwrap_or(&x);
-        let out = match &self.conv3 {
+        // The last convolution adds the shortcut in place, in the shortcut's own buffer.
+        let identity = match shortcut {
+            Some(s) => {
+                pool.put(x.data);
+                s
+            }
+            None => x,
+        };
+        match &self.conv3 {
             Some(conv3) => {
                 let z = apply(pool, rec, &self.conv2, &y, None, true)?;
                 pool.put(y.data);
@@ -144,12 +151,7 @@ impl SparseBlock {
                 pool.put(y.data);
                 out
             }
-        };
-        if let Some(s) = shortcut {
-            pool.put(s.data);
         }
-        pool.put(x.data);
-        out
     }
 
     fn convolutions(&self) -> impl Iterator<Item = &SparseConv> {
