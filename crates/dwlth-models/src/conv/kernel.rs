@@ -196,17 +196,42 @@ impl View {
     }
 }
 
-/// How [`matmul`] stores `dst[m, n]`: row-major (`[m][n]`) or column-major (`[n][m]`).
+/// How [`matmul`] stores `dst[m, n]`: row-major (`[m][n]`), column-major (`[n][m]`), or
+/// column-major with columns `ld ≥ m` apart (`dst[i, j]` at `i + j · ld`).
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Store {
     Rows,
     Columns,
+    ColumnsApart(usize),
+}
+
+impl Store {
+    /// (column stride, row stride) of `dst[m, n]`.
+    fn strides(self, m: usize, n: usize) -> (isize, isize) {
+        match self {
+            Store::Rows => (1, n as isize),
+            Store::Columns => (m as isize, 1),
+            Store::ColumnsApart(ld) => (ld as isize, 1),
+        }
+    }
+
+    /// Panics unless `dst[m, n]` fits in `len` values without two elements in one place.
+    fn check(self, m: usize, n: usize, len: usize) {
+        let extent = match self {
+            Store::Rows | Store::Columns => m * n,
+            Store::ColumnsApart(ld) => {
+                assert!(ld >= m, "matmul: destination columns overlap");
+                (n - 1) * ld + m
+            }
+        };
+        assert!(len >= extent, "matmul: destination too small");
+    }
 }
 
 /// `dst[m, n] (+)= lhs[m, k] · rhs[k, n]`, `dst` stored as `store` says.
 ///
 /// The caller guarantees that `lhs` and `rhs` address `m × k` and `k × n` elements inside
-/// the slices they were made from, and that `dst` holds `m × n`.
+/// the slices they were made from; `dst` is checked to hold `dst[m, n]`.
 pub(crate) fn matmul(
     (m, n, k): (usize, usize, usize),
     (dst, store): (&mut [f32], Store),
@@ -215,8 +240,8 @@ pub(crate) fn matmul(
     rhs: View,
     parallelism: Parallelism,
 ) {
-    assert!(dst.len() >= m * n, "matmul: destination too small");
-    // SAFETY: `dst` holds m × n initialised values (asserted).
+    store.check(m, n, dst.len());
+    // SAFETY: `dst` holds the m × n distinct initialised values `store` addresses (checked).
     unsafe {
         product_into(
             (m, n, k),
@@ -233,8 +258,8 @@ pub(crate) fn matmul(
 /// The product of [`matmul`] into `m × n` values at `dst`.
 ///
 /// # Safety
-/// `dst` must be valid for writes of `m × n` values, and for reads of them too when
-/// `accumulate` is set; `lhs` and `rhs` must address `m × k` and `k × n` values inside live
+/// `dst` must be valid for writes of the `m × n` values `store` addresses, and for reads of
+/// them too when `accumulate` is set; `lhs` and `rhs` must address `m × k` and `k × n` values inside live
 /// slices.
 unsafe fn product_into(
     (m, n, k): (usize, usize, usize),
@@ -247,10 +272,7 @@ unsafe fn product_into(
 ) {
     // Empty convolutions never reach the kernels (`extension::geometry` sends them to Burn).
     assert!(m * n * k > 0, "matmul: empty product");
-    let (dst_col, dst_row) = match store {
-        Store::Rows => (1, n as isize),
-        Store::Columns => (m as isize, 1),
-    };
+    let (dst_col, dst_row) = store.strides(m, n);
     // SAFETY: guaranteed by the caller (see above); the callers build the views from
     // matching sizes.
     unsafe {
@@ -287,9 +309,10 @@ fn matmul_into(
     rhs: View,
     parallelism: Parallelism,
 ) {
-    assert!(dst.len() >= m * n, "matmul: destination too small");
-    // SAFETY: `dst` holds m × n slots (asserted); not accumulating, gemm only writes them
-    // (it reads its destination only when told to accumulate).
+    store.check(m, n, dst.len());
+    // SAFETY: `dst` holds the m × n distinct slots `store` addresses (checked); not
+    // accumulating, gemm only writes them (it reads its destination only when told to
+    // accumulate).
     unsafe {
         product_into(
             (m, n, k),

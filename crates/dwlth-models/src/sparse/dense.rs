@@ -96,10 +96,17 @@ pub(crate) fn convolve_dense(
         // inside the image's buffer and its slack.
         let last_origin = input.origins.iter().max().copied().unwrap_or(0);
         assert!(last_origin + (ic - 1) * input.channel_stride + job.len <= x.len());
+        // Stride 1: grid position q is plane value q + row + 1, so the product is written
+        // straight into the output planes (column j = channel j, `dst_plane` apart), adding to
+        // the shortcut they hold, and finished in place while still in cache. Grid columns
+        // past the width land on the border, zeroed below. Otherwise (phase grids) a block
+        // product goes through `store`.
+        let direct = job.grid == job.dst_row;
         // Per-thread buffers reused across layers and calls: fresh zeroed ones per image
         // would cost a memset of up to a megabyte each.
         let patches_len = if taps == 1 { 0 } else { k * BLOCK };
-        with_scratch(patches_len, oc * BLOCK, |patches, product| {
+        let product_len = if direct { 0 } else { oc * BLOCK };
+        with_scratch(patches_len, product_len, |patches, product| {
             let mut q0 = 0;
             while q0 < job.len {
                 let cols = (job.len - q0).min(BLOCK);
@@ -114,25 +121,44 @@ pub(crate) fn convolve_dense(
                     }
                     View::transposed(patches, cols)
                 };
-                // `product[oc][cols]` row-major, computed as its transpose
-                // `patchesᵀ · weightᵀ` stored column-major: the same memory, with the positions
-                // as gemm's `m`, the layout its kernels run fastest (4–5 % over a 90 % ticket's
-                // dense layers).
-                matmul(
-                    (cols, oc, k),
-                    (product, Store::Columns),
-                    false,
-                    patches_t,
-                    View::transposed(weight, k),
-                    parallelism,
-                );
-                for o in 0..oc {
-                    let plane = &mut dst[o * job.dst_plane..(o + 1) * job.dst_plane];
-                    let row = &product[o * cols..(o + 1) * cols];
-                    for (t, values) in row.chunks(TILE).enumerate() {
-                        let mut acc = [0.0f32; TILE];
-                        acc[..values.len()].copy_from_slice(values);
-                        store(&job, &acc, q0 + t * TILE, conv.bias[o], plane);
+                // `[oc][cols]`, computed as its transpose `patchesᵀ · weightᵀ` stored
+                // column-major: the positions as gemm's `m`, the layout its kernels run
+                // fastest (4–5 % over a 90 % ticket's dense layers).
+                let weight_t = View::transposed(weight, k);
+                if direct {
+                    let first = q0 + job.dst_row + 1;
+                    matmul(
+                        (cols, oc, k),
+                        (&mut dst[first..], Store::ColumnsApart(job.dst_plane)),
+                        job.residual,
+                        patches_t,
+                        weight_t,
+                        parallelism,
+                    );
+                    for (o, plane) in dst.chunks_exact_mut(job.dst_plane).enumerate() {
+                        let b = conv.bias[o];
+                        for v in &mut plane[first..first + cols] {
+                            let t = *v + b;
+                            *v = if job.relu { t.max(0.0) } else { t };
+                        }
+                    }
+                } else {
+                    matmul(
+                        (cols, oc, k),
+                        (product, Store::Columns),
+                        false,
+                        patches_t,
+                        weight_t,
+                        parallelism,
+                    );
+                    for o in 0..oc {
+                        let plane = &mut dst[o * job.dst_plane..(o + 1) * job.dst_plane];
+                        let row = &product[o * cols..(o + 1) * cols];
+                        for (t, values) in row.chunks(TILE).enumerate() {
+                            let mut acc = [0.0f32; TILE];
+                            acc[..values.len()].copy_from_slice(values);
+                            store(&job, &acc, q0 + t * TILE, conv.bias[o], plane);
+                        }
                     }
                 }
                 q0 += cols;

@@ -31,17 +31,17 @@ pub(super) struct Job<'a> {
     /// output channel `o` that read input-channel chunk `k`.
     split: &'a [usize],
     bias: &'a [f32],
-    grid: usize,
+    pub(super) grid: usize,
     pub(super) out_h: usize,
     pub(super) out_w: usize,
     /// Output positions on the grid, from 0 to the last real one.
     pub(super) len: usize,
-    dst_row: usize,
+    pub(super) dst_row: usize,
     pub(super) dst_plane: usize,
-    relu: bool,
+    pub(super) relu: bool,
     /// The destination already holds the shortcut, to be added (the sum is formed in place,
     /// see [`output`]).
-    residual: bool,
+    pub(super) residual: bool,
 }
 
 /// Adds `Σ w · x[q0 + off ..][..TILE]` over some of one output channel's nonzero weights to
