@@ -390,35 +390,47 @@ fn grouped_convolutions_are_refused() {
 #[test]
 fn a_profiled_pass_gives_the_same_logits_and_times_every_layer() {
     let device = Device::flex();
-    device.seed(21);
-    let model = ticket(
-        tiny(Arch::ResNet50, Stem::ImageNet, &device),
-        Masking::Mixed,
-        22,
-    );
-    let engine = SparseResNet::from_resnet(&model).expect("compiles");
-    let [h, w] = input_size(Stem::ImageNet);
-    let batch = 2;
-    let x = Tensor::<4>::random([batch, 3, h, w], Distribution::Uniform(0.0, 1.0), &device);
-    let input = x.into_data().try_to_vec_as::<f32>().expect("input");
-    let logits = engine.forward(&input, batch, h, w).expect("forward");
-    let (profiled, times) = engine.profile(&input, batch, h, w).expect("profile");
-    assert_eq!(profiled, logits);
-    // One entry per layer of the summary and per pool, in forward order (a block's shortcut
-    // runs before its first convolution).
-    let mut expected: Vec<String> = engine.layers().into_iter().map(|l| l.name).collect();
-    expected.extend(["maxpool".into(), "avgpool".into()]);
-    let mut names: Vec<String> = times.iter().map(|t| t.name.clone()).collect();
-    assert_eq!(names[..2], ["conv1", "maxpool"]);
-    assert_eq!(names[2..4], ["layer1.0.downsample.0", "layer1.0.conv1"]);
-    assert_eq!(names[names.len() - 2..], ["avgpool", "fc"]);
-    names.sort();
-    expected.sort();
-    assert_eq!(names, expected);
-    assert!(times
-        .iter()
-        .all(|t| t.seconds >= 0.0 && t.seconds.is_finite()));
-    let macs: usize = times.iter().map(|t| t.macs).sum();
-    assert_eq!(macs, batch * engine.macs(h, w));
-    assert!(engine.profile(&input[1..], batch, h, w).is_err());
+    // Sparse stems (mixed masks) run fused with the max-pool, a dense one apart.
+    let mut stems = Vec::new();
+    for (masking, seed) in [(Masking::Mixed, 22), (Masking::Random(0.0), 23)] {
+        device.seed(seed);
+        let model = ticket(tiny(Arch::ResNet50, Stem::ImageNet, &device), masking, seed);
+        let engine = SparseResNet::from_resnet(&model).expect("compiles");
+        let [h, w] = input_size(Stem::ImageNet);
+        let batch = 2;
+        let x = Tensor::<4>::random([batch, 3, h, w], Distribution::Uniform(0.0, 1.0), &device);
+        let input = x.into_data().try_to_vec_as::<f32>().expect("input");
+        let logits = engine.forward(&input, batch, h, w).expect("forward");
+        let (profiled, times) = engine.profile(&input, batch, h, w).expect("profile");
+        assert_eq!(profiled, logits);
+        // One entry per layer of the summary and per pool, in forward order (a block's shortcut
+        // runs before its first convolution).
+        let layers = engine.layers();
+        let stem_is_dense = layers[0].dense_product;
+        let mut expected: Vec<String> = layers.into_iter().map(|l| l.name).collect();
+        expected.push("avgpool".into());
+        let mut names: Vec<String> = times.iter().map(|t| t.name.clone()).collect();
+        assert_eq!(names[0], "conv1");
+        let pool = usize::from(stem_is_dense);
+        if stem_is_dense {
+            assert_eq!(names[1], "maxpool");
+            expected.push("maxpool".into());
+        }
+        assert_eq!(
+            names[1 + pool..3 + pool],
+            ["layer1.0.downsample.0", "layer1.0.conv1"]
+        );
+        assert_eq!(names[names.len() - 2..], ["avgpool", "fc"]);
+        names.sort();
+        expected.sort();
+        assert_eq!(names, expected);
+        assert!(times
+            .iter()
+            .all(|t| t.seconds >= 0.0 && t.seconds.is_finite()));
+        let macs: usize = times.iter().map(|t| t.macs).sum();
+        assert_eq!(macs, batch * engine.macs(h, w));
+        assert!(engine.profile(&input[1..], batch, h, w).is_err());
+        stems.push(stem_is_dense);
+    }
+    assert_eq!(stems, [false, true]);
 }

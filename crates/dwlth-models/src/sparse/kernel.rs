@@ -16,6 +16,8 @@ use rayon::prelude::*;
 
 use super::activation::{zero_borders, Act, ConvInput, Pool};
 use super::filter::SparseConv;
+use super::pool::{max_pool_plane, pooled_size};
+use crate::conv::kernel::with_scratch;
 use crate::error::{ModelError, Result};
 
 /// Output positions per tile: 4 AVX-512 or 8 AVX2 registers of accumulators.
@@ -360,6 +362,47 @@ pub(crate) fn convolve(
                 .par_chunks_mut(per_task * job.dst_plane)
                 .enumerate()
                 .for_each(|(b, dst)| dispatch(isa, &job, x, b * per_task, dst));
+        });
+    Ok(out)
+}
+
+/// `max_pool_3x3_s2(relu(conv(x) + bias))` (the stem and its max-pool) without writing the
+/// convolution's maps: each task convolves one channel of one image into a per-thread plane
+/// and pools it while it is in cache. The unfused pair wrote and read back a map four times
+/// the size of the pooled one (26 MB for eight 224×224 images).
+pub(crate) fn convolve_max_pooled(
+    pool: &Pool,
+    conv: &SparseConv,
+    input: &ConvInput,
+    batch: usize,
+) -> Result<Act> {
+    let oc = conv.shape.out_channels;
+    let (height, width) = (input.out_h, input.out_w);
+    let [out_h, out_w] = pooled_size(height, width)?;
+    let mut out = Act::uninit(pool, batch, oc, out_h, out_w);
+    let (chunks, split) = split_by_chunk(conv, chunk_channels(conv));
+    let plane = (height + 2) * (width + 2);
+    let job = Job {
+        offsets: &input.offsets,
+        values: &conv.values,
+        chunks,
+        split: &split,
+        dst_row: width + 2,
+        dst_plane: plane,
+        ..Job::epilogue(conv, input, &out, true, false)
+    };
+    let isa = isa();
+    let out_plane = out.plane();
+    out.data[..batch * oc * out_plane]
+        .par_chunks_mut(out_plane)
+        .enumerate()
+        .for_each(|(nc, dst)| {
+            let (n, o) = (nc / oc, nc % oc);
+            let x = &input.data[n * input.image_len..];
+            with_scratch(plane, 0, |maps, _| {
+                dispatch(isa, &job, x, o, maps);
+                max_pool_plane(maps, [height, width], dst);
+            });
         });
     Ok(out)
 }

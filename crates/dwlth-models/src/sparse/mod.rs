@@ -44,7 +44,7 @@ use burn::tensor::{Tensor, TensorData};
 use activation::{conv_input, stem_input, Act, ConvInput, Pool};
 use dense::convolve_dense;
 use filter::SparseConv;
-use kernel::convolve;
+use kernel::{convolve, convolve_max_pooled};
 use pool::{global_average, max_pool_3x3_s2, SparseLinear};
 use read::{fold_conv_bn, linear, values};
 
@@ -338,7 +338,8 @@ impl SparseResNet {
     /// [`forward`](Self::forward), timing every layer: where a ticket's inference time goes.
     ///
     /// Returns the logits and one [`LayerTime`] per step in forward order: each convolution
-    /// (its input layout included), `maxpool`, `avgpool` and `fc`. Their sum is the whole pass
+    /// (its input layout included), `maxpool` (unless the stem is sparse, when it runs fused
+    /// with the stem and counts as `conv1`), `avgpool` and `fc`. Their sum is the whole pass
     /// but for buffer bookkeeping. Times are wall-clock, so run a warm-up pass first and
     /// compare medians of several runs.
     ///
@@ -384,9 +385,13 @@ impl SparseResNet {
             )));
         }
         let pool = &self.pool;
+        // A sparse stem and its max-pool run fused: one entry, `conv1`, in a profile, its
+        // multiply-adds counted on the convolution's own output.
+        let fused = self.max_pool && self.stem.dense.is_none();
+        let positions = std::cell::Cell::new(0);
         let mut x = rec.time(
             &self.stem.name,
-            |y| conv_macs(&self.stem, y),
+            |_| self.stem.multiplies() * batch * positions.get(),
             || {
                 let stem = stem_input(
                     pool,
@@ -395,12 +400,17 @@ impl SparseResNet {
                     [batch, h, w],
                     (&self.mean, &self.std),
                 )?;
-                let x = run(pool, &self.stem, &stem, batch, None, true);
+                positions.set(stem.out_h * stem.out_w);
+                let x = if fused {
+                    convolve_max_pooled(pool, &self.stem, &stem, batch)
+                } else {
+                    run(pool, &self.stem, &stem, batch, None, true)
+                };
                 stem.recycle(pool);
                 x
             },
         )?;
-        if self.max_pool {
+        if self.max_pool && !fused {
             let pooled = rec.time("maxpool", |_| 0, || max_pool_3x3_s2(pool, &x))?;
             pool.put(std::mem::replace(&mut x, pooled).data);
         }

@@ -13,40 +13,49 @@ use crate::error::{ModelError, Result};
 /// exactly as the −∞ padding of PyTorch's max-pool: each window holds at least one real value,
 /// which is never below the border's zeros.
 pub(crate) fn max_pool_3x3_s2(pool: &Pool, x: &Act) -> Result<Act> {
-    if x.height == 0 || x.width == 0 {
-        return Err(ModelError::InvalidInput(
-            "the stem's output is empty; the input is too small".into(),
-        ));
-    }
-    let out_h = (x.height - 1) / 2 + 1;
-    let out_w = (x.width - 1) / 2 + 1;
+    let [out_h, out_w] = pooled_size(x.height, x.width)?;
     let mut out = Act::uninit(pool, x.batch, x.channels, out_h, out_w);
-    let (src_row, src_plane) = (x.row(), x.plane());
-    let (dst_row, dst_plane) = (out.row(), out.plane());
+    let (src_plane, dst_plane) = (x.plane(), out.plane());
     let planes = x.batch * x.channels;
     out.data[..planes * dst_plane]
         .par_chunks_mut(dst_plane)
         .zip(x.data[..planes * src_plane].par_chunks(src_plane))
-        .for_each(|(dst, src)| {
-            for oy in 0..out_h {
-                // Padded rows 2·oy .. 2·oy + 2 hold input rows 2·oy − 1 .. 2·oy + 1.
-                let rows = [
-                    &src[2 * oy * src_row..][..src_row],
-                    &src[(2 * oy + 1) * src_row..][..src_row],
-                    &src[(2 * oy + 2) * src_row..][..src_row],
-                ];
-                let d = &mut dst[(oy + 1) * dst_row + 1..][..out_w];
-                for (ox, o) in d.iter_mut().enumerate() {
-                    let mut m = 0.0f32;
-                    for r in rows {
-                        m = m.max(r[2 * ox]).max(r[2 * ox + 1]).max(r[2 * ox + 2]);
-                    }
-                    *o = m;
-                }
-            }
-            zero_borders(dst, out_h, out_w);
-        });
+        .for_each(|(dst, src)| max_pool_plane(src, [x.height, x.width], dst));
     Ok(out)
+}
+
+/// The size of [`max_pool_3x3_s2`]'s output for a `height × width` map.
+pub(crate) fn pooled_size(height: usize, width: usize) -> Result<[usize; 2]> {
+    if height == 0 || width == 0 {
+        return Err(ModelError::InvalidInput(
+            "the stem's output is empty; the input is too small".into(),
+        ));
+    }
+    Ok([(height - 1) / 2 + 1, (width - 1) / 2 + 1])
+}
+
+/// [`max_pool_3x3_s2`] of one bordered `height × width` plane of values ≥ 0 into `dst`, a
+/// bordered plane of the pooled size (border included).
+pub(crate) fn max_pool_plane(src: &[f32], [height, width]: [usize; 2], dst: &mut [f32]) {
+    let [out_h, out_w] = [(height - 1) / 2 + 1, (width - 1) / 2 + 1];
+    let (src_row, dst_row) = (width + 2, out_w + 2);
+    for oy in 0..out_h {
+        // Padded rows 2·oy .. 2·oy + 2 hold input rows 2·oy − 1 .. 2·oy + 1.
+        let rows = [
+            &src[2 * oy * src_row..][..src_row],
+            &src[(2 * oy + 1) * src_row..][..src_row],
+            &src[(2 * oy + 2) * src_row..][..src_row],
+        ];
+        let d = &mut dst[(oy + 1) * dst_row + 1..][..out_w];
+        for (ox, o) in d.iter_mut().enumerate() {
+            let mut m = 0.0f32;
+            for r in rows {
+                m = m.max(r[2 * ox]).max(r[2 * ox + 1]).max(r[2 * ox + 2]);
+            }
+            *o = m;
+        }
+    }
+    zero_borders(dst, out_h, out_w);
 }
 
 /// Mean of every channel, `[batch · channels]`.

@@ -8,7 +8,8 @@ use crate::error::Result;
 /// Wall-clock time of one step of a profiled forward pass.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LayerTime {
-    /// Torchvision path of the layer (`layer2.0.conv2`), or `maxpool`, `avgpool`, `fc`.
+    /// Torchvision path of the layer (`layer2.0.conv2`), or `maxpool`, `avgpool`, `fc`. A
+    /// sparse stem's entry, `conv1`, includes the max-pool fused with it.
     pub name: String,
     /// Seconds, the input layout of a convolution included.
     pub seconds: f64,
