@@ -21,9 +21,9 @@ use super::filter::SparseConv;
 use super::kernel::TILE;
 use crate::error::{ModelError, Result};
 
-/// Extra zeros after the last image of every buffer, so that a full tile of `TILE` outputs may
-/// read past the last real output position without a bounds-shortened tail loop. The outputs
-/// of those extra positions are never stored.
+/// Extra values after the last image of every buffer, so that a full tile of `TILE` outputs
+/// may read past the last real output position without a bounds-shortened tail loop. The
+/// outputs of those extra positions are never stored.
 pub(crate) const SLACK: usize = TILE;
 
 /// Recycled activation buffers.
@@ -37,24 +37,26 @@ pub(crate) const SLACK: usize = TILE;
 pub(crate) struct Pool(Mutex<Vec<Vec<f32>>>);
 
 impl Pool {
-    /// A buffer of `len` values with unspecified contents.
+    /// A buffer of at least `len` values with unspecified contents.
+    ///
+    /// Buffers keep their full length between uses: truncating one for a small map and
+    /// growing it again for a large one would zero the difference, megabytes per layer.
     pub fn take(&self, len: usize) -> Vec<f32> {
         let mut free = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        // The smallest free buffer that is large enough.
+        // The smallest free buffer that is long enough.
         let best = free
             .iter()
             .enumerate()
-            .filter(|(_, v)| v.capacity() >= len)
-            .min_by_key(|(_, v)| v.capacity())
+            .filter(|(_, v)| v.len() >= len)
+            .min_by_key(|(_, v)| v.len())
             .map(|(i, _)| i);
-        let mut v = match best {
+        match best {
             Some(i) => free.swap_remove(i),
-            None => Vec::with_capacity(len),
-        };
-        drop(free);
-        v.resize(len, 0.0);
-        v.truncate(len);
-        v
+            None => {
+                drop(free);
+                vec![0.0; len]
+            }
+        }
     }
 
     /// Returns a buffer for reuse.
@@ -79,7 +81,7 @@ pub(crate) fn zero_borders(planes: &mut [f32], height: usize, width: usize) {
 
 /// A batch of feature maps, NCHW, each plane surrounded by one row/column of zeros.
 pub(crate) struct Act {
-    /// `batch · channels · (height + 2) · (width + 2)` values, then [`SLACK`] zeros.
+    /// `batch · channels · (height + 2) · (width + 2)` values, then at least [`SLACK`] more.
     pub data: Vec<f32>,
     /// Images.
     pub batch: usize,
@@ -233,7 +235,18 @@ fn phase_split<'a, 'b>(
     let out_w = out_size(&conv.name, width, s.kernel[1], s.stride[1], s.padding[1])?;
     let py = Phases::new(s.kernel[0], s.stride[0], s.padding[0], out_h);
     let px = Phases::new(s.kernel[1], s.stride[1], s.padding[1], out_w);
-    let plane = py.extent * px.extent;
+    // For a dense product, phase rows as long as the output's bordered rows where they fit
+    // (every strided layer of a ResNet but the stem): the grid then matches the output
+    // plane, and the product is written there directly. The extra columns are zeros that
+    // only discarded positions read. The sparse kernel computes every grid position, so it
+    // keeps the shortest rows (measured: wider rows cost it more than its faster stores
+    // saved).
+    let grid = if conv.dense.is_some() && px.extent <= out_w + 2 {
+        out_w + 2
+    } else {
+        px.extent
+    };
+    let plane = py.extent * grid;
     // slot[a · stride_x + b]: the place of phase (a, b) among the built ones, if any reads it.
     let mut slot = vec![usize::MAX; s.stride[0] * s.stride[1]];
     let mut built: Vec<Span> = Vec::new();
@@ -256,7 +269,7 @@ fn phase_split<'a, 'b>(
         .for_each(|(nc, out)| {
             let (n, c) = (nc / s.in_channels, nc % s.in_channels);
             for (phase, span) in out.chunks_exact_mut(plane).zip(&built) {
-                for (i, dst) in phase.chunks_exact_mut(px.extent).enumerate() {
+                for (i, dst) in phase.chunks_exact_mut(grid).enumerate() {
                     let Some(y) = py.source(span.a, i, height) else {
                         dst.fill(0.0);
                         continue;
@@ -276,7 +289,7 @@ fn phase_split<'a, 'b>(
         let (a, dy) = py.split(ky, s.padding[0]);
         let (b, dx) = px.split(kx, s.padding[1]);
         let phase = channel * built.len() + slot[a * s.stride[1] + b];
-        phase * plane + dy * px.extent + dx
+        phase * plane + dy * grid + dx
     };
     let offsets = conv
         .taps
@@ -291,7 +304,7 @@ fn phase_split<'a, 'b>(
             .map(|(ky, kx)| offset(0, ky, kx))
             .collect(),
         channel_stride: per_channel,
-        grid: px.extent,
+        grid,
         out_h,
         out_w,
     })

@@ -107,11 +107,12 @@ pub(super) fn store(job: &Job, acc: &[f32; TILE], q0: usize, bias: f32, plane: &
             }
         }
     }
-    if job.grid == job.dst_row && q0 + TILE <= job.len {
+    let d = q0 + job.dst_row + 1;
+    if job.grid == job.dst_row && d + TILE <= plane.len() {
         // Stride 1: the grid is the output plane shifted by one row and column, so the whole
-        // tile is stored with full vectors. Its grid columns past the output width land on
-        // the border, which the task zeroes after its last tile.
-        let d = q0 + job.dst_row + 1;
+        // tile is stored with full vectors. Its grid columns past the output width, and its
+        // positions past the last one (a last tile that fits in the plane), land on the
+        // border, which the task zeroes after its last tile.
         let out: &mut [f32; TILE] = (&mut plane[d..d + TILE]).try_into().expect("TILE values");
         put(job, out, acc, bias);
         return;
