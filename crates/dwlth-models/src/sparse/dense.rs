@@ -64,6 +64,36 @@ pub(crate) fn dense_matrix(conv: &SparseConv) -> Vec<f32> {
     weight
 }
 
+/// Finishes grid positions `q0..q0 + cols` of one output plane that a product wrote straight
+/// into it: `act(value + bias)` at real positions, zero on the border columns between them,
+/// and the border rows before the first and after the last position. Done block by block
+/// while the block is in cache: a border pass over the whole map afterwards missed the cache
+/// on two lines of every row.
+fn finish(job: &Job, plane: &mut [f32], q0: usize, cols: usize, bias: f32) {
+    let offset = job.dst_row + 1;
+    if q0 == 0 {
+        plane[..offset].fill(0.0);
+    }
+    let end = q0 + cols;
+    if end == job.len {
+        plane[end + offset..].fill(0.0);
+    }
+    let mut q = q0;
+    while q < end {
+        let column = q % job.grid;
+        let n = (job.grid - column).min(end - q);
+        let run = &mut plane[q + offset..q + offset + n];
+        let real = job.out_w.saturating_sub(column).min(n);
+        let (values, border) = run.split_at_mut(real);
+        for v in values {
+            let t = *v + bias;
+            *v = if job.relu { t.max(0.0) } else { t };
+        }
+        border.fill(0.0);
+        q += n;
+    }
+}
+
 /// Runs `conv` with its dense `weight` ([`dense_matrix`]) on `input` for `batch` images:
 /// `act(conv(x) + bias [+ residual])`, the same maps as the sparse kernel.
 pub(crate) fn convolve_dense(
@@ -136,11 +166,7 @@ pub(crate) fn convolve_dense(
                         parallelism,
                     );
                     for (o, plane) in dst.chunks_exact_mut(job.dst_plane).enumerate() {
-                        let b = conv.bias[o];
-                        for v in &mut plane[first..first + cols] {
-                            let t = *v + b;
-                            *v = if job.relu { t.max(0.0) } else { t };
-                        }
+                        finish(&job, plane, q0, cols, conv.bias[o]);
                     }
                 } else {
                     matmul(
@@ -164,7 +190,9 @@ pub(crate) fn convolve_dense(
                 q0 += cols;
             }
         });
-        zero_borders(dst, job.out_h, job.out_w);
+        if !direct {
+            zero_borders(dst, job.out_h, job.out_w);
+        }
     };
     let images = &mut out.data[..batch * out_image];
     if batch >= threads {
