@@ -12,7 +12,7 @@ use burn::config::Config;
 use burn::module::{Flag, Module, Param, RunningState};
 use burn::nn::Initializer;
 use burn::tensor::module::batch_norm_train;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{activation, Device, Tensor};
 
 use crate::error::{ModelError, Result};
 
@@ -80,13 +80,29 @@ pub struct BatchNorm2d {
 impl BatchNorm2d {
     /// Normalises `input`.
     pub fn forward(&self, input: Tensor<4>) -> Tensor<4> {
+        self.normalise(input, false)
+    }
+
+    /// `relu(self.forward(input))`. In training mode on the CPU backend the ReLU is part of
+    /// the fused BatchNorm operation: no pass of its own over the activations, forward or
+    /// backward (the backward pass tests the same `f32` condition as the forward one).
+    pub fn forward_relu(&self, input: Tensor<4>) -> Tensor<4> {
+        self.normalise(input, true)
+    }
+
+    fn normalise(&self, input: Tensor<4>, relu: bool) -> Tensor<4> {
         let device = input.device();
         if !(device.is_autodiff() && self.training.is_enabled()) {
-            return self.forward_eval(input);
+            let output = self.forward_eval(input);
+            return if relu {
+                activation::relu(output)
+            } else {
+                output
+            };
         }
         let [n, _, h, w] = input.dims();
         let count = (n * h * w) as f64;
-        let (output, batch_mean, batch_var) = self.train_batch(input);
+        let (output, batch_mean, batch_var) = self.train_batch(input, relu);
         let unbiased = if count > 1.0 {
             batch_var.detach().mul_scalar(count / (count - 1.0))
         } else {
@@ -102,11 +118,11 @@ impl BatchNorm2d {
         output
     }
 
-    /// The output normalised with the batch's statistics, and those statistics (mean, biased
-    /// variance). On the CPU backend with f32 values, one fused operation
-    /// (`CpuBatchNormBackend`: four passes over the
-    /// activations for forward and backward together); elsewhere Burn's `batch_norm_train`.
-    fn train_batch(&self, input: Tensor<4>) -> (Tensor<4>, Tensor<1>, Tensor<1>) {
+    /// The output normalised with the batch's statistics (then through a ReLU if `relu`),
+    /// and those statistics (mean, biased variance). On the CPU backend with f32 values, one
+    /// fused operation (`CpuBatchNormBackend`: four passes over the activations for forward
+    /// and backward together, ReLU included); elsewhere Burn's `batch_norm_train`.
+    fn train_batch(&self, input: Tensor<4>, relu: bool) -> (Tensor<4>, Tensor<1>, Tensor<1>) {
         #[cfg(feature = "flex")]
         if !burn_reference_forced()
             && crate::conv::on_flex(&input.device())
@@ -127,6 +143,7 @@ impl BatchNorm2d {
                     self.beta.val().into_dispatch(),
                     moments.clone().into_dispatch(),
                     self.epsilon,
+                    relu,
                 ),
             );
             let mean = moments.clone().slice([0..1, 0..c]).reshape([c]);
@@ -134,7 +151,12 @@ impl BatchNorm2d {
             return (output, mean, var);
         }
         let out = batch_norm_train(input, self.gamma.val(), self.beta.val(), self.epsilon);
-        (out.output, out.mean, out.variance)
+        let output = if relu {
+            activation::relu(out.output)
+        } else {
+            out.output
+        };
+        (output, out.mean, out.variance)
     }
 
     /// Evaluation mode as one per-channel affine map, `x · scale + shift` with
@@ -241,14 +263,20 @@ mod tests {
         // The fused CPU path against Burn's batch_norm_train: output, batch statistics (through
         // the running-statistics update) and the gradients of x, γ and β. Activations far from
         // zero (mean 40, std 3) check the moments' shifted sums; a 1×1 map with two images
-        // the smallest batch.
+        // the smallest batch. Then the same with the fused ReLU (`forward_relu`) against
+        // `relu(batch_norm_train)`, about half of whose outputs are cut.
         let device = Device::flex().autodiff();
         let _rng = seeded(&device, 12);
-        for (shape, mean, std) in [
+        let cases = [
             ([3, 5, 4, 6], 40.0, 3.0),
             ([2, 4, 1, 1], 0.5, 1.0),
             ([4, 3, 7, 5], -1.0, 0.2),
-        ] {
+        ];
+        for ((shape, mean, std), relu) in cases
+            .into_iter()
+            .map(|c| (c, false))
+            .chain(cases.into_iter().map(|c| (c, true)))
+        {
             let c = shape[1];
             let random = |lo: f64, hi: f64| {
                 Tensor::<1>::random([c], Distribution::Uniform(lo, hi), &device)
@@ -262,16 +290,38 @@ mod tests {
             let gy = Tensor::<4>::random(shape, Distribution::Default, &device);
 
             let x_ours = x.clone().require_grad();
-            let y = bn.forward(x_ours.clone());
+            let y = if relu {
+                bn.forward_relu(x_ours.clone())
+            } else {
+                bn.forward(x_ours.clone())
+            };
             let grads = (y.clone() * gy.clone()).sum().backward();
 
             let (gamma, beta) = (bn.gamma.val(), bn.beta.val());
             let x_ref = x.require_grad();
             let reference = batch_norm_train(x_ref.clone(), gamma.clone(), beta.clone(), 1e-5);
-            let grads_ref = (reference.output.clone() * gy).sum().backward();
+            let output = if relu {
+                activation::relu(reference.output.clone())
+            } else {
+                reference.output.clone()
+            };
+            let grads_ref = (output.clone() * gy).sum().backward();
+            if relu && shape != [2, 4, 1, 1] {
+                let cut = output
+                    .clone()
+                    .equal_elem(0.0)
+                    .int()
+                    .sum()
+                    .into_scalar::<i64>();
+                let total = output.shape().num_elements() as i64;
+                assert!(
+                    cut > total / 5 && cut < total * 4 / 5,
+                    "{cut} of {total} cut"
+                );
+            }
 
-            let scale = reference.output.clone().abs().max().into_scalar::<f32>();
-            let y_err = max_diff(y.without_autodiff(), reference.output.without_autodiff());
+            let scale = output.clone().abs().max().into_scalar::<f32>();
+            let y_err = max_diff(y.without_autodiff(), output.without_autodiff());
             assert!(y_err <= 2e-5 * scale.max(1.0), "{shape:?}: output {y_err}");
             // Running mean after one step from 0 with momentum 0.1: 0.1 · batch mean.
             let running = bn.running_mean.value_sync().without_autodiff();
@@ -286,13 +336,13 @@ mod tests {
             let gx_err = max_diff(g(&x_ours, &grads), gx_ref);
             assert!(
                 gx_err <= 1e-4 * gx_scale,
-                "{shape:?}: input gradient {gx_err}"
+                "{shape:?}, relu {relu}: input gradient {gx_err}"
             );
             for (name, p) in [("gamma", &gamma), ("beta", &beta)] {
                 let ours = p.grad(&grads).expect("parameter gradient");
                 let reference = p.grad(&grads_ref).expect("parameter gradient");
                 let err = max_diff(ours, reference);
-                assert!(err < 1e-3, "{shape:?}: {name} {err}");
+                assert!(err < 1e-3, "{shape:?}, relu {relu}: {name} {err}");
             }
         }
     }

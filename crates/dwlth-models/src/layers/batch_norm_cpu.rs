@@ -31,14 +31,16 @@ pub trait CpuBatchNormBackend: Backend {
     /// them in its gradient.
     fn cpu_channel_moments(x: FloatTensor<Self>) -> FloatTensor<Self>;
 
-    /// `(x − mean) / √(var + ε) · γ + β` with the batch's `moments`; differentiable in `x`
-    /// (through the batch statistics too), `gamma` and `beta`.
+    /// `(x − mean) / √(var + ε) · γ + β` with the batch's `moments`, followed by a ReLU when
+    /// `relu` is set; differentiable in `x` (through the batch statistics too), `gamma` and
+    /// `beta`.
     fn cpu_batch_norm_train(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
         moments: FloatTensor<Self>,
         epsilon: f64,
+        relu: bool,
     ) -> FloatTensor<Self>;
 
     /// The gradients of [`cpu_batch_norm_train`](Self::cpu_batch_norm_train) with respect
@@ -46,9 +48,11 @@ pub trait CpuBatchNormBackend: Backend {
     fn cpu_batch_norm_train_backward(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
         moments: FloatTensor<Self>,
         grad: FloatTensor<Self>,
         epsilon: f64,
+        relu: bool,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 }
 
@@ -86,7 +90,26 @@ fn channel_sums<const K: usize>(
     sums
 }
 
-/// `a[ch] · x[i] + b[ch] (+ c[ch] · z[i])` plane by plane, in parallel, into a new vector.
+/// One channel's map of [`per_channel_affine`].
+#[derive(Clone, Copy, Debug)]
+enum Affine {
+    /// `a · x + b`.
+    Plain { a: f32, b: f32 },
+    /// `max(0, a · x + b)`: a BatchNorm followed by a ReLU.
+    Relu { a: f32, b: f32 },
+    /// `a · x + b + c · z`, counting `z` only where `gate` lets it through: `gate = [s, t]`
+    /// passes `z` where `s · x + t > 0` (where the ReLU after a BatchNorm passed its input;
+    /// the same `f32` operations as [`Affine::Relu`], so the same decisions), `None` always.
+    WithGradient {
+        a: f32,
+        b: f32,
+        c: f32,
+        gate: Option<[f32; 2]>,
+    },
+}
+
+/// [`Affine`] maps per channel, plane by plane, in parallel, into a new vector; `z` (parallel
+/// to `x`) is read by [`Affine::WithGradient`] maps only.
 ///
 /// The vector is written once without being zeroed first: a `memset` of every BatchNorm
 /// output and input gradient cost as much as the pass itself.
@@ -95,7 +118,7 @@ fn per_channel_affine(
     channels: usize,
     x: &[f32],
     z: Option<&[f32]>,
-    coefficients: &[[f32; 3]],
+    maps: &[Affine],
 ) -> Vec<f32> {
     let plane = plane.max(1);
     let mut out: Vec<f32> = Vec::with_capacity(x.len());
@@ -104,8 +127,8 @@ fn per_channel_affine(
         .enumerate()
         .for_each(|(i, dst)| {
             let src = &x[i * plane..][..dst.len()];
-            let z = z.map(|z| &z[i * plane..][..dst.len()]);
-            affine_plane(dst, src, z, coefficients[i % channels]);
+            let z = z.map_or(&[][..], |z| &z[i * plane..][..dst.len()]);
+            affine_plane(dst, src, z, maps[i % channels]);
         });
     // SAFETY: the chunks cover the first `x.len()` slots and every slot of each chunk was
     // written above.
@@ -113,40 +136,56 @@ fn per_channel_affine(
     out
 }
 
-/// `dst[i] = a · x[i] + b (+ c · z[i])`, in the widest instructions this CPU has.
-fn affine_plane(dst: &mut [MaybeUninit<f32>], x: &[f32], z: Option<&[f32]>, abc: [f32; 3]) {
+/// `dst = map(x, z)`, in the widest instructions this CPU has.
+fn affine_plane(dst: &mut [MaybeUninit<f32>], x: &[f32], z: &[f32], map: Affine) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512f") {
         // SAFETY: AVX-512F was detected on this CPU, all `affine_plane_avx512` assumes; its
         // body is safe Rust.
-        return unsafe { affine_plane_avx512(dst, x, z, abc) };
+        return unsafe { affine_plane_avx512(dst, x, z, map) };
     }
-    affine_plane_any(dst, x, z, abc)
+    affine_plane_any(dst, x, z, map)
 }
 
 /// AVX-512 build of [`affine_plane_any`].
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-fn affine_plane_avx512(dst: &mut [MaybeUninit<f32>], x: &[f32], z: Option<&[f32]>, abc: [f32; 3]) {
-    affine_plane_any(dst, x, z, abc)
+fn affine_plane_avx512(dst: &mut [MaybeUninit<f32>], x: &[f32], z: &[f32], map: Affine) {
+    affine_plane_any(dst, x, z, map)
 }
 
 #[inline(always)]
-fn affine_plane_any(
-    dst: &mut [MaybeUninit<f32>],
-    x: &[f32],
-    z: Option<&[f32]>,
-    [a, b, c]: [f32; 3],
-) {
-    match z {
-        Some(z) => {
+fn affine_plane_any(dst: &mut [MaybeUninit<f32>], x: &[f32], z: &[f32], map: Affine) {
+    match map {
+        Affine::Plain { a, b } => {
+            for (d, x) in dst.iter_mut().zip(x) {
+                d.write(a * x + b);
+            }
+        }
+        Affine::Relu { a, b } => {
+            for (d, x) in dst.iter_mut().zip(x) {
+                d.write((a * x + b).max(0.0));
+            }
+        }
+        Affine::WithGradient {
+            a,
+            b,
+            c,
+            gate: None,
+        } => {
             for ((d, x), z) in dst.iter_mut().zip(x).zip(z) {
                 d.write(a * x + b + c * z);
             }
         }
-        None => {
-            for (d, x) in dst.iter_mut().zip(x) {
-                d.write(a * x + b);
+        Affine::WithGradient {
+            a,
+            b,
+            c,
+            gate: Some([s, t]),
+        } => {
+            for ((d, x), z) in dst.iter_mut().zip(x).zip(z) {
+                let z = if s * x + t > 0.0 { *z } else { 0.0 };
+                d.write(a * x + b + c * z);
             }
         }
     }
@@ -344,6 +383,7 @@ impl CpuBatchNormBackend for Flex {
         beta: FlexTensor,
         moments: FlexTensor,
         epsilon: f64,
+        relu: bool,
     ) -> FlexTensor {
         let (x, gamma, beta, moments) = (
             x.to_contiguous(),
@@ -352,55 +392,80 @@ impl CpuBatchNormBackend for Flex {
             moments.to_contiguous(),
         );
         let [_, c, plane] = dims(&x);
-        let (g, b, m) = (values(&gamma), values(&beta), values(&moments));
-        let inv = inverse_std(m, c, epsilon);
-        let coefficients: Vec<[f32; 3]> = (0..c)
-            .map(|ch| {
-                let scale = f64::from(g[ch]) * inv[ch];
-                let shift = f64::from(b[ch]) - f64::from(m[ch]) * scale;
-                [scale as f32, shift as f32, 0.0]
+        let maps: Vec<Affine> = scale_shift(&gamma, &beta, &moments, epsilon)
+            .into_iter()
+            .map(|[a, b]| {
+                if relu {
+                    Affine::Relu { a, b }
+                } else {
+                    Affine::Plain { a, b }
+                }
             })
             .collect();
-        let y = per_channel_affine(plane, c, values(&x), None, &coefficients);
+        let y = per_channel_affine(plane, c, values(&x), None, &maps);
         tensor(y, x.shape())
     }
 
     fn cpu_batch_norm_train_backward(
         x: FlexTensor,
         gamma: FlexTensor,
+        beta: FlexTensor,
         moments: FlexTensor,
         grad: FlexTensor,
         epsilon: f64,
+        relu: bool,
     ) -> (FlexTensor, FlexTensor, FlexTensor) {
-        let (x, gamma, moments, grad) = (
+        let (x, gamma, beta, moments, grad) = (
             x.to_contiguous(),
             gamma.to_contiguous(),
+            beta.to_contiguous(),
             moments.to_contiguous(),
             grad.to_contiguous(),
         );
         let d @ [n, c, plane] = dims(&x);
         let (xs, gy, g, m) = (values(&x), values(&grad), values(&gamma), values(&moments));
         let inv = inverse_std(m, c, epsilon);
+        // After a fused ReLU, the BatchNorm's own output gradient is `gy` where the ReLU
+        // passed its input (`s · x + t > 0`, the forward pass's own test) and 0 elsewhere.
+        let gates: Vec<Option<[f32; 2]>> = if relu {
+            scale_shift(&gamma, &beta, &moments, epsilon)
+                .into_iter()
+                .map(Some)
+                .collect()
+        } else {
+            vec![None; c]
+        };
         // Σ gy and Σ gy · (x − mean) per channel.
         let sums = channel_sums::<2>(xs, d, |i, ch| {
             let mean = m[ch];
             let (x, gy) = (&xs[i * plane..][..plane], &gy[i * plane..][..plane]);
-            lane_sums(x, gy, |x, g| [g, g * (x - mean)])
+            match gates[ch] {
+                None => lane_sums(x, gy, |x, g| [g, g * (x - mean)]),
+                Some([s, t]) => lane_sums(x, gy, |x, g| {
+                    let g = if s * x + t > 0.0 { g } else { 0.0 };
+                    [g, g * (x - mean)]
+                }),
+            }
         });
         let count = (n * plane) as f64;
         // ∂x = k · (gy − Σgy/M − x̂ · Σgy·x̂/M), k = γ/σ, x̂ = (x − mean)/σ:
         // a · x + b + c · gy with c = k, a = −k · σ⁻² · Σgy(x − mean)/M,
         // b = −k · Σgy/M − a · mean.
-        let coefficients: Vec<[f32; 3]> = (0..c)
+        let maps: Vec<Affine> = (0..c)
             .map(|ch| {
                 let k = f64::from(g[ch]) * inv[ch];
                 let [sum_gy, sum_gy_centered] = sums[ch];
                 let a = -k * inv[ch] * inv[ch] * sum_gy_centered / count;
                 let b = -k * sum_gy / count - a * f64::from(m[ch]);
-                [a as f32, b as f32, k as f32]
+                Affine::WithGradient {
+                    a: a as f32,
+                    b: b as f32,
+                    c: k as f32,
+                    gate: gates[ch],
+                }
             })
             .collect();
-        let gx = per_channel_affine(plane, c, xs, Some(gy), &coefficients);
+        let gx = per_channel_affine(plane, c, xs, Some(gy), &maps);
         let ggamma: Vec<f32> = (0..c).map(|ch| (sums[ch][1] * inv[ch]) as f32).collect();
         let gbeta: Vec<f32> = sums.iter().map(|s| s[0] as f32).collect();
         (
@@ -411,12 +476,32 @@ impl CpuBatchNormBackend for Flex {
     }
 }
 
+/// The forward map `x · scale + shift` per channel, `[scale, shift]` in `f32`:
+/// `scale = γ / √(var + ε)`, `shift = β − mean · scale`, computed in `f64`.
+fn scale_shift(
+    gamma: &FlexTensor,
+    beta: &FlexTensor,
+    moments: &FlexTensor,
+    epsilon: f64,
+) -> Vec<[f32; 2]> {
+    let (g, b, m) = (values(gamma), values(beta), values(moments));
+    let c = g.len();
+    let inv = inverse_std(m, c, epsilon);
+    (0..c)
+        .map(|ch| {
+            let scale = f64::from(g[ch]) * inv[ch];
+            let shift = f64::from(b[ch]) - f64::from(m[ch]) * scale;
+            [scale as f32, shift as f32]
+        })
+        .collect()
+}
+
 /// The backward step of [`CpuBatchNormBackend::cpu_batch_norm_train`] on an autodiff device.
 #[derive(Debug)]
 struct CpuBatchNormBackward;
 
 impl<B: CpuBatchNormBackend> Backward<B, 3> for CpuBatchNormBackward {
-    type State = (NodeId, NodeId, FloatTensor<B>, f64);
+    type State = (NodeId, NodeId, NodeId, FloatTensor<B>, f64, bool);
 
     fn backward(
         self,
@@ -426,11 +511,12 @@ impl<B: CpuBatchNormBackend> Backward<B, 3> for CpuBatchNormBackward {
     ) {
         let [node_x, node_gamma, node_beta] = ops.parents;
         let grad = grads.consume::<B>(&ops.node);
-        let (x_state, gamma_state, moments, epsilon) = ops.state;
+        let (x_state, gamma_state, beta_state, moments, epsilon, relu) = ops.state;
         let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(x_state);
         let gamma = checkpointer.retrieve_node_output::<FloatTensor<B>>(gamma_state);
+        let beta = checkpointer.retrieve_node_output::<FloatTensor<B>>(beta_state);
         let (gx, ggamma, gbeta) =
-            B::cpu_batch_norm_train_backward(x, gamma, moments, grad, epsilon);
+            B::cpu_batch_norm_train_backward(x, gamma, beta, moments, grad, epsilon, relu);
         for (node, g) in [(node_x, gx), (node_gamma, ggamma), (node_beta, gbeta)] {
             if let Some(node) = node {
                 grads.register::<B>(node.id, g);
@@ -450,6 +536,7 @@ impl<B: CpuBatchNormBackend, C: CheckpointStrategy> CpuBatchNormBackend for Auto
         beta: FloatTensor<Self>,
         moments: FloatTensor<Self>,
         epsilon: f64,
+        relu: bool,
     ) -> FloatTensor<Self> {
         let moments = moments.into_primitive();
         match CpuBatchNormBackward
@@ -460,14 +547,19 @@ impl<B: CpuBatchNormBackend, C: CheckpointStrategy> CpuBatchNormBackend for Auto
             OpsKind::Tracked(mut prep) => {
                 let x_state = prep.checkpoint(&x);
                 let gamma_state = prep.checkpoint(&gamma);
+                let beta_state = prep.checkpoint(&beta);
                 let y = B::cpu_batch_norm_train(
                     x.into_primitive(),
                     gamma.into_primitive(),
                     beta.into_primitive(),
                     moments.clone(),
                     epsilon,
+                    relu,
                 );
-                prep.finish((x_state, gamma_state, moments, epsilon), y)
+                prep.finish(
+                    (x_state, gamma_state, beta_state, moments, epsilon, relu),
+                    y,
+                )
             }
             OpsKind::UnTracked(prep) => prep.finish(B::cpu_batch_norm_train(
                 x.into_primitive(),
@@ -475,6 +567,7 @@ impl<B: CpuBatchNormBackend, C: CheckpointStrategy> CpuBatchNormBackend for Auto
                 beta.into_primitive(),
                 moments,
                 epsilon,
+                relu,
             )),
         }
     }
@@ -483,16 +576,20 @@ impl<B: CpuBatchNormBackend, C: CheckpointStrategy> CpuBatchNormBackend for Auto
     fn cpu_batch_norm_train_backward(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
         moments: FloatTensor<Self>,
         grad: FloatTensor<Self>,
         epsilon: f64,
+        relu: bool,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         let (gx, ggamma, gbeta) = B::cpu_batch_norm_train_backward(
             x.into_primitive(),
             gamma.into_primitive(),
+            beta.into_primitive(),
             moments.into_primitive(),
             grad.into_primitive(),
             epsilon,
+            relu,
         );
         (
             <FloatTensor<Self>>::new(gx),

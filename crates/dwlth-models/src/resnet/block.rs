@@ -102,11 +102,14 @@ impl ResidualBlock {
             Some((conv, bn)) => bn.forward(conv.forward(input.clone())),
             None => input.clone(),
         };
-        let out = relu(self.bn1.forward(self.conv1.forward(input)));
-        let mut out = self.bn2.forward(self.conv2.forward(out));
-        if let (Some(conv3), Some(bn3)) = (&self.conv3, &self.bn3) {
-            out = bn3.forward(conv3.forward(relu(out)));
-        }
+        let out = self.bn1.forward_relu(self.conv1.forward(input));
+        let out = match (&self.conv3, &self.bn3) {
+            (Some(conv3), Some(bn3)) => {
+                let out = self.bn2.forward_relu(self.conv2.forward(out));
+                bn3.forward(conv3.forward(out))
+            }
+            _ => self.bn2.forward(self.conv2.forward(out)),
+        };
         relu(out + identity)
     }
 }

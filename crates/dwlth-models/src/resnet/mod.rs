@@ -9,7 +9,6 @@ pub use block::ResidualBlock;
 
 use burn::config::Config;
 use burn::module::Module;
-use burn::tensor::activation::relu;
 use burn::tensor::module::{adaptive_avg_pool2d, max_pool2d};
 use burn::tensor::ops::MaxPoolOptions;
 use burn::tensor::{Device, Tensor};
@@ -175,7 +174,7 @@ impl ResNet {
     /// Pooled features before the head, `[batch, feature_dim]`.
     pub fn features(&self, input: Tensor<4>) -> Tensor<2> {
         let x = self.normalize.forward(input);
-        let mut x = relu(self.bn1.forward(self.conv1.forward(x)));
+        let mut x = self.bn1.forward_relu(self.conv1.forward(x));
         if self.max_pool {
             let options = MaxPoolOptions::new([3, 3])
                 .with_stride([2, 2])
