@@ -10,7 +10,15 @@ use common::{golden, max_rel_diff, tensor};
 use dwlth_models::conv::conv2d;
 use dwlth_models::io::StateDict;
 
-const CASES: [&str; 6] = ["k3_s1", "k3_s2", "k1_s2", "k1_s1", "k7_s2", "k3x2_asym"];
+const CASES: [&str; 7] = [
+    "k3_s1",
+    "k3_s1_wide",
+    "k3_s2",
+    "k1_s2",
+    "k1_s1",
+    "k7_s2",
+    "k3x2_asym",
+];
 const TOL: f32 = 2e-5;
 
 fn options(dict: &StateDict, case: &str) -> ConvOptions<2> {

@@ -19,6 +19,8 @@ use std::mem::MaybeUninit;
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
+use super::winograd;
+
 /// Columns a chunk aims for: wide enough for the matrix kernels, small enough that a chunk's
 /// patch matrix stays in the last-level cache at ResNet's channel counts.
 const TARGET_COLUMNS: usize = 1024;
@@ -65,11 +67,11 @@ impl Geometry {
         (self.h + self.pad[0]).max(reach) * self.padded_width()
     }
 
-    fn input_len(&self) -> usize {
+    pub(crate) fn input_len(&self) -> usize {
         self.c_in * self.h * self.w
     }
 
-    fn output_len(&self) -> usize {
+    pub(crate) fn output_len(&self) -> usize {
         self.c_out * self.p()
     }
 
@@ -327,12 +329,12 @@ fn matmul_into(
 }
 
 /// `dst[c][r] = src[r][c]` for a `rows × cols` row-major `src`.
-fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [MaybeUninit<f32>]) {
+pub(crate) fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [MaybeUninit<f32>]) {
     transpose_strided(src, cols, (rows, cols), dst);
 }
 
 /// `values` as slots to overwrite (what the kernels write their outputs into).
-fn as_slots(values: &mut [f32]) -> &mut [MaybeUninit<f32>] {
+pub(crate) fn as_slots(values: &mut [f32]) -> &mut [MaybeUninit<f32>] {
     // SAFETY: `MaybeUninit<f32>` has the layout of `f32`, and the slots start initialised;
     // writes through them store initialised values only, so `values` stays initialised.
     unsafe { &mut *(values as *mut [f32] as *mut [MaybeUninit<f32>]) }
@@ -531,7 +533,9 @@ fn for_each_chunk<A: Sync, B: Send>(
 /// `y = conv(x, w)` without bias. `x`: `[batch, c_in, h, w]`, `w`: `[c_out, c_in, kh, kw]`,
 /// `y`: `[batch, c_out, oh, ow]`, all contiguous.
 pub(crate) fn forward(g: &Geometry, x: &[f32], w: &[f32], y: &mut [MaybeUninit<f32>]) {
-    if g.c_in >= CHANNELS_LAST_FROM && g.kh * g.kw > 1 && g.p() >= 64 {
+    if winograd::applies(g) {
+        winograd::forward(g, x, w, y);
+    } else if g.c_in >= CHANNELS_LAST_FROM && g.kh * g.kw > 1 && g.p() >= 64 {
         forward_channels_last(g, x, w, y);
     } else {
         forward_im2col(g, x, w, y);
@@ -681,7 +685,7 @@ fn forward_channels_last(g: &Geometry, x: &[f32], w: &[f32], y: &mut [MaybeUnini
 /// `dst[c · rows + r] = src[r · src_stride + c]` for `r < rows`, `c < cols`: a block of
 /// a strided matrix, transposed 4×4 blocks at a time (four loads, eight shuffles, four stores
 /// on x86-64; scalar copies of the same blocks took 6 % of an attack's time).
-fn transpose_strided(
+pub(crate) fn transpose_strided(
     src: &[f32],
     src_stride: usize,
     (rows, cols): (usize, usize),
@@ -1001,6 +1005,12 @@ mod tests {
             geometry(2, [17, 4], [17, 17], [3, 3], 2, 1),
             geometry(2, [16, 3], [19, 18], [7, 7], 2, 3),
             geometry(40, [16, 3], [8, 8], [3, 3], 1, 1),
+            // Winograd (3×3, stride 1, 16 channels or more on both sides, 64 positions or
+            // more): odd and even sizes, chunks of many images.
+            geometry(3, [16, 17], [9, 8], [3, 3], 1, 1),
+            geometry(2, [18, 20], [7, 11], [3, 3], 1, 1),
+            geometry(2, [16, 16], [8, 9], [3, 3], 1, 1),
+            geometry(40, [16, 16], [8, 8], [3, 3], 1, 1),
             Geometry {
                 dilation: [2, 3],
                 oh: 10,
@@ -1119,6 +1129,9 @@ mod tests {
             // Channels-last forward passes, for the input gradient's too.
             geometry(3, [16, 18], [9, 8], [3, 3], 1, 1),
             geometry(2, [18, 16], [17, 17], [3, 3], 2, 1),
+            // Winograd forward passes (the input gradient's too).
+            geometry(40, [16, 16], [8, 8], [3, 3], 1, 1),
+            geometry(2, [17, 20], [7, 11], [3, 3], 1, 1),
         ] {
             let x = values(g.batch * g.input_len(), 3);
             let w = values(g.c_out * g.k(), 4);
