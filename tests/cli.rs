@@ -800,4 +800,33 @@ fn sparse_predictions_equal_dense_ones() {
     let scale = logits[0].iter().fold(1.0f32, |m, v| m.max(v.abs()));
     let diff = max_diff(&logits[0], &logits[1]);
     assert!(diff <= 1e-4 * scale, "sparse vs dense: {diff}");
+
+    // --profile prints a row per layer and the total; it needs --sparse.
+    let out = dir.path().join("profiled.safetensors");
+    let args = [
+        "predict",
+        "--weights",
+        weights.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+        "--batch-size",
+        "4",
+        "--sparse",
+        "--profile",
+    ];
+    let printed = ok(&args);
+    for row in ["layer1.0.conv1", "layer4.1.conv2", "avgpool", "fc", "total"] {
+        assert!(
+            printed.lines().any(|l| l.starts_with(row)),
+            "no `{row}` in {printed}"
+        );
+    }
+    let profiled = dwlth::models::io::StateDict::read(&out).unwrap();
+    assert_eq!(profiled.values("logits").unwrap(), logits[1]);
+    let without_sparse: Vec<&str> = args.iter().copied().filter(|a| *a != "--sparse").collect();
+    let dense_profile = dwlth(&without_sparse);
+    assert!(!dense_profile.status.success());
+    assert!(String::from_utf8_lossy(&dense_profile.stderr).contains("--sparse"));
 }

@@ -68,6 +68,9 @@ enum Command {
         /// Use the CPU sparse engine: a ticket runs faster the sparser it is (same logits).
         #[arg(long)]
         sparse: bool,
+        /// With --sparse: print every layer's time, share and multiply-add rate.
+        #[arg(long)]
+        profile: bool,
     },
     /// Standard and robust accuracy (SA / RA) of saved weights on labelled images.
     Eval {
@@ -213,6 +216,7 @@ fn run(cli: Cli) -> dwlth::Result<()> {
             batch_size,
             device,
             sparse,
+            profile,
         } => {
             let options = predict::PredictOptions {
                 arch,
@@ -221,9 +225,17 @@ fn run(cli: Cli) -> dwlth::Result<()> {
                 batch_size,
                 device,
                 sparse,
+                profile,
             };
-            let shape = predict::run(&weights, &input, &output, &options)?;
-            say!("wrote logits {shape:?} to {}", output.display());
+            let prediction = predict::run(&weights, &input, &output, &options)?;
+            say!(
+                "wrote logits {:?} to {}",
+                prediction.shape,
+                output.display()
+            );
+            if let Some(times) = &prediction.profile {
+                say!("{}", predict::profile_table(times));
+            }
         }
         Command::Eval { args, device } => {
             let report = eval::run(&args, device)?;

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use burn::tensor::{Device, Tensor, TensorData};
 use dwlth_models::io::{atomic_write, load_resnet, StateDict};
+use dwlth_models::sparse::LayerTime;
 use dwlth_models::{Arch, DeviceSpec, ResNet};
 use safetensors::tensor::TensorView;
 use safetensors::Dtype;
@@ -83,23 +84,67 @@ pub fn logits(
     Ok(out)
 }
 
-/// The logits of [`logits`], computed by the sparse CPU engine.
+/// The logits of [`logits`], computed by the sparse CPU engine; with `profile`, also every
+/// layer's time and multiply-adds summed over the batches
+/// ([`SparseResNet::profile`](dwlth_models::sparse::SparseResNet::profile)).
 pub fn sparse_logits(
     model: &ResNet,
     shape: &[usize],
     images: &[f32],
     batch_size: usize,
-) -> Result<Vec<f32>> {
+    profile: bool,
+) -> Result<(Vec<f32>, Option<Vec<LayerTime>>)> {
     let [n, c, h, w] = <[usize; 4]>::try_from(shape.to_vec())
         .map_err(|_| DwlthError::InvalidArgument(format!("images must be 4-D, got {shape:?}")))?;
     let engine = dwlth_models::sparse::SparseResNet::from_resnet(model)?;
     let per = c * h * w;
     let mut out = Vec::with_capacity(n * model.num_classes());
+    let mut totals: Option<Vec<LayerTime>> = None;
     for start in (0..n).step_by(batch_size.max(1)) {
         let end = (start + batch_size.max(1)).min(n);
-        out.extend(engine.forward(&images[start * per..end * per], end - start, h, w)?);
+        let batch = &images[start * per..end * per];
+        if !profile {
+            out.extend(engine.forward(batch, end - start, h, w)?);
+            continue;
+        }
+        let (logits, times) = engine.profile(batch, end - start, h, w)?;
+        out.extend(logits);
+        match &mut totals {
+            None => totals = Some(times),
+            Some(sum) => {
+                for (s, t) in sum.iter_mut().zip(times) {
+                    s.seconds += t.seconds;
+                    s.macs += t.macs;
+                }
+            }
+        }
     }
-    Ok(out)
+    Ok((out, totals))
+}
+
+/// A per-layer table of `times`: milliseconds, share of the total and G multiply-adds/s.
+pub fn profile_table(times: &[LayerTime]) -> String {
+    let total: f64 = times.iter().map(|t| t.seconds).sum();
+    let mut table = format!(
+        "{:<24} {:>10} {:>7} {:>9}\n",
+        "layer", "ms", "share", "GMAC/s"
+    );
+    for t in times {
+        let rate = if t.macs > 0 && t.seconds > 0.0 {
+            format!("{:.1}", t.macs as f64 / t.seconds / 1e9)
+        } else {
+            "-".into()
+        };
+        table += &format!(
+            "{:<24} {:>10.2} {:>6.1}% {:>9}\n",
+            t.name,
+            t.seconds * 1e3,
+            100.0 * t.seconds / total.max(f64::MIN_POSITIVE),
+            rate
+        );
+    }
+    table += &format!("{:<24} {:>10.2}", "total", total * 1e3);
+    table
 }
 
 /// Options of [`run`].
@@ -118,16 +163,32 @@ pub struct PredictOptions {
     /// Run the CPU sparse engine ([`dwlth_models::sparse::SparseResNet`]): the sparser the
     /// ticket, the faster; the same logits as the masked dense model within 1e-4.
     pub sparse: bool,
+    /// With `sparse`: time every layer ([`Prediction::profile`]).
+    pub profile: bool,
+}
+
+/// What [`run`] wrote.
+#[derive(Debug, Clone)]
+pub struct Prediction {
+    /// Shape of the logits, `[N, num_classes]`.
+    pub shape: [usize; 2],
+    /// Per-layer times and multiply-adds over all batches, when profiled.
+    pub profile: Option<Vec<LayerTime>>,
 }
 
 /// Loads `weights`, runs it in eval mode on the images of `input` and writes the logits as
-/// tensor `logits` `[N, num_classes]` to `output`. Returns the logits' shape.
+/// tensor `logits` `[N, num_classes]` to `output`.
 pub fn run(
     weights: &Path,
     input: &Path,
     output: &Path,
     options: &PredictOptions,
-) -> Result<[usize; 2]> {
+) -> Result<Prediction> {
+    if options.profile && !options.sparse {
+        return Err(DwlthError::InvalidArgument(
+            "--profile times the sparse engine's layers: add --sparse".into(),
+        ));
+    }
     let device = options.device.device()?;
     let (model, _) = load_resnet(weights, options.arch, &device)?;
     if let Some(k) = options.num_classes {
@@ -140,14 +201,20 @@ pub fn run(
         }
     }
     let (shape, images) = read_images(input, options.tensor.as_deref())?;
-    let logits = if options.sparse {
-        sparse_logits(&model, &shape, &images, options.batch_size)?
+    let (logits, profile) = if options.sparse {
+        sparse_logits(&model, &shape, &images, options.batch_size, options.profile)?
     } else {
-        logits(&model, &shape, &images, options.batch_size, &device)?
+        (
+            logits(&model, &shape, &images, options.batch_size, &device)?,
+            None,
+        )
     };
     let out_shape = [shape[0], model.num_classes()];
     write_tensor(output, "logits", &out_shape, &logits)?;
-    Ok(out_shape)
+    Ok(Prediction {
+        shape: out_shape,
+        profile,
+    })
 }
 
 /// Writes one `f32` tensor to a safetensors file, atomically.
