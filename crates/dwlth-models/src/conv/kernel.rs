@@ -839,6 +839,10 @@ pub(crate) fn backward_input(g: &Geometry, w: &[f32], gy: &[f32], gx: &mut [Mayb
 /// matrix's size at 3×3 kernels) and the product is accumulated as `gwᵀ`, transposed once
 /// at the end: 1.2–2× faster products at ResNet-18's shapes.
 pub(crate) fn backward_weight(g: &Geometry, x: &[f32], gy: &[f32], gw: &mut [MaybeUninit<f32>]) {
+    if winograd::applies(g) {
+        winograd::backward_weight(g, x, gy, gw);
+        return;
+    }
     let plan = Plan::new(g);
     let (k, p, in_len, out_len) = (g.k(), g.p(), g.input_len(), g.output_len());
     let par = plan.parallelism;

@@ -66,23 +66,19 @@ pub(crate) fn forward(g: &Geometry, x: &[f32], w: &[f32], y: &mut [MaybeUninit<f
     let (c_in, c_out) = (g.c_in, g.c_out);
     let tiles = Tiles::new(g);
     let u = transformed_weight(w, c_out, c_in);
-    let threads = rayon::current_num_threads();
-    let by_size = TILES_PER_CHUNK.div_ceil(tiles.per_image);
-    let by_balance = g.batch.div_ceil(2 * threads);
-    let images = by_size.min(by_balance).clamp(1, g.batch);
-    let chunks_in_parallel = g.batch.div_ceil(images) >= threads || threads == 1;
-    let parallelism = if chunks_in_parallel {
-        Parallelism::None
-    } else {
-        Parallelism::Rayon(threads)
-    };
+    let Plan {
+        images,
+        chunks_in_parallel,
+        parallelism,
+    } = Plan::new(g, &tiles);
     let (in_len, out_len) = (g.input_len(), g.output_len());
     let chunk = |xc: &[f32], yc: &mut [MaybeUninit<f32>]| {
         let n = yc.len() / out_len;
         let t = n * tiles.per_image;
         with_scratch(E * c_in * t, E * c_out * t, |v, m| {
+            let layout = Layout::input(g, &tiles);
             for (j, image) in xc.chunks_exact(in_len).enumerate() {
-                with_plane(g, &tiles, image, |plane| {
+                with_plane(&layout, image, |plane| {
                     transform_input(g, &tiles, plane, v, t, j * tiles.per_image)
                 });
             }
@@ -113,6 +109,124 @@ pub(crate) fn forward(g: &Geometry, x: &[f32], w: &[f32], y: &mut [MaybeUninit<f
         x.chunks(images * in_len)
             .zip(y.chunks_mut(images * out_len))
             .for_each(|(xc, yc)| chunk(xc, yc));
+    }
+}
+
+/// The weight gradient `gw` (`[c_out, c_in, 3, 3]`) of a geometry [`applies`] accepts, from
+/// the input `x` and the output gradient `gy`, summed over the batch.
+///
+/// The adjoint of [`forward`]'s algorithm: with `Ŷ = A gy Aᵀ` per 2×2 tile of `gy` (4×4,
+/// `A = [[1, 0], [1, 1], [1, −1], [0, −1]]`) and `V = Bᵀ d B` as in the forward pass,
+/// `∂L/∂g = Gᵀ (Σ_tiles Ŷ ⊙ V) G`: 16 products `[c_out × tiles] · [tiles × c_in]`, 2.25×
+/// fewer multiply-adds than im2col's product. Tiles overhanging the map read zeros of `gy`.
+pub(crate) fn backward_weight(g: &Geometry, x: &[f32], gy: &[f32], gw: &mut [MaybeUninit<f32>]) {
+    debug_assert!(applies(g));
+    let (c_in, c_out) = (g.c_in, g.c_out);
+    let tiles = Tiles::new(g);
+    let plan = Plan::new(g, &tiles);
+    let (in_len, out_len) = (g.input_len(), g.output_len());
+    let chunks = g.batch.div_ceil(plan.images);
+    let groups = if plan.chunks_in_parallel {
+        rayon::current_num_threads().min(chunks).max(1)
+    } else {
+        1
+    };
+    let per_group = chunks.div_ceil(groups);
+    // Σ Ŷ ⊙ V over one group of chunks, `[e][c_in][c_out]`.
+    let group_sum = |group: usize| -> Vec<f32> {
+        let mut acc = vec![0.0f32; E * c_in * c_out];
+        let (first, last) = (group * per_group, ((group + 1) * per_group).min(chunks));
+        for (n, chunk) in (first..last).enumerate() {
+            let start = chunk * plan.images;
+            let images = plan.images.min(g.batch - start);
+            let t = images * tiles.per_image;
+            let xc = &x[start * in_len..][..images * in_len];
+            let gyc = &gy[start * out_len..][..images * out_len];
+            with_scratch(E * c_in * t, E * c_out * t, |v, yhat| {
+                let input = Layout::input(g, &tiles);
+                let gradient = Layout::gradient(g, &tiles);
+                for j in 0..images {
+                    let at = j * tiles.per_image;
+                    with_plane(&input, &xc[j * in_len..][..in_len], |plane| {
+                        transform_input(g, &tiles, plane, v, t, at)
+                    });
+                    with_plane(&gradient, &gyc[j * out_len..][..out_len], |plane| {
+                        transform_gradient(g, &tiles, plane, yhat, t, at)
+                    });
+                }
+                for e in 0..E {
+                    matmul(
+                        (c_out, c_in, t),
+                        (&mut acc[e * c_in * c_out..][..c_in * c_out], Store::Columns),
+                        n > 0,
+                        View::transposed(&yhat[e * c_out * t..][..c_out * t], c_out),
+                        View::rows(&v[e * c_in * t..][..c_in * t], c_in),
+                        plan.parallelism,
+                    );
+                }
+            });
+        }
+        acc
+    };
+    let mut partials: Vec<Vec<f32>> = if groups > 1 {
+        (0..groups).into_par_iter().map(group_sum).collect()
+    } else {
+        vec![group_sum(0)]
+    };
+    let mut m = partials.swap_remove(0);
+    for partial in &partials {
+        for (a, b) in m.iter_mut().zip(partial) {
+            *a += *b;
+        }
+    }
+    // gw = Gᵀ M G per (c_out, c_in): rows of Gᵀ are (1, ½, ½, 0), (0, ½, −½, 0), (0, ½, ½, 1).
+    let gt = |v: [f32; 4]| {
+        [
+            v[0] + 0.5 * (v[1] + v[2]),
+            0.5 * (v[1] - v[2]),
+            0.5 * (v[1] + v[2]) + v[3],
+        ]
+    };
+    for (oc_ic, dst) in gw.chunks_exact_mut(9).enumerate() {
+        let (co, ci) = (oc_ic / c_in, oc_ic % c_in);
+        let at = |e: usize| m[(e * c_in + ci) * c_out + co];
+        // Gᵀ M: three rows of four, column by column; then each row through Gᵀ again.
+        let columns: [[f32; 3]; 4] =
+            std::array::from_fn(|c| gt([at(c), at(4 + c), at(8 + c), at(12 + c)]));
+        let gm: [[f32; 4]; 3] = std::array::from_fn(|r| std::array::from_fn(|c| columns[c][r]));
+        for (ky, row) in gm.iter().enumerate() {
+            for (kx, v) in gt(*row).into_iter().enumerate() {
+                dst[ky * 3 + kx].write(v);
+            }
+        }
+    }
+}
+
+/// Images per chunk, and whether chunks run on separate threads (each product on one) or one
+/// after another (each product on all threads).
+struct Plan {
+    images: usize,
+    chunks_in_parallel: bool,
+    parallelism: Parallelism,
+}
+
+impl Plan {
+    fn new(g: &Geometry, tiles: &Tiles) -> Self {
+        let threads = rayon::current_num_threads();
+        let by_size = TILES_PER_CHUNK.div_ceil(tiles.per_image);
+        let by_balance = g.batch.div_ceil(2 * threads);
+        let images = by_size.min(by_balance).clamp(1, g.batch);
+        let chunks_in_parallel = g.batch.div_ceil(images) >= threads || threads == 1;
+        let parallelism = if chunks_in_parallel {
+            Parallelism::None
+        } else {
+            Parallelism::Rayon(threads)
+        };
+        Self {
+            images,
+            chunks_in_parallel,
+            parallelism,
+        }
     }
 }
 
@@ -147,25 +261,71 @@ thread_local! {
     static PLANE: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
 }
 
-/// Runs `f` on `image` as a zero-padded channels-last plane `[y][x][c_in]` of
-/// [`Tiles::plane`]'s size, image pixel `(y, x)` at plane position `(y + 1, x + 1)`.
-fn with_plane<R>(g: &Geometry, tiles: &Tiles, image: &[f32], f: impl FnOnce(&[f32]) -> R) -> R {
-    let (ph, pw) = tiles.plane();
-    let c = g.c_in;
+/// A map of `channels × height × width` values (NCHW) as laid out channels-last in a
+/// zero-padded plane: pixel `(y, x)` at plane position `(y + border, x + border)`.
+struct Layout {
+    channels: usize,
+    height: usize,
+    width: usize,
+    border: usize,
+    /// Plane rows and columns.
+    rows: usize,
+    cols: usize,
+}
+
+impl Layout {
+    /// The input as the tiles read it: a border of 1, and one more row or column of zeros
+    /// where the last tile overhangs.
+    fn input(g: &Geometry, tiles: &Tiles) -> Self {
+        let (rows, cols) = tiles.plane();
+        Self {
+            channels: g.c_in,
+            height: g.h,
+            width: g.w,
+            border: 1,
+            rows,
+            cols,
+        }
+    }
+
+    /// The output gradient per tile: no border, zeros where the last tile overhangs.
+    fn gradient(g: &Geometry, tiles: &Tiles) -> Self {
+        Self {
+            channels: g.c_out,
+            height: g.oh,
+            width: g.ow,
+            border: 0,
+            rows: 2 * tiles.rows,
+            cols: 2 * tiles.cols,
+        }
+    }
+}
+
+/// Runs `f` on `image` laid out as `layout` says, in this thread's reused buffer (only the
+/// zeros around the map are rewritten each time).
+fn with_plane<R>(layout: &Layout, image: &[f32], f: impl FnOnce(&[f32]) -> R) -> R {
+    let Layout {
+        channels: c,
+        height: h,
+        width: w,
+        border: b,
+        rows,
+        cols,
+    } = *layout;
     let mut plane = PLANE.take();
-    plane.resize(ph * pw * c, 0.0);
-    for y in 0..ph {
-        let row = &mut plane[y * pw * c..][..pw * c];
-        if y == 0 || y > g.h {
+    plane.resize(rows * cols * c, 0.0);
+    for y in 0..rows {
+        let row = &mut plane[y * cols * c..][..cols * c];
+        if y < b || y >= h + b {
             row.fill(0.0);
         } else {
-            row[..c].fill(0.0);
-            row[(g.w + 1) * c..].fill(0.0);
+            row[..b * c].fill(0.0);
+            row[(w + b) * c..].fill(0.0);
             transpose_strided(
-                &image[(y - 1) * g.w..],
-                g.h * g.w,
-                (c, g.w),
-                as_slots(&mut row[c..(g.w + 1) * c]),
+                &image[(y - b) * w..],
+                h * w,
+                (c, w),
+                as_slots(&mut row[b * c..(w + b) * c]),
             );
         }
     }
@@ -298,6 +458,86 @@ fn transform_input_any(
                     *o1 = q + r;
                     *o2 = r - q;
                     *o3 = q - s;
+                }
+            }
+        }
+    }
+}
+
+/// Writes `Ŷ_e = (A gy Aᵀ)_e` of every 2×2 tile of one image's output gradient (channels-last
+/// `plane` of [`Layout::gradient`]) into `yhat` (`[e][t][c_out]`, this image's tiles from
+/// `first`), `A = [[1, 0], [1, 1], [1, −1], [0, −1]]`.
+fn transform_gradient(
+    g: &Geometry,
+    tiles: &Tiles,
+    plane: &[f32],
+    yhat: &mut [f32],
+    t: usize,
+    first: usize,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: AVX-512F was detected on this CPU, all `transform_gradient_avx512` assumes;
+        // its body is safe Rust.
+        return unsafe { transform_gradient_avx512(g, tiles, plane, yhat, t, first) };
+    }
+    transform_gradient_any(g, tiles, plane, yhat, t, first)
+}
+
+/// AVX-512 build of [`transform_gradient_any`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn transform_gradient_avx512(
+    g: &Geometry,
+    tiles: &Tiles,
+    plane: &[f32],
+    yhat: &mut [f32],
+    t: usize,
+    first: usize,
+) {
+    transform_gradient_any(g, tiles, plane, yhat, t, first)
+}
+
+#[inline(always)]
+fn transform_gradient_any(
+    g: &Geometry,
+    tiles: &Tiles,
+    plane: &[f32],
+    yhat: &mut [f32],
+    t: usize,
+    first: usize,
+) {
+    let c = g.c_out;
+    let pw = 2 * tiles.cols;
+    for ty in 0..tiles.rows {
+        for tx in 0..tiles.cols {
+            let px = |dy: usize, dx: usize| &plane[((2 * ty + dy) * pw + 2 * tx + dx) * c..][..c];
+            let (a, b, cc, d) = (px(0, 0), px(0, 1), px(1, 0), px(1, 1));
+            let tile = first + ty * tiles.cols + tx;
+            // A gy: rows (a, b), (a + c, b + d), (a − c, b − d), (−c, −d); each row (p, q)
+            // then through Aᵀ: (p, p + q, p − q, −q).
+            for i in 0..4 {
+                let at = |j: usize| ((i * 4 + j) * t + tile) * c;
+                let (y0, rest) = yhat[at(0)..at(3) + c].split_at_mut(t * c);
+                let (y1, rest) = rest.split_at_mut(t * c);
+                let (y2, y3) = rest.split_at_mut(t * c);
+                let lanes = y0[..c]
+                    .iter_mut()
+                    .zip(&mut y1[..c])
+                    .zip(y2[..c].iter_mut().zip(&mut y3[..c]));
+                for ((((o0, o1), (o2, o3)), (a, b)), (cc, d)) in
+                    lanes.zip(a.iter().zip(b)).zip(cc.iter().zip(d))
+                {
+                    let (p, q) = match i {
+                        0 => (*a, *b),
+                        1 => (a + cc, b + d),
+                        2 => (a - cc, b - d),
+                        _ => (-cc, -d),
+                    };
+                    *o0 = p;
+                    *o1 = p + q;
+                    *o2 = p - q;
+                    *o3 = -q;
                 }
             }
         }
