@@ -223,7 +223,7 @@ impl Store {
             Store::Rows | Store::Columns => m * n,
             Store::ColumnsApart(ld) => {
                 assert!(ld >= m, "matmul: destination columns overlap");
-                (n - 1) * ld + m
+                n.saturating_sub(1) * ld + m
             }
         };
         assert!(len >= extent, "matmul: destination too small");
