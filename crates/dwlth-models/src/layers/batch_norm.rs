@@ -93,12 +93,7 @@ impl BatchNorm2d {
     fn normalise(&self, input: Tensor<4>, relu: bool) -> Tensor<4> {
         let device = input.device();
         if !(device.is_autodiff() && self.training.is_enabled()) {
-            let output = self.forward_eval(input);
-            return if relu {
-                activation::relu(output)
-            } else {
-                output
-            };
+            return self.forward_eval(input, relu);
         }
         let [n, _, h, w] = input.dims();
         let count = (n * h * w) as f64;
@@ -160,18 +155,43 @@ impl BatchNorm2d {
     }
 
     /// Evaluation mode as one per-channel affine map, `x · scale + shift` with
-    /// `scale = γ / √(var + ε)` and `shift = β − mean · scale` computed on the channels:
-    /// two passes over the activations (and one back) instead of the four of
-    /// `(x − mean) / √(var + ε) · γ + β`; it is also how PyTorch's CPU kernel evaluates it.
-    /// Gradients reach γ and β through `scale` and `shift` when they are trained.
-    fn forward_eval(&self, input: Tensor<4>) -> Tensor<4> {
+    /// `scale = γ / √(var + ε)` and `shift = β − mean · scale` computed on the channels
+    /// (how PyTorch's CPU kernel evaluates it), then the ReLU if `relu`. On the CPU backend
+    /// with f32 values one fused operation (`CpuBatchNormBackend::cpu_channel_affine`): one
+    /// pass forward, one backward for the input gradient, ReLU included; elsewhere Burn's
+    /// element-wise operations. Gradients reach γ and β through `scale` and `shift` when they
+    /// are trained.
+    fn forward_eval(&self, input: Tensor<4>, relu: bool) -> Tensor<4> {
         let device = input.device();
         let channels = self.gamma.dims()[0];
         let mean = self.running_mean.value().to_device(&device);
         let var = self.running_var.value().to_device(&device);
         let scale = self.gamma.val() / var.add_scalar(self.epsilon).sqrt();
         let shift = self.beta.val() - mean * scale.clone();
-        input * scale.reshape([1, channels, 1, 1]) + shift.reshape([1, channels, 1, 1])
+        #[cfg(feature = "flex")]
+        if !burn_reference_forced()
+            && crate::conv::on_flex(&device)
+            && input.dtype() == burn::tensor::DType::F32
+            && input.shape().num_elements() > 0
+        {
+            use crate::layers::CpuBatchNormBackend;
+            use burn::backend::Dispatch;
+            return Tensor::<4>::from_dispatch(
+                <Dispatch as CpuBatchNormBackend>::cpu_channel_affine(
+                    input.into_dispatch(),
+                    scale.into_dispatch(),
+                    shift.into_dispatch(),
+                    relu,
+                ),
+            );
+        }
+        let output =
+            input * scale.reshape([1, channels, 1, 1]) + shift.reshape([1, channels, 1, 1]);
+        if relu {
+            activation::relu(output)
+        } else {
+            output
+        }
     }
 }
 
@@ -217,44 +237,77 @@ mod tests {
     fn evaluation_mode_equals_burns_batch_norm_with_gradients() {
         // Running statistics, trainable γ and β, training flag off: frozen statistics with
         // trained affine parameters, as when fine-tuning a robust model's head and BN shifts.
+        // Then with the fused ReLU (`forward_relu`), and with frozen γ and β as an attack sees
+        // them (the input gradient alone).
         let device = Device::flex().autodiff();
         let _rng = seeded(&device, 11);
         let c = 5;
         let random = |lo: f64, hi: f64| {
             Tensor::<1>::random([c], Distribution::Uniform(lo, hi), &device).without_autodiff()
         };
-        let mut bn = BatchNorm2dConfig::new(c).try_init(&device).expect("layer");
-        bn.gamma = Param::from_tensor(random(0.5, 2.0).autodiff());
-        bn.beta = Param::from_tensor(random(-1.0, 1.0).autodiff());
-        bn.running_mean = RunningState::new(random(-3.0, 3.0));
-        bn.running_var = RunningState::new(random(0.1, 4.0));
-        bn.training = Param::from_bool(false);
-        let x = Tensor::<4>::random([3, c, 4, 6], Distribution::Normal(0.0, 2.0), &device);
-        let gy = Tensor::<4>::random([3, c, 4, 6], Distribution::Default, &device);
+        for (relu, trained) in [(false, true), (true, true), (true, false)] {
+            let mut bn = BatchNorm2dConfig::new(c).try_init(&device).expect("layer");
+            bn.gamma = Param::from_tensor(random(0.5, 2.0).autodiff());
+            bn.beta = Param::from_tensor(random(-1.0, 1.0).autodiff());
+            bn.running_mean = RunningState::new(random(-3.0, 3.0));
+            bn.running_var = RunningState::new(random(0.1, 4.0));
+            bn.training = Param::from_bool(false);
+            if !trained {
+                bn.gamma = bn.gamma.set_require_grad(false);
+                bn.beta = bn.beta.set_require_grad(false);
+            }
+            let x = Tensor::<4>::random([3, c, 4, 6], Distribution::Normal(0.0, 2.0), &device);
+            let gy = Tensor::<4>::random([3, c, 4, 6], Distribution::Default, &device);
 
-        let x_ours = x.clone().require_grad();
-        let y = bn.forward(x_ours.clone());
-        let grads = (y.clone() * gy.clone()).sum().backward();
+            let x_ours = x.clone().require_grad();
+            let y = if relu {
+                bn.forward_relu(x_ours.clone())
+            } else {
+                bn.forward(x_ours.clone())
+            };
+            let grads = (y.clone() * gy.clone()).sum().backward();
 
-        let (gamma, beta) = (bn.gamma.val(), bn.beta.val());
-        let x_ref = x.require_grad();
-        let y_ref = batch_norm(
-            x_ref.clone(),
-            gamma.clone(),
-            beta.clone(),
-            bn.running_mean.value().to_device(&device),
-            bn.running_var.value().to_device(&device),
-            bn.epsilon,
-        );
-        let grads_ref = (y_ref.clone() * gy).sum().backward();
+            let (gamma, beta) = (bn.gamma.val(), bn.beta.val());
+            let x_ref = x.require_grad();
+            let y_ref = batch_norm(
+                x_ref.clone(),
+                gamma.clone(),
+                beta.clone(),
+                bn.running_mean.value().to_device(&device),
+                bn.running_var.value().to_device(&device),
+                bn.epsilon,
+            );
+            let y_ref = if relu { activation::relu(y_ref) } else { y_ref };
+            if relu {
+                let cut = y_ref
+                    .clone()
+                    .equal_elem(0.0)
+                    .int()
+                    .sum()
+                    .into_scalar::<i64>();
+                assert!(cut > 20 && cut < 340, "{cut} of 360 cut");
+            }
+            let grads_ref = (y_ref.clone() * gy).sum().backward();
 
-        assert!(max_diff(y.without_autodiff(), y_ref.without_autodiff()) < 1e-5);
-        let g = |t: &Tensor<4>, g| t.grad(g).expect("input gradient");
-        assert!(max_diff(g(&x_ours, &grads), g(&x_ref, &grads_ref)) < 1e-5);
-        for (name, p) in [("gamma", &gamma), ("beta", &beta)] {
-            let ours = p.grad(&grads).expect("parameter gradient");
-            let reference = p.grad(&grads_ref).expect("parameter gradient");
-            assert!(max_diff(ours, reference) < 1e-4, "{name}");
+            let label = format!("relu {relu}, trained {trained}");
+            assert!(
+                max_diff(y.without_autodiff(), y_ref.without_autodiff()) < 1e-5,
+                "{label}"
+            );
+            let g = |t: &Tensor<4>, g| t.grad(g).expect("input gradient");
+            assert!(
+                max_diff(g(&x_ours, &grads), g(&x_ref, &grads_ref)) < 1e-5,
+                "{label}"
+            );
+            for (name, p) in [("gamma", &gamma), ("beta", &beta)] {
+                match (p.grad(&grads), p.grad(&grads_ref)) {
+                    (Some(ours), Some(reference)) => {
+                        assert!(max_diff(ours, reference) < 1e-4, "{label}: {name}")
+                    }
+                    (None, None) => assert!(!trained, "{label}: {name} has no gradient"),
+                    _ => panic!("{label}: {name} gradient on one side only"),
+                }
+            }
         }
     }
 

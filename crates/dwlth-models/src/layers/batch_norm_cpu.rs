@@ -10,6 +10,11 @@
 //! - backward: one pass for `Σ gy` and `Σ gy · (x − mean)` per channel, which give `∂β` and
 //!   `∂γ`, and one pass for `∂x = γ/σ · (gy − mean(gy) − x̂ · mean(gy · x̂))`, written as
 //!   `a · gy + b · x + c` per channel.
+//!
+//! A ReLU after the BatchNorm can be part of the operation (no pass of its own either way:
+//! the backward passes test the forward's own condition). Evaluation mode, a per-channel
+//! affine map, has its own operation (`cpu_channel_affine`): one pass forward, one pass for
+//! the input gradient, and one more for `∂scale`, `∂shift` only when they are trained.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -54,6 +59,28 @@ pub trait CpuBatchNormBackend: Backend {
         epsilon: f64,
         relu: bool,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+
+    /// `x · scale + shift` per channel (`scale`, `shift`: `[C]`), followed by a ReLU when
+    /// `relu` is set: BatchNorm in evaluation mode. Differentiable in `x`, `scale` and
+    /// `shift`.
+    fn cpu_channel_affine(
+        x: FloatTensor<Self>,
+        scale: FloatTensor<Self>,
+        shift: FloatTensor<Self>,
+        relu: bool,
+    ) -> FloatTensor<Self>;
+
+    /// The gradients of [`cpu_channel_affine`](Self::cpu_channel_affine) with respect to
+    /// `x`, `scale` and `shift` from the output gradient `grad`; those of `scale` and `shift`
+    /// (a pass over `x` and `grad`) only when `with_params` is set, zeros otherwise.
+    fn cpu_channel_affine_backward(
+        x: FloatTensor<Self>,
+        scale: FloatTensor<Self>,
+        shift: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        relu: bool,
+        with_params: bool,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 }
 
 /// `[N, C, H·W]` of a 4-D tensor.
@@ -97,6 +124,9 @@ enum Affine {
     Plain { a: f32, b: f32 },
     /// `max(0, a · x + b)`: a BatchNorm followed by a ReLU.
     Relu { a: f32, b: f32 },
+    /// `c · z`, counting `z` only where `gate` (as for [`Affine::WithGradient`]) lets it
+    /// through: the input gradient of a per-channel affine map.
+    Gradient { c: f32, gate: Option<[f32; 2]> },
     /// `a · x + b + c · z`, counting `z` only where `gate` lets it through: `gate = [s, t]`
     /// passes `z` where `s · x + t > 0` (where the ReLU after a BatchNorm passed its input;
     /// the same `f32` operations as [`Affine::Relu`], so the same decisions), `None` always.
@@ -165,6 +195,20 @@ fn affine_plane_any(dst: &mut [MaybeUninit<f32>], x: &[f32], z: &[f32], map: Aff
         Affine::Relu { a, b } => {
             for (d, x) in dst.iter_mut().zip(x) {
                 d.write((a * x + b).max(0.0));
+            }
+        }
+        Affine::Gradient { c, gate: None } => {
+            for (d, z) in dst.iter_mut().zip(z) {
+                d.write(c * z);
+            }
+        }
+        Affine::Gradient {
+            c,
+            gate: Some([s, t]),
+        } => {
+            for ((d, x), z) in dst.iter_mut().zip(x).zip(z) {
+                let z = if s * x + t > 0.0 { *z } else { 0.0 };
+                d.write(c * z);
             }
         }
         Affine::WithGradient {
@@ -474,6 +518,85 @@ impl CpuBatchNormBackend for Flex {
             tensor(gbeta, Shape::new([c])),
         )
     }
+
+    fn cpu_channel_affine(
+        x: FlexTensor,
+        scale: FlexTensor,
+        shift: FlexTensor,
+        relu: bool,
+    ) -> FlexTensor {
+        let (x, scale, shift) = (
+            x.to_contiguous(),
+            scale.to_contiguous(),
+            shift.to_contiguous(),
+        );
+        let [_, c, plane] = dims(&x);
+        let maps: Vec<Affine> = values(&scale)
+            .iter()
+            .zip(values(&shift))
+            .map(|(&a, &b)| {
+                if relu {
+                    Affine::Relu { a, b }
+                } else {
+                    Affine::Plain { a, b }
+                }
+            })
+            .collect();
+        let y = per_channel_affine(plane, c, values(&x), None, &maps);
+        tensor(y, x.shape())
+    }
+
+    fn cpu_channel_affine_backward(
+        x: FlexTensor,
+        scale: FlexTensor,
+        shift: FlexTensor,
+        grad: FlexTensor,
+        relu: bool,
+        with_params: bool,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        let (x, scale, shift, grad) = (
+            x.to_contiguous(),
+            scale.to_contiguous(),
+            shift.to_contiguous(),
+            grad.to_contiguous(),
+        );
+        let d @ [_, c, plane] = dims(&x);
+        let (xs, gy) = (values(&x), values(&grad));
+        // Where the ReLU passed its input: the forward pass's own test.
+        let gates: Vec<Option<[f32; 2]>> = values(&scale)
+            .iter()
+            .zip(values(&shift))
+            .map(|(&s, &t)| relu.then_some([s, t]))
+            .collect();
+        let maps: Vec<Affine> = values(&scale)
+            .iter()
+            .zip(&gates)
+            .map(|(&c, &gate)| Affine::Gradient { c, gate })
+            .collect();
+        let gx = per_channel_affine(plane, c, xs, Some(gy), &maps);
+        // Σ gy and Σ gy · x per channel (the gradients of shift and scale).
+        let sums = if with_params {
+            channel_sums::<2>(xs, d, |i, ch| {
+                let (x, gy) = (&xs[i * plane..][..plane], &gy[i * plane..][..plane]);
+                match gates[ch] {
+                    None => lane_sums(x, gy, |x, g| [g, g * x]),
+                    Some([s, t]) => lane_sums(x, gy, |x, g| {
+                        let g = if s * x + t > 0.0 { g } else { 0.0 };
+                        [g, g * x]
+                    }),
+                }
+            })
+        } else {
+            vec![[0.0; 2]; c]
+        };
+        let gscale: Vec<f32> = sums.iter().map(|s| s[1] as f32).collect();
+        let gshift: Vec<f32> = sums.iter().map(|s| s[0] as f32).collect();
+        (
+            tensor(gx, x.shape()),
+            tensor(gscale, Shape::new([c])),
+            tensor(gshift, Shape::new([c])),
+        )
+    }
 }
 
 /// The forward map `x · scale + shift` per channel, `[scale, shift]` in `f32`:
@@ -572,6 +695,57 @@ impl<B: CpuBatchNormBackend, C: CheckpointStrategy> CpuBatchNormBackend for Auto
         }
     }
 
+    fn cpu_channel_affine(
+        x: FloatTensor<Self>,
+        scale: FloatTensor<Self>,
+        shift: FloatTensor<Self>,
+        relu: bool,
+    ) -> FloatTensor<Self> {
+        match CpuChannelAffineBackward
+            .prepare::<C>([x.node(), scale.node(), shift.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let x_state = prep.checkpoint(&x);
+                let (scale, shift) = (scale.into_primitive(), shift.into_primitive());
+                let y =
+                    B::cpu_channel_affine(x.into_primitive(), scale.clone(), shift.clone(), relu);
+                prep.finish((x_state, scale, shift, relu), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::cpu_channel_affine(
+                x.into_primitive(),
+                scale.into_primitive(),
+                shift.into_primitive(),
+                relu,
+            )),
+        }
+    }
+
+    // Second derivatives are not provided: the gradients come back untracked.
+    fn cpu_channel_affine_backward(
+        x: FloatTensor<Self>,
+        scale: FloatTensor<Self>,
+        shift: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        relu: bool,
+        with_params: bool,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let (gx, gscale, gshift) = B::cpu_channel_affine_backward(
+            x.into_primitive(),
+            scale.into_primitive(),
+            shift.into_primitive(),
+            grad.into_primitive(),
+            relu,
+            with_params,
+        );
+        (
+            <FloatTensor<Self>>::new(gx),
+            <FloatTensor<Self>>::new(gscale),
+            <FloatTensor<Self>>::new(gshift),
+        )
+    }
+
     // Second derivatives are not provided: the gradients come back untracked.
     fn cpu_batch_norm_train_backward(
         x: FloatTensor<Self>,
@@ -596,6 +770,34 @@ impl<B: CpuBatchNormBackend, C: CheckpointStrategy> CpuBatchNormBackend for Auto
             <FloatTensor<Self>>::new(ggamma),
             <FloatTensor<Self>>::new(gbeta),
         )
+    }
+}
+
+/// The backward step of [`CpuBatchNormBackend::cpu_channel_affine`] on an autodiff device.
+#[derive(Debug)]
+struct CpuChannelAffineBackward;
+
+impl<B: CpuBatchNormBackend> Backward<B, 3> for CpuChannelAffineBackward {
+    type State = (NodeId, FloatTensor<B>, FloatTensor<B>, bool);
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 3>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
+        let [node_x, node_scale, node_shift] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        let (x_state, scale, shift, relu) = ops.state;
+        let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(x_state);
+        let with_params = node_scale.is_some() || node_shift.is_some();
+        let (gx, gscale, gshift) =
+            B::cpu_channel_affine_backward(x, scale, shift, grad, relu, with_params);
+        for (node, g) in [(node_x, gx), (node_scale, gscale), (node_shift, gshift)] {
+            if let Some(node) = node {
+                grads.register::<B>(node.id, g);
+            }
+        }
     }
 }
 
