@@ -847,18 +847,12 @@ pub(crate) fn backward_weight(g: &Geometry, x: &[f32], gy: &[f32], gw: &mut [May
     let (k, p, in_len, out_len) = (g.k(), g.p(), g.input_len(), g.output_len());
     let par = plan.parallelism;
     let chunks = g.batch.div_ceil(plan.images);
-    let groups = if plan.chunks_in_parallel {
-        rayon::current_num_threads().min(chunks).max(1)
-    } else {
-        1
-    };
-    let per_group = chunks.div_ceil(groups);
-    // `gwᵀ` (`[k][c_out]`) summed over one group of chunks.
-    let group_sum = |group: usize| -> Vec<f32> {
-        let mut acc = vec![0.0f32; k * g.c_out];
-        let first = group * per_group;
-        let last = ((group + 1) * per_group).min(chunks);
-        for (n, chunk) in (first..last).enumerate() {
+    // `gwᵀ` (`[k][c_out]`) summed over the chunks.
+    let sum = sum_over_chunks(
+        chunks,
+        plan.chunks_in_parallel,
+        k * g.c_out,
+        |chunk, acc, accumulate| {
             let start = chunk * plan.images;
             let images = plan.images.min(g.batch - start);
             let cols = images * p;
@@ -886,13 +880,38 @@ pub(crate) fn backward_weight(g: &Geometry, x: &[f32], gy: &[f32], gw: &mut [May
                 let lhs = View::transposed(gy_t, g.c_out);
                 matmul(
                     (g.c_out, k, cols),
-                    (&mut acc, Store::Columns),
-                    n > 0,
+                    (acc, Store::Columns),
+                    accumulate,
                     lhs,
                     rhs,
                     par,
                 );
             });
+        },
+    );
+    transpose(&sum, k, g.c_out, gw);
+}
+
+/// `Σ` over chunks `0..chunks` of what `add(chunk, acc, accumulate)` adds into a `len`-value
+/// accumulator (`accumulate` is false for a group's first chunk: overwrite), the chunks
+/// split into one group per thread when `in_parallel`, the groups' sums added at the end.
+pub(crate) fn sum_over_chunks(
+    chunks: usize,
+    in_parallel: bool,
+    len: usize,
+    add: impl Fn(usize, &mut [f32], bool) + Sync,
+) -> Vec<f32> {
+    let groups = if in_parallel {
+        rayon::current_num_threads().min(chunks).max(1)
+    } else {
+        1
+    };
+    let per_group = chunks.div_ceil(groups);
+    let group_sum = |group: usize| -> Vec<f32> {
+        let mut acc = vec![0.0f32; len];
+        let (first, last) = (group * per_group, ((group + 1) * per_group).min(chunks));
+        for (n, chunk) in (first..last).enumerate() {
+            add(chunk, &mut acc, n > 0);
         }
         acc
     };
@@ -907,7 +926,7 @@ pub(crate) fn backward_weight(g: &Geometry, x: &[f32], gy: &[f32], gw: &mut [May
             *a += *b;
         }
     }
-    transpose(&sum, k, g.c_out, gw);
+    sum
 }
 
 #[cfg(test)]

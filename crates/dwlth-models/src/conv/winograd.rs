@@ -26,8 +26,29 @@ use gemm::Parallelism;
 use rayon::prelude::*;
 
 use super::kernel::{
-    as_slots, matmul, transpose, transpose_strided, with_scratch, Geometry, Store, View,
+    as_slots, matmul, sum_over_chunks, transpose, transpose_strided, with_scratch, Geometry, Store,
+    View,
 };
+
+/// `fn $name(args)`: runs `$body` (an `#[inline(always)]` function) compiled for AVX-512 when
+/// this CPU has it, as it is otherwise.
+macro_rules! widest {
+    ($name:ident => $body:ident ($($arg:ident: $ty:ty),* $(,)?)) => {
+        fn $name($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                #[target_feature(enable = "avx512f")]
+                fn wide($($arg: $ty),*) {
+                    $body($($arg),*)
+                }
+                // SAFETY: AVX-512F was detected on this CPU, all `wide` assumes; its body is
+                // safe Rust.
+                return unsafe { wide($($arg),*) };
+            }
+            $body($($arg),*)
+        }
+    };
+}
 
 /// Channels (input and output) from which [`applies`] takes this path: the products have
 /// `c_in` as depth and `c_out` as height, and narrower ones run far below `gemm`'s rate.
@@ -126,17 +147,12 @@ pub(crate) fn backward_weight(g: &Geometry, x: &[f32], gy: &[f32], gw: &mut [May
     let plan = Plan::new(g, &tiles);
     let (in_len, out_len) = (g.input_len(), g.output_len());
     let chunks = g.batch.div_ceil(plan.images);
-    let groups = if plan.chunks_in_parallel {
-        rayon::current_num_threads().min(chunks).max(1)
-    } else {
-        1
-    };
-    let per_group = chunks.div_ceil(groups);
-    // Σ Ŷ ⊙ V over one group of chunks, `[e][c_in][c_out]`.
-    let group_sum = |group: usize| -> Vec<f32> {
-        let mut acc = vec![0.0f32; E * c_in * c_out];
-        let (first, last) = (group * per_group, ((group + 1) * per_group).min(chunks));
-        for (n, chunk) in (first..last).enumerate() {
+    // Σ Ŷ ⊙ V over the chunks, `[e][c_in][c_out]`.
+    let m = sum_over_chunks(
+        chunks,
+        plan.chunks_in_parallel,
+        E * c_in * c_out,
+        |chunk, acc, accumulate| {
             let start = chunk * plan.images;
             let images = plan.images.min(g.batch - start);
             let t = images * tiles.per_image;
@@ -158,27 +174,15 @@ pub(crate) fn backward_weight(g: &Geometry, x: &[f32], gy: &[f32], gw: &mut [May
                     matmul(
                         (c_out, c_in, t),
                         (&mut acc[e * c_in * c_out..][..c_in * c_out], Store::Columns),
-                        n > 0,
+                        accumulate,
                         View::transposed(&yhat[e * c_out * t..][..c_out * t], c_out),
                         View::rows(&v[e * c_in * t..][..c_in * t], c_in),
                         plan.parallelism,
                     );
                 }
             });
-        }
-        acc
-    };
-    let mut partials: Vec<Vec<f32>> = if groups > 1 {
-        (0..groups).into_par_iter().map(group_sum).collect()
-    } else {
-        vec![group_sum(0)]
-    };
-    let mut m = partials.swap_remove(0);
-    for partial in &partials {
-        for (a, b) in m.iter_mut().zip(partial) {
-            *a += *b;
-        }
-    }
+        },
+    );
     // gw = Gᵀ M G per (c_out, c_in): rows of Gᵀ are (1, ½, ½, 0), (0, ½, −½, 0), (0, ½, ½, 1).
     let gt = |v: [f32; 4]| {
         [
@@ -370,40 +374,19 @@ fn transformed_weight(w: &[f32], c_out: usize, c_in: usize) -> Vec<f32> {
     u
 }
 
+// In the widest instructions this CPU has:
+widest!(transform_input => transform_input_any(
+    g: &Geometry,
+    tiles: &Tiles,
+    plane: &[f32],
+    v: &mut [f32],
+    t: usize,
+    first: usize
+));
+
 /// Writes `V_e = (Bᵀ d B)_e` of every tile of one image into `v` (`[e][t][c_in]`, this
 /// image's tiles from `first`), `Bᵀ = [[1, 0, −1, 0], [0, 1, 1, 0], [0, −1, 1, 0],
 /// [0, 1, 0, −1]]`, each value a vector over the input channels.
-fn transform_input(
-    g: &Geometry,
-    tiles: &Tiles,
-    plane: &[f32],
-    v: &mut [f32],
-    t: usize,
-    first: usize,
-) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: AVX-512F was detected on this CPU, all `transform_input_avx512` assumes;
-        // its body is safe Rust.
-        return unsafe { transform_input_avx512(g, tiles, plane, v, t, first) };
-    }
-    transform_input_any(g, tiles, plane, v, t, first)
-}
-
-/// AVX-512 build of [`transform_input_any`].
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-fn transform_input_avx512(
-    g: &Geometry,
-    tiles: &Tiles,
-    plane: &[f32],
-    v: &mut [f32],
-    t: usize,
-    first: usize,
-) {
-    transform_input_any(g, tiles, plane, v, t, first)
-}
-
 #[inline(always)]
 fn transform_input_any(
     g: &Geometry,
@@ -464,40 +447,19 @@ fn transform_input_any(
     }
 }
 
+// In the widest instructions this CPU has:
+widest!(transform_gradient => transform_gradient_any(
+    g: &Geometry,
+    tiles: &Tiles,
+    plane: &[f32],
+    yhat: &mut [f32],
+    t: usize,
+    first: usize
+));
+
 /// Writes `Ŷ_e = (A gy Aᵀ)_e` of every 2×2 tile of one image's output gradient (channels-last
 /// `plane` of [`Layout::gradient`]) into `yhat` (`[e][t][c_out]`, this image's tiles from
 /// `first`), `A = [[1, 0], [1, 1], [1, −1], [0, −1]]`.
-fn transform_gradient(
-    g: &Geometry,
-    tiles: &Tiles,
-    plane: &[f32],
-    yhat: &mut [f32],
-    t: usize,
-    first: usize,
-) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: AVX-512F was detected on this CPU, all `transform_gradient_avx512` assumes;
-        // its body is safe Rust.
-        return unsafe { transform_gradient_avx512(g, tiles, plane, yhat, t, first) };
-    }
-    transform_gradient_any(g, tiles, plane, yhat, t, first)
-}
-
-/// AVX-512 build of [`transform_gradient_any`].
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-fn transform_gradient_avx512(
-    g: &Geometry,
-    tiles: &Tiles,
-    plane: &[f32],
-    yhat: &mut [f32],
-    t: usize,
-    first: usize,
-) {
-    transform_gradient_any(g, tiles, plane, yhat, t, first)
-}
-
 #[inline(always)]
 fn transform_gradient_any(
     g: &Geometry,
@@ -544,40 +506,19 @@ fn transform_gradient_any(
     }
 }
 
+// In the widest instructions this CPU has:
+widest!(transform_output => transform_output_any(
+    g: &Geometry,
+    tiles: &Tiles,
+    m: &[f32],
+    t: usize,
+    first: usize,
+    out: &mut [f32]
+));
+
 /// Writes one image's outputs, channels-last (`[oy][ox][c_out]`), from the products `m`
 /// (`[e][t][c_out]`, this image's tiles from `first`): `Y = Aᵀ M A` per tile,
 /// `Aᵀ = [[1, 1, 1, 0], [0, 1, −1, −1]]`, cropped to the map.
-fn transform_output(
-    g: &Geometry,
-    tiles: &Tiles,
-    m: &[f32],
-    t: usize,
-    first: usize,
-    out: &mut [f32],
-) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: AVX-512F was detected on this CPU, all `transform_output_avx512` assumes;
-        // its body is safe Rust.
-        return unsafe { transform_output_avx512(g, tiles, m, t, first, out) };
-    }
-    transform_output_any(g, tiles, m, t, first, out)
-}
-
-/// AVX-512 build of [`transform_output_any`].
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-fn transform_output_avx512(
-    g: &Geometry,
-    tiles: &Tiles,
-    m: &[f32],
-    t: usize,
-    first: usize,
-    out: &mut [f32],
-) {
-    transform_output_any(g, tiles, m, t, first, out)
-}
-
 #[inline(always)]
 fn transform_output_any(
     g: &Geometry,
