@@ -356,9 +356,7 @@ fn phase_split<'a, 'b>(
                     let (inside, after) = rest.split_at_mut(span.j1 - span.j0);
                     before.fill(0.0);
                     after.fill(0.0);
-                    for (d, &v) in inside.iter_mut().zip(src.iter().step_by(step)) {
-                        *d = map(c, v);
-                    }
+                    copy_every(step, src, inside, |v| map(c, v));
                 }
             }
         });
@@ -382,6 +380,30 @@ fn phase_split<'a, 'b>(
         out_h,
         out_w,
     })
+}
+
+/// `dst[i] = f(src[step · i])` for every `i` of `dst`.
+///
+/// Stride 2 (every strided layer of a ResNet but none) walks `src` in pairs, a form the
+/// compiler turns into vector loads and shuffles; the general strided walk reads one value
+/// at a time.
+#[inline(always)]
+fn copy_every(step: usize, src: &[f32], dst: &mut [f32], f: impl Fn(f32) -> f32) {
+    if step == 2 {
+        let pairs = src.chunks_exact(2);
+        let n = pairs.len().min(dst.len());
+        for (d, pair) in dst[..n].iter_mut().zip(pairs) {
+            *d = f(pair[0]);
+        }
+        // An odd-length row's last value has no pair.
+        for (i, d) in dst.iter_mut().enumerate().skip(n) {
+            *d = f(src[2 * i]);
+        }
+        return;
+    }
+    for (d, &v) in dst.iter_mut().zip(src.iter().step_by(step)) {
+        *d = f(v);
+    }
 }
 
 /// The columns of one phase plane that hold input values: phase row `(a, b)` has the input
