@@ -71,9 +71,21 @@ impl DerefMut for Buffer {
 }
 
 /// Length of one bordered `height × width` plane: `(height + 2) · (width + 2)` rounded up to
-/// whole cache lines.
+/// an odd number of cache lines ([`padded`]).
 pub(crate) fn plane_len(height: usize, width: usize) -> usize {
-    ((height + 2) * (width + 2)).next_multiple_of(LANES)
+    padded((height + 2) * (width + 2))
+}
+
+/// `len` rounded up to an odd number of whole cache lines.
+///
+/// Kernels read the same positions of many planes at once. With planes an even number of
+/// lines apart, those lines fall into a fraction of L1's sets (a 14×14 map's 256-value planes
+/// put every channel's tile into the same 16 of 64 sets, a quarter of the cache), and evict
+/// each other long before the cache is full; an odd number of lines spreads them over all
+/// sets.
+pub(crate) fn padded(len: usize) -> usize {
+    let lines = len.div_ceil(LANES);
+    (lines | 1) * LANES
 }
 
 /// Recycled activation buffers.
@@ -323,7 +335,7 @@ fn phase_split<'a, 'b>(
     } else {
         px.extent
     };
-    let plane = (py.extent * grid).next_multiple_of(LANES);
+    let plane = padded(py.extent * grid);
     // slot[a · stride_x + b]: the place of phase (a, b) among the built ones, if any reads it.
     let mut slot = vec![usize::MAX; s.stride[0] * s.stride[1]];
     let mut built: Vec<Span> = Vec::new();
@@ -546,24 +558,24 @@ mod tests {
         }
         for (h, w) in [(1, 1), (7, 7), (14, 14), (28, 28), (56, 55)] {
             let p = plane_len(h, w);
-            assert_eq!(p % LANES, 0);
-            assert!(p >= (h + 2) * (w + 2) && p < (h + 2) * (w + 2) + LANES);
+            assert_eq!(p % (2 * LANES), LANES, "an odd number of lines");
+            assert!(p >= (h + 2) * (w + 2) && p < (h + 2) * (w + 2) + 2 * LANES);
         }
     }
 
     #[test]
     fn a_lead_aligns_shared_remainders_only_when_it_costs_no_tile() {
-        // 14×14 map, grid 16: 1×1 taps at c · 256 + 17 share remainder 1.
-        let taps = vec![17, 256 + 17, 3 * 256 + 17];
+        // 14×14 map, grid 16, planes of 272: 1×1 taps at c · 272 + 17 share remainder 1.
+        let taps = vec![17, 272 + 17, 3 * 272 + 17];
         assert_eq!(
             aligned(taps, 14, 14, 16),
-            (vec![16, 256 + 16, 3 * 256 + 16], 1)
+            (vec![16, 272 + 16, 3 * 272 + 16], 1)
         );
         // Mixed remainders (a 3×3 kernel): unchanged.
         let taps = vec![0, 1, 2, 16];
         assert_eq!(aligned(taps.clone(), 14, 14, 16), (taps, 0));
         // 7×7 map, grid 9: 61 positions fit one tile, 61 + 10 would need two.
-        let taps = vec![10, 96 + 10];
+        let taps = vec![10, 112 + 10];
         assert_eq!(aligned(taps.clone(), 7, 7, 9), (taps, 0));
         // No taps.
         assert_eq!(aligned(Vec::new(), 7, 7, 9), (Vec::new(), 0));
