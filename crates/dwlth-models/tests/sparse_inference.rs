@@ -243,13 +243,8 @@ fn dense_products_and_the_sparse_kernel_mix_and_match() {
         let layers = engine.layers();
         let bottleneck = layers.iter().any(|l| l.name.ends_with("conv3"));
         for layer in &layers {
-            let block_1x1 = layer.name.starts_with("layer")
-                && (layer.name.ends_with("conv1") || layer.name.ends_with("conv3"));
-            let one_by_one = layer.name.contains("downsample")
-                || (bottleneck && block_1x1)
-                || layer.name == "fc";
-            // A quarter of the weights for 1×1 convolutions, 35 % for larger kernels.
-            let dense_enough = if one_by_one {
+            // A quarter of the weights for the head, 35 % for convolutions.
+            let dense_enough = if layer.name == "fc" {
                 4 * layer.stored_nnz >= layer.dense
             } else {
                 100 * layer.stored_nnz >= 35 * layer.dense

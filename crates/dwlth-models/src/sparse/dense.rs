@@ -20,19 +20,18 @@ use rayon::prelude::*;
 
 use super::activation::{zero_borders, Act, ConvInput, Pool};
 use super::filter::SparseConv;
-use super::kernel::{output, store, Job, TILE};
+use super::kernel::{isa, output, store, Isa, Job, TILE};
 use crate::conv::kernel::{matmul, with_scratch, Store, View};
 use crate::error::Result;
 
-/// Density from which a 1×1 convolution runs as a dense product. On the 2-core AVX-512
-/// machine of docs/performance.md the sparse kernel reaches 13–40 G multiply-adds/s on
-/// ResNet-50's 1×1 layers and the product 40–110: the break-even lies near 0.2–0.3.
-pub(crate) const DENSE_FROM_1X1: f64 = 0.25;
-
-/// Density from which a larger kernel runs as a dense product: the sparse kernel reaches
-/// ~40 G multiply-adds/s on 3×3 layers, and the product pays for gathering its patches. On
-/// the machine above, products for ResNet-50's 3×3 layers were slower than the sparse kernel
-/// at 26 % density and faster at the 50 % ticket's (`bench` section (f)).
+/// Density from which a convolution runs as a dense product.
+///
+/// On the 2-core AVX-512 machine of docs/performance.md the sparse kernel reaches 35–50 G
+/// multiply-adds/s on ResNet-50's 1×1 layers (aligned loads) and ~45 G on its 3×3 layers;
+/// the product runs 100–135 G on the dense weights, and a 3×3 one also pays for gathering
+/// its patches. Measured break-evens for 1×1 layers of every ResNet-50 map size (7×7 to
+/// 56×56, random masks): sparse faster at 0.30, dense at 0.38. Products for the 3×3 layers
+/// were slower than the sparse kernel at 26 % density and faster at the 50 % ticket's.
 pub(crate) const DENSE_FROM: f64 = 0.35;
 
 /// Output positions per product: `c_out × BLOCK` results stay in L2 for the epilogue.
@@ -40,12 +39,7 @@ const BLOCK: usize = 8 * TILE;
 
 /// Whether `conv` should run as a dense product.
 pub(crate) fn prefers_dense(conv: &SparseConv) -> bool {
-    let from = if conv.shape.kernel == [1, 1] {
-        DENSE_FROM_1X1
-    } else {
-        DENSE_FROM
-    };
-    conv.nnz() > 0 && conv.nnz() as f64 >= from * conv.dense_len() as f64
+    conv.nnz() > 0 && conv.nnz() as f64 >= DENSE_FROM * conv.dense_len() as f64
 }
 
 /// `conv`'s stored weights as a dense row-major `[c_out × (c_in · kh · kw)]` matrix, columns
@@ -69,8 +63,9 @@ pub(crate) fn dense_matrix(conv: &SparseConv) -> Vec<f32> {
 /// and the border rows before the first and after the last position. Done block by block
 /// while the block is in cache: a border pass over the whole map afterwards missed the cache
 /// on two lines of every row.
+#[inline(always)]
 fn finish(job: &Job, plane: &mut [f32], q0: usize, cols: usize, bias: f32) {
-    let offset = job.dst_row + 1;
+    let offset = job.dst_origin + job.dst_row + 1;
     if q0 == 0 {
         plane[..offset].fill(0.0);
     }
@@ -94,6 +89,33 @@ fn finish(job: &Job, plane: &mut [f32], q0: usize, cols: usize, bias: f32) {
     }
 }
 
+/// [`finish`] on every plane of `dst`, `bias[o]` for plane `o`.
+#[inline(always)]
+fn finish_planes(job: &Job, dst: &mut [f32], q0: usize, cols: usize, bias: &[f32]) {
+    for (plane, &b) in dst.chunks_exact_mut(job.dst_plane).zip(bias) {
+        finish(job, plane, q0, cols, b);
+    }
+}
+
+/// AVX-512 build of [`finish_planes`]: the pass runs over every value the product wrote, and
+/// the baseline build does it four values at a time.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+fn finish_planes_avx512(job: &Job, dst: &mut [f32], q0: usize, cols: usize, bias: &[f32]) {
+    finish_planes(job, dst, q0, cols, bias)
+}
+
+/// [`finish_planes`] in the widest build this CPU runs.
+fn finish_block(isa: Isa, job: &Job, dst: &mut [f32], q0: usize, cols: usize, bias: &[f32]) {
+    match isa {
+        // SAFETY: `Isa::Avx512` is only detected on CPUs with AVX-512F, AVX2 and FMA, all
+        // that `finish_planes_avx512` assumes; its body is safe Rust.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => unsafe { finish_planes_avx512(job, dst, q0, cols, bias) },
+        _ => finish_planes(job, dst, q0, cols, bias),
+    }
+}
+
 /// Runs `conv` with its dense `weight` ([`dense_matrix`]) on `input` for `batch` images:
 /// `act(conv(x) + bias [+ residual])`, the same maps as the sparse kernel.
 pub(crate) fn convolve_dense(
@@ -112,6 +134,7 @@ pub(crate) fn convolve_dense(
     let add = residual.is_some();
     let mut out = output(pool, conv, input, batch, residual)?;
     let job = Job::epilogue(conv, input, &out, relu, add);
+    let isa = isa();
     let out_image = out.image_len();
     // Images in parallel when there are enough of them, otherwise each product on every thread.
     let threads = rayon::current_num_threads();
@@ -156,7 +179,7 @@ pub(crate) fn convolve_dense(
                 // fastest (4–5 % over a 90 % ticket's dense layers).
                 let weight_t = View::transposed(weight, k);
                 if direct {
-                    let first = q0 + job.dst_row + 1;
+                    let first = job.dst_origin + q0 + job.dst_row + 1;
                     matmul(
                         (cols, oc, k),
                         (&mut dst[first..], Store::ColumnsApart(job.dst_plane)),
@@ -165,9 +188,7 @@ pub(crate) fn convolve_dense(
                         weight_t,
                         parallelism,
                     );
-                    for (o, plane) in dst.chunks_exact_mut(job.dst_plane).enumerate() {
-                        finish(&job, plane, q0, cols, conv.bias[o]);
-                    }
+                    finish_block(isa, &job, dst, q0, cols, &conv.bias);
                 } else {
                     matmul(
                         (cols, oc, k),

@@ -14,7 +14,7 @@
 
 use rayon::prelude::*;
 
-use super::activation::{plane_len, zero_borders, Act, ConvInput, Pool};
+use super::activation::{plane_len, plane_origin, zero_borders, Act, ConvInput, Pool};
 use super::filter::SparseConv;
 use super::pool::{max_pool_plane, pooled_size};
 use crate::conv::kernel::with_scratch;
@@ -36,10 +36,9 @@ pub(super) struct Job<'a> {
     pub(super) grid: usize,
     pub(super) out_h: usize,
     pub(super) out_w: usize,
-    /// Positions the kernel's tiles start before the map's grid ([`ConvInput::lead`]): tile
-    /// position `q` is grid position `q − lead`.
-    lead: usize,
-    /// Tile positions, from 0 to the last real one.
+    /// Where each output plane's border starts in its slot ([`plane_origin`]).
+    pub(super) dst_origin: usize,
+    /// Output positions on the grid, from 0 to the last real one.
     pub(super) len: usize,
     pub(super) dst_row: usize,
     pub(super) dst_plane: usize,
@@ -92,7 +91,7 @@ fn accumulate<const FMA: bool>(
     }
 }
 
-/// Writes the real positions of the tile starting at tile position `q0` into an output plane
+/// Writes the real positions of the tile starting at grid position `q0` into an output plane
 /// (with its zero border), as `act(acc + bias [+ the shortcut the plane holds])`.
 #[inline(always)]
 pub(super) fn store(job: &Job, acc: &[f32; TILE], q0: usize, bias: f32, plane: &mut [f32]) {
@@ -110,28 +109,32 @@ pub(super) fn store(job: &Job, acc: &[f32; TILE], q0: usize, bias: f32, plane: &
             }
         }
     }
-    // `lead ≤ out_w + 3 = dst_row + 1` ([`ConvInput::lead`]).
-    let d = q0 + job.dst_row + 1 - job.lead;
-    if job.grid == job.dst_row && d + TILE <= plane.len() {
-        // Stride 1: the grid is the output plane shifted by one row and column, so the whole
-        // tile is stored with full vectors. Its grid columns past the output width, and its
-        // positions before the first and past the last one (a lead, a last tile that fits in
-        // the plane), land on the border, which the task zeroes after its last tile.
-        let out: &mut [f32; TILE] = (&mut plane[d..d + TILE]).try_into().expect("TILE values");
-        put(job, out, acc, bias);
+    let d = job.dst_origin + q0 + job.dst_row + 1;
+    if job.grid == job.dst_row {
+        // Stride 1: the grid is the output plane shifted by one row and column, so the tile
+        // is stored with whole vectors. Its grid columns past the output width, and its
+        // positions past the last one, land on the border, which the task zeroes after its
+        // last tile. Only a last tile may reach past the plane; its real positions do not.
+        if d + TILE <= plane.len() {
+            let out: &mut [f32; TILE] = (&mut plane[d..d + TILE]).try_into().expect("TILE values");
+            put(job, out, acc, bias);
+        } else {
+            let n = plane.len() - d;
+            put(job, &mut plane[d..], &acc[..n], bias);
+        }
         return;
     }
     let end = (q0 + TILE).min(job.len);
-    let mut q = q0.max(job.lead);
+    let mut q = q0;
     while q < end {
-        let (oy, ox) = ((q - job.lead) / job.grid, (q - job.lead) % job.grid);
+        let (oy, ox) = (q / job.grid, q % job.grid);
         if ox >= job.out_w {
             // Grid columns past the output width: computed, discarded.
-            q = (oy + 1) * job.grid + job.lead;
+            q = (oy + 1) * job.grid;
             continue;
         }
         let n = (job.out_w - ox).min(end - q);
-        let d = (oy + 1) * job.dst_row + ox + 1;
+        let d = job.dst_origin + (oy + 1) * job.dst_row + ox + 1;
         put(job, &mut plane[d..d + n], &acc[q - q0..q - q0 + n], bias);
         q += n;
     }
@@ -150,8 +153,8 @@ fn prefetch_tile(job: &Job, q0: usize, plane: &[f32]) {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
         // The plane positions of the tile's first and last grid positions (see `store`).
         let at = |q: usize| {
-            let q = q.clamp(job.lead, job.len.max(job.lead + 1) - 1) - job.lead;
-            (q / job.grid + 1) * job.dst_row + q % job.grid + 1
+            let q = q.min(job.len.max(1) - 1);
+            job.dst_origin + (q / job.grid + 1) * job.dst_row + q % job.grid + 1
         };
         let (first, last) = (at(q0), at(q0 + TILE - 1));
         for k in (first..=last).step_by(16) {
@@ -264,13 +267,13 @@ fn run_block_avx2(job: &Job, x: &[f32], first: usize, dst: &mut [f32]) {
 
 /// The widest instruction set this CPU runs, detected once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Isa {
+pub(super) enum Isa {
     Avx512,
     Avx2,
     Baseline,
 }
 
-fn isa() -> Isa {
+pub(super) fn isa() -> Isa {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::is_x86_feature_detected as has;
@@ -324,10 +327,10 @@ impl<'a> Job<'a> {
             grid: input.grid,
             out_h: input.out_h,
             out_w: input.out_w,
-            lead: 0,
             len: (input.out_h - 1) * input.grid + input.out_w,
             dst_row: out.row(),
             dst_plane: out.plane(),
+            dst_origin: out.origin(),
             relu,
             residual,
         }
@@ -379,15 +382,12 @@ pub(crate) fn convolve(
     let add = residual.is_some();
     let mut out = output(pool, conv, input, batch, residual)?;
     let (chunks, split) = split_by_chunk(conv, chunk_channels(conv));
-    let epilogue = Job::epilogue(conv, input, &out, relu, add);
     let job = Job {
         offsets: &input.offsets,
         values: &conv.values,
         chunks,
         split: &split,
-        lead: input.lead,
-        len: epilogue.len + input.lead,
-        ..epilogue
+        ..Job::epilogue(conv, input, &out, relu, add)
     };
     let isa = isa();
     let out_image = out.image_len();
@@ -422,17 +422,15 @@ pub(crate) fn convolve_max_pooled(
     let mut out = Act::uninit(pool, batch, oc, out_h, out_w);
     let (chunks, split) = split_by_chunk(conv, chunk_channels(conv));
     let plane = plane_len(height, width);
-    let epilogue = Job::epilogue(conv, input, &out, true, false);
     let job = Job {
         offsets: &input.offsets,
         values: &conv.values,
         chunks,
         split: &split,
-        lead: input.lead,
-        len: epilogue.len + input.lead,
         dst_row: width + 2,
         dst_plane: plane,
-        ..epilogue
+        dst_origin: plane_origin(width),
+        ..Job::epilogue(conv, input, &out, true, false)
     };
     let isa = isa();
     let out_plane = out.plane();

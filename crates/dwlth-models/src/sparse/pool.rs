@@ -3,8 +3,7 @@
 
 use rayon::prelude::*;
 
-use super::activation::{zero_borders, Act, Pool};
-use super::dense::DENSE_FROM_1X1;
+use super::activation::{plane_origin, zero_borders, Act, Pool};
 use crate::error::{ModelError, Result};
 
 /// torchvision's stem max-pool, 3×3, stride 2, padding 1.
@@ -39,6 +38,8 @@ pub(crate) fn pooled_size(height: usize, width: usize) -> Result<[usize; 2]> {
 pub(crate) fn max_pool_plane(src: &[f32], [height, width]: [usize; 2], dst: &mut [f32]) {
     let [out_h, out_w] = [(height - 1) / 2 + 1, (width - 1) / 2 + 1];
     let (src_row, dst_row) = (width + 2, out_w + 2);
+    let src = &src[plane_origin(width)..];
+    let first = plane_origin(out_w) + dst_row + 1;
     for oy in 0..out_h {
         // Padded rows 2·oy .. 2·oy + 2 hold input rows 2·oy − 1 .. 2·oy + 1.
         let rows = [
@@ -46,7 +47,7 @@ pub(crate) fn max_pool_plane(src: &[f32], [height, width]: [usize; 2], dst: &mut
             &src[(2 * oy + 1) * src_row..][..src_row],
             &src[(2 * oy + 2) * src_row..][..src_row],
         ];
-        let d = &mut dst[(oy + 1) * dst_row + 1..][..out_w];
+        let d = &mut dst[first + oy * dst_row..][..out_w];
         for (ox, o) in d.iter_mut().enumerate() {
             let mut m = 0.0f32;
             for r in rows {
@@ -60,13 +61,13 @@ pub(crate) fn max_pool_plane(src: &[f32], [height, width]: [usize; 2], dst: &mut
 
 /// Mean of every channel, `[batch · channels]`.
 pub(crate) fn global_average(x: &Act) -> Vec<f32> {
-    let (row, plane) = (x.row(), x.plane());
+    let (row, plane, origin) = (x.row(), x.plane(), x.origin());
     let area = (x.height * x.width) as f32;
     x.data[..x.batch * x.channels * plane]
         .par_chunks(plane)
         .map(|p| {
             let sum: f32 = (1..=x.height)
-                .map(|y| p[y * row + 1..][..x.width].iter().sum::<f32>())
+                .map(|y| p[origin + y * row + 1..][..x.width].iter().sum::<f32>())
                 .sum();
             sum / area
         })
@@ -91,6 +92,9 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     lanes.iter().sum::<f32>() + tail
 }
 
+/// Density from which the head runs as dense dot products rather than sparse rows.
+pub(crate) const HEAD_DENSE_FROM: f64 = 0.25;
+
 /// The classification head, `y = W x + b`, with only W's nonzero weights stored (a masked head
 /// is sparse too; a dense one costs the same as a dense product).
 pub(crate) struct SparseLinear {
@@ -107,7 +111,7 @@ pub(crate) struct SparseLinear {
     /// Bias.
     pub bias: Vec<f32>,
     /// The weight as a dense row-major `[out, in]` matrix when it keeps at least
-    /// [`DENSE_FROM_1X1`] of its weights: dense dot products then beat the gathers of the
+    /// [`HEAD_DENSE_FROM`] of its weights: dense dot products then beat the gathers of the
     /// sparse rows (an unpruned ImageNet head at batch 8: 8 ms → see docs/performance.md).
     pub dense: Option<Vec<f32>>,
 }
@@ -131,7 +135,7 @@ impl SparseLinear {
             }
             row.push(values.len());
         }
-        let dense_enough = values.len() as f64 >= DENSE_FROM_1X1 * weight.len() as f64;
+        let dense_enough = values.len() as f64 >= HEAD_DENSE_FROM * weight.len() as f64;
         Self {
             out_features,
             in_features,
