@@ -176,8 +176,16 @@ const GROUP: usize = 32;
 /// Loops, outermost first: output tile, group of [`GROUP`] output channels, chunk of input
 /// channels, output channel, nonzero weight. A chunk's input window for one tile fits in L1, so
 /// the weights of a whole group read it from there rather than from L2 or memory.
+///
+/// `then` runs on `dst` at the end, in the same instruction-set build.
 #[inline(always)]
-fn run_block<const FMA: bool>(job: &Job, x: &[f32], first: usize, dst: &mut [f32]) {
+fn run_block<const FMA: bool>(
+    job: &Job,
+    x: &[f32],
+    first: usize,
+    dst: &mut [f32],
+    then: impl FnOnce(&mut [f32]),
+) {
     let planes = dst.len() / job.dst_plane;
     let mut partial = [[0.0f32; TILE]; GROUP];
     let stride = job.chunks + 1;
@@ -211,6 +219,7 @@ fn run_block<const FMA: bool>(job: &Job, x: &[f32], first: usize, dst: &mut [f32
         q0 += TILE;
     }
     zero_borders(dst, job.out_h, job.out_w);
+    then(dst);
 }
 
 /// Input channels per chunk: a tile's input window of one chunk (`kh` rows of
@@ -254,15 +263,27 @@ fn split_by_chunk(conv: &SparseConv, chunk: usize) -> (usize, Vec<usize>) {
 /// AVX-512 build of [`run_block`].
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
-fn run_block_avx512(job: &Job, x: &[f32], first: usize, dst: &mut [f32]) {
-    run_block::<true>(job, x, first, dst)
+fn run_block_avx512(
+    job: &Job,
+    x: &[f32],
+    first: usize,
+    dst: &mut [f32],
+    then: impl FnOnce(&mut [f32]),
+) {
+    run_block::<true>(job, x, first, dst, then)
 }
 
 /// AVX2 + FMA build of [`run_block`].
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn run_block_avx2(job: &Job, x: &[f32], first: usize, dst: &mut [f32]) {
-    run_block::<true>(job, x, first, dst)
+fn run_block_avx2(
+    job: &Job,
+    x: &[f32],
+    first: usize,
+    dst: &mut [f32],
+    then: impl FnOnce(&mut [f32]),
+) {
+    run_block::<true>(job, x, first, dst, then)
 }
 
 /// The widest instruction set this CPU runs, detected once.
@@ -287,16 +308,23 @@ pub(super) fn isa() -> Isa {
     Isa::Baseline
 }
 
-fn dispatch(isa: Isa, job: &Job, x: &[f32], first: usize, dst: &mut [f32]) {
+fn dispatch(
+    isa: Isa,
+    job: &Job,
+    x: &[f32],
+    first: usize,
+    dst: &mut [f32],
+    then: impl FnOnce(&mut [f32]),
+) {
     match isa {
         // SAFETY: `isa()` returned `Avx512` only after detecting AVX-512F, AVX2 and FMA on this
         // CPU, which is all `run_block_avx512` assumes; its body is safe Rust.
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => unsafe { run_block_avx512(job, x, first, dst) },
+        Isa::Avx512 => unsafe { run_block_avx512(job, x, first, dst, then) },
         // SAFETY: as above, with AVX2 and FMA detected.
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => unsafe { run_block_avx2(job, x, first, dst) },
-        _ => run_block::<false>(job, x, first, dst),
+        Isa::Avx2 => unsafe { run_block_avx2(job, x, first, dst, then) },
+        _ => run_block::<false>(job, x, first, dst, then),
     }
 }
 
@@ -401,7 +429,7 @@ pub(crate) fn convolve(
             image
                 .par_chunks_mut(per_task * job.dst_plane)
                 .enumerate()
-                .for_each(|(b, dst)| dispatch(isa, &job, x, b * per_task, dst));
+                .for_each(|(b, dst)| dispatch(isa, &job, x, b * per_task, dst, |_| {}));
         });
     Ok(out)
 }
@@ -439,10 +467,17 @@ pub(crate) fn convolve_max_pooled(
         .enumerate()
         .for_each(|(nc, dst)| {
             let (n, o) = (nc / oc, nc % oc);
+            if let Some(v) = conv.constant_output(o) {
+                // No weights: the pool of a constant plane (≥ 0, zero border) is constant.
+                dst.fill(v);
+                zero_borders(dst, out_h, out_w);
+                return;
+            }
             let x = &input.data[n * input.image_len..];
             with_scratch(plane, 0, |maps, _| {
-                dispatch(isa, &job, x, o, maps);
-                max_pool_plane(maps, [height, width], dst);
+                dispatch(isa, &job, x, o, maps, |maps| {
+                    max_pool_plane(maps, [height, width], dst)
+                });
             });
         });
     Ok(out)

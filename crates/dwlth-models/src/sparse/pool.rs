@@ -35,25 +35,33 @@ pub(crate) fn pooled_size(height: usize, width: usize) -> Result<[usize; 2]> {
 
 /// [`max_pool_3x3_s2`] of one bordered `height × width` plane of values ≥ 0 into `dst`, a
 /// bordered plane of the pooled size (border included).
+///
+/// Row by row: the maximum of three padded input rows, then of three neighbouring columns
+/// at every second one, both in forms the compiler vectorises (the window-by-window loop it
+/// replaced took half of the stem's time).
+#[inline(always)]
 pub(crate) fn max_pool_plane(src: &[f32], [height, width]: [usize; 2], dst: &mut [f32]) {
     let [out_h, out_w] = [(height - 1) / 2 + 1, (width - 1) / 2 + 1];
     let (src_row, dst_row) = (width + 2, out_w + 2);
     let src = &src[plane_origin(width)..];
     let first = plane_origin(out_w) + dst_row + 1;
+    // One more than a padded row, so that the column pairs below cover an odd width's last
+    // window.
+    let mut column = vec![0.0f32; src_row + 1];
     for oy in 0..out_h {
         // Padded rows 2·oy .. 2·oy + 2 hold input rows 2·oy − 1 .. 2·oy + 1.
-        let rows = [
-            &src[2 * oy * src_row..][..src_row],
-            &src[(2 * oy + 1) * src_row..][..src_row],
-            &src[(2 * oy + 2) * src_row..][..src_row],
-        ];
+        let rows = &src[2 * oy * src_row..][..3 * src_row];
+        let (r0, rest) = rows.split_at(src_row);
+        let (r1, r2) = rest.split_at(src_row);
+        for (((m, &a), &b), &c) in column.iter_mut().zip(r0).zip(r1).zip(r2) {
+            *m = a.max(b).max(c);
+        }
+        // Output column ox: padded columns 2·ox, 2·ox + 1 and 2·ox + 2.
         let d = &mut dst[first + oy * dst_row..][..out_w];
-        for (ox, o) in d.iter_mut().enumerate() {
-            let mut m = 0.0f32;
-            for r in rows {
-                m = m.max(r[2 * ox]).max(r[2 * ox + 1]).max(r[2 * ox + 2]);
-            }
-            *o = m;
+        let pairs = column.chunks_exact(2);
+        let next = column[2..].chunks_exact(2);
+        for ((o, p), q) in d.iter_mut().zip(pairs).zip(next) {
+            *o = p[0].max(p[1]).max(q[0]);
         }
     }
     zero_borders(dst, out_h, out_w);
