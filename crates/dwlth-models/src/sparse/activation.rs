@@ -476,25 +476,14 @@ pub(crate) fn conv_input<'a>(pool: &Pool, conv: &SparseConv, x: &'a Act) -> Resu
         )));
     }
     if s.stride == [1, 1] && s.padding[0] <= 1 && s.padding[1] <= 1 {
-        let out_h = out_size(&conv.name, x.height, s.kernel[0], 1, s.padding[0])?;
-        let out_w = out_size(&conv.name, x.width, s.kernel[1], 1, s.padding[1])?;
-        let (row, plane, origin) = (x.row(), x.plane(), x.origin());
-        to_u32(x.image_len(), &conv.name)?;
-        let offset = |channel: usize, ky: usize, kx: usize| {
-            origin + channel * plane + (ky + 1 - s.padding[0]) * row + kx + 1 - s.padding[1]
-        };
-        return Ok(ConvInput {
-            data: Values::Borrowed(&x.data),
-            image_len: x.image_len(),
-            offsets: tap_offsets(conv, offset),
-            origins: kernel_positions(s.kernel)
-                .map(|(ky, kx)| offset(0, ky, kx))
-                .collect(),
-            channel_stride: plane,
-            grid: row,
-            out_h,
-            out_w,
-        });
+        return in_place(
+            conv,
+            [x.channels, x.height, x.width],
+            Values::Borrowed(&x.data),
+        );
+    }
+    if s.kernel == [1, 1] && s.padding == [0, 0] {
+        return subsampled(pool, conv, x);
     }
     let (row, plane, image_len, origin) = (x.row(), x.plane(), x.image_len(), x.origin());
     let data = &x.data;
@@ -506,6 +495,62 @@ pub(crate) fn conv_input<'a>(pool: &Pool, conv: &SparseConv, x: &'a Act) -> Resu
         |n, c, y| &data[n * image_len + c * plane + origin + (y + 1) * row + 1..][..x.width],
         |_, v| v,
     )
+}
+
+/// A stride-1 convolution's input read in place from `data`, maps of `[channels, height,
+/// width]` in [`Act`]'s layout.
+fn in_place<'a>(
+    conv: &SparseConv,
+    [channels, height, width]: [usize; 3],
+    data: Values<'a>,
+) -> Result<ConvInput<'a>> {
+    let s = &conv.shape;
+    let out_h = out_size(&conv.name, height, s.kernel[0], 1, s.padding[0])?;
+    let out_w = out_size(&conv.name, width, s.kernel[1], 1, s.padding[1])?;
+    let (row, plane, origin) = (width + 2, plane_len(height, width), plane_origin(width));
+    let image_len = channels * plane;
+    to_u32(image_len, &conv.name)?;
+    let offset = |channel: usize, ky: usize, kx: usize| {
+        origin + channel * plane + (ky + 1 - s.padding[0]) * row + kx + 1 - s.padding[1]
+    };
+    Ok(ConvInput {
+        data,
+        image_len,
+        offsets: tap_offsets(conv, offset),
+        origins: kernel_positions(s.kernel)
+            .map(|(ky, kx)| offset(0, ky, kx))
+            .collect(),
+        channel_stride: plane,
+        grid: row,
+        out_h,
+        out_w,
+    })
+}
+
+/// The input of a strided, unpadded 1×1 convolution (a ResNet's downsampling shortcut): the
+/// positions it reads, every `stride`-th row and column, copied into maps of the output's
+/// size, which it then reads as a stride-1 1×1 convolution. Unlike a phase grid, the copy
+/// has the output's rows, so the kernel stores whole aligned tiles straight into the output
+/// planes.
+fn subsampled<'a>(pool: &Pool, conv: &SparseConv, x: &Act) -> Result<ConvInput<'a>> {
+    let [sy, sx] = conv.shape.stride;
+    let out_h = out_size(&conv.name, x.height, 1, sy, 0)?;
+    let out_w = out_size(&conv.name, x.width, 1, sx, 0)?;
+    let mut sub = Act::uninit(pool, x.batch, x.channels, out_h, out_w);
+    let (plane, first, row) = (sub.plane(), sub.origin() + sub.row() + 1, sub.row());
+    let (src_plane, src_first, src_row) = (x.plane(), x.origin() + x.row() + 1, x.row());
+    let planes = x.batch * x.channels;
+    sub.data[..planes * plane]
+        .par_chunks_mut(plane)
+        .zip(x.data[..planes * src_plane].par_chunks(src_plane))
+        .for_each(|(dst, src)| {
+            for oy in 0..out_h {
+                let from = &src[src_first + sy * oy * src_row..][..x.width];
+                copy_every(sx, from, &mut dst[first + oy * row..][..out_w], |v| v);
+            }
+            zero_borders(dst, out_h, out_w);
+        });
+    in_place(conv, [x.channels, out_h, out_w], Values::Owned(sub.data))
 }
 
 /// The input of the stem convolution: raw NCHW images, normalised per channel on the way
@@ -572,7 +617,14 @@ mod tests {
                 padding: [0, 0],
             };
             let bias = vec![0.0; oc];
-            let conv = SparseConv::compress("c", FoldedConv { shape, weight, bias });
+            let conv = SparseConv::compress(
+                "c",
+                FoldedConv {
+                    shape,
+                    weight,
+                    bias,
+                },
+            );
             assert!(conv.dense.is_none());
             let x = Act::uninit(&pool, 2, ic, size, size);
             let input = conv_input(&pool, &conv, &x).expect("valid input");
