@@ -23,13 +23,13 @@ use std::sync::Mutex;
 use rayon::prelude::*;
 
 use super::filter::SparseConv;
-use super::kernel::TILE;
+use super::kernel::WIDE_TILE;
 use crate::error::{ModelError, Result};
 
-/// Extra values after the last image of every buffer, so that a full tile of `TILE` outputs
+/// Extra values after the last image of every buffer, so that a full tile of outputs
 /// may read past the last real output position without a bounds-shortened tail loop. The
 /// outputs of those extra positions are never stored.
-pub(crate) const SLACK: usize = TILE;
+pub(crate) const SLACK: usize = WIDE_TILE;
 
 /// `f32` values per 64-byte cache line (and per AVX-512 register).
 pub(crate) const LANES: usize = 16;
