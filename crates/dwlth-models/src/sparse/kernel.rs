@@ -123,8 +123,9 @@ pub(super) fn store<const T: usize>(
     if job.grid == job.dst_row {
         // Stride 1: the grid is the output plane shifted by one row and column, so the tile
         // is stored with whole vectors. Its grid columns past the output width, and its
-        // positions past the last one, land on the border, which the task zeroes after its
-        // last tile. Only a last tile may reach past the plane; its real positions do not.
+        // positions past the last one, land on the border, zeroed again right after while
+        // in cache (a pass over every plane's border after the last tile missed it on every
+        // row). Only a last tile may reach past the plane; its real positions do not.
         if d + T <= plane.len() {
             let out: &mut [f32; T] = (&mut plane[d..d + T]).try_into().expect("T values");
             put(job, out, acc, bias);
@@ -132,6 +133,7 @@ pub(super) fn store<const T: usize>(
             let n = plane.len() - d;
             put(job, &mut plane[d..], &acc[..n], bias);
         }
+        clear_border(job, plane, q0, (q0 + T).min(job.len));
         return;
     }
     let end = (q0 + T).min(job.len);
@@ -147,6 +149,28 @@ pub(super) fn store<const T: usize>(
         let d = job.dst_origin + (oy + 1) * job.dst_row + ox + 1;
         put(job, &mut plane[d..d + n], &acc[q - q0..q - q0 + n], bias);
         q += n;
+    }
+}
+
+/// Zeroes the border of a stride-1 output plane (grid = plane rows) around grid positions
+/// `q0..end`: the grid columns past the output width, the border before the first position
+/// when `q0 == 0`, and everything after the last when `end == len`.
+#[inline(always)]
+fn clear_border(job: &Job, plane: &mut [f32], q0: usize, end: usize) {
+    let base = job.dst_origin + job.dst_row + 1;
+    if q0 == 0 {
+        plane[job.dst_origin..base].fill(0.0);
+    }
+    if end == job.len {
+        let bottom = job.dst_origin + (job.out_h + 2) * job.dst_row;
+        plane[base + end..bottom].fill(0.0);
+    }
+    let mut row = q0 / job.grid * job.grid;
+    while row + job.out_w < end {
+        let from = (row + job.out_w).max(q0);
+        let to = (row + job.grid).min(end);
+        plane[base + from..base + to].fill(0.0);
+        row += job.grid;
     }
 }
 
@@ -229,7 +253,10 @@ fn run_block<const FMA: bool, const T: usize>(
         }
         q0 += T;
     }
-    zero_borders(dst, job.out_h, job.out_w);
+    if job.grid != job.dst_row {
+        // Strided layers store real positions only ([`store`]).
+        zero_borders(dst, job.out_h, job.out_w);
+    }
     then(dst);
 }
 
