@@ -18,7 +18,7 @@
 //! whole lines only.
 
 use std::ops::{Deref, DerefMut};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use rayon::prelude::*;
 
@@ -242,7 +242,7 @@ pub(crate) struct ConvInput<'a> {
     pub image_len: usize,
     /// Input offset of each tap relative to the output position, parallel to `conv.taps`
     /// (empty for a layer run as a dense product).
-    pub offsets: Vec<u32>,
+    pub offsets: Arc<[u32]>,
     /// Input offset of tap `(channel 0, ky, kx)` at `ky · kw + kx`, stored or not.
     pub origins: Vec<usize>,
     /// Distance between the values one tap position reads in consecutive input channels:
@@ -394,7 +394,7 @@ fn phase_split<'a, 'b>(
     Ok(ConvInput {
         data: Values::Owned(data),
         image_len,
-        offsets: tap_offsets(conv, offset),
+        offsets: tap_offsets(conv, [height, width], offset),
         origins: kernel_positions(s.kernel)
             .map(|(ky, kx)| offset(0, ky, kx))
             .collect(),
@@ -452,17 +452,24 @@ impl Span {
     }
 }
 
-/// The input offset of every stored tap of `conv`, for the sparse kernel; none for a layer
-/// run as a dense product, which reads its input by kernel position (`origins`) instead
-/// (a 90 % ResNet-50 ticket stores 2.3 M taps, most of them in dense layers).
-fn tap_offsets(conv: &SparseConv, offset: impl Fn(usize, usize, usize) -> usize) -> Vec<u32> {
+/// The input offset of every stored tap of `conv` for an input of `size`, for the sparse
+/// kernel (cached per size); none for a layer run as a dense product, which reads its input
+/// by kernel position (`origins`) instead (a 90 % ResNet-50 ticket stores 2.3 M taps, most
+/// of them in dense layers).
+fn tap_offsets(
+    conv: &SparseConv,
+    size: [usize; 2],
+    offset: impl Fn(usize, usize, usize) -> usize,
+) -> Arc<[u32]> {
     if conv.dense.is_some() {
-        return Vec::new();
+        return Arc::new([]);
     }
-    conv.taps
-        .iter()
-        .map(|t| offset(t.channel as usize, t.ky as usize, t.kx as usize) as u32)
-        .collect()
+    conv.offsets.get_or(size, || {
+        conv.taps
+            .iter()
+            .map(|t| offset(t.channel as usize, t.ky as usize, t.kx as usize) as u32)
+            .collect()
+    })
 }
 
 /// The input of `conv` applied to `x`: in place for stride 1 and padding ≤ 1, phase-split
@@ -516,7 +523,7 @@ fn in_place<'a>(
     Ok(ConvInput {
         data,
         image_len,
-        offsets: tap_offsets(conv, offset),
+        offsets: tap_offsets(conv, [height, width], offset),
         origins: kernel_positions(s.kernel)
             .map(|(ky, kx)| offset(0, ky, kx))
             .collect(),
@@ -629,7 +636,7 @@ mod tests {
             let x = Act::uninit(&pool, 2, ic, size, size);
             let input = conv_input(&pool, &conv, &x).expect("valid input");
             assert!(!input.offsets.is_empty());
-            for &o in &input.offsets {
+            for &o in input.offsets.iter() {
                 assert_eq!(o as usize % LANES, 0, "{size}×{size} stride {stride}: {o}");
             }
             assert_eq!(input.image_len % LANES, 0);

@@ -4,6 +4,8 @@
 //! input offsets they read from depend on the feature-map size and are computed per forward
 //! pass ([`SparseConv::offsets`]), which keeps one engine valid for every input resolution.
 
+use std::sync::{Arc, Mutex};
+
 use super::dense::{dense_matrix, prefers_dense};
 use super::read::{ConvShape, FoldedConv};
 
@@ -37,6 +39,35 @@ pub(crate) struct SparseConv {
     /// The stored weights as a dense matrix when a dense product runs this layer faster than
     /// the sparse kernel ([`super::dense`]); kept in step with `taps` and `values`.
     pub dense: Option<Vec<f32>>,
+    /// The taps' input offsets for the last input size seen.
+    pub offsets: OffsetCache,
+}
+
+/// The input offsets of a convolution's taps for one input size ([`super::activation`]
+/// computes them).
+///
+/// They depend only on the input's height and width, and a model runs batch after batch of
+/// one size: recomputing the 1.7 M offsets of a 90 % ResNet-50 ticket took ~1 % of every
+/// pass.
+#[derive(Default)]
+pub(crate) struct OffsetCache(Mutex<Option<SizedOffsets>>);
+
+/// Offsets and the input size they are for.
+type SizedOffsets = ([usize; 2], Arc<[u32]>);
+
+impl OffsetCache {
+    /// The offsets for inputs of `size`, from `compute` unless the last call had that size.
+    pub fn get_or(&self, size: [usize; 2], compute: impl FnOnce() -> Vec<u32>) -> Arc<[u32]> {
+        let mut last = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match &*last {
+            Some((s, offsets)) if *s == size => Arc::clone(offsets),
+            _ => {
+                let offsets: Arc<[u32]> = compute().into();
+                *last = Some((size, Arc::clone(&offsets)));
+                offsets
+            }
+        }
+    }
 }
 
 impl SparseConv {
@@ -80,6 +111,7 @@ impl SparseConv {
             bias: folded.bias,
             masked_nnz,
             dense: None,
+            offsets: OffsetCache::default(),
         };
         conv.choose_kernel();
         conv
@@ -132,6 +164,7 @@ impl SparseConv {
     /// its contribution differs at the borders, so those taps stay. Returns the number of
     /// taps removed.
     pub fn fold_constant_inputs(&mut self, constant: &[Option<f32>]) -> usize {
+        self.offsets = OffsetCache::default();
         let unpadded = self.shape.padding == [0, 0];
         let before = self.taps.len();
         let mut row = Vec::with_capacity(self.row.len());
