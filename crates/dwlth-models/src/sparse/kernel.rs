@@ -1,12 +1,12 @@
 //! The sparse convolution kernel: direct convolution over nonzero weights only.
 //!
-//! For one output channel and one tile of `TILE` consecutive output positions
-//! `q0..q0 + TILE` (positions on the input's grid, see [`super::activation`]), the kernel runs
-//! over the channel's nonzero weights `w` with input offset `off` and adds `w · x[q0 + off ..]`
-//! to `TILE` accumulators. The accumulators stay in vector registers for the whole channel (a
-//! fixed-size array that LLVM keeps in registers and vectorises), so each nonzero weight costs
-//! `TILE / lanes` vector loads and as many fused multiply-adds, and the output is written once,
-//! with bias, residual and ReLU fused into that store.
+//! For one output channel and one tile of `T` consecutive output positions `q0..q0 + T`
+//! ([`TILE`] or [`WIDE_TILE`]; positions on the input's grid, see [`super::activation`]), the
+//! kernel runs over the channel's nonzero weights `w` with input offset `off` and adds
+//! `w · x[q0 + off ..]` to `T` accumulators. The accumulators stay in vector registers for the
+//! whole channel (a fixed-size array that LLVM keeps in registers and vectorises), so each
+//! nonzero weight costs `T / lanes` vector loads and as many fused multiply-adds, and the
+//! output is written once, with bias, residual and ReLU fused into that store.
 //!
 //! Work is split over (image, block of output channels) with rayon; inside a task the tile
 //! loop is outermost so that one tile's input window stays in cache while every channel of the
@@ -70,9 +70,12 @@ fn accumulate<const FMA: bool, const T: usize>(
 ) {
     #[inline(always)]
     fn madd<const FMA: bool, const T: usize>(acc: &mut [f32; T], w: f32, x: &[f32], start: usize) {
-        // In bounds by construction: every buffer has `SLACK ≥ T` readable values after the
-        // last real input position. The fixed-size view lets LLVM drop per-lane checks.
-        let src: &[f32; T] = x[start..start + T].try_into().expect("a slice of T values");
+        debug_assert!(start + T <= x.len());
+        // SAFETY: `start + T ≤ x.len()` for every tile and tap, checked once per convolution
+        // by `check_reads` (every buffer has `SLACK ≥ T` readable values after the last real
+        // input position); `[f32; T]` has `f32`'s alignment. Unchecked, the loop spends no
+        // compare-and-branch pair per weight on bounds.
+        let src: &[f32; T] = unsafe { &*x.as_ptr().add(start).cast::<[f32; T]>() };
         for (a, &v) in acc.iter_mut().zip(src) {
             *a = if FMA { w.mul_add(v, *a) } else { *a + w * v };
         }
@@ -377,6 +380,19 @@ fn wide_tiles(isa: Isa, len: usize) -> bool {
     isa == Isa::Avx512 && 100 * len.next_multiple_of(WIDE_TILE) <= 103 * len.next_multiple_of(TILE)
 }
 
+/// Panics unless every read of the kernel (`x[q0 + off..][..T]` for every tile start `q0` and
+/// tap offset `off`) lies inside each image's input, the invariant `accumulate` relies on.
+fn check_reads(job: &Job, input: &ConvInput, batch: usize, wide: bool) {
+    let tile = if wide { WIDE_TILE } else { TILE };
+    let last_tile = job.len.saturating_sub(1) / tile * tile;
+    let max_offset = job.offsets.iter().max().map_or(0, |&o| o as usize);
+    let last_image = batch.saturating_sub(1) * input.image_len;
+    assert!(
+        last_image + last_tile + max_offset + tile <= input.data.len(),
+        "sparse kernel: reads past the input"
+    );
+}
+
 /// Whether `conv` runs [`wide_tiles`] over `len` grid positions, and its weights' chunks
 /// ([`split_by_chunk`]) for that tile width.
 fn plan(isa: Isa, conv: &SparseConv, len: usize) -> (bool, usize, Vec<usize>) {
@@ -477,6 +493,7 @@ pub(crate) fn convolve(
         split: &split,
         ..epilogue
     };
+    check_reads(&job, input, batch, wide);
     let out_image = out.image_len();
     let per_task = channels_per_task(batch, oc);
     let data: &[f32] = &input.data;
@@ -521,6 +538,7 @@ pub(crate) fn convolve_max_pooled(
         dst_origin: plane_origin(width),
         ..epilogue
     };
+    check_reads(&job, input, batch, wide);
     let out_plane = out.plane();
     out.data[..batch * oc * out_plane]
         .par_chunks_mut(out_plane)
