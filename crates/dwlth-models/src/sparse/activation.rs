@@ -337,13 +337,12 @@ fn phase_split<'a, 'b>(
     let out_w = out_size(&conv.name, width, s.kernel[1], s.stride[1], s.padding[1])?;
     let py = Phases::new(s.kernel[0], s.stride[0], s.padding[0], out_h);
     let px = Phases::new(s.kernel[1], s.stride[1], s.padding[1], out_w);
-    // For a dense product, phase rows as long as the output's bordered rows where they fit
-    // (every strided layer of a ResNet but the stem): the grid then matches the output
-    // plane, and the product is written there directly. The extra columns are zeros that
-    // only discarded positions read. The sparse kernel computes every grid position, so it
-    // keeps the shortest rows (measured: wider rows cost it more than its faster stores
-    // saved).
-    let grid = if conv.dense.is_some() && px.extent <= out_w + 2 {
+    // Phase rows as long as the output's bordered rows where they fit (every strided layer of
+    // a ResNet but the stem): the grid then matches the output plane, so a dense product is
+    // written there directly and the sparse kernel stores whole tiles (stride-2 3×3 layers
+    // 3–10 % faster than on the shortest rows, despite computing a column or two more per
+    // row). The extra columns are zeros that only discarded positions read.
+    let grid = if px.extent <= out_w + 2 {
         out_w + 2
     } else {
         px.extent
