@@ -10,8 +10,8 @@
 //! inference, (e) the global magnitude threshold over ResNet-50's 23.5 M conv weights (ms),
 //! the peak resident memory, and the GFLOP/s of (a) as a fraction of a dense 2048² matrix
 //! product measured here, and (f) sparse inference of ResNet-50 tickets: global magnitude masks
-//! over the convolutions at 50–98 % sparsity, run by `SparseResNet` at the batch of (d), with
-//! the speed-up over the dense Burn model of (d). `tools/bench_torch.py` runs the same in
+//! over the convolutions at 50–98 % sparsity (and the unpruned model, 0 %), run by
+//! `SparseResNet` at the batch of (d), with the speed-up over the dense Burn model of (d). `tools/bench_torch.py` runs the same in
 //! PyTorch; compare them in one session on a quiet machine (docs/performance.md). Each figure
 //! is the median of `--repeats` timed runs after one warm-up. `--only sparse` runs (d) and (f)
 //! alone, `--only train` the matrix product, (a), (b) and (c). `--conv burn` runs Burn's own
@@ -203,11 +203,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut speedups = serde_json::Map::new();
     let mut errors = serde_json::Map::new();
     let mut gmacs = serde_json::Map::new();
-    for sparsity in [0.5, 0.8, 0.9, 0.95, 0.98] {
+    // 0 %: the unpruned model, every layer a dense product (the engine as a dense
+    // inference path).
+    for sparsity in [0.0, 0.5, 0.8, 0.9, 0.95, 0.98] {
         let pct = (sparsity * 100.0f64).round() as usize;
-        let masks =
-            PruneMethod::global_magnitude().prune(&layers, &Prunable::convolutions(), sparsity)?;
-        let ticket = apply_masks(r50.clone(), &masks)?;
+        let ticket = if sparsity > 0.0 {
+            let prune = PruneMethod::global_magnitude();
+            apply_masks(
+                r50.clone(),
+                &prune.prune(&layers, &Prunable::convolutions(), sparsity)?,
+            )?
+        } else {
+            r50.clone()
+        };
         let engine = SparseResNet::from_resnet(&ticket)?;
         let dense_logits = ticket
             .forward(x50.clone())
