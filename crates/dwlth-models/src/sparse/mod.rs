@@ -66,9 +66,8 @@ pub struct SparseLayerSummary {
     pub stored_nnz: usize,
     /// Output channels without weights, computed as constants.
     pub empty_channels: usize,
-    /// Whether the engine runs the layer as a dense matrix product (a 1×1 convolution or the
-    /// head that keeps at least 25 % of its weights, or a larger convolution that keeps 35 %),
-    /// multiplying its zeros too.
+    /// Whether the engine runs the layer as a dense matrix product (a convolution that keeps
+    /// at least a third of its weights, or the head a quarter), multiplying its zeros too.
     pub dense_product: bool,
 }
 
