@@ -222,6 +222,37 @@ fn ninety_eight_percent_sparse_masks_match() {
 }
 
 #[test]
+fn dense_3x3_layers_on_large_maps_match() {
+    // 16 channels or more on 8×8 maps or larger: dense 3×3 layers run Winograd's F(2×2, 3×3)
+    // (unpruned and half-pruned masks), sparse ones the kernel (90 %).
+    let device = Device::flex();
+    for (seed, masking) in [
+        Masking::Random(0.0),
+        Masking::Random(0.5),
+        Masking::Random(0.9),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        device.seed(40 + seed as u64);
+        let model = ResNetConfig::new(Arch::ResNet18)
+            .with_width(16)
+            .with_stem(Stem::Cifar)
+            .with_num_classes(5)
+            .try_init(&device)
+            .expect("a valid configuration");
+        let model = ticket(model, masking, 50 + seed as u64);
+        let engine = SparseResNet::from_resnet(&model).expect("compiles");
+        let x = Tensor::<4>::random([3, 3, 18, 17], Distribution::Uniform(0.0, 1.0), &device);
+        let (rel, scale) = compare(&model, &engine, x);
+        assert!(
+            rel <= TOLERANCE,
+            "{masking:?}: relative logit error {rel:e} (max |logit| {scale})"
+        );
+    }
+}
+
+#[test]
 fn dense_products_and_the_sparse_kernel_mix_and_match() {
     // Every 1×1 layer of the bottleneck nets (and the half-pruned head) runs as a dense
     // product, every larger one on the sparse kernel (dense_masks_match runs them all as products, patches gathered from

@@ -38,7 +38,7 @@ mod extension;
 #[cfg(feature = "flex")]
 pub(crate) mod kernel;
 #[cfg(feature = "flex")]
-mod winograd;
+pub(crate) mod winograd;
 
 #[cfg(feature = "flex")]
 pub use extension::CpuConvBackend;

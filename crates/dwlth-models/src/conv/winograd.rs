@@ -52,7 +52,7 @@ macro_rules! widest {
 
 /// Channels (input and output) from which [`applies`] takes this path: the products have
 /// `c_in` as depth and `c_out` as height, and narrower ones run far below `gemm`'s rate.
-const MIN_CHANNELS: usize = 16;
+pub(crate) const MIN_CHANNELS: usize = 16;
 
 /// Output positions per map from which [`applies`] takes this path. At batch 128 and 512
 /// channels, 4×4 maps took 40 ms this way against 36 ms through im2col (8×8 maps at 256
@@ -83,10 +83,15 @@ pub(crate) fn applies(g: &Geometry) -> bool {
 /// `y = conv(x, w)` for a geometry [`applies`] accepts; same layouts as
 /// [`super::kernel::forward`].
 pub(crate) fn forward(g: &Geometry, x: &[f32], w: &[f32], y: &mut [MaybeUninit<f32>]) {
+    forward_transformed(g, x, &transformed_weight(w, g.c_out, g.c_in), y);
+}
+
+/// [`forward`] with the weight already transformed ([`transformed_weight`]), for callers
+/// that run one weight many times.
+pub(crate) fn forward_transformed(g: &Geometry, x: &[f32], u: &[f32], y: &mut [MaybeUninit<f32>]) {
     debug_assert!(applies(g));
     let (c_in, c_out) = (g.c_in, g.c_out);
     let tiles = Tiles::new(g);
-    let u = transformed_weight(w, c_out, c_in);
     let Plan {
         images,
         chunks_in_parallel,
@@ -340,7 +345,7 @@ fn with_plane<R>(layout: &Layout, image: &[f32], f: impl FnOnce(&[f32]) -> R) ->
 
 /// `U_e = (G g Gᵀ)_e` for every kernel, stored `[e][c_in][c_out]`, with
 /// `G = [[1, 0, 0], [½, ½, ½], [½, −½, ½], [0, 0, 1]]`.
-fn transformed_weight(w: &[f32], c_out: usize, c_in: usize) -> Vec<f32> {
+pub(crate) fn transformed_weight(w: &[f32], c_out: usize, c_in: usize) -> Vec<f32> {
     let mut u = vec![0.0f32; E * c_in * c_out];
     let g_rows = |a: [f32; 3]| {
         [

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use super::dense::{dense_matrix, prefers_dense};
 use super::read::{ConvShape, FoldedConv};
+use crate::conv::winograd;
 
 /// One nonzero weight position.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,6 +42,9 @@ pub(crate) struct SparseConv {
     pub dense: Option<Vec<f32>>,
     /// The taps' input offsets for the last input size seen.
     pub offsets: OffsetCache,
+    /// For a dense 3×3 stride-1 layer with enough channels, its weights transformed for
+    /// Winograd's F(2×2, 3×3) ([`super::dense`] runs it that way on maps large enough).
+    pub winograd: Option<Vec<f32>>,
 }
 
 /// The input offsets of a convolution's taps for one input size ([`super::activation`]
@@ -112,6 +116,7 @@ impl SparseConv {
             masked_nnz,
             dense: None,
             offsets: OffsetCache::default(),
+            winograd: None,
         };
         conv.choose_kernel();
         conv
@@ -120,6 +125,19 @@ impl SparseConv {
     /// Decides between the sparse kernel and a dense product from the stored weights.
     fn choose_kernel(&mut self) {
         self.dense = prefers_dense(self).then(|| dense_matrix(self));
+        let s = &self.shape;
+        let winograd_shape = s.kernel == [3, 3]
+            && s.stride == [1, 1]
+            && s.padding == [1, 1]
+            && s.in_channels.min(s.out_channels) >= winograd::MIN_CHANNELS;
+        self.winograd = match &self.dense {
+            Some(w) if winograd_shape => Some(winograd::transformed_weight(
+                w,
+                s.out_channels,
+                s.in_channels,
+            )),
+            _ => None,
+        };
     }
 
     /// Multiply-adds per output position: every weight for a dense product, the stored
