@@ -240,6 +240,11 @@ fn affine_plane_any(dst: &mut [MaybeUninit<f32>], x: &[f32], z: &[f32], map: Aff
 /// value) and the loop vectorises.
 const LANES: usize = 16;
 
+/// Lanes of [`lane_sums`]: four vectors of [`LANES`], so that four additions are in flight
+/// per sum (one vector's additions waited on each other, four cycles apart: the backward
+/// pass's reductions ran at a quarter of the memory's rate).
+const SUM_LANES: usize = 4 * LANES;
+
 /// Values per block: each lane adds up `BLOCK / LANES` values in `f32`, then the block's sum
 /// joins the `f64` total, which keeps the `f64` accuracy PyTorch's CPU kernel has within a
 /// few `f32` ulps per block.
@@ -275,13 +280,13 @@ fn lane_sums_any<const K: usize, F: Fn(f32, f32) -> [f32; K]>(
 ) -> [f64; K] {
     let mut total = [0.0f64; K];
     for (xb, yb) in x.chunks(BLOCK).zip(y.chunks(BLOCK)) {
-        let mut acc = [[0.0f32; LANES]; K];
-        let (xc, yc) = (xb.chunks_exact(LANES), yb.chunks_exact(LANES));
+        let mut acc = [[0.0f32; SUM_LANES]; K];
+        let (xc, yc) = (xb.chunks_exact(SUM_LANES), yb.chunks_exact(SUM_LANES));
         let (xr, yr) = (xc.remainder(), yc.remainder());
         for (xs, ys) in xc.zip(yc) {
             // Sum by sum, so that each is one vector operation over the lanes.
             for (k, lanes) in acc.iter_mut().enumerate() {
-                for l in 0..LANES {
+                for l in 0..SUM_LANES {
                     lanes[l] += f(xs[l], ys[l])[k];
                 }
             }
@@ -293,7 +298,15 @@ fn lane_sums_any<const K: usize, F: Fn(f32, f32) -> [f32; K]>(
             }
         }
         for k in 0..K {
-            total[k] += acc[k].iter().map(|v| f64::from(*v)).sum::<f64>();
+            // The lanes folded to `LANES` in `f32` (three vector additions), then summed in
+            // `f64`.
+            let mut folded = [0.0f32; LANES];
+            for part in acc[k].chunks_exact(LANES) {
+                for (a, &v) in folded.iter_mut().zip(part) {
+                    *a += v;
+                }
+            }
+            total[k] += folded.iter().map(|v| f64::from(*v)).sum::<f64>();
         }
     }
     total
