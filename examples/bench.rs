@@ -13,7 +13,8 @@
 //! over the convolutions at 50–98 % sparsity (and the unpruned model, 0 %), run by
 //! `SparseResNet` at the batch of (d), with the speed-up over the dense Burn model of (d). `tools/bench_torch.py` runs the same in
 //! PyTorch; compare them in one session on a quiet machine (docs/performance.md). Each figure
-//! is the median of `--repeats` timed runs after one warm-up. `--only sparse` runs (d) and (f)
+//! is the median of `--repeats` timed runs after one warm-up (the matrix product: the fastest
+//! of ten, the machine's peak). `--only sparse` runs (d) and (f)
 //! alone, `--only train` the matrix product, (a), (b) and (c). `--conv burn` runs Burn's own
 //! CPU convolution instead of `dwlth_models::conv`'s (for comparison).
 
