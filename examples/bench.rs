@@ -9,14 +9,14 @@
 //! (b) a PGD-10 adversarial training step, (c) PGD-20 evaluation, (d) ResNet-50 224×224
 //! inference, (e) the global magnitude threshold over ResNet-50's 23.5 M conv weights (ms),
 //! the peak resident memory, and the GFLOP/s of (a) as a fraction of a dense 2048² matrix
-//! product measured here, and (f) sparse inference of ResNet-50 tickets: global magnitude masks
-//! over the convolutions at 50–98 % sparsity (and the unpruned model, 0 %), run by
-//! `SparseResNet` at the batch of (d), with the speed-up over the dense Burn model of (d). `tools/bench_torch.py` runs the same in
-//! PyTorch; compare them in one session on a quiet machine (docs/performance.md). Each figure
-//! is the median of `--repeats` timed runs after one warm-up (the matrix product: the fastest
-//! of ten, the machine's peak). `--only sparse` runs (d) and (f)
-//! alone, `--only train` the matrix product, (a), (b) and (c). `--conv burn` runs Burn's own
-//! CPU convolution instead of `dwlth_models::conv`'s (for comparison).
+//! product measured here, and (f) sparse inference of ResNet-50 tickets: global magnitude
+//! masks over the convolutions at 50–98 % sparsity (and the unpruned model, 0 %), run by
+//! `SparseResNet` at the batch of (d), with the speed-up over the dense Burn model of (d).
+//! `tools/bench_torch.py` runs the same in PyTorch; compare them in one session on a quiet
+//! machine (docs/performance.md). Each figure is the median of `--repeats` timed runs after
+//! one warm-up (the matrix product: the fastest of ten, the machine's peak). `--only sparse`
+//! runs (d) and (f) alone, `--only train` the matrix product, (a), (b) and (c). `--conv burn`
+//! runs Burn's own CPU convolution instead of `dwlth_models::conv`'s (for comparison).
 
 use std::time::Instant;
 
