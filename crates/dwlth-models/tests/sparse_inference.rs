@@ -253,6 +253,41 @@ fn dense_3x3_layers_on_large_maps_match() {
 }
 
 #[test]
+fn tiny_and_odd_inputs_match() {
+    // Maps down to 1×1 at every stage: single-tile planes, tiles overhanging every plane,
+    // shortcuts subsampling 1- and 2-pixel maps, Winograd's minimum (8×8) crossed.
+    let device = Device::flex();
+    for (i, (arch, stem)) in [
+        (Arch::ResNet18, Stem::Cifar),
+        (Arch::ResNet50, Stem::Cifar),
+        (Arch::ResNet50, Stem::ImageNet),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        for masking in [Masking::Random(0.0), Masking::Random(0.9)] {
+            device.seed(60 + i as u64);
+            let model = ResNetConfig::new(arch)
+                .with_width(16)
+                .with_stem(stem)
+                .with_num_classes(3)
+                .try_init(&device)
+                .expect("a valid configuration");
+            let model = ticket(model, masking, 70 + i as u64);
+            let engine = SparseResNet::from_resnet(&model).expect("compiles");
+            for [h, w] in [[1, 1], [2, 3], [5, 4], [8, 8], [9, 16]] {
+                let x = Tensor::<4>::random([2, 3, h, w], Distribution::Uniform(0.0, 1.0), &device);
+                let (rel, scale) = compare(&model, &engine, x);
+                assert!(
+                    rel <= TOLERANCE,
+                    "{arch} {stem} {masking:?} {h}×{w}: relative logit error {rel:e} (max |logit| {scale})"
+                );
+            }
+        }
+    }
+}
+
+#[test]
 fn dense_products_and_the_sparse_kernel_mix_and_match() {
     // Every 1×1 layer of the bottleneck nets (and the half-pruned head) runs as a dense
     // product, every larger one on the sparse kernel (dense_masks_match runs them all as products, patches gathered from
