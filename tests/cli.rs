@@ -777,22 +777,21 @@ fn sparse_predictions_equal_dense_ones() {
         .collect();
     let input = dir.path().join("images.safetensors");
     dwlth::commands::predict::write_tensor(&input, "input", &[6, 3, 12, 12], &images).unwrap();
+    // `dwlth predict` on the ticket and the images, batches of 4, into `out`, then `extra`.
+    let predict = |out: &std::path::Path, extra: &[&str]| -> Vec<String> {
+        let mut args: Vec<String> = ["predict", "--weights"].map(String::from).to_vec();
+        args.push(weights.to_str().unwrap().into());
+        args.extend(["--input".into(), input.to_str().unwrap().into()]);
+        args.extend(["--output".into(), out.to_str().unwrap().into()]);
+        args.extend(["--batch-size", "4"].map(String::from));
+        args.extend(extra.iter().map(|a| a.to_string()));
+        args
+    };
     let mut logits = Vec::new();
-    for (name, extra) in [("dense", None), ("sparse", Some("--sparse"))] {
+    for (name, extra) in [("dense", &[][..]), ("sparse", &["--sparse"][..])] {
         let out = dir.path().join(format!("{name}.safetensors"));
-        let mut args = vec![
-            "predict",
-            "--weights",
-            weights.to_str().unwrap(),
-            "--input",
-            input.to_str().unwrap(),
-            "--output",
-            out.to_str().unwrap(),
-            "--batch-size",
-            "4",
-        ];
-        args.extend(extra);
-        ok(&args);
+        let args = predict(&out, extra);
+        ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
         let dict = dwlth::models::io::StateDict::read(&out).unwrap();
         logits.push(dict.values("logits").unwrap());
     }
@@ -803,19 +802,8 @@ fn sparse_predictions_equal_dense_ones() {
 
     // --profile prints a row per layer and the total; it needs --sparse.
     let out = dir.path().join("profiled.safetensors");
-    let args = [
-        "predict",
-        "--weights",
-        weights.to_str().unwrap(),
-        "--input",
-        input.to_str().unwrap(),
-        "--output",
-        out.to_str().unwrap(),
-        "--batch-size",
-        "4",
-        "--sparse",
-        "--profile",
-    ];
+    let args = predict(&out, &["--sparse", "--profile"]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let printed = ok(&args);
     for row in ["layer1.0.conv1", "layer4.1.conv2", "avgpool", "fc", "total"] {
         assert!(

@@ -233,6 +233,24 @@ mod tests {
         (a - b).abs().max().into_scalar::<f32>()
     }
 
+    /// `bn` (with its ReLU when `relu`) on a tracked copy of `x`: that copy, the output, and
+    /// the gradients of `Σ y · gy`.
+    fn ours(
+        bn: &BatchNorm2d,
+        x: &Tensor<4>,
+        gy: &Tensor<4>,
+        relu: bool,
+    ) -> (Tensor<4>, Tensor<4>, burn::tensor::Gradients) {
+        let x = x.clone().require_grad();
+        let y = if relu {
+            bn.forward_relu(x.clone())
+        } else {
+            bn.forward(x.clone())
+        };
+        let grads = (y.clone() * gy.clone()).sum().backward();
+        (x, y, grads)
+    }
+
     #[test]
     fn evaluation_mode_equals_burns_batch_norm_with_gradients() {
         // Running statistics, trainable γ and β, training flag off: frozen statistics with
@@ -259,13 +277,7 @@ mod tests {
             let x = Tensor::<4>::random([3, c, 4, 6], Distribution::Normal(0.0, 2.0), &device);
             let gy = Tensor::<4>::random([3, c, 4, 6], Distribution::Default, &device);
 
-            let x_ours = x.clone().require_grad();
-            let y = if relu {
-                bn.forward_relu(x_ours.clone())
-            } else {
-                bn.forward(x_ours.clone())
-            };
-            let grads = (y.clone() * gy.clone()).sum().backward();
+            let (x_ours, y, grads) = ours(&bn, &x, &gy, relu);
 
             let (gamma, beta) = (bn.gamma.val(), bn.beta.val());
             let x_ref = x.require_grad();
@@ -342,13 +354,7 @@ mod tests {
             let x = Tensor::<4>::random(shape, Distribution::Normal(mean, std), &device);
             let gy = Tensor::<4>::random(shape, Distribution::Default, &device);
 
-            let x_ours = x.clone().require_grad();
-            let y = if relu {
-                bn.forward_relu(x_ours.clone())
-            } else {
-                bn.forward(x_ours.clone())
-            };
-            let grads = (y.clone() * gy.clone()).sum().backward();
+            let (x_ours, y, grads) = ours(&bn, &x, &gy, relu);
 
             let (gamma, beta) = (bn.gamma.val(), bn.beta.val());
             let x_ref = x.require_grad();

@@ -661,6 +661,20 @@ impl<B: CpuBatchNormBackend> Backward<B, 3> for CpuBatchNormBackward {
     }
 }
 
+/// Three gradients of the inner backend as autodiff tensors that track nothing (the backward
+/// methods provide no second derivatives).
+type ThreeGradients<B> = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>);
+
+fn untracked<B: CpuBatchNormBackend, C: CheckpointStrategy>(
+    (a, b, c): ThreeGradients<B>,
+) -> ThreeGradients<Autodiff<B, C>> {
+    (
+        <FloatTensor<Autodiff<B, C>>>::new(a),
+        <FloatTensor<Autodiff<B, C>>>::new(b),
+        <FloatTensor<Autodiff<B, C>>>::new(c),
+    )
+}
+
 impl<B: CpuBatchNormBackend, C: CheckpointStrategy> CpuBatchNormBackend for Autodiff<B, C> {
     fn cpu_channel_moments(x: FloatTensor<Self>) -> FloatTensor<Self> {
         <FloatTensor<Self>>::new(B::cpu_channel_moments(x.into_primitive()))
@@ -744,19 +758,14 @@ impl<B: CpuBatchNormBackend, C: CheckpointStrategy> CpuBatchNormBackend for Auto
         relu: bool,
         with_params: bool,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let (gx, gscale, gshift) = B::cpu_channel_affine_backward(
+        untracked::<B, C>(B::cpu_channel_affine_backward(
             x.into_primitive(),
             scale.into_primitive(),
             shift.into_primitive(),
             grad.into_primitive(),
             relu,
             with_params,
-        );
-        (
-            <FloatTensor<Self>>::new(gx),
-            <FloatTensor<Self>>::new(gscale),
-            <FloatTensor<Self>>::new(gshift),
-        )
+        ))
     }
 
     // Second derivatives are not provided: the gradients come back untracked.
@@ -769,7 +778,7 @@ impl<B: CpuBatchNormBackend, C: CheckpointStrategy> CpuBatchNormBackend for Auto
         epsilon: f64,
         relu: bool,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        let (gx, ggamma, gbeta) = B::cpu_batch_norm_train_backward(
+        untracked::<B, C>(B::cpu_batch_norm_train_backward(
             x.into_primitive(),
             gamma.into_primitive(),
             beta.into_primitive(),
@@ -777,12 +786,7 @@ impl<B: CpuBatchNormBackend, C: CheckpointStrategy> CpuBatchNormBackend for Auto
             grad.into_primitive(),
             epsilon,
             relu,
-        );
-        (
-            <FloatTensor<Self>>::new(gx),
-            <FloatTensor<Self>>::new(ggamma),
-            <FloatTensor<Self>>::new(gbeta),
-        )
+        ))
     }
 }
 

@@ -25,7 +25,7 @@ use rayon::prelude::*;
 
 use super::activation::{zero_borders, Act, ConvInput, Pool};
 use super::filter::SparseConv;
-use super::kernel::{isa, output, store, Isa, Job, TILE};
+use super::kernel::{clear_border, isa, output, store, Isa, Job, TILE};
 use crate::conv::kernel::{as_slots, matmul, with_scratch, Geometry, Store, View};
 use crate::conv::winograd;
 use crate::error::Result;
@@ -73,27 +73,19 @@ pub(crate) fn dense_matrix(conv: &SparseConv) -> Vec<f32> {
 #[inline(always)]
 fn finish(job: &Job, plane: &mut [f32], q0: usize, cols: usize, bias: f32) {
     let offset = job.dst_origin + job.dst_row + 1;
-    if q0 == 0 {
-        plane[..offset].fill(0.0);
-    }
     let end = q0 + cols;
-    if end == job.len {
-        plane[end + offset..].fill(0.0);
-    }
     let mut q = q0;
     while q < end {
         let column = q % job.grid;
         let n = (job.grid - column).min(end - q);
-        let run = &mut plane[q + offset..q + offset + n];
         let real = job.out_w.saturating_sub(column).min(n);
-        let (values, border) = run.split_at_mut(real);
-        for v in values {
+        for v in &mut plane[q + offset..][..real] {
             let t = *v + bias;
             *v = if job.relu { t.max(0.0) } else { t };
         }
-        border.fill(0.0);
         q += n;
     }
+    clear_border(job, plane, q0, end);
 }
 
 /// [`finish`] on every plane of `dst`, `bias[o]` for plane `o`.

@@ -159,7 +159,7 @@ pub(super) fn store<const T: usize>(
 /// `q0..end`: the grid columns past the output width, the border before the first position
 /// when `q0 == 0`, and everything after the last when `end == len`.
 #[inline(always)]
-fn clear_border(job: &Job, plane: &mut [f32], q0: usize, end: usize) {
+pub(super) fn clear_border(job: &Job, plane: &mut [f32], q0: usize, end: usize) {
     let base = job.dst_origin + job.dst_row + 1;
     if q0 == 0 {
         plane[job.dst_origin..base].fill(0.0);
@@ -382,10 +382,15 @@ fn wide_tiles(isa: Isa, len: usize) -> bool {
 
 /// Panics unless every read of the kernel (`x[q0 + off..][..T]` for every tile start `q0` and
 /// tap offset `off`) lies inside each image's input, the invariant `accumulate` relies on.
-fn check_reads(job: &Job, input: &ConvInput, batch: usize, wide: bool) {
+///
+/// Bounded from the geometry, without a pass over the offsets: tap `(c, ky, kx)` reads
+/// `origins[ky · kw + kx] + c · channel_stride` ahead, so no offset exceeds the largest origin
+/// plus `in_channels − 1` channel strides (the dense products' bound too).
+fn check_reads(job: &Job, input: &ConvInput, in_channels: usize, batch: usize, wide: bool) {
     let tile = if wide { WIDE_TILE } else { TILE };
     let last_tile = job.len.saturating_sub(1) / tile * tile;
-    let max_offset = job.offsets.iter().max().map_or(0, |&o| o as usize);
+    let max_origin = input.origins.iter().max().copied().unwrap_or(0);
+    let max_offset = max_origin + in_channels.saturating_sub(1) * input.channel_stride;
     let last_image = batch.saturating_sub(1) * input.image_len;
     assert!(
         last_image + last_tile + max_offset + tile <= input.data.len(),
@@ -493,7 +498,7 @@ pub(crate) fn convolve(
         split: &split,
         ..epilogue
     };
-    check_reads(&job, input, batch, wide);
+    check_reads(&job, input, conv.shape.in_channels, batch, wide);
     let out_image = out.image_len();
     let per_task = channels_per_task(batch, oc);
     let data: &[f32] = &input.data;
@@ -538,7 +543,7 @@ pub(crate) fn convolve_max_pooled(
         dst_origin: plane_origin(width),
         ..epilogue
     };
-    check_reads(&job, input, batch, wide);
+    check_reads(&job, input, conv.shape.in_channels, batch, wide);
     let out_plane = out.plane();
     out.data[..batch * oc * out_plane]
         .par_chunks_mut(out_plane)
