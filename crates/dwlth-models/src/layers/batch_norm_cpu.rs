@@ -166,6 +166,30 @@ fn per_channel_affine(
     out
 }
 
+/// `a · x + b` per channel, `[a, b]` from `coefficients`, through a ReLU when `relu`: the
+/// forward pass of both BatchNorm modes.
+fn affine_forward(
+    x: &FlexTensor,
+    coefficients: impl IntoIterator<Item = [f32; 2]>,
+    relu: bool,
+) -> FlexTensor {
+    let [_, c, plane] = dims(x);
+    let maps: Vec<Affine> = coefficients
+        .into_iter()
+        .map(|[a, b]| {
+            if relu {
+                Affine::Relu { a, b }
+            } else {
+                Affine::Plain { a, b }
+            }
+        })
+        .collect();
+    tensor(
+        per_channel_affine(plane, c, values(x), None, &maps),
+        x.shape(),
+    )
+}
+
 /// `dst = map(x, z)`, in the widest instructions this CPU has.
 fn affine_plane(dst: &mut [MaybeUninit<f32>], x: &[f32], z: &[f32], map: Affine) {
     #[cfg(target_arch = "x86_64")]
@@ -448,19 +472,7 @@ impl CpuBatchNormBackend for Flex {
             beta.to_contiguous(),
             moments.to_contiguous(),
         );
-        let [_, c, plane] = dims(&x);
-        let maps: Vec<Affine> = scale_shift(&gamma, &beta, &moments, epsilon)
-            .into_iter()
-            .map(|[a, b]| {
-                if relu {
-                    Affine::Relu { a, b }
-                } else {
-                    Affine::Plain { a, b }
-                }
-            })
-            .collect();
-        let y = per_channel_affine(plane, c, values(&x), None, &maps);
-        tensor(y, x.shape())
+        affine_forward(&x, scale_shift(&gamma, &beta, &moments, epsilon), relu)
     }
 
     fn cpu_batch_norm_train_backward(
@@ -543,20 +555,8 @@ impl CpuBatchNormBackend for Flex {
             scale.to_contiguous(),
             shift.to_contiguous(),
         );
-        let [_, c, plane] = dims(&x);
-        let maps: Vec<Affine> = values(&scale)
-            .iter()
-            .zip(values(&shift))
-            .map(|(&a, &b)| {
-                if relu {
-                    Affine::Relu { a, b }
-                } else {
-                    Affine::Plain { a, b }
-                }
-            })
-            .collect();
-        let y = per_channel_affine(plane, c, values(&x), None, &maps);
-        tensor(y, x.shape())
+        let coefficients = values(&scale).iter().zip(values(&shift));
+        affine_forward(&x, coefficients.map(|(&a, &b)| [a, b]), relu)
     }
 
     fn cpu_channel_affine_backward(
