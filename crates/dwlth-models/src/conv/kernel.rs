@@ -892,6 +892,9 @@ pub(crate) fn backward_weight(g: &Geometry, x: &[f32], gy: &[f32], gw: &mut [May
     transpose(&sum, k, g.c_out, gw);
 }
 
+/// Values per parallel task when [`sum_over_chunks`] adds its groups' sums.
+const SUM_BLOCK: usize = 1 << 16;
+
 /// `Σ` over chunks `0..chunks` of what `add(chunk, acc, accumulate)` adds into a `len`-value
 /// accumulator (`accumulate` is false for a group's first chunk: overwrite), the chunks
 /// split into one group per thread when `in_parallel`, the groups' sums added at the end.
@@ -922,9 +925,14 @@ pub(crate) fn sum_over_chunks(
     };
     let mut sum = partials.swap_remove(0);
     for partial in &partials {
-        for (a, b) in sum.iter_mut().zip(partial) {
-            *a += *b;
-        }
+        // In parallel: 16 MB per partial sum at 512 channels' Winograd weight gradient.
+        sum.par_chunks_mut(SUM_BLOCK)
+            .zip(partial.par_chunks(SUM_BLOCK))
+            .for_each(|(a, b)| {
+                for (a, b) in a.iter_mut().zip(b) {
+                    *a += *b;
+                }
+            });
     }
     sum
 }
@@ -1028,12 +1036,15 @@ mod tests {
             geometry(2, [17, 4], [17, 17], [3, 3], 2, 1),
             geometry(2, [16, 3], [19, 18], [7, 7], 2, 3),
             geometry(40, [16, 3], [8, 8], [3, 3], 1, 1),
-            // Winograd (3×3, stride 1, 16 channels or more on both sides, 64 positions or
-            // more): odd and even sizes, chunks of many images.
+            // Winograd (3×3, stride 1, 16 channels or more on both sides, 16 positions or
+            // more): odd and even sizes, chunks of many images, maps of 4×4 and 3×6 (one
+            // tile row or column overhanging), weights of several channel blocks.
             geometry(3, [16, 17], [9, 8], [3, 3], 1, 1),
             geometry(2, [18, 20], [7, 11], [3, 3], 1, 1),
             geometry(2, [16, 16], [8, 9], [3, 3], 1, 1),
             geometry(40, [16, 16], [8, 8], [3, 3], 1, 1),
+            geometry(5, [36, 33], [4, 4], [3, 3], 1, 1),
+            geometry(3, [16, 16], [3, 6], [3, 3], 1, 1),
             Geometry {
                 dilation: [2, 3],
                 oh: 10,
@@ -1152,9 +1163,12 @@ mod tests {
             // Channels-last forward passes, for the input gradient's too.
             geometry(3, [16, 18], [9, 8], [3, 3], 1, 1),
             geometry(2, [18, 16], [17, 17], [3, 3], 2, 1),
-            // Winograd forward passes (the input gradient's too).
+            // Winograd forward passes (the input gradient's too), on maps down to 4×4 and
+            // with several blocks of input and output channels.
             geometry(40, [16, 16], [8, 8], [3, 3], 1, 1),
             geometry(2, [17, 20], [7, 11], [3, 3], 1, 1),
+            geometry(5, [36, 33], [4, 4], [3, 3], 1, 1),
+            geometry(3, [20, 40], [3, 6], [3, 3], 1, 1),
         ] {
             let x = values(g.batch * g.input_len(), 3);
             let w = values(g.c_out * g.k(), 4);

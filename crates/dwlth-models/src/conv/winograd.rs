@@ -55,9 +55,10 @@ macro_rules! widest {
 pub(crate) const MIN_CHANNELS: usize = 16;
 
 /// Output positions per map from which [`applies`] takes this path. At batch 128 and 512
-/// channels, 4×4 maps took 40 ms this way against 36 ms through im2col (8×8 maps at 256
-/// channels: 28 against 36 ms; 16×16 at 128: 26 against 35; 32×32 at 64: 41 against 49).
-const MIN_POSITIONS: usize = 64;
+/// channels, 4×4 maps take 24 ms this way against 34 ms through im2col (forward; input
+/// gradient 28 against 38, weight gradient 23 against 42); 8×8 maps at 256 channels: 20
+/// against 36 ms; 16×16 at 128: 24 against 35; 32×32 at 64: 31 against 49.
+const MIN_POSITIONS: usize = 16;
 
 /// Tiles per chunk of images: the width of the 16 products.
 const TILES_PER_CHUNK: usize = 512;
@@ -196,20 +197,41 @@ pub(crate) fn backward_weight(g: &Geometry, x: &[f32], gy: &[f32], gw: &mut [May
             0.5 * (v[1] + v[2]) + v[3],
         ]
     };
-    for (oc_ic, dst) in gw.chunks_exact_mut(9).enumerate() {
-        let (co, ci) = (oc_ic / c_in, oc_ic % c_in);
-        let at = |e: usize| m[(e * c_in + ci) * c_out + co];
-        // Gᵀ M: three rows of four, column by column; then each row through Gᵀ again.
-        let columns: [[f32; 3]; 4] =
-            std::array::from_fn(|c| gt([at(c), at(4 + c), at(8 + c), at(12 + c)]));
-        let gm: [[f32; 4]; 3] = std::array::from_fn(|r| std::array::from_fn(|c| columns[c][r]));
-        for (ky, row) in gm.iter().enumerate() {
-            for (kx, v) in gt(*row).into_iter().enumerate() {
-                dst[ky * 3 + kx].write(v);
+    // Blocks of 16 output channels in parallel: each reads whole lines of `m` (the 16
+    // channels of one `(e, ci)`), where one kernel at a time read 16 values a plane apart
+    // (a third of a 4×4-map layer's weight gradient at 512 channels).
+    gw.par_chunks_mut(GRADIENT_BLOCK * c_in * 9)
+        .enumerate()
+        .for_each(|(b, gw_block)| {
+            let first = b * GRADIENT_BLOCK;
+            let channels = gw_block.len() / (c_in * 9);
+            for ci in 0..c_in {
+                let mut at = [[0.0f32; GRADIENT_BLOCK]; E];
+                for (e, row) in at.iter_mut().enumerate() {
+                    row[..channels]
+                        .copy_from_slice(&m[(e * c_in + ci) * c_out + first..][..channels]);
+                }
+                for co in 0..channels {
+                    let kernel = &mut gw_block[(co * c_in + ci) * 9..][..9];
+                    let at = |e: usize| at[e][co];
+                    // Gᵀ M: three rows of four, column by column; then each row through
+                    // Gᵀ again.
+                    let columns: [[f32; 3]; 4] =
+                        std::array::from_fn(|c| gt([at(c), at(4 + c), at(8 + c), at(12 + c)]));
+                    let gm: [[f32; 4]; 3] =
+                        std::array::from_fn(|r| std::array::from_fn(|c| columns[c][r]));
+                    for (ky, row) in gm.iter().enumerate() {
+                        for (kx, v) in gt(*row).into_iter().enumerate() {
+                            kernel[ky * 3 + kx].write(v);
+                        }
+                    }
+                }
             }
-        }
-    }
+        });
 }
+
+/// Output channels per parallel block of [`backward_weight`]'s final transform.
+const GRADIENT_BLOCK: usize = 16;
 
 /// Images per chunk, and whether chunks run on separate threads (each product on one) or one
 /// after another (each product on all threads).
@@ -345,39 +367,81 @@ fn with_plane<R>(layout: &Layout, image: &[f32], f: impl FnOnce(&[f32]) -> R) ->
 
 /// `U_e = (G g Gᵀ)_e` for every kernel, stored `[e][c_in][c_out]`, with
 /// `G = [[1, 0, 0], [½, ½, ½], [½, −½, ½], [0, 0, 1]]`.
+///
+/// Blocks of [`WEIGHT_BLOCK`] input channels run in parallel (kernel by kernel, input
+/// channel outermost, read 9 values 18 KiB apart at 512 channels: 8 ms per call, a fifth of
+/// a 4×4-map layer's forward pass). Within a block, 16 output channels at a time go through
+/// the transform as vectors, each result one contiguous run of `U_e`'s row.
 pub(crate) fn transformed_weight(w: &[f32], c_out: usize, c_in: usize) -> Vec<f32> {
     let mut u = vec![0.0f32; E * c_in * c_out];
-    let g_rows = |a: [f32; 3]| {
+    // Each block's 16 row ranges, one per `e`: `[ci_local][co]` of `U_e`.
+    let block_len = WEIGHT_BLOCK * c_out;
+    let mut blocks: Vec<Vec<&mut [f32]>> = (0..c_in.div_ceil(WEIGHT_BLOCK))
+        .map(|_| Vec::with_capacity(E))
+        .collect();
+    for u_e in u.chunks_mut(c_in * c_out) {
+        for (block, rows) in blocks.iter_mut().zip(u_e.chunks_mut(block_len)) {
+            block.push(rows);
+        }
+    }
+    blocks
+        .into_par_iter()
+        .enumerate()
+        .for_each(|(b, mut rows)| {
+            let first = b * WEIGHT_BLOCK;
+            let channels = rows[0].len() / c_out;
+            for co in (0..c_out).step_by(LANES) {
+                let lanes = LANES.min(c_out - co);
+                for ci in 0..channels {
+                    // Tap `j` of the 16 output channels' kernels, `k[j][lane]`.
+                    let mut k = [[0.0f32; LANES]; 9];
+                    for lane in 0..lanes {
+                        let kernel = &w[((co + lane) * c_in + first + ci) * 9..][..9];
+                        for (j, v) in kernel.iter().enumerate() {
+                            k[j][lane] = *v;
+                        }
+                    }
+                    for (e, v) in transform_kernels(&k).iter().enumerate() {
+                        rows[e][ci * c_out + co..][..lanes].copy_from_slice(&v[..lanes]);
+                    }
+                }
+            }
+        });
+    u
+}
+
+/// Output channels [`transformed_weight`] transforms at once.
+const LANES: usize = 16;
+
+/// `G g Gᵀ` of [`LANES`] kernels (`k[tap][lane]`, taps row by row), as `[e][lane]`.
+#[inline(always)]
+fn transform_kernels(k: &[[f32; LANES]; 9]) -> [[f32; LANES]; E] {
+    let lanes = |f: &dyn Fn(usize) -> f32| -> [f32; LANES] { std::array::from_fn(f) };
+    // G a for a column `a` of three taps: (a0, (a0 + a1 + a2) / 2, (a0 − a1 + a2) / 2, a2).
+    let g_rows = |a: [&[f32; LANES]; 3]| -> [[f32; LANES]; 4] {
         [
-            a[0],
-            (a[0] + a[1] + a[2]) * 0.5,
-            (a[0] - a[1] + a[2]) * 0.5,
-            a[2],
+            *a[0],
+            lanes(&|l| (a[0][l] + a[1][l] + a[2][l]) * 0.5),
+            lanes(&|l| (a[0][l] - a[1][l] + a[2][l]) * 0.5),
+            *a[2],
         ]
     };
-    // Input channel outermost: the writes, `[e][ci][co]`, then sweep `co` contiguously
-    // (output channel outermost scattered them `c_out` apart: 15 ms per call at 512
-    // channels).
-    for ci in 0..c_in {
-        for co in 0..c_out {
-            let k = &w[(co * c_in + ci) * 9..][..9];
-            // G g: 4 rows of 3, column by column.
-            let mut gg = [[0.0f32; 3]; 4];
-            for c in 0..3 {
-                for (r, v) in g_rows([k[c], k[3 + c], k[6 + c]]).into_iter().enumerate() {
-                    gg[r][c] = v;
-                }
-            }
-            // (G g) Gᵀ: each row through G.
-            for (r, row) in gg.iter().enumerate() {
-                for (c, v) in g_rows(*row).into_iter().enumerate() {
-                    u[((r * 4 + c) * c_in + ci) * c_out + co] = v;
-                }
-            }
+    // G g: 4 rows of 3, column by column.
+    let columns: [[[f32; LANES]; 4]; 3] =
+        std::array::from_fn(|c| g_rows([&k[c], &k[3 + c], &k[6 + c]]));
+    let mut u = [[0.0f32; LANES]; E];
+    // (G g) Gᵀ: each row through G.
+    for r in 0..4 {
+        let row = g_rows([&columns[0][r], &columns[1][r], &columns[2][r]]);
+        for (c, v) in row.into_iter().enumerate() {
+            u[r * 4 + c] = v;
         }
     }
     u
 }
+
+/// Input channels per parallel block of [`transformed_weight`].
+const WEIGHT_BLOCK: usize = 16;
 
 // In the widest instructions this CPU has:
 widest!(transform_input => transform_input_any(
