@@ -77,27 +77,58 @@ pub struct BatchNorm2d {
     pub epsilon: f64,
 }
 
+/// What follows the normalisation in [`BatchNorm2d::normalise`].
+enum After {
+    Nothing,
+    Relu,
+    /// A residual (of the input's shape) added, then a ReLU.
+    AddRelu(Box<Tensor<4>>),
+}
+
+impl After {
+    /// `y` followed by `self`, in Burn's operations.
+    fn apply(self, y: Tensor<4>) -> Tensor<4> {
+        match self {
+            After::Nothing => y,
+            After::Relu => activation::relu(y),
+            After::AddRelu(residual) => activation::relu(y + *residual),
+        }
+    }
+}
+
 impl BatchNorm2d {
     /// Normalises `input`.
     pub fn forward(&self, input: Tensor<4>) -> Tensor<4> {
-        self.normalise(input, false)
+        self.normalise(input, After::Nothing)
     }
 
-    /// `relu(self.forward(input))`. In training mode on the CPU backend the ReLU is part of
-    /// the fused BatchNorm operation: no pass of its own over the activations, forward or
-    /// backward (the backward pass tests the same `f32` condition as the forward one).
+    /// `relu(self.forward(input))`. On the CPU backend the ReLU is part of the fused
+    /// BatchNorm operation: no pass of its own over the activations, forward or backward
+    /// (the backward pass tests the same `f32` condition as the forward one).
     pub fn forward_relu(&self, input: Tensor<4>) -> Tensor<4> {
-        self.normalise(input, true)
+        self.normalise(input, After::Relu)
     }
 
-    fn normalise(&self, input: Tensor<4>, relu: bool) -> Tensor<4> {
+    /// `relu(self.forward(input) + residual)`: the end of a residual block. On the CPU
+    /// backend the addition and the ReLU are part of the fused BatchNorm operation: one
+    /// pass forward where three separate operations took three (each reading and writing
+    /// the activations), and the ReLU's gradient, which is also the residual's, one pass
+    /// backward. A `residual` of another shape than `input` is broadcast by Burn's addition.
+    pub fn forward_add_relu(&self, input: Tensor<4>, residual: Tensor<4>) -> Tensor<4> {
+        if residual.dims() != input.dims() {
+            return activation::relu(self.forward(input) + residual);
+        }
+        self.normalise(input, After::AddRelu(Box::new(residual)))
+    }
+
+    fn normalise(&self, input: Tensor<4>, after: After) -> Tensor<4> {
         let device = input.device();
         if !(device.is_autodiff() && self.training.is_enabled()) {
-            return self.forward_eval(input, relu);
+            return self.forward_eval(input, after);
         }
         let [n, _, h, w] = input.dims();
         let count = (n * h * w) as f64;
-        let (output, batch_mean, batch_var) = self.train_batch(input, relu);
+        let (output, batch_mean, batch_var) = self.train_batch(input, after);
         let unbiased = if count > 1.0 {
             batch_var.detach().mul_scalar(count / (count - 1.0))
         } else {
@@ -113,11 +144,12 @@ impl BatchNorm2d {
         output
     }
 
-    /// The output normalised with the batch's statistics (then through a ReLU if `relu`),
-    /// and those statistics (mean, biased variance). On the CPU backend with f32 values, one
-    /// fused operation (`CpuBatchNormBackend`: four passes over the activations for forward
-    /// and backward together, ReLU included); elsewhere Burn's `batch_norm_train`.
-    fn train_batch(&self, input: Tensor<4>, relu: bool) -> (Tensor<4>, Tensor<1>, Tensor<1>) {
+    /// The output normalised with the batch's statistics (then `after`), and those
+    /// statistics (mean, biased variance). On the CPU backend with f32 values, one fused
+    /// operation (`CpuBatchNormBackend`: four passes over the activations for forward and
+    /// backward together, ReLU included, a fifth for a residual's gradient); elsewhere Burn's
+    /// `batch_norm_train`.
+    fn train_batch(&self, input: Tensor<4>, after: After) -> (Tensor<4>, Tensor<1>, Tensor<1>) {
         #[cfg(feature = "flex")]
         if !burn_reference_forced()
             && crate::conv::on_flex(&input.device())
@@ -131,37 +163,50 @@ impl BatchNorm2d {
                 Tensor::<2>::from_dispatch(<Dispatch as CpuBatchNormBackend>::cpu_channel_moments(
                     input.clone().detach().into_dispatch(),
                 ));
-            let output = Tensor::<4>::from_dispatch(
-                <Dispatch as CpuBatchNormBackend>::cpu_batch_norm_train(
-                    input.into_dispatch(),
-                    self.gamma.val().into_dispatch(),
-                    self.beta.val().into_dispatch(),
-                    moments.clone().into_dispatch(),
-                    self.epsilon,
-                    relu,
-                ),
+            let (x, gamma, beta) = (
+                input.into_dispatch(),
+                self.gamma.val().into_dispatch(),
+                self.beta.val().into_dispatch(),
             );
+            let statistics = moments.clone().into_dispatch();
+            let output = Tensor::<4>::from_dispatch(match after {
+                After::AddRelu(residual) => {
+                    <Dispatch as CpuBatchNormBackend>::cpu_batch_norm_train_add_relu(
+                        x,
+                        gamma,
+                        beta,
+                        statistics,
+                        residual.into_dispatch(),
+                        self.epsilon,
+                    )
+                }
+                After::Nothing | After::Relu => {
+                    <Dispatch as CpuBatchNormBackend>::cpu_batch_norm_train(
+                        x,
+                        gamma,
+                        beta,
+                        statistics,
+                        self.epsilon,
+                        matches!(after, After::Relu),
+                    )
+                }
+            });
             let mean = moments.clone().slice([0..1, 0..c]).reshape([c]);
             let var = moments.slice([1..2, 0..c]).reshape([c]);
             return (output, mean, var);
         }
         let out = batch_norm_train(input, self.gamma.val(), self.beta.val(), self.epsilon);
-        let output = if relu {
-            activation::relu(out.output)
-        } else {
-            out.output
-        };
-        (output, out.mean, out.variance)
+        (after.apply(out.output), out.mean, out.variance)
     }
 
     /// Evaluation mode as one per-channel affine map, `x · scale + shift` with
     /// `scale = γ / √(var + ε)` and `shift = β − mean · scale` computed on the channels
-    /// (how PyTorch's CPU kernel evaluates it), then the ReLU if `relu`. On the CPU backend
-    /// with f32 values one fused operation (`CpuBatchNormBackend::cpu_channel_affine`): one
-    /// pass forward, one backward for the input gradient, ReLU included; elsewhere Burn's
-    /// element-wise operations. Gradients reach γ and β through `scale` and `shift` when they
-    /// are trained.
-    fn forward_eval(&self, input: Tensor<4>, relu: bool) -> Tensor<4> {
+    /// (how PyTorch's CPU kernel evaluates it), then `after`. On the CPU backend with f32
+    /// values one fused operation (`CpuBatchNormBackend::cpu_channel_affine`): one pass
+    /// forward, one backward for the input gradient, ReLU included (a residual's gradient:
+    /// one more); elsewhere Burn's element-wise operations. Gradients reach γ and β through
+    /// `scale` and `shift` when they are trained.
+    fn forward_eval(&self, input: Tensor<4>, after: After) -> Tensor<4> {
         let device = input.device();
         let channels = self.gamma.dims()[0];
         let mean = self.running_mean.value().to_device(&device);
@@ -176,22 +221,33 @@ impl BatchNorm2d {
         {
             use crate::layers::CpuBatchNormBackend;
             use burn::backend::Dispatch;
-            return Tensor::<4>::from_dispatch(
-                <Dispatch as CpuBatchNormBackend>::cpu_channel_affine(
-                    input.into_dispatch(),
-                    scale.into_dispatch(),
-                    shift.into_dispatch(),
-                    relu,
-                ),
+            let (x, scale, shift) = (
+                input.into_dispatch(),
+                scale.into_dispatch(),
+                shift.into_dispatch(),
             );
+            return Tensor::<4>::from_dispatch(match after {
+                After::AddRelu(residual) => {
+                    <Dispatch as CpuBatchNormBackend>::cpu_channel_affine_add_relu(
+                        x,
+                        scale,
+                        shift,
+                        residual.into_dispatch(),
+                    )
+                }
+                After::Nothing | After::Relu => {
+                    <Dispatch as CpuBatchNormBackend>::cpu_channel_affine(
+                        x,
+                        scale,
+                        shift,
+                        matches!(after, After::Relu),
+                    )
+                }
+            });
         }
         let output =
             input * scale.reshape([1, channels, 1, 1]) + shift.reshape([1, channels, 1, 1]);
-        if relu {
-            activation::relu(output)
-        } else {
-            output
-        }
+        after.apply(output)
     }
 }
 
@@ -233,22 +289,56 @@ mod tests {
         (a - b).abs().max().into_scalar::<f32>()
     }
 
-    /// `bn` (with its ReLU when `relu`) on a tracked copy of `x`: that copy, the output, and
-    /// the gradients of `Σ y · gy`.
+    /// What follows the BatchNorm in a test case.
+    #[derive(Clone, Copy, Debug, PartialEq)]
+    enum Then {
+        Nothing,
+        Relu,
+        /// A residual added (drawn by the test), then a ReLU.
+        AddRelu,
+    }
+
+    /// `bn` then `then` on tracked copies of `x` (and of the residual `r`): the copies, the
+    /// output, and the gradients of `Σ y · gy`.
     fn ours(
         bn: &BatchNorm2d,
         x: &Tensor<4>,
+        r: &Tensor<4>,
         gy: &Tensor<4>,
-        relu: bool,
-    ) -> (Tensor<4>, Tensor<4>, burn::tensor::Gradients) {
-        let x = x.clone().require_grad();
-        let y = if relu {
-            bn.forward_relu(x.clone())
-        } else {
-            bn.forward(x.clone())
+        then: Then,
+    ) -> (Tensor<4>, Tensor<4>, Tensor<4>, burn::tensor::Gradients) {
+        let (x, r) = (x.clone().require_grad(), r.clone().require_grad());
+        let y = match then {
+            Then::Nothing => bn.forward(x.clone()),
+            Then::Relu => bn.forward_relu(x.clone()),
+            Then::AddRelu => bn.forward_add_relu(x.clone(), r.clone()),
         };
         let grads = (y.clone() * gy.clone()).sum().backward();
-        (x, y, grads)
+        (x, r, y, grads)
+    }
+
+    /// `y` then `then`, in Burn's operations.
+    fn reference_then(y: Tensor<4>, r: &Tensor<4>, then: Then) -> Tensor<4> {
+        match then {
+            Then::Nothing => y,
+            Then::Relu => activation::relu(y),
+            Then::AddRelu => activation::relu(y + r.clone()),
+        }
+    }
+
+    /// Both residuals' gradients agree (when the case has a residual).
+    fn residual_gradients_agree(
+        then: Then,
+        (r, grads): (&Tensor<4>, &burn::tensor::Gradients),
+        (r_ref, grads_ref): (&Tensor<4>, &burn::tensor::Gradients),
+        label: &str,
+    ) {
+        if then != Then::AddRelu {
+            return;
+        }
+        let ours = r.grad(grads).expect("residual gradient");
+        let reference = r_ref.grad(grads_ref).expect("residual gradient");
+        assert!(max_diff(ours, reference) < 1e-5, "{label}: residual");
     }
 
     #[test]
@@ -263,7 +353,14 @@ mod tests {
         let random = |lo: f64, hi: f64| {
             Tensor::<1>::random([c], Distribution::Uniform(lo, hi), &device).without_autodiff()
         };
-        for (relu, trained) in [(false, true), (true, true), (true, false)] {
+        for (then, trained) in [
+            (Then::Nothing, true),
+            (Then::Relu, true),
+            (Then::Relu, false),
+            (Then::AddRelu, true),
+            (Then::AddRelu, false),
+        ] {
+            let relu = then != Then::Nothing;
             let mut bn = BatchNorm2dConfig::new(c).try_init(&device).expect("layer");
             bn.gamma = Param::from_tensor(random(0.5, 2.0).autodiff());
             bn.beta = Param::from_tensor(random(-1.0, 1.0).autodiff());
@@ -275,9 +372,10 @@ mod tests {
                 bn.beta = bn.beta.set_require_grad(false);
             }
             let x = Tensor::<4>::random([3, c, 4, 6], Distribution::Normal(0.0, 2.0), &device);
+            let r = Tensor::<4>::random([3, c, 4, 6], Distribution::Normal(0.0, 1.0), &device);
             let gy = Tensor::<4>::random([3, c, 4, 6], Distribution::Default, &device);
 
-            let (x_ours, y, grads) = ours(&bn, &x, &gy, relu);
+            let (x_ours, r_ours, y, grads) = ours(&bn, &x, &r, &gy, then);
 
             let (gamma, beta) = (bn.gamma.val(), bn.beta.val());
             let x_ref = x.require_grad();
@@ -289,7 +387,8 @@ mod tests {
                 bn.running_var.value().to_device(&device),
                 bn.epsilon,
             );
-            let y_ref = if relu { activation::relu(y_ref) } else { y_ref };
+            let r_ref = r.require_grad();
+            let y_ref = reference_then(y_ref, &r_ref, then);
             if relu {
                 let cut = y_ref
                     .clone()
@@ -301,7 +400,8 @@ mod tests {
             }
             let grads_ref = (y_ref.clone() * gy).sum().backward();
 
-            let label = format!("relu {relu}, trained {trained}");
+            let label = format!("{then:?}, trained {trained}");
+            residual_gradients_agree(then, (&r_ours, &grads), (&r_ref, &grads_ref), &label);
             assert!(
                 max_diff(y.without_autodiff(), y_ref.without_autodiff()) < 1e-5,
                 "{label}"
@@ -337,11 +437,11 @@ mod tests {
             ([2, 4, 1, 1], 0.5, 1.0),
             ([4, 3, 7, 5], -1.0, 0.2),
         ];
-        for ((shape, mean, std), relu) in cases
+        for ((shape, mean, std), then) in [Then::Nothing, Then::Relu, Then::AddRelu]
             .into_iter()
-            .map(|c| (c, false))
-            .chain(cases.into_iter().map(|c| (c, true)))
+            .flat_map(|then| cases.into_iter().map(move |c| (c, then)))
         {
+            let relu = then != Then::Nothing;
             let c = shape[1];
             let random = |lo: f64, hi: f64| {
                 Tensor::<1>::random([c], Distribution::Uniform(lo, hi), &device)
@@ -352,19 +452,22 @@ mod tests {
             bn.gamma = Param::from_tensor(random(0.5, 2.0));
             bn.beta = Param::from_tensor(random(-1.0, 1.0));
             let x = Tensor::<4>::random(shape, Distribution::Normal(mean, std), &device);
+            let r = Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), &device);
             let gy = Tensor::<4>::random(shape, Distribution::Default, &device);
 
-            let (x_ours, y, grads) = ours(&bn, &x, &gy, relu);
+            let (x_ours, r_ours, y, grads) = ours(&bn, &x, &r, &gy, then);
 
             let (gamma, beta) = (bn.gamma.val(), bn.beta.val());
-            let x_ref = x.require_grad();
+            let (x_ref, r_ref) = (x.require_grad(), r.require_grad());
             let reference = batch_norm_train(x_ref.clone(), gamma.clone(), beta.clone(), 1e-5);
-            let output = if relu {
-                activation::relu(reference.output.clone())
-            } else {
-                reference.output.clone()
-            };
+            let output = reference_then(reference.output.clone(), &r_ref, then);
             let grads_ref = (output.clone() * gy).sum().backward();
+            residual_gradients_agree(
+                then,
+                (&r_ours, &grads),
+                (&r_ref, &grads_ref),
+                &format!("{shape:?}"),
+            );
             if relu && shape != [2, 4, 1, 1] {
                 let cut = output
                     .clone()
@@ -395,13 +498,13 @@ mod tests {
             let gx_err = max_diff(g(&x_ours, &grads), gx_ref);
             assert!(
                 gx_err <= 1e-4 * gx_scale,
-                "{shape:?}, relu {relu}: input gradient {gx_err}"
+                "{shape:?}, {then:?}: input gradient {gx_err}"
             );
             for (name, p) in [("gamma", &gamma), ("beta", &beta)] {
                 let ours = p.grad(&grads).expect("parameter gradient");
                 let reference = p.grad(&grads_ref).expect("parameter gradient");
                 let err = max_diff(ours, reference);
-                assert!(err < 1e-3, "{shape:?}, relu {relu}: {name} {err}");
+                assert!(err < 1e-3, "{shape:?}, {then:?}: {name} {err}");
             }
         }
     }

@@ -60,6 +60,32 @@ pub trait CpuBatchNormBackend: Backend {
         relu: bool,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 
+    /// `relu(cpu_batch_norm_train(x, gamma, beta, moments, epsilon, false) + residual)`, in
+    /// one pass: the end of a residual block. Differentiable in `x`, `gamma`, `beta` and
+    /// `residual` (same shape as `x`).
+    fn cpu_batch_norm_train_add_relu(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        moments: FloatTensor<Self>,
+        residual: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> FloatTensor<Self>;
+
+    /// `relu(cpu_channel_affine(x, scale, shift, false) + residual)`, in one pass: the end
+    /// of a residual block in evaluation mode. Differentiable in `x`, `scale`, `shift` and
+    /// `residual` (same shape as `x`).
+    fn cpu_channel_affine_add_relu(
+        x: FloatTensor<Self>,
+        scale: FloatTensor<Self>,
+        shift: FloatTensor<Self>,
+        residual: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+
+    /// `grad` where `output > 0`, 0 elsewhere: a gradient back through a ReLU, from the
+    /// ReLU's output. Not differentiated.
+    fn cpu_relu_gate(output: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self>;
+
     /// `x · scale + shift` per channel (`scale`, `shift`: `[C]`), followed by a ReLU when
     /// `relu` is set: BatchNorm in evaluation mode. Differentiable in `x`, `scale` and
     /// `shift`.
@@ -124,6 +150,8 @@ enum Affine {
     Plain { a: f32, b: f32 },
     /// `max(0, a · x + b)`: a BatchNorm followed by a ReLU.
     Relu { a: f32, b: f32 },
+    /// `max(0, a · x + b + z)`: a BatchNorm, a residual `z` added, then a ReLU.
+    AddRelu { a: f32, b: f32 },
     /// `c · z`, counting `z` only where `gate` (as for [`Affine::WithGradient`]) lets it
     /// through: the input gradient of a per-channel affine map.
     Gradient { c: f32, gate: Option<[f32; 2]> },
@@ -139,7 +167,7 @@ enum Affine {
 }
 
 /// [`Affine`] maps per channel, plane by plane, in parallel, into a new vector; `z` (parallel
-/// to `x`) is read by [`Affine::WithGradient`] maps only.
+/// to `x`) is read by the maps that name it only.
 ///
 /// The vector is written once without being zeroed first: a `memset` of every BatchNorm
 /// output and input gradient cost as much as the pass itself.
@@ -166,28 +194,48 @@ fn per_channel_affine(
     out
 }
 
-/// `a · x + b` per channel, `[a, b]` from `coefficients`, through a ReLU when `relu`: the
-/// forward pass of both BatchNorm modes.
+/// What follows a BatchNorm's affine map in its forward pass.
+#[derive(Clone, Copy)]
+enum Then<'a> {
+    Nothing,
+    Relu,
+    /// A residual added, then a ReLU.
+    AddRelu(&'a FlexTensor),
+}
+
+/// `a · x + b` per channel, `[a, b]` from `coefficients`, then `then`: the forward pass of
+/// both BatchNorm modes.
 fn affine_forward(
     x: &FlexTensor,
     coefficients: impl IntoIterator<Item = [f32; 2]>,
-    relu: bool,
+    then: Then,
 ) -> FlexTensor {
     let [_, c, plane] = dims(x);
     let maps: Vec<Affine> = coefficients
         .into_iter()
-        .map(|[a, b]| {
-            if relu {
-                Affine::Relu { a, b }
-            } else {
-                Affine::Plain { a, b }
-            }
+        .map(|[a, b]| match then {
+            Then::Nothing => Affine::Plain { a, b },
+            Then::Relu => Affine::Relu { a, b },
+            Then::AddRelu(_) => Affine::AddRelu { a, b },
         })
         .collect();
+    let residual = match then {
+        Then::AddRelu(r) => Some(values(r)),
+        _ => None,
+    };
     tensor(
-        per_channel_affine(plane, c, values(x), None, &maps),
+        per_channel_affine(plane, c, values(x), residual, &maps),
         x.shape(),
     )
+}
+
+/// `Then::Relu` or `Then::Nothing`.
+fn relu_or_nothing<'a>(relu: bool) -> Then<'a> {
+    if relu {
+        Then::Relu
+    } else {
+        Then::Nothing
+    }
 }
 
 /// `dst = map(x, z)`, in the widest instructions this CPU has.
@@ -219,6 +267,11 @@ fn affine_plane_any(dst: &mut [MaybeUninit<f32>], x: &[f32], z: &[f32], map: Aff
         Affine::Relu { a, b } => {
             for (d, x) in dst.iter_mut().zip(x) {
                 d.write((a * x + b).max(0.0));
+            }
+        }
+        Affine::AddRelu { a, b } => {
+            for ((d, x), z) in dst.iter_mut().zip(x).zip(z) {
+                d.write((a * x + b + z).max(0.0));
             }
         }
         Affine::Gradient { c, gate: None } => {
@@ -256,6 +309,16 @@ fn affine_plane_any(dst: &mut [MaybeUninit<f32>], x: &[f32], z: &[f32], map: Aff
                 d.write(a * x + b + c * z);
             }
         }
+    }
+}
+
+/// Values per parallel task of [`CpuBatchNormBackend::cpu_relu_gate`].
+const GATE_CHUNK: usize = 1 << 14;
+
+/// `dst = g` where `y > 0`, 0 elsewhere (a memory-bound pass: no wider build of its own).
+fn relu_gate(dst: &mut [MaybeUninit<f32>], y: &[f32], g: &[f32]) {
+    for ((d, y), g) in dst.iter_mut().zip(y).zip(g) {
+        d.write(if *y > 0.0 { *g } else { 0.0 });
     }
 }
 
@@ -508,7 +571,66 @@ impl CpuBatchNormBackend for Flex {
             beta.to_contiguous(),
             moments.to_contiguous(),
         );
-        affine_forward(&x, scale_shift(&gamma, &beta, &moments, epsilon), relu)
+        affine_forward(
+            &x,
+            scale_shift(&gamma, &beta, &moments, epsilon),
+            relu_or_nothing(relu),
+        )
+    }
+
+    fn cpu_batch_norm_train_add_relu(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        moments: FlexTensor,
+        residual: FlexTensor,
+        epsilon: f64,
+    ) -> FlexTensor {
+        let (x, gamma, beta, moments, residual) = (
+            x.to_contiguous(),
+            gamma.to_contiguous(),
+            beta.to_contiguous(),
+            moments.to_contiguous(),
+            residual.to_contiguous(),
+        );
+        affine_forward(
+            &x,
+            scale_shift(&gamma, &beta, &moments, epsilon),
+            Then::AddRelu(&residual),
+        )
+    }
+
+    fn cpu_channel_affine_add_relu(
+        x: FlexTensor,
+        scale: FlexTensor,
+        shift: FlexTensor,
+        residual: FlexTensor,
+    ) -> FlexTensor {
+        let (x, scale, shift, residual) = (
+            x.to_contiguous(),
+            scale.to_contiguous(),
+            shift.to_contiguous(),
+            residual.to_contiguous(),
+        );
+        let coefficients = values(&scale).iter().zip(values(&shift));
+        affine_forward(
+            &x,
+            coefficients.map(|(&a, &b)| [a, b]),
+            Then::AddRelu(&residual),
+        )
+    }
+
+    fn cpu_relu_gate(output: FlexTensor, grad: FlexTensor) -> FlexTensor {
+        let (output, grad) = (output.to_contiguous(), grad.to_contiguous());
+        let (y, g) = (values(&output), values(&grad));
+        let mut out: Vec<f32> = Vec::with_capacity(y.len());
+        out.spare_capacity_mut()[..y.len()]
+            .par_chunks_mut(GATE_CHUNK)
+            .zip(y.par_chunks(GATE_CHUNK).zip(g.par_chunks(GATE_CHUNK)))
+            .for_each(|(dst, (y, g))| relu_gate(dst, y, g));
+        // SAFETY: the chunks cover the first `y.len()` slots and every one was written.
+        unsafe { out.set_len(y.len()) };
+        tensor(out, output.shape())
     }
 
     fn cpu_batch_norm_train_backward(
@@ -592,7 +714,11 @@ impl CpuBatchNormBackend for Flex {
             shift.to_contiguous(),
         );
         let coefficients = values(&scale).iter().zip(values(&shift));
-        affine_forward(&x, coefficients.map(|(&a, &b)| [a, b]), relu)
+        affine_forward(
+            &x,
+            coefficients.map(|(&a, &b)| [a, b]),
+            relu_or_nothing(relu),
+        )
     }
 
     fn cpu_channel_affine_backward(
@@ -697,6 +823,85 @@ impl<B: CpuBatchNormBackend> Backward<B, 3> for CpuBatchNormBackward {
     }
 }
 
+/// The backward step of [`CpuBatchNormBackend::cpu_batch_norm_train_add_relu`] on an
+/// autodiff device: the output gradient through the ReLU (from the kept output), which is
+/// the residual's gradient, then the BatchNorm's backward on it.
+#[derive(Debug)]
+struct CpuBatchNormAddReluBackward;
+
+impl<B: CpuBatchNormBackend> Backward<B, 4> for CpuBatchNormAddReluBackward {
+    type State = (NodeId, NodeId, NodeId, FloatTensor<B>, f64, FloatTensor<B>);
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 4>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
+        let [node_x, node_gamma, node_beta, node_residual] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        let (x_state, gamma_state, beta_state, moments, epsilon, output) = ops.state;
+        let gated = B::cpu_relu_gate(output, grad);
+        if node_x.is_some() || node_gamma.is_some() || node_beta.is_some() {
+            let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(x_state);
+            let gamma = checkpointer.retrieve_node_output::<FloatTensor<B>>(gamma_state);
+            let beta = checkpointer.retrieve_node_output::<FloatTensor<B>>(beta_state);
+            let (gx, ggamma, gbeta) = B::cpu_batch_norm_train_backward(
+                x,
+                gamma,
+                beta,
+                moments,
+                gated.clone(),
+                epsilon,
+                false,
+            );
+            for (node, g) in [(node_x, gx), (node_gamma, ggamma), (node_beta, gbeta)] {
+                if let Some(node) = node {
+                    grads.register::<B>(node.id, g);
+                }
+            }
+        }
+        if let Some(node) = node_residual {
+            grads.register::<B>(node.id, gated);
+        }
+    }
+}
+
+/// The backward step of [`CpuBatchNormBackend::cpu_channel_affine_add_relu`] on an autodiff
+/// device, as [`CpuBatchNormAddReluBackward`] for the evaluation-mode map.
+#[derive(Debug)]
+struct CpuChannelAffineAddReluBackward;
+
+impl<B: CpuBatchNormBackend> Backward<B, 4> for CpuChannelAffineAddReluBackward {
+    type State = (NodeId, FloatTensor<B>, FloatTensor<B>, FloatTensor<B>);
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 4>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
+        let [node_x, node_scale, node_shift, node_residual] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        let (x_state, scale, shift, output) = ops.state;
+        let gated = B::cpu_relu_gate(output, grad);
+        if node_x.is_some() || node_scale.is_some() || node_shift.is_some() {
+            let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(x_state);
+            let with_params = node_scale.is_some() || node_shift.is_some();
+            let (gx, gscale, gshift) =
+                B::cpu_channel_affine_backward(x, scale, shift, gated.clone(), false, with_params);
+            for (node, g) in [(node_x, gx), (node_scale, gscale), (node_shift, gshift)] {
+                if let Some(node) = node {
+                    grads.register::<B>(node.id, g);
+                }
+            }
+        }
+        if let Some(node) = node_residual {
+            grads.register::<B>(node.id, gated);
+        }
+    }
+}
+
 /// Three gradients of the inner backend as autodiff tensors that track nothing (the backward
 /// methods provide no second derivatives).
 type ThreeGradients<B> = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>);
@@ -756,6 +961,94 @@ impl<B: CpuBatchNormBackend, C: CheckpointStrategy> CpuBatchNormBackend for Auto
                 relu,
             )),
         }
+    }
+
+    fn cpu_batch_norm_train_add_relu(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        moments: FloatTensor<Self>,
+        residual: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> FloatTensor<Self> {
+        let moments = moments.into_primitive();
+        match CpuBatchNormAddReluBackward
+            .prepare::<C>([x.node(), gamma.node(), beta.node(), residual.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let x_state = prep.checkpoint(&x);
+                let gamma_state = prep.checkpoint(&gamma);
+                let beta_state = prep.checkpoint(&beta);
+                let y = B::cpu_batch_norm_train_add_relu(
+                    x.into_primitive(),
+                    gamma.into_primitive(),
+                    beta.into_primitive(),
+                    moments.clone(),
+                    residual.into_primitive(),
+                    epsilon,
+                );
+                prep.finish(
+                    (
+                        x_state,
+                        gamma_state,
+                        beta_state,
+                        moments,
+                        epsilon,
+                        y.clone(),
+                    ),
+                    y,
+                )
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::cpu_batch_norm_train_add_relu(
+                x.into_primitive(),
+                gamma.into_primitive(),
+                beta.into_primitive(),
+                moments,
+                residual.into_primitive(),
+                epsilon,
+            )),
+        }
+    }
+
+    fn cpu_channel_affine_add_relu(
+        x: FloatTensor<Self>,
+        scale: FloatTensor<Self>,
+        shift: FloatTensor<Self>,
+        residual: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        match CpuChannelAffineAddReluBackward
+            .prepare::<C>([x.node(), scale.node(), shift.node(), residual.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let x_state = prep.checkpoint(&x);
+                let (scale, shift) = (scale.into_primitive(), shift.into_primitive());
+                let y = B::cpu_channel_affine_add_relu(
+                    x.into_primitive(),
+                    scale.clone(),
+                    shift.clone(),
+                    residual.into_primitive(),
+                );
+                prep.finish((x_state, scale, shift, y.clone()), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::cpu_channel_affine_add_relu(
+                x.into_primitive(),
+                scale.into_primitive(),
+                shift.into_primitive(),
+                residual.into_primitive(),
+            )),
+        }
+    }
+
+    // Not differentiated: the gradient comes back untracked.
+    fn cpu_relu_gate(output: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
+        <FloatTensor<Self>>::new(B::cpu_relu_gate(
+            output.into_primitive(),
+            grad.into_primitive(),
+        ))
     }
 
     fn cpu_channel_affine(

@@ -1,7 +1,6 @@
 //! The residual block of torchvision's ResNets, basic and bottleneck in one type.
 
 use burn::module::Module;
-use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
 use crate::error::Result;
@@ -103,13 +102,12 @@ impl ResidualBlock {
             None => input.clone(),
         };
         let out = self.bn1.forward_relu(self.conv1.forward(input));
-        let out = match (&self.conv3, &self.bn3) {
+        match (&self.conv3, &self.bn3) {
             (Some(conv3), Some(bn3)) => {
                 let out = self.bn2.forward_relu(self.conv2.forward(out));
-                bn3.forward(conv3.forward(out))
+                bn3.forward_add_relu(conv3.forward(out), identity)
             }
-            _ => self.bn2.forward(self.conv2.forward(out)),
-        };
-        relu(out + identity)
+            _ => self.bn2.forward_add_relu(self.conv2.forward(out), identity),
+        }
     }
 }
