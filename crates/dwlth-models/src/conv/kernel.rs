@@ -753,6 +753,9 @@ fn transpose4(src: &[f32], src_stride: usize, dst: &mut [MaybeUninit<f32>], dst_
     }
 }
 
+/// Input channels per parallel block of [`as_flipped_forward`]'s flipped weight.
+const FLIP_BLOCK: usize = 16;
+
 /// The input gradient of a stride-1 convolution as a forward convolution: `gy` convolved
 /// with the weight flipped in space and with input and output channels swapped, padded so
 /// that its output has the input's size. `None` where that padding would be negative.
@@ -772,16 +775,27 @@ fn as_flipped_forward(g: &Geometry, w: &[f32]) -> Option<(Geometry, Vec<f32>)> {
         ..*g
     };
     let taps = g.kh * g.kw;
+    let (c_in, c_out) = (g.c_in, g.c_out);
     let mut flipped = vec![0.0f32; w.len()];
-    for co in 0..g.c_out {
-        for ci in 0..g.c_in {
-            let src = &w[(co * g.c_in + ci) * taps..][..taps];
-            let dst = &mut flipped[(ci * g.c_out + co) * taps..][..taps];
-            for (d, s) in dst.iter_mut().zip(src.iter().rev()) {
-                *d = *s;
+    // Blocks of input channels in parallel, each reading one contiguous run of kernels per
+    // output channel and writing its rows front to back (kernel by kernel, the writes went
+    // `c_out` kernels apart: 2 ms at 512 channels, single-threaded).
+    flipped
+        .par_chunks_mut(FLIP_BLOCK * c_out * taps)
+        .enumerate()
+        .for_each(|(b, rows)| {
+            let first = b * FLIP_BLOCK;
+            let channels = rows.len() / (c_out * taps);
+            for co in 0..c_out {
+                let kernels = &w[(co * c_in + first) * taps..][..channels * taps];
+                for (ci, src) in kernels.chunks_exact(taps).enumerate() {
+                    let dst = &mut rows[(ci * c_out + co) * taps..][..taps];
+                    for (d, s) in dst.iter_mut().zip(src.iter().rev()) {
+                        *d = *s;
+                    }
+                }
             }
-        }
-    }
+        });
     Some((flipped_geometry, flipped))
 }
 
