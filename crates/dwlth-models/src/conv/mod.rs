@@ -3,7 +3,7 @@
 //! [`conv2d`] is a drop-in for `burn::tensor::module::conv2d`. On the `flex` CPU backend, for
 //! f32 tensors and one group, it runs its own forward pass, input gradient and weight gradient
 //! ([`CpuConvBackend`]): each a single matrix product per chunk of images over one im2col
-//! matrix, except 3×3 stride-1 convolutions of 16 channels or more on maps of 64 positions or
+//! matrix, except 3×3 stride-1 convolutions of 16 channels or more on maps of 16 positions or
 //! more, whose three passes (the input gradient is a forward pass of the flipped kernel, the
 //! weight gradient the algorithm's adjoint) use Winograd's F(2×2, 3×3): 16 products with
 //! 2.25× fewer multiply-adds in all. Everywhere else

@@ -7,10 +7,11 @@
 //! multiply-adds/s on those layers; a packed matrix product (`gemm`) runs 100–135, so above a
 //! density ([`prefers_dense`]) it wins even though it multiplies the zeros too.
 //!
-//! Dense 3×3 stride-1 layers with 16 channels or more on maps of 64 positions or more run
+//! Dense 3×3 stride-1 layers with 16 channels or more on maps of 16 positions or more run
 //! Winograd's F(2×2, 3×3) instead (`crate::conv::winograd`, weights transformed once at
 //! compile time): the unpruned ResNet-50's stride-1 3×3 layers of stages 2 and 3 7.4 → 5.1 and
-//! 7.0 → 4.1 ms at batch 8 (stage 1's, 64 channels at 56×56, about even).
+//! 7.0 → 4.1 ms at batch 8 (stage 1's, 64 channels at 56×56, about even; stage 4's, 7×7,
+//! about even too).
 //!
 //! No input copy is laid out for it: in the engine's layouts (padded planes, or phase planes
 //! for strides), the value tap `(c, ky, kx)` reads for output position `q` sits at
