@@ -842,10 +842,11 @@ impl<B: CpuBatchNormBackend> Backward<B, 4> for CpuBatchNormAddReluBackward {
         let grad = grads.consume::<B>(&ops.node);
         let (x_state, gamma_state, beta_state, moments, epsilon, output) = ops.state;
         let gated = B::cpu_relu_gate(output, grad);
+        // Retrieved whether or not they are needed, as every step retrieves its checkpoints.
+        let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(x_state);
+        let gamma = checkpointer.retrieve_node_output::<FloatTensor<B>>(gamma_state);
+        let beta = checkpointer.retrieve_node_output::<FloatTensor<B>>(beta_state);
         if node_x.is_some() || node_gamma.is_some() || node_beta.is_some() {
-            let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(x_state);
-            let gamma = checkpointer.retrieve_node_output::<FloatTensor<B>>(gamma_state);
-            let beta = checkpointer.retrieve_node_output::<FloatTensor<B>>(beta_state);
             let (gx, ggamma, gbeta) = B::cpu_batch_norm_train_backward(
                 x,
                 gamma,
@@ -885,8 +886,8 @@ impl<B: CpuBatchNormBackend> Backward<B, 4> for CpuChannelAffineAddReluBackward 
         let grad = grads.consume::<B>(&ops.node);
         let (x_state, scale, shift, output) = ops.state;
         let gated = B::cpu_relu_gate(output, grad);
+        let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(x_state);
         if node_x.is_some() || node_scale.is_some() || node_shift.is_some() {
-            let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(x_state);
             let with_params = node_scale.is_some() || node_shift.is_some();
             let (gx, gscale, gshift) =
                 B::cpu_channel_affine_backward(x, scale, shift, gated.clone(), false, with_params);
