@@ -776,11 +776,13 @@ fn as_flipped_forward(g: &Geometry, w: &[f32]) -> Option<(Geometry, Vec<f32>)> {
     };
     let taps = g.kh * g.kw;
     let (c_in, c_out) = (g.c_in, g.c_out);
-    let mut flipped = vec![0.0f32; w.len()];
+    // Written in full below, not zeroed first (9.4 MB at 512 channels, on every input
+    // gradient of an attack's iterations).
+    let mut flipped: Vec<f32> = Vec::with_capacity(w.len());
     // Blocks of input channels in parallel, each reading one contiguous run of kernels per
     // output channel and writing its rows front to back (kernel by kernel, the writes went
     // `c_out` kernels apart: 2 ms at 512 channels, single-threaded).
-    flipped
+    flipped.spare_capacity_mut()[..w.len()]
         .par_chunks_mut(FLIP_BLOCK * c_out * taps)
         .enumerate()
         .for_each(|(b, rows)| {
@@ -791,11 +793,14 @@ fn as_flipped_forward(g: &Geometry, w: &[f32]) -> Option<(Geometry, Vec<f32>)> {
                 for (ci, src) in kernels.chunks_exact(taps).enumerate() {
                     let dst = &mut rows[(ci * c_out + co) * taps..][..taps];
                     for (d, s) in dst.iter_mut().zip(src.iter().rev()) {
-                        *d = *s;
+                        d.write(*s);
                     }
                 }
             }
         });
+    // SAFETY: the blocks cover all `c_in · c_out · taps` slots, and each wrote every kernel
+    // `(ci, co)` of its input channels, all `taps` values of it.
+    unsafe { flipped.set_len(w.len()) };
     Some((flipped_geometry, flipped))
 }
 

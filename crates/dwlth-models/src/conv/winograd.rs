@@ -200,13 +200,13 @@ pub(crate) fn backward_weight(g: &Geometry, x: &[f32], gy: &[f32], gw: &mut [May
     // Blocks of 16 output channels in parallel: each reads whole lines of `m` (the 16
     // channels of one `(e, ci)`), where one kernel at a time read 16 values a plane apart
     // (a third of a 4×4-map layer's weight gradient at 512 channels).
-    gw.par_chunks_mut(GRADIENT_BLOCK * c_in * 9)
+    gw.par_chunks_mut(CHANNEL_BLOCK * c_in * 9)
         .enumerate()
         .for_each(|(b, gw_block)| {
-            let first = b * GRADIENT_BLOCK;
+            let first = b * CHANNEL_BLOCK;
             let channels = gw_block.len() / (c_in * 9);
             for ci in 0..c_in {
-                let mut at = [[0.0f32; GRADIENT_BLOCK]; E];
+                let mut at = [[0.0f32; CHANNEL_BLOCK]; E];
                 for (e, row) in at.iter_mut().enumerate() {
                     row[..channels]
                         .copy_from_slice(&m[(e * c_in + ci) * c_out + first..][..channels]);
@@ -230,8 +230,9 @@ pub(crate) fn backward_weight(g: &Geometry, x: &[f32], gy: &[f32], gw: &mut [May
         });
 }
 
-/// Output channels per parallel block of [`backward_weight`]'s final transform.
-const GRADIENT_BLOCK: usize = 16;
+/// Channels per parallel block of [`transformed_weight`] (input channels) and of
+/// [`backward_weight`]'s final transform (output channels).
+const CHANNEL_BLOCK: usize = 16;
 
 /// Images per chunk, and whether chunks run on separate threads (each product on one) or one
 /// after another (each product on all threads).
@@ -368,7 +369,7 @@ fn with_plane<R>(layout: &Layout, image: &[f32], f: impl FnOnce(&[f32]) -> R) ->
 /// `U_e = (G g Gᵀ)_e` for every kernel, stored `[e][c_in][c_out]`, with
 /// `G = [[1, 0, 0], [½, ½, ½], [½, −½, ½], [0, 0, 1]]`.
 ///
-/// Blocks of [`WEIGHT_BLOCK`] input channels run in parallel, each first transposing its
+/// Blocks of [`CHANNEL_BLOCK`] input channels run in parallel, each first transposing its
 /// kernels to output channels contiguous, then transforming 16 output channels at a time as
 /// vectors, each result one contiguous run of `U_e`'s row (kernel by kernel, input channel
 /// outermost, it read 9 values 18 KiB apart at 512 channels: 8 ms per call, a fifth of a
@@ -378,8 +379,8 @@ pub(crate) fn transformed_weight(w: &[f32], c_out: usize, c_in: usize) -> Vec<f3
     // Written in full below, not zeroed first (a `memset` of 16 MB at 512 channels).
     let mut u: Vec<f32> = Vec::with_capacity(len);
     // Each block's 16 row ranges, one per `e`: `[ci_local][co]` of `U_e`.
-    let block_len = WEIGHT_BLOCK * c_out;
-    let mut blocks: Vec<Vec<&mut [MaybeUninit<f32>]>> = (0..c_in.div_ceil(WEIGHT_BLOCK))
+    let block_len = CHANNEL_BLOCK * c_out;
+    let mut blocks: Vec<Vec<&mut [MaybeUninit<f32>]>> = (0..c_in.div_ceil(CHANNEL_BLOCK))
         .map(|_| Vec::with_capacity(E))
         .collect();
     for u_e in u.spare_capacity_mut()[..len].chunks_mut(c_in * c_out) {
@@ -391,7 +392,7 @@ pub(crate) fn transformed_weight(w: &[f32], c_out: usize, c_in: usize) -> Vec<f3
         .into_par_iter()
         .enumerate()
         .for_each(|(b, mut rows)| {
-            let first = b * WEIGHT_BLOCK;
+            let first = b * CHANNEL_BLOCK;
             let channels = rows[0].len() / c_out;
             // This block's taps, output channels contiguous: `[ci][tap][co]`.
             let taps = block_taps(w, c_in, c_out, first, channels);
@@ -469,9 +470,6 @@ fn transform_kernels(k: &[[f32; LANES]; 9]) -> [[f32; LANES]; E] {
     }
     u
 }
-
-/// Input channels per parallel block of [`transformed_weight`].
-const WEIGHT_BLOCK: usize = 16;
 
 // In the widest instructions this CPU has:
 widest!(transform_input => transform_input_any(

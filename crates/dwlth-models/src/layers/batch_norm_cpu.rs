@@ -12,7 +12,9 @@
 //!   `a · gy + b · x + c` per channel.
 //!
 //! A ReLU after the BatchNorm can be part of the operation (no pass of its own either way:
-//! the backward passes test the forward's own condition). Evaluation mode, a per-channel
+//! the backward passes test the forward's own condition), and so can the residual addition
+//! before it at the end of a residual block (`…_add_relu`, both modes: one forward pass; the
+//! ReLU's gradient, which is also the residual's, in one pass backward). Evaluation mode, a per-channel
 //! affine map, has its own operation (`cpu_channel_affine`): one pass forward, one pass for
 //! the input gradient, and one more for `∂scale`, `∂shift` only when they are trained.
 
