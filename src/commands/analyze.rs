@@ -508,18 +508,13 @@ pub fn run(cmd: &AnalyzeCommand, device: DeviceSpec) -> Result<serde_json::Value
             &device.autodiff(),
         ),
         AnalyzeCommand::Masks { dir, out } => {
-            let tickets = if dir.join("tickets").is_dir() {
-                dir.join("tickets")
-            } else {
-                dir.clone()
-            };
             let out = out.clone().unwrap_or_else(|| dir.join("report"));
             let mut written = crate::report::Written::default();
-            crate::report::masks::write_mask_report(&tickets, &out, &mut written)?;
+            crate::report::masks::write_mask_report(dir, &out, &mut written)?;
             if written.files.is_empty() {
                 return Err(DwlthError::InvalidArgument(format!(
-                    "no tickets (`<pretrain>/s<sparsity>.safetensors`) under `{}`",
-                    tickets.display()
+                    "no tickets (an experiment folder, or `<pretrain>/s<sparsity>.safetensors`) under `{}`",
+                    dir.display()
                 )));
             }
             Ok(serde_json::json!({ "files": written.files }))

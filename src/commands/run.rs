@@ -45,20 +45,48 @@ pub fn summary_text(summary: &ExperimentSummary, out: &Path) -> String {
     text
 }
 
-/// `dwlth report DIR`: rebuilds the report from every `runs/*.json` of a results folder.
-pub fn report(dir: &Path) -> Result<String> {
+/// The finished runs of the experiment last run in `dir` (its `experiment.json`), or — in a
+/// folder of the earlier layout — every `runs/*.json`.
+fn finished_runs(dir: &Path) -> Result<Vec<RunResult>> {
     let runs = dir.join("runs");
+    let mut results = Vec::new();
+    let index_path = dir.join("experiment.json");
+    if index_path.exists() {
+        let bytes = std::fs::read(&index_path).map_err(|e| DwlthError::Io {
+            path: index_path.clone(),
+            source: e,
+        })?;
+        let index: crate::pipeline::run::ExperimentIndex =
+            serde_json::from_slice(&bytes).map_err(|e| {
+                DwlthError::InvalidArgument(format!(
+                    "`{}` is not an experiment index: {e}",
+                    index_path.display()
+                ))
+            })?;
+        for key in &index.runs {
+            let path = runs.join(key).join("result.json");
+            if path.exists() {
+                results.push(RunResult::read(&path)?);
+            }
+        }
+        return Ok(results);
+    }
     let entries = std::fs::read_dir(&runs).map_err(|e| DwlthError::Io {
         path: runs.clone(),
         source: e,
     })?;
-    let mut results = Vec::new();
     for entry in entries.flatten() {
         let path = entry.path();
         if path.extension().is_some_and(|e| e == "json") {
             results.push(RunResult::read(&path)?);
         }
     }
+    Ok(results)
+}
+
+/// `dwlth report DIR`: rebuilds the report from the finished runs of a results folder.
+pub fn report(dir: &Path) -> Result<String> {
+    let mut results = finished_runs(dir)?;
     results.sort_by(|a, b| {
         (&a.pretrain, a.sparsity.to_bits(), &a.regime, a.seed).cmp(&(
             &b.pretrain,

@@ -133,6 +133,8 @@ pub fn run(path: &Path, device: DeviceSpec) -> Result<String> {
     file.train.validate()?;
     let device = device.device()?.autodiff();
     let data = Splits::load(&file.data.spec)?;
+    // A fresh model's initialisation and a new head are drawn from the run's seed.
+    device.seed(file.train.seed);
     let classes = data.train.num_classes();
     let [c, _, _] = data.train.shape();
     let mut model = match (&file.model.weights, file.model.arch) {
@@ -173,7 +175,17 @@ pub fn run(path: &Path, device: DeviceSpec) -> Result<String> {
         &device,
     )?;
     let validation = batches(&data.validation, file.data.batch_size, &device);
-    let trainer = Trainer::new(file.train.clone(), Some(file.out.join("checkpoints")))?;
+    // The checkpoints are bound to the data's content and the data settings too (the starting
+    // weights and the training settings the trainer checks itself).
+    let mut data_spec = serde_json::to_value(&file.data).unwrap_or_default();
+    if let Some(map) = data_spec.as_object_mut() {
+        map.remove("root");
+    }
+    let inputs = serde_json::json!({
+        "data": data_spec, "content": data.fingerprint(), "linear": file.model.linear,
+    });
+    let trainer =
+        Trainer::new(file.train.clone(), Some(file.out.join("checkpoints")))?.with_inputs(inputs);
     let outcome = trainer.fit(model, train.as_mut(), &validation, classes)?;
     let test = batches(&data.test, file.data.batch_size, &device);
     let best_sa = outcome.best_sa.as_ref().map_or(&outcome.model, |(_, m)| m);
@@ -181,6 +193,8 @@ pub fn run(path: &Path, device: DeviceSpec) -> Result<String> {
     save_resnet(&outcome.model, file.out.join("last.safetensors"))?;
     save_resnet(best_sa, file.out.join("best_sa.safetensors"))?;
     save_resnet(best_ra, file.out.join("best_ra.safetensors"))?;
+    // The test attack's random starts from the run's seed (a resumed run measures the same).
+    device.seed(file.train.seed ^ 0x7E57);
     let (sa, ra) = outcome.test(&test, file.train.eval_attack.as_ref(), classes)?;
     let report = serde_json::json!({
         "test_sa_of_best_sa": sa,

@@ -68,6 +68,17 @@ impl Splits {
         })
     }
 
+    /// What results computed from these splits are keyed by: the dataset's name and the
+    /// fingerprints of the three splits' content (not where the files lie).
+    pub fn fingerprint(&self) -> serde_json::Value {
+        serde_json::json!({
+            "dataset": self.name,
+            "train": self.train.fingerprint(),
+            "validation": self.validation.fingerprint(),
+            "test": self.test.fingerprint(),
+        })
+    }
+
     /// Per-channel mean and std of the training images (the in-model normalisation).
     pub fn stats(&self) -> NormalizeConfig {
         let [c, h, w] = self.train.shape();

@@ -1,20 +1,27 @@
 //! Running a whole experiment: pre-training, ticket search, transfer, evaluation, verdict,
 //! report — resumable and shardable.
 //!
-//! Layout of the results folder:
+//! The results folder is a content-addressed stage store ([`dwlth_store::Store`]): every
+//! artefact lives under a key derived from the settings that produced it and the keys of its
+//! inputs, and appears only once complete (one folder rename):
 //!
 //! ```text
-//! config.toml                      the experiment, as run
-//! pretrain/<p>/theta.safetensors   θ_p (and pretrain/<p>/train/ while it trains)
-//! tickets/<p>/s<sparsity>.safetensors
-//! runs/<id>.json                   one finished transfer run (id = hash of its settings)
-//! runs/<id>/                       checkpoints of a transfer run in progress
-//! report/                          results.json, curves.csv, double_win.md, *.svg
+//! store.json                       marks the folder (layout version)
+//! config.toml                      the experiment last run here, as run
+//! experiment.json                  the run keys of that experiment (read by `dwlth report`)
+//! pretrain/<key>/theta.safetensors θ_p pre-trained here (`<key>.work/` while it trains)
+//! tickets/<key>/tickets.json       one θ_p's tickets of one method and its settings, with
+//! tickets/<key>/s<sparsity>.safetensors   their mask files (`<key>.work/`: IMP rounds, LMP)
+//! transfer_source/<key>/           the transfer attack's robust source model
+//! runs/<key>/result.json           one finished transfer run (`<key>.work/`: its checkpoints)
+//! report/                          results.json, curves.csv, double_win.md, *.svg, *.png
 //! ```
 //!
-//! Every file is written atomically; a killed run restarts where it stopped, finished runs are
-//! never redone, and `--shard i/n` runs every n-th transfer run so that machines can share a
-//! sweep (each shard repeats the cheap, deterministic pre-training and ticket stages).
+//! Changing any setting that affects a result — the data's content included — gives new keys, so
+//! nothing stale is reused; settings that do not (output folder, device, shards, verbosity)
+//! keep them. A killed run restarts where it stopped, finished stages are never redone, and
+//! `--shard i/n` runs every n-th transfer run so that machines can share a sweep (each shard
+//! repeats the deterministic pre-training and ticket stages unless another published them).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -22,15 +29,17 @@ use std::time::Instant;
 
 use burn::tensor::Device;
 use dwlth_adv::{OverfitGuard, Regime, Trainer};
-use dwlth_models::io::{atomic_write, load_resnet, save_resnet};
+use dwlth_models::io::{atomic_write, fingerprint_module, load_resnet, save_resnet};
 use dwlth_models::mode::independent_copy;
 use dwlth_models::{DeviceSpec, ResNet, ResNetConfig};
 use dwlth_prune::{
     apply_masks, learn_mask, masked_weights, Imp, ImpConfig, LmpConfig, MaskSet, Prunable,
     PruneMethod, Scope,
 };
+use dwlth_store::{Stage, StageKey, Store, StoreError, STORE_MARKER};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 
 use super::config::{ExperimentConfig, PretrainSpec, TicketSpec};
 use super::data::{batches, eval_set, training, Splits};
@@ -78,7 +87,34 @@ pub(super) struct Planned {
     pub(super) seed: u64,
 }
 
-/// FNV-1a over `bytes`: stable names for runs.
+/// A pre-trained θ_p and the key its descendants are derived from.
+pub(super) struct Theta {
+    pub(super) key: StageKey,
+    pub(super) model: ResNet,
+}
+
+/// One θ_p's tickets: the stage's key and `(sparsity, masks)` per level, the dense one first.
+struct Tickets {
+    key: StageKey,
+    levels: Vec<(f64, MaskSet)>,
+}
+
+/// `tickets.json` of a tickets stage: every level's sparsity and mask file.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct TicketIndex {
+    pub(crate) levels: Vec<(f64, String)>,
+}
+
+/// The experiment last run in a folder (`experiment.json`): its run keys and each
+/// pre-training's tickets stage, for `dwlth report` and the mask report.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct ExperimentIndex {
+    pub(crate) name: String,
+    pub(crate) runs: Vec<String>,
+    pub(crate) tickets: BTreeMap<String, String>,
+}
+
+/// FNV-1a over `bytes`: stable seeds derived from names.
 pub(crate) fn fnv(bytes: &[u8]) -> u64 {
     crate::hash::fnv1a(bytes.iter().copied())
 }
@@ -90,10 +126,51 @@ pub(super) fn say(verbose: bool, line: String) {
     }
 }
 
-fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
-    let bytes = serde_json::to_vec_pretty(value)
-        .map_err(|e| DwlthError::InvalidArgument(format!("cannot write JSON: {e}")))?;
-    Ok(atomic_write(path, &bytes)?)
+pub(super) fn json_bytes(value: &impl Serialize) -> Result<Vec<u8>> {
+    serde_json::to_vec_pretty(value)
+        .map_err(|e| DwlthError::InvalidArgument(format!("cannot write JSON: {e}")))
+}
+
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    what: &'static str,
+) -> Result<T> {
+    let bytes = std::fs::read(path).map_err(|e| DwlthError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        StoreError::Format {
+            path: path.to_path_buf(),
+            what,
+            reason: e.to_string(),
+        }
+        .into()
+    })
+}
+
+/// Refuses a results folder written before the stage store: its caches were keyed by names
+/// only, so a changed setting could have reused a stale result.
+fn refuse_old_layout(out: &Path) -> Result<()> {
+    if out.join(STORE_MARKER).exists() {
+        return Ok(());
+    }
+    let old_runs = std::fs::read_dir(out.join("runs")).is_ok_and(|mut entries| {
+        entries.any(|e| e.is_ok_and(|e| e.path().extension().is_some_and(|x| x == "json")))
+    });
+    let old_stages = ["pretrain", "tickets"].iter().any(|d| out.join(d).is_dir());
+    if old_runs || old_stages {
+        return Err(StoreError::OldLayout {
+            path: out.to_path_buf(),
+            reason: "holds an experiment of an earlier layout, whose pre-trained weights and \
+                     tickets were cached by name only (a changed setting could reuse stale \
+                     ones); its results cannot be resumed safely. `dwlth report` still reads \
+                     its finished runs; run the experiment into a new folder"
+                .into(),
+        }
+        .into());
+    }
+    Ok(())
 }
 
 /// Runs (or resumes) `config`.
@@ -111,6 +188,8 @@ pub fn run_experiment(
     }
     let device = options.device.device()?.autodiff();
     let out = &options.out;
+    refuse_old_layout(out)?;
+    let store = Store::open(out)?;
     atomic_write(&out.join("config.toml"), config.to_toml().as_bytes())?;
     let verbose = options.verbose;
     say(
@@ -127,7 +206,7 @@ pub fn run_experiment(
             TicketSpec::Imp {
                 downstream: false,
                 ..
-            }
+            } | TicketSpec::Lmp { .. }
         )
         || config.transfer.ood;
     let source = needs_source
@@ -164,24 +243,42 @@ pub fn run_experiment(
             target.test.len()
         ),
     );
+    // What results depend on of the data: its settings and content, not where it lies.
+    let data_id = |spec: &super::DataSpec, splits: &Splits| {
+        let mut spec = serde_json::to_value(spec).unwrap_or_default();
+        if let Some(map) = spec.as_object_mut() {
+            map.remove("root");
+        }
+        json!({ "spec": spec, "content": splits.fingerprint() })
+    };
+    let ids = DataIds {
+        source: source.as_ref().map(|s| data_id(&config.source, s)),
+        target: data_id(&config.target, &target),
+    };
 
     // 1. Pre-trained weights θ_p.
     let mut thetas = BTreeMap::new();
     for spec in &config.pretrain {
-        let theta = pretrain(config, spec, source.as_ref(), out, &device, verbose)?;
+        let theta = pretrain(
+            &store,
+            config,
+            spec,
+            (source.as_ref(), &ids),
+            &device,
+            verbose,
+        )?;
         thetas.insert(spec.name.clone(), theta);
     }
 
     // 2. Tickets on the source task.
-    let mut tickets: BTreeMap<String, Vec<(f64, MaskSet)>> = BTreeMap::new();
+    let mut tickets: BTreeMap<String, Tickets> = BTreeMap::new();
     for spec in &config.pretrain {
-        let theta = &thetas[&spec.name];
         let found = find_tickets(
+            &store,
             config,
             &spec.name,
-            theta,
-            (source.as_ref(), &target),
-            out,
+            &thetas[&spec.name],
+            (source.as_ref(), &target, &ids),
             &device,
             verbose,
         )?;
@@ -191,7 +288,7 @@ pub fn run_experiment(
     // 3–4. Transfer runs and their evaluation.
     let mut plan = Vec::new();
     for spec in &config.pretrain {
-        for (sparsity, _) in &tickets[&spec.name] {
+        for (sparsity, _) in &tickets[&spec.name].levels {
             for &f in &config.transfer.fractions {
                 for (regime, _) in &config.transfer.regimes {
                     for &seed in &config.transfer.seeds {
@@ -207,29 +304,6 @@ pub fn run_experiment(
             }
         }
     }
-    let shared = serde_json::json!({
-        "model": config.model, "source": config.source, "target": config.target,
-        "pretrain": config.pretrain, "pretrain_train": config.pretrain_train,
-        "tickets": config.tickets, "train": config.transfer.train,
-        "regimes": config.transfer.regimes, "stratified": config.transfer.stratified,
-        "linear": config.transfer.linear, "test_attack": config.transfer.test_attack,
-        "batch_size": config.transfer.batch_size,
-    });
-    // Only experiments with the optional measurements name them, so older runs keep their ids.
-    let mut shared = shared;
-    for (name, on) in [
-        ("transfer_attack", config.transfer.transfer_attack),
-        ("ood", config.transfer.ood),
-    ] {
-        if on {
-            shared[name] = true.into();
-        }
-    }
-    let run_id = |p: &Planned| {
-        let key = serde_json::json!({ "shared": shared, "run": p });
-        format!("{:016x}", fnv(key.to_string().as_bytes()))
-    };
-    let runs_dir = out.join("runs");
     let bs = config.transfer.batch_size;
     let mut downstream = Downstream {
         config,
@@ -246,18 +320,45 @@ pub fn run_experiment(
             _ => None,
         },
     };
-    let todo: Vec<&Planned> = plan
+    let source_stage = config
+        .transfer
+        .transfer_attack
+        .then(|| downstream.transfer_source_stage(&store, &thetas, &ids.target))
+        .transpose()?;
+    // Everything every run shares; each run adds its own settings and inputs.
+    let shared = json!({
+        "model": config.model, "train": config.transfer.train,
+        "stratified": config.transfer.stratified, "linear": config.transfer.linear,
+        "test_attack": config.transfer.test_attack, "batch_size": bs,
+        "target": ids.target, "ood_images": config.transfer.ood.then(|| ids.source.clone()),
+    });
+    let run_stage = |p: &Planned| -> Result<Stage> {
+        let regime = regime_of(config, &p.regime)?;
+        let ticket = &tickets[&p.pretrain];
+        let mut inputs = vec![&thetas[&p.pretrain].key, &ticket.key];
+        if let Some(stage) = &source_stage {
+            inputs.push(stage.key());
+        }
+        Ok(store.stage(
+            "runs",
+            &json!({ "shared": shared, "run": p, "regime": regime }),
+            &inputs,
+        )?)
+    };
+    let stages = plan.iter().map(run_stage).collect::<Result<Vec<_>>>()?;
+    let todo: Vec<(&Planned, &Stage)> = plan
         .iter()
+        .zip(&stages)
         .enumerate()
-        .filter(|(k, p)| {
+        .filter(|(k, (_, stage))| {
             let mine = options.shard.is_none_or(|(i, n)| k % n == i);
-            mine && !runs_dir.join(format!("{}.json", run_id(p))).exists()
+            mine && stage.done().is_none()
         })
-        .map(|(_, p)| p)
+        .map(|(_, run)| run)
         .collect();
     // Crafted only when a run needs it: a finished experiment reruns in seconds.
-    if config.transfer.transfer_attack && !todo.is_empty() {
-        downstream.crafted = Some(downstream.transfer_attack_set(&thetas, out, verbose)?);
+    if let (Some(stage), false) = (&source_stage, todo.is_empty()) {
+        downstream.crafted = Some(downstream.transfer_attack_set(stage, &thetas, verbose)?);
     }
     say(
         verbose,
@@ -281,8 +382,7 @@ pub fn run_experiment(
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .progress_chars("=> "),
     );
-    for (k, p) in todo.iter().enumerate() {
-        let id = run_id(p);
+    for (k, (p, stage)) in todo.iter().enumerate() {
         let what = format!(
             "θ_{} sparsity {:.2}% {} {}% data seed {}",
             p.pretrain.to_uppercase(),
@@ -292,28 +392,29 @@ pub fn run_experiment(
             p.seed
         );
         sweep.set_message(what.clone());
-        let masks = &tickets[&p.pretrain]
+        let masks = tickets[&p.pretrain]
+            .levels
             .iter()
             .find(|(s, _)| *s == p.sparsity)
-            .expect("planned from the tickets")
-            .1;
-        let regime = &config
-            .transfer
-            .regimes
-            .iter()
-            .find(|(n, _)| *n == p.regime)
-            .expect("planned from the regimes")
-            .1;
+            .map(|(_, m)| m)
+            .ok_or_else(|| DwlthError::InvalidArgument(format!("no ticket at {}", p.sparsity)))?;
         let t0 = Instant::now();
         let run = Run {
             p,
-            theta: &thetas[&p.pretrain],
+            theta: &thetas[&p.pretrain].model,
             masks,
-            regime,
+            regime: regime_of(config, &p.regime)?,
         };
-        let result = downstream.transfer(&run, &runs_dir.join(&id), verbose.then_some(&group))?;
-        write_json(&runs_dir.join(format!("{id}.json")), &result)?;
-        let _ = std::fs::remove_dir_all(runs_dir.join(&id));
+        let result = stage.load_or_compute(
+            |dir| RunResult::read(&dir.join("result.json")),
+            |work| downstream.transfer(&run, &work.join("train"), verbose.then_some(&group)),
+            |result, dir| {
+                Ok(dwlth_store::write_file(
+                    &dir.join("result.json"),
+                    &json_bytes(result)?,
+                )?)
+            },
+        )?;
         sweep.inc(1);
         if verbose {
             let _ = group.println(format!(
@@ -332,12 +433,20 @@ pub fn run_experiment(
 
     // 5–6. Verdict and report over every finished run of this experiment.
     let mut results = Vec::new();
-    for p in &plan {
-        let path = runs_dir.join(format!("{}.json", run_id(p)));
-        if path.exists() {
-            results.push(RunResult::read(&path)?);
+    for stage in &stages {
+        if let Some(dir) = stage.done() {
+            results.push(RunResult::read(&dir.join("result.json"))?);
         }
     }
+    let index = ExperimentIndex {
+        name: config.name.clone(),
+        runs: stages.iter().map(|s| s.key().key.clone()).collect(),
+        tickets: tickets
+            .iter()
+            .map(|(name, t)| (name.clone(), t.key.key.clone()))
+            .collect(),
+    };
+    atomic_write(&out.join("experiment.json"), &json_bytes(&index)?)?;
     let (verdicts, written) = write_report(&results, &out.join("report"))?;
     Ok(ExperimentSummary {
         results,
@@ -348,6 +457,22 @@ pub fn run_experiment(
     })
 }
 
+/// What the results depend on of the source and target data (settings and content).
+struct DataIds {
+    source: Option<serde_json::Value>,
+    target: serde_json::Value,
+}
+
+fn regime_of<'a>(config: &'a ExperimentConfig, name: &str) -> Result<&'a Regime> {
+    config
+        .transfer
+        .regimes
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, r)| r)
+        .ok_or_else(|| DwlthError::InvalidArgument(format!("no transfer regime `{name}`")))
+}
+
 fn missing_source(config: &ExperimentConfig) -> DwlthError {
     DwlthError::InvalidArgument(format!(
         "the source dataset {} is needed but was not loaded",
@@ -355,112 +480,215 @@ fn missing_source(config: &ExperimentConfig) -> DwlthError {
     ))
 }
 
+/// θ_p: imported (keyed by its weights' fingerprint) or pre-trained on the source task (a stage
+/// keyed by the model, the regime, the training settings and the source data).
 fn pretrain(
+    store: &Store,
     config: &ExperimentConfig,
     spec: &PretrainSpec,
-    source: Option<&Splits>,
-    out: &Path,
+    (source, ids): (Option<&Splits>, &DataIds),
     device: &Device,
     verbose: bool,
-) -> Result<ResNet> {
-    let dir = out.join("pretrain").join(&spec.name);
-    let theta_path = dir.join("theta.safetensors");
-    if theta_path.exists() {
-        say(
-            verbose,
-            format!("θ_{}: {}", spec.name.to_uppercase(), theta_path.display()),
-        );
-        return Ok(load_resnet(&theta_path, Some(config.model.arch), device)?.0);
-    }
+) -> Result<Theta> {
+    let name = spec.name.to_uppercase();
     if let Some(weights) = &spec.weights {
         say(
             verbose,
-            format!(
-                "θ_{}: importing {}",
-                spec.name.to_uppercase(),
-                weights.display()
-            ),
+            format!("θ_{name}: importing {}", weights.display()),
         );
-        return Ok(load_resnet(weights, Some(config.model.arch), device)?.0);
+        let model = load_resnet(weights, Some(config.model.arch), device)?.0;
+        let key = StageKey {
+            kind: "weights".into(),
+            key: fingerprint_module(&model)?,
+        };
+        return Ok(Theta { key, model });
     }
-    let source = source.ok_or_else(|| missing_source(config))?;
-    let [c, _, _] = source.train.shape();
-    device.seed(fnv(spec.name.as_bytes()));
-    let model = ResNetConfig::new(config.model.arch)
-        .with_width(config.model.width)
-        .with_stem(config.model.stem)
-        .with_in_channels(c)
-        .with_num_classes(source.train.num_classes())
-        .with_normalize(source.stats())
-        .try_init(device)?;
     let mut train_config = config.pretrain_train.clone();
     train_config.regime = spec.regime.clone();
     if matches!(spec.regime, Regime::FastAdversarial { .. }) && train_config.overfit_guard.is_none()
     {
         train_config.overfit_guard = Some(OverfitGuard::default());
     }
-    say(
-        verbose,
-        format!(
-            "θ_{}: pre-training on {} ({} epochs, regime {})",
-            spec.name.to_uppercase(),
-            source.name,
-            train_config.epochs,
-            spec.regime.short_name()
-        ),
-    );
-    let mut trainer = Trainer::new(train_config, Some(dir.join("train")))?;
-    trainer.progress = verbose;
-    let mut data = training(
-        &source.train,
-        &config.source,
-        config.source_batch_size,
-        0,
-        device,
+    let stage = store.stage(
+        "pretrain",
+        &json!({
+            // The name seeds the initialisation.
+            "name": spec.name, "model": config.model, "train": train_config,
+            "batch_size": config.source_batch_size, "source": ids.source,
+        }),
+        &[],
     )?;
-    let validation = eval_set(
-        &source.validation,
-        &config.source,
-        config.source_batch_size,
-        device,
-    )?;
-    let outcome = trainer.fit(
-        model,
-        data.as_mut(),
-        validation.as_ref(),
-        source.train.num_classes(),
-    )?;
-    if let Some(why) = &outcome.stopped {
-        say(verbose, format!("θ_{}: {why}", spec.name.to_uppercase()));
-    }
-    if let Some(last) = outcome.history.last() {
+    let load = |dir: &Path| -> Result<ResNet> {
+        let path = dir.join("theta.safetensors");
+        say(verbose, format!("θ_{name}: {}", path.display()));
+        Ok(load_resnet(&path, Some(config.model.arch), device)?.0)
+    };
+    let compute = |work: &Path| -> Result<ResNet> {
+        let source = source.ok_or_else(|| missing_source(config))?;
+        let [c, _, _] = source.train.shape();
+        device.seed(fnv(spec.name.as_bytes()));
+        let model = ResNetConfig::new(config.model.arch)
+            .with_width(config.model.width)
+            .with_stem(config.model.stem)
+            .with_in_channels(c)
+            .with_num_classes(source.train.num_classes())
+            .with_normalize(source.stats())
+            .try_init(device)?;
         say(
             verbose,
             format!(
-                "θ_{}: validation SA {:.2}% after {} epochs",
-                spec.name.to_uppercase(),
-                100.0 * last.val_sa.unwrap_or(0.0),
-                outcome.history.len()
+                "θ_{name}: pre-training on {} ({} epochs, regime {})",
+                source.name,
+                train_config.epochs,
+                spec.regime.short_name()
             ),
         );
-    }
-    save_resnet(&outcome.model, &theta_path)?;
-    Ok(outcome.model)
+        let mut trainer = Trainer::new(train_config.clone(), Some(work.join("train")))?;
+        trainer.progress = verbose;
+        let mut data = training(
+            &source.train,
+            &config.source,
+            config.source_batch_size,
+            0,
+            device,
+        )?;
+        let validation = eval_set(
+            &source.validation,
+            &config.source,
+            config.source_batch_size,
+            device,
+        )?;
+        let outcome = trainer.fit(
+            model,
+            data.as_mut(),
+            validation.as_ref(),
+            source.train.num_classes(),
+        )?;
+        if let Some(why) = &outcome.stopped {
+            say(verbose, format!("θ_{name}: {why}"));
+        }
+        if let Some(last) = outcome.history.last() {
+            say(
+                verbose,
+                format!(
+                    "θ_{name}: validation SA {:.2}% after {} epochs",
+                    100.0 * last.val_sa.unwrap_or(0.0),
+                    outcome.history.len()
+                ),
+            );
+        }
+        Ok(outcome.model)
+    };
+    let model = stage.load_or_compute(load, compute, |model, dir| {
+        Ok(save_resnet(model, dir.join("theta.safetensors"))?)
+    })?;
+    Ok(Theta {
+        key: stage.key().clone(),
+        model,
+    })
 }
 
+/// The method and settings of `config.tickets` as stage settings; mask files by content.
+fn ticket_settings(config: &ExperimentConfig, ids: &DataIds) -> Result<serde_json::Value> {
+    Ok(match &config.tickets {
+        TicketSpec::Files { files } => {
+            let mut content = BTreeMap::new();
+            for (name, paths) in files {
+                let mut keys = Vec::new();
+                for path in paths {
+                    let bytes = std::fs::read(path).map_err(|e| DwlthError::Io {
+                        path: path.clone(),
+                        source: e,
+                    })?;
+                    let mut f = dwlth_store::Fingerprint::new();
+                    f.update(&bytes);
+                    keys.push(f.finish());
+                }
+                content.insert(name.clone(), keys);
+            }
+            json!({ "method": "files", "files": content })
+        }
+        TicketSpec::Imp { downstream, .. } => json!({
+            "spec": config.tickets,
+            "data": if *downstream { Some(&ids.target) } else { ids.source.as_ref() },
+            "batch_size": if *downstream { config.transfer.batch_size } else { config.source_batch_size },
+        }),
+        TicketSpec::Lmp { .. } => json!({
+            "spec": config.tickets, "data": ids.source, "batch_size": config.source_batch_size,
+        }),
+        other => json!({ "spec": other }),
+    })
+}
+
+/// One θ_p's tickets (a stage keyed by θ_p's key and the ticket method's settings), the dense
+/// level first.
 fn find_tickets(
+    store: &Store,
+    config: &ExperimentConfig,
+    name: &str,
+    theta: &Theta,
+    (source, target, ids): (Option<&Splits>, &Splits, &DataIds),
+    device: &Device,
+    verbose: bool,
+) -> Result<Tickets> {
+    let stage = store.stage(
+        "tickets",
+        &json!({ "tickets": ticket_settings(config, ids)?, "prunable": Prunable::convolutions() }),
+        &[&theta.key],
+    )?;
+    let load = |dir: &Path| -> Result<Vec<(f64, MaskSet)>> {
+        let index: TicketIndex = read_json(&dir.join("tickets.json"), "ticket index")?;
+        index
+            .levels
+            .iter()
+            .map(|(s, file)| Ok((*s, MaskSet::load(dir.join(file))?)))
+            .collect()
+    };
+    let compute = |work: &Path| {
+        search_tickets(
+            config,
+            name,
+            &theta.model,
+            (source, target),
+            work,
+            device,
+            verbose,
+        )
+    };
+    let save = |levels: &Vec<(f64, MaskSet)>, dir: &Path| -> Result<()> {
+        let mut index = TicketIndex { levels: Vec::new() };
+        for (s, masks) in levels {
+            let file = format!("s{s:.4}.safetensors");
+            masks.save(dir.join(&file))?;
+            index.levels.push((*s, file));
+        }
+        Ok(dwlth_store::write_file(
+            &dir.join("tickets.json"),
+            &json_bytes(&index)?,
+        )?)
+    };
+    let mut levels = stage.load_or_compute(load, compute, save)?;
+    let dense = MaskSet::from_model(&theta.model, &Prunable::convolutions());
+    levels.insert(0, (0.0, dense));
+    Ok(Tickets {
+        key: stage.key().clone(),
+        levels,
+    })
+}
+
+/// Searches one θ_p's tickets with the experiment's method (`work` holds IMP's rounds and LMP's
+/// masks while it runs).
+fn search_tickets(
     config: &ExperimentConfig,
     name: &str,
     theta: &ResNet,
     (source, target): (Option<&Splits>, &Splits),
-    out: &Path,
+    work: &Path,
     device: &Device,
     verbose: bool,
 ) -> Result<Vec<(f64, MaskSet)>> {
-    let dir = out.join("tickets").join(name);
     let prunable = Prunable::convolutions();
-    let dense = MaskSet::from_model(theta, &prunable);
-    let mut found = vec![(0.0, dense)];
+    let mut found = Vec::new();
     match &config.tickets {
         TicketSpec::Omp { sparsities }
         | TicketSpec::Random { sparsities, .. }
@@ -481,16 +709,9 @@ fn find_tickets(
             };
             let layers = masked_weights(theta);
             for &s in sparsities {
-                let path = dir.join(format!("s{:.4}.safetensors", s));
-                let masks = if path.exists() {
-                    MaskSet::load(&path)?
-                } else {
-                    let mut m = method.prune(&layers, &prunable, s)?;
-                    m.metadata.insert("pretrain".into(), name.into());
-                    m.save(&path)?;
-                    m
-                };
-                found.push((s, masks));
+                let mut m = method.prune(&layers, &prunable, s)?;
+                m.metadata.insert("pretrain".into(), name.into());
+                found.push((s, m));
             }
         }
         TicketSpec::Files { files } => {
@@ -526,7 +747,6 @@ fn find_tickets(
                 masks
                     .metadata
                     .insert("source".into(), file.display().to_string());
-                masks.save(dir.join(format!("s{:.4}.safetensors", s)))?;
                 found.push((s, masks));
             }
         }
@@ -538,7 +758,9 @@ fn find_tickets(
             let source = source.ok_or_else(|| missing_source(config))?;
             let data = batches(&source.train, config.source_batch_size, device);
             for &s in sparsities {
-                let path = dir.join(format!("lmp{:.4}.safetensors", s));
+                // Each level is a whole result: kept in the work folder so a killed search
+                // resumes at the next level.
+                let path = work.join(format!("lmp{s:.4}.safetensors"));
                 let masks = if path.exists() {
                     MaskSet::load(&path)?
                 } else {
@@ -560,7 +782,7 @@ fn find_tickets(
                     );
                     m.metadata.insert("pretrain".into(), name.into());
                     m.save(&path)?;
-                    m
+                    MaskSet::load(&path)?
                 };
                 found.push((s, masks));
             }
@@ -576,8 +798,7 @@ fn find_tickets(
                     ..ImpConfig::default()
                 },
                 prunable,
-                // Each task its own rounds: switching `downstream` never resumes the other's.
-                dir.join(if *downstream { "imp-ds" } else { "imp" }),
+                work.join("imp"),
             )?;
             // Upstream: θ_p on the source task. Downstream: θ_p with a target head (and the
             // target's normalisation), on the target task.

@@ -11,12 +11,13 @@ use dwlth_models::io::{load_resnet, save_resnet};
 use dwlth_models::mode::independent_copy;
 use dwlth_models::{NormalizeConfig, ResNet};
 use dwlth_prune::{apply_masks, MaskSet};
+use dwlth_store::{Stage, Store};
 use indicatif::MultiProgress;
 
 use super::config::ExperimentConfig;
 use super::data::{fraction, training, HostBatches, Splits};
 use super::results::RunResult;
-use super::run::{fnv, say, Planned};
+use super::run::{fnv, say, Planned, Theta};
 use crate::analysis::{max_softmax_probability, roc_auc};
 use crate::error::{DwlthError, Result};
 
@@ -93,36 +94,61 @@ impl Downstream<'_> {
         Ok(trainer.fit(model, data.as_mut(), self.validation.as_ref(), self.classes)?)
     }
 
+    /// Which pre-training the transfer attack's source model starts from: θ_AT if the
+    /// experiment has one, else the first.
+    fn source_pretrain(&self, thetas: &BTreeMap<String, Theta>) -> String {
+        if thetas.contains_key("at") {
+            "at".to_string()
+        } else {
+            self.config.pretrain[0].name.clone()
+        }
+    }
+
+    /// The stage of the transfer attack's source model: keyed by the θ_p it starts from, the
+    /// target data and everything its training depends on.
+    pub fn transfer_source_stage(
+        &self,
+        store: &Store,
+        thetas: &BTreeMap<String, Theta>,
+        target: &serde_json::Value,
+    ) -> Result<Stage> {
+        let config = self.config;
+        let from = self.source_pretrain(thetas);
+        let regime = self.at_regime()?;
+        let settings = serde_json::json!({
+            "model": config.model, "from": from, "train": config.transfer.train,
+            "regime": regime, "linear": config.transfer.linear,
+            "batch_size": config.transfer.batch_size, "target": target,
+            "seed": TRANSFER_SOURCE_SEED,
+        });
+        Ok(store.stage("transfer_source", &settings, &[&thetas[&from].key])?)
+    }
+
+    fn at_regime(&self) -> Result<&Regime> {
+        self.config
+            .transfer
+            .regimes
+            .iter()
+            .find(|(n, _)| n == "at")
+            .map(|(_, r)| r)
+            .ok_or_else(|| {
+                DwlthError::InvalidArgument("the transfer attack needs an `at` regime".into())
+            })
+    }
+
     /// The transfer attack's test set (paper A Table A2): the test images attacked with the
     /// test attack on a separately trained robust model — the dense θ_AT (or the first
     /// pre-training) adversarially fine-tuned on all target data with a seed of its own. The
-    /// source model is saved in `transfer_source/`, so reruns and other shards reuse it.
+    /// source model is a stage of its own, so reruns and other shards reuse it.
     pub fn transfer_attack_set(
         &self,
-        thetas: &BTreeMap<String, ResNet>,
-        out: &Path,
+        stage: &Stage,
+        thetas: &BTreeMap<String, Theta>,
         verbose: bool,
     ) -> Result<Box<dyn EvalSet>> {
         let (config, device) = (self.config, self.device);
-        // Named by everything the source model depends on, so that a changed experiment
-        // trains a new one instead of reusing a stale file.
-        let pretrain = if thetas.contains_key("at") {
-            "at".to_string()
-        } else {
-            config.pretrain[0].name.clone()
-        };
-        let key = serde_json::json!({
-            "model": config.model, "source": config.source, "target": config.target,
-            "pretrain": config.pretrain, "pretrain_train": config.pretrain_train,
-            "from": pretrain, "train": config.transfer.train, "regimes": config.transfer.regimes,
-            "linear": config.transfer.linear, "batch_size": config.transfer.batch_size,
-        });
-        let id = format!("{:016x}", fnv(key.to_string().as_bytes()));
-        let dir = out.join("transfer_source").join(id);
-        let path = dir.join("model.safetensors");
-        let model = if path.exists() {
-            load_resnet(&path, None, device)?.0
-        } else {
+        let pretrain = self.source_pretrain(thetas);
+        let compute = |work: &Path| -> Result<ResNet> {
             say(
                 verbose,
                 format!(
@@ -130,15 +156,6 @@ impl Downstream<'_> {
                     pretrain.to_uppercase()
                 ),
             );
-            let regime = &config
-                .transfer
-                .regimes
-                .iter()
-                .find(|(n, _)| n == "at")
-                .ok_or_else(|| {
-                    DwlthError::InvalidArgument("the transfer attack needs an `at` regime".into())
-                })?
-                .1;
             let p = Planned {
                 pretrain: pretrain.clone(),
                 sparsity: 0.0,
@@ -148,17 +165,19 @@ impl Downstream<'_> {
             };
             let run = Run {
                 p: &p,
-                theta: &thetas[&pretrain],
+                theta: &thetas[&pretrain].model,
                 masks: &MaskSet::new(),
-                regime,
+                regime: self.at_regime()?,
             };
             let bars = verbose.then(MultiProgress::new);
-            let outcome = self.fine_tune(&run, &dir.join("train"), bars.as_ref())?;
-            let best = outcome.best_ra.map_or(outcome.model, |(_, m)| m);
-            save_resnet(&best, &path)?;
-            let _ = std::fs::remove_dir_all(dir.join("train"));
-            best
+            let outcome = self.fine_tune(&run, &work.join("train"), bars.as_ref())?;
+            Ok(outcome.best_ra.map_or(outcome.model, |(_, m)| m))
         };
+        let model = stage.load_or_compute(
+            |dir| Ok(load_resnet(dir.join("model.safetensors"), None, device)?.0),
+            compute,
+            |model, dir| Ok(save_resnet(model, dir.join("model.safetensors"))?),
+        )?;
         device.seed(TRANSFER_SOURCE_SEED);
         let view = AttackMode::Eval.view(&model);
         let mut crafted = self.test.batches().map(|(x, y)| {
@@ -183,6 +202,10 @@ impl Downstream<'_> {
         let started = Instant::now();
         let (p, classes) = (run.p, self.classes);
         let outcome = self.fine_tune(run, dir, bars)?;
+        // The test attack's random starts from the run's own seed: a run resumed after its
+        // last epoch measures the same adversarial images as an uninterrupted one.
+        self.device
+            .seed(p.seed.wrapping_mul(0x9E37_79B9).wrapping_add(0x7E57));
         let attack = (p.regime == "at").then_some(&self.config.transfer.test_attack);
         let (sa, ra) = outcome.test(self.test.as_ref(), attack, classes)?;
         // The checkpoint RA is reported for (AT runs), or SA (ST runs), faces the transfer

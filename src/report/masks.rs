@@ -21,10 +21,41 @@ use crate::error::{DwlthError, Result};
 /// Every ticket of an experiment: pre-training → sparsity (as written in the file name) → masks.
 pub type Tickets = BTreeMap<String, BTreeMap<String, MaskSet>>;
 
-/// Reads the tickets under `dir/<pretrain>/`: `s<sparsity>.safetensors`,
-/// `lmp<sparsity>.safetensors` and `imp*/round-KK/masks.safetensors`; an absent folder gives no
-/// tickets.
+/// Reads the tickets of an experiment folder (those of the experiment last run there, through
+/// its `experiment.json`), or of a folder of `<pretrain>/` folders — an experiment's `tickets/`
+/// of the earlier layout, or one assembled by hand — holding `s<sparsity>.safetensors`,
+/// `lmp<sparsity>.safetensors` and `imp*/round-KK/masks.safetensors`. An absent folder gives
+/// no tickets.
 pub fn read_tickets(dir: &Path) -> Result<Tickets> {
+    if dir.join("experiment.json").exists() {
+        return read_experiment_tickets(dir);
+    }
+    if dir.join("tickets").is_dir() {
+        return read_ticket_folders(&dir.join("tickets"));
+    }
+    read_ticket_folders(dir)
+}
+
+/// The tickets an experiment's index names: pre-training → its tickets stage.
+fn read_experiment_tickets(dir: &Path) -> Result<Tickets> {
+    let index: crate::pipeline::run::ExperimentIndex =
+        crate::pipeline::run::read_json(&dir.join("experiment.json"), "experiment index")?;
+    let mut out = Tickets::new();
+    for (name, key) in &index.tickets {
+        let stage = dir.join("tickets").join(key);
+        let levels: crate::pipeline::run::TicketIndex =
+            crate::pipeline::run::read_json(&stage.join("tickets.json"), "ticket index")?;
+        let mine = out.entry(name.clone()).or_default();
+        for (sparsity, file) in levels.levels {
+            mine.insert(format!("{sparsity:.4}"), MaskSet::load(stage.join(file))?);
+        }
+    }
+    out.retain(|_, tickets| !tickets.is_empty());
+    Ok(out)
+}
+
+/// Tickets in `dir/<pretrain>/` folders.
+fn read_ticket_folders(dir: &Path) -> Result<Tickets> {
     let mut out = Tickets::new();
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Ok(out);
@@ -202,10 +233,10 @@ fn tables(tickets: &Tickets) -> Result<Tables> {
     })
 }
 
-/// Writes the mask report of the tickets in `tickets_dir` into `dir` (nothing when there are
-/// no tickets).
-pub fn write_mask_report(tickets_dir: &Path, dir: &Path, written: &mut Written) -> Result<()> {
-    let tickets = read_tickets(tickets_dir)?;
+/// Writes the mask report of the tickets [`read_tickets`] finds in `source` into `dir`
+/// (nothing when there are none).
+pub fn write_mask_report(source: &Path, dir: &Path, written: &mut Written) -> Result<()> {
+    let tickets = read_tickets(source)?;
     if tickets.is_empty() {
         return Ok(());
     }

@@ -249,7 +249,7 @@ pub fn write_report(results: &[RunResult], dir: &Path) -> Result<(Vec<Verdict>, 
     }
     // The experiment's tickets, when `dir` is its `report/` folder.
     if let Some(experiment) = dir.parent() {
-        masks::write_mask_report(&experiment.join("tickets"), dir, &mut written)?;
+        masks::write_mask_report(experiment, dir, &mut written)?;
     }
     Ok((verdicts, written))
 }

@@ -30,7 +30,11 @@ fn toy(n: usize, seed: u64, device: &Device) -> InMemory {
 }
 
 fn tiny(device: &Device) -> ResNet {
-    device.seed(21);
+    tiny_seeded(device, 21)
+}
+
+fn tiny_seeded(device: &Device, seed: u64) -> ResNet {
+    device.seed(seed);
     ResNetConfig::new(Arch::ResNet18)
         .with_width(2)
         .with_stem(Stem::Cifar)
@@ -95,6 +99,34 @@ fn standard_training_learns_and_keeps_the_best_checkpoints() {
     assert!(outcome.best_ra.is_some() && outcome.stopped.is_none());
 }
 
+/// Training data that "kills" the process (panics) in the middle of epoch `killed_at`.
+struct KilledAt {
+    inner: InMemory,
+    killed_at: usize,
+}
+
+impl EpochBatches for KilledAt {
+    fn epoch(
+        &mut self,
+        epoch: usize,
+    ) -> Box<dyn Iterator<Item = (Tensor<4>, Tensor<1, Int>)> + '_> {
+        let killed = epoch == self.killed_at;
+        Box::new(
+            self.inner
+                .epoch(epoch)
+                .enumerate()
+                .map(move |(step, batch)| {
+                    assert!(!(killed && step == 1), "killed in epoch {epoch}");
+                    batch
+                }),
+        )
+    }
+
+    fn steps_per_epoch(&self) -> usize {
+        self.inner.steps_per_epoch()
+    }
+}
+
 #[test]
 fn a_killed_run_resumes_with_its_optimizer_state() {
     let device = Device::flex().autodiff();
@@ -104,52 +136,82 @@ fn a_killed_run_resumes_with_its_optimizer_state() {
     let fresh = || dwlth_models::mode::independent_copy(&init);
     let straight_dir = tempfile::tempdir().unwrap();
     let straight = quiet(
-        config(2, Regime::Standard),
+        config(3, Regime::Standard),
         Some(straight_dir.path().into()),
     )
     .fit(fresh(), &mut toy(32, 1, &device), &val, 2)
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    // "Killed" after one epoch: the same run asked for one epoch, then extended to two.
-    quiet(config(1, Regime::Standard), Some(dir.path().into()))
+    // Killed in the middle of the second epoch (0-based 1): the first one's checkpoint stays.
+    let killed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut data = KilledAt {
+            inner: toy(32, 1, &device),
+            killed_at: 1,
+        };
+        quiet(config(3, Regime::Standard), Some(dir.path().into()))
+            .fit(fresh(), &mut data, &val, 2)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }));
+    assert!(killed.is_err(), "the run was not killed");
+    let published: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("step-"))
+        .collect();
+    assert_eq!(published, ["step-000001"]);
+    let resumed = quiet(config(3, Regime::Standard), Some(dir.path().into()))
         .fit(fresh(), &mut toy(32, 1, &device), &val, 2)
         .unwrap();
-    let resumed = quiet(config(2, Regime::Standard), Some(dir.path().into()))
-        .fit(tiny(&device), &mut toy(32, 1, &device), &val, 2)
-        .unwrap();
-    assert_eq!(resumed.history.len(), 2);
+    assert_eq!(resumed.history.len(), 3);
     for (a, b) in resumed.history.iter().zip(&straight.history) {
         assert_eq!((a.epoch, a.lr, a.val_sa), (b.epoch, b.lr, b.val_sa));
-        assert!((a.train_loss - b.train_loss).abs() < 1e-6, "{a:?} vs {b:?}");
+        assert_eq!(a.train_loss, b.train_loss, "{a:?} vs {b:?}");
     }
+    // Bit for bit: the resumed run continued from the same weights, optimiser and seeds.
     let a = resnet_tensors(&straight.model);
     let b = resnet_tensors(&resumed.model);
     for ((k, _, x), (_, _, y)) in a.iter().zip(&b) {
-        let diff = x
-            .iter()
-            .zip(y)
-            .map(|(p, q)| (p - q).abs())
-            .fold(0.0f32, f32::max);
-        assert!(diff < 1e-5, "`{k}` differs by {diff} after resuming");
+        assert_eq!(x, y, "`{k}` differs after resuming");
     }
+    let last = dir.path().join("step-000003");
     for f in [
-        "last.safetensors",
+        "model.safetensors",
         "optimizer.bpk",
-        "metrics.jsonl",
         "state.json",
         "best_sa.safetensors",
     ] {
-        assert!(dir.path().join(f).exists(), "{f}");
+        assert!(last.join(f).exists(), "{f}");
     }
+    assert!(
+        !dir.path().join("step-000002").exists(),
+        "older checkpoints are removed"
+    );
     let lines = std::fs::read_to_string(dir.path().join("metrics.jsonl")).unwrap();
-    assert_eq!(lines.lines().count(), 2);
-    // Another configuration in the same directory is refused.
-    let mut other = config(2, Regime::Standard);
+    assert_eq!(lines.lines().count(), 3);
+    // Other settings, other starting weights or other inputs in the same directory are
+    // refused, naming what differs.
+    let mut other = config(3, Regime::Standard);
     other.momentum = 0.5;
-    let err = quiet(other, Some(dir.path().into()))
-        .fit(tiny(&device), &mut toy(32, 1, &device), &val, 2)
-        .unwrap_err();
-    assert!(err.to_string().contains("other settings"), "{err}");
+    let refused = |trainer: Trainer, model: ResNet| {
+        trainer
+            .fit(model, &mut toy(32, 1, &device), &val, 2)
+            .unwrap_err()
+            .to_string()
+    };
+    let err = refused(quiet(other, Some(dir.path().into())), fresh());
+    assert!(err.contains("`train.momentum` was 0.9, now 0.5"), "{err}");
+    let err = refused(
+        quiet(config(3, Regime::Standard), Some(dir.path().into())),
+        tiny_seeded(&device, 22),
+    );
+    assert!(err.contains("`start_weights`"), "{err}");
+    let err = refused(
+        quiet(config(3, Regime::Standard), Some(dir.path().into()))
+            .with_inputs(serde_json::json!({"data": "fashion"})),
+        fresh(),
+    );
+    assert!(err.contains("`inputs`"), "{err}");
 }
 
 #[test]

@@ -69,6 +69,21 @@ impl ImageDataset {
         })
     }
 
+    /// A fingerprint of the images this view shows, in order: shape, class names, labels and
+    /// pixels (16 hex digits). Two views with the same content have the same one, wherever
+    /// their files lie — what results computed from them are keyed by.
+    pub fn fingerprint(&self) -> String {
+        let mut f = dwlth_store::Fingerprint::new();
+        f.update(format!("{:?}{:?}{}", self.shape, self.classes, self.len()).as_bytes());
+        let per_image = self.shape.iter().product::<usize>();
+        for &i in self.view.iter() {
+            let i = i as usize;
+            f.update(&self.labels[i].to_le_bytes())
+                .update(&self.pixels[i * per_image..(i + 1) * per_image]);
+        }
+        f.finish()
+    }
+
     /// Number of images.
     pub fn len(&self) -> usize {
         self.view.len()
@@ -188,6 +203,25 @@ impl Dataset<Sample<u8>> for ImageDataset {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fingerprints_follow_content_and_order() {
+        let classes = vec!["a".to_string(), "b".to_string()];
+        let data =
+            ImageDataset::new(vec![1, 2, 3, 4], vec![0, 1], [1, 1, 2], classes.clone()).unwrap();
+        let same =
+            ImageDataset::new(vec![1, 2, 3, 4], vec![0, 1], [1, 1, 2], classes.clone()).unwrap();
+        assert_eq!(data.fingerprint(), same.fingerprint());
+        let relabelled =
+            ImageDataset::new(vec![1, 2, 3, 4], vec![1, 1], [1, 1, 2], classes).unwrap();
+        assert_ne!(data.fingerprint(), relabelled.fingerprint());
+        let reversed = data.subset(&[1, 0]).unwrap();
+        assert_ne!(data.fingerprint(), reversed.fingerprint());
+        assert_eq!(
+            data.subset(&[0, 1]).unwrap().fingerprint(),
+            data.fingerprint()
+        );
+    }
 
     fn tiny() -> ImageDataset {
         // 4 images of [1, 1, 2]: image i has pixels [i, 10 + i].

@@ -9,6 +9,10 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DataError {
+    /// From the store (atomic writes, checkpoints, settings checks).
+    #[error(transparent)]
+    Store(#[from] dwlth_store::StoreError),
+
     /// A file could not be read or written.
     #[error("cannot access `{path}`: {source}")]
     Io {

@@ -3,7 +3,7 @@
 //! the final name, so a later run never mistakes it for a good one).
 
 use std::fs;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::error::{DataError, Result};
@@ -68,26 +68,15 @@ pub fn parent_dir(path: &Path) -> &Path {
     }
 }
 
-/// Writes `bytes` to `path` through a temporary file and a rename.
+/// Writes `bytes` to `path` atomically, through the project's one atomic writer.
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = parent_dir(path);
-    fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
-    let tmp = temp_path(path, "tmp");
-    let write = || -> std::io::Result<()> {
-        let mut file = fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)
-    };
-    write().map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        DataError::io(path, e)
-    })
+    Ok(dwlth_store::atomic_write(path, bytes)?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
 
     #[test]
     fn gzip_is_detected_and_decoded() {

@@ -9,6 +9,10 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ModelError {
+    /// From the store (atomic writes, checkpoints, settings checks).
+    #[error(transparent)]
+    Store(#[from] dwlth_store::StoreError),
+
     /// A configuration value is out of range or inconsistent.
     #[error("invalid model configuration: {0}")]
     InvalidConfig(String),

@@ -6,6 +6,10 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum PruneError {
+    /// From the store (atomic writes, checkpoints, settings checks).
+    #[error(transparent)]
+    Store(#[from] dwlth_store::StoreError),
+
     /// From the model crate (bad weights file, device, ...).
     #[error(transparent)]
     Model(#[from] dwlth_models::ModelError),

@@ -7,16 +7,18 @@
 //! closure, so this crate needs nothing of the training code; the closure must build a fresh
 //! optimiser on every call (rewinding resets the optimiser too).
 //!
-//! Every finished round is saved atomically under `dir/round-KK/` (masks, weights, metrics);
-//! `metrics.json` is written last and marks the round complete. Running again with the same
-//! directory resumes after the last complete round and ends with the same masks.
+//! Every finished round is published as one folder `dir/round-KK/` (masks, weights, metrics),
+//! whole or not at all. Running again with the same directory resumes after the last published
+//! round and ends with the same masks; `dir/settings.json` binds the directory to the IMP
+//! settings and θ_p, and resuming with others is refused, naming the differing setting.
 
 use std::fmt::Display;
 use std::path::{Path, PathBuf};
 
 use burn::module::Module;
-use dwlth_models::io::{atomic_write, load_module, save_module};
+use dwlth_models::io::{fingerprint_module, load_module, save_module};
 use dwlth_models::mode::independent_copy;
+use dwlth_store::{check_settings, publish_dir, remove_stale_temporaries, temp_path, write_file};
 use serde::{Deserialize, Serialize};
 
 use crate::criteria::PruneMethod;
@@ -91,6 +93,9 @@ pub struct Imp {
     pub prunable: Prunable,
     /// Where rounds are saved.
     pub dir: PathBuf,
+    /// What else the rounds depend on — the re-training's settings and data, which this crate
+    /// cannot see — stored with the rounds so a resume with others is refused.
+    pub inputs: serde_json::Value,
 }
 
 impl Imp {
@@ -101,7 +106,14 @@ impl Imp {
             config,
             prunable,
             dir: dir.into(),
+            inputs: serde_json::Value::Null,
         })
+    }
+
+    /// Names what the re-training depends on (see [`Imp::inputs`]).
+    pub fn with_inputs(mut self, inputs: serde_json::Value) -> Self {
+        self.inputs = inputs;
+        self
     }
 
     fn round_dir(&self, round: usize) -> PathBuf {
@@ -120,6 +132,35 @@ impl Imp {
 
     fn metrics_path(&self, round: usize) -> PathBuf {
         self.round_dir(round).join("metrics.json")
+    }
+
+    /// Binds the directory to these settings and θ_p (refusing others and an earlier layout)
+    /// and removes the temporaries of killed runs.
+    fn open<M: Module>(&self, theta_p: &M) -> Result<()> {
+        let settings = self.dir.join("settings.json");
+        let first = usize::from(self.config.prune_first);
+        if !settings.exists() && self.metrics_path(first).exists() {
+            return Err(dwlth_store::StoreError::OldLayout {
+                path: self.dir.clone(),
+                reason: "holds IMP rounds of an earlier layout, not bound to their settings; \
+                         delete it or use another folder"
+                    .into(),
+            }
+            .into());
+        }
+        std::fs::create_dir_all(&self.dir).map_err(|e| PruneError::Io {
+            path: self.dir.clone(),
+            source: e,
+        })?;
+        remove_stale_temporaries(&self.dir)?;
+        let identity = serde_json::json!({
+            "imp": self.config,
+            "prunable": self.prunable,
+            "theta_p": fingerprint_module(theta_p)?,
+            "inputs": self.inputs,
+        });
+        check_settings(&settings, "an IMP run", &identity)?;
+        Ok(())
     }
 
     /// Rounds already complete on disk.
@@ -153,6 +194,7 @@ impl Imp {
         F: FnMut(M, &RoundContext) -> std::result::Result<(M, serde_json::Value), E>,
         E: Display,
     {
+        self.open(theta_p)?;
         let mut records = self.finished_rounds()?;
         let first = usize::from(self.config.prune_first);
         // The state to continue from: the last finished round's trained weights and masks.
@@ -202,6 +244,7 @@ impl Imp {
         Ok((trained, masks, records))
     }
 
+    /// Publishes the round's masks, weights and metrics as one folder.
     fn save_round<M: Module>(&self, model: &M, masks: &MaskSet, record: &ImpRound) -> Result<()> {
         let mut masks = masks.clone();
         masks.metadata.insert("method".into(), "imp".into());
@@ -211,14 +254,23 @@ impl Imp {
         masks
             .metadata
             .insert("rate".into(), self.config.rate.to_string());
-        masks.save(self.masks_path(record.round))?;
-        save_weights(model, &self.weights_path(record.round))?;
-        let json = serde_json::to_vec_pretty(record).map_err(|e| PruneError::Format {
-            path: self.metrics_path(record.round),
-            reason: e.to_string(),
-        })?;
-        atomic_write(&self.metrics_path(record.round), &json)?;
-        Ok(())
+        let dest = self.round_dir(record.round);
+        let tmp = temp_path(&dest);
+        let names = |name: &str| tmp.join(name);
+        let write = || -> Result<()> {
+            masks.save(names("masks.safetensors"))?;
+            save_weights(model, &names("weights.safetensors"))?;
+            let json = serde_json::to_vec_pretty(record).map_err(|e| PruneError::Format {
+                path: self.metrics_path(record.round),
+                reason: e.to_string(),
+            })?;
+            write_file(&names("metrics.json"), &json)?;
+            publish_dir(&tmp, &dest)?;
+            Ok(())
+        };
+        write().inspect_err(|_| {
+            let _ = std::fs::remove_dir_all(&tmp);
+        })
     }
 }
 

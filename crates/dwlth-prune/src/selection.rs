@@ -5,13 +5,13 @@
 /// The default follows the reference code: every convolution weight (rank 4: stem and
 /// downsample included), never the classification head; BatchNorm parameters are not masked
 /// layers at all.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize)]
 pub struct Prunable {
     kind: Kind,
     exclude: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize)]
 enum Kind {
     #[default]
     Convolutions,

@@ -139,4 +139,26 @@ fn a_killed_run_resumes_with_identical_masks() {
     );
     assert_eq!(records.len(), 4);
     assert_eq!(masks, full_masks, "the resumed run ended with other masks");
+
+    // The folder is bound to its settings, θ_p and the caller's inputs.
+    let never =
+        |_: ResNet, _: &dwlth_prune::RoundContext| -> Result<(ResNet, serde_json::Value), String> {
+            panic!("a refused run must not train")
+        };
+    let mut other = config(5);
+    other.rate = 0.3;
+    let err = Imp::new(other, Prunable::convolutions(), dir.path())
+        .unwrap()
+        .run(&theta, never)
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("`imp.rate` was 0.2, now 0.3"),
+        "{err}"
+    );
+    let err = Imp::new(config(4), Prunable::convolutions(), dir.path())
+        .unwrap()
+        .with_inputs(serde_json::json!({"retrain": "at"}))
+        .run(&theta, never)
+        .unwrap_err();
+    assert!(err.to_string().contains("`inputs`"), "{err}");
 }

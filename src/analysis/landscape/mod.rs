@@ -35,6 +35,7 @@ use burn::nn::loss::CrossEntropyLossConfig;
 use burn::tensor::{Int, Tensor};
 use dwlth_adv::{Attack, AttackMode, Classifier};
 use dwlth_models::io::atomic_write;
+use dwlth_store::{first_difference, Fingerprint, SettingsChanged};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
@@ -90,8 +91,9 @@ impl Grid {
 pub struct Surface {
     /// `random` (filter-normalised, seeds in `settings`) or `pca`.
     pub directions: String,
-    /// Everything the values depend on; a saved surface is resumed only if it matches.
-    pub settings: String,
+    /// Everything the values depend on (fingerprints of the model, images and directions, the
+    /// grid and the attack); a saved surface is resumed only if it matches.
+    pub settings: serde_json::Value,
     /// The grid.
     pub grid: Grid,
     /// Images evaluated at each point.
@@ -116,7 +118,7 @@ impl Surface {
         let n = grid.xs.len() * grid.ys.len();
         Self {
             directions: directions.to_string(),
-            settings: String::new(),
+            settings: serde_json::Value::Null,
             grid: grid.clone(),
             n_images: 0,
             clean_loss: vec![None; n],
@@ -252,28 +254,37 @@ fn settings_of<C: Classifier>(
     batches: &[(Tensor<4>, Tensor<1, Int>)],
     (x, y): (&Direction, &Direction),
     attack: Option<&Attack>,
-) -> String {
+) -> serde_json::Value {
     let tensors = dwlth_models::io::resnet_tensors(model);
-    let model_fp = crate::hash::fnv1a_f32(tensors.iter().flat_map(|(_, _, v)| v.iter()));
-    let mut data = Vec::new();
+    let mut model_fp = Fingerprint::new();
+    for (name, _, values) in &tensors {
+        model_fp.update(name.as_bytes()).update_f32(values);
+    }
+    let mut data = Fingerprint::new();
     for (images, labels) in batches {
         let host = |d: burn::tensor::TensorData| {
             d.convert::<f32>().try_into_vec::<f32>().unwrap_or_default()
         };
-        data.extend(host(images.clone().into_data()));
-        data.extend(host(labels.clone().into_data()));
+        data.update_f32(&host(images.clone().into_data()))
+            .update_f32(&host(labels.clone().into_data()));
     }
-    format!(
-        "directions={} grid={:?}x{:?} images={} attack={attack:?} model={:016x} data={:016x} x={:016x} y={:016x}",
-        surface.directions,
-        surface.grid.xs,
-        surface.grid.ys,
-        batches.iter().map(|(_, l)| l.dims()[0]).sum::<usize>(),
-        model_fp,
-        crate::hash::fnv1a_f32(data.iter()),
-        crate::hash::fnv1a_f32(x.tensors.values().flatten()),
-        crate::hash::fnv1a_f32(y.tensors.values().flatten()),
-    )
+    let direction = |d: &Direction| {
+        let mut f = Fingerprint::new();
+        for (name, values) in &d.tensors {
+            f.update(name.as_bytes()).update_f32(values);
+        }
+        f.finish()
+    };
+    serde_json::json!({
+        "directions": surface.directions,
+        "grid": surface.grid,
+        "images": batches.iter().map(|(_, l)| l.dims()[0]).sum::<usize>(),
+        "attack": attack,
+        "model": model_fp.finish(),
+        "data": data.finish(),
+        "x": direction(x),
+        "y": direction(y),
+    })
 }
 
 /// Fills every missing point of `surface`: the model shifted to `origin + a·x + b·y` is
@@ -305,11 +316,8 @@ pub fn evaluate_grid<C: Classifier>(
     if let Some(path) = &options.save_to {
         if path.exists() {
             let saved = Surface::read(path)?;
-            if saved.settings != surface.settings {
-                return Err(DwlthError::InvalidArgument(format!(
-                    "`{}` holds a landscape with other settings; remove it or choose another output",
-                    path.display()
-                )));
+            if let Some(d) = first_difference(&saved.settings, &surface.settings) {
+                return Err(SettingsChanged::error(path.clone(), "a landscape", d).into());
             }
             *surface = saved;
         }

@@ -10,9 +10,15 @@
 //!    in evaluation mode; the best-SA and best-RA weights are kept;
 //! 3. the overfitting guard (if set) probes robust accuracy on the first validation batch and
 //!    stops training, keeping the previous epoch's weights, when it collapses;
-//! 4. with a run directory: `last.safetensors`, the optimiser state, `best_sa.safetensors`,
-//!    `best_ra.safetensors`, `metrics.jsonl` and `state.json` are written atomically, so a
-//!    killed run resumes at the next epoch with its optimiser state.
+//! 4. with a run directory: the epoch's checkpoint — `model.safetensors`, the optimiser state,
+//!    `best_sa.safetensors`, `best_ra.safetensors` and `state.json` — is published as one
+//!    folder `step-NNNNNN/` ([`Checkpoints`]), so a run killed at any moment resumes from a
+//!    whole epoch, with its optimiser state, and ends with the same bits as an uninterrupted
+//!    one. `metrics.jsonl` beside it is a copy for people, never read back.
+//!
+//! The run directory's `settings.json` holds the training settings, a fingerprint of the
+//! starting weights and whatever the caller names as its inputs ([`Trainer::inputs`], e.g. the
+//! data); resuming with any of them changed is refused with the differing setting named.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -22,8 +28,11 @@ use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{GradientsParams, ModuleOptimizer, OptimizerRecord, SgdConfig};
 use burn::tensor::Bytes;
-use dwlth_models::io::{atomic_write, load_module, param_ids, restore_param_ids, save_module};
+use dwlth_models::io::{
+    atomic_write, fingerprint_module, load_module, param_ids, restore_param_ids, save_module,
+};
 use dwlth_models::mode::independent_copy;
+use dwlth_store::{link_or_copy, write_file, Checkpoints, StoreError};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
@@ -104,9 +113,9 @@ impl<M: Classifier> TrainOutcome<M> {
     }
 }
 
+/// The bookkeeping of a checkpoint (`state.json`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct RunState {
-    config: TrainConfig,
     epochs_done: usize,
     history: Vec<EpochRecord>,
     best_sa: Option<Best>,
@@ -127,6 +136,9 @@ pub struct Trainer {
     pub progress: bool,
     /// Draw the epoch bars inside this group (under a sweep's own bar) instead of alone.
     pub bars: Option<MultiProgress>,
+    /// What else the run depends on (the data, a ticket, …), stored with its checkpoints: a
+    /// resume with other inputs is refused. `Null` when the caller names none.
+    pub inputs: serde_json::Value,
 }
 
 fn io_err(path: &Path, e: impl std::fmt::Display) -> AdvError {
@@ -146,7 +158,14 @@ impl Trainer {
             dir,
             progress: true,
             bars: None,
+            inputs: serde_json::Value::Null,
         })
+    }
+
+    /// Names what else the run depends on (see [`Trainer::inputs`]).
+    pub fn with_inputs(mut self, inputs: serde_json::Value) -> Self {
+        self.inputs = inputs;
+        self
     }
 
     fn optimizer(&self) -> ModuleOptimizer {
@@ -163,34 +182,38 @@ impl Trainer {
             .init()
     }
 
-    fn path(&self, name: &str) -> Option<PathBuf> {
-        self.dir.as_ref().map(|d| d.join(name))
+    /// The settings a run directory is bound to: every training setting but the ones that
+    /// change no result (`snapshots`), the starting weights and the caller's inputs.
+    fn identity<M: Classifier>(&self, start: &M) -> Result<serde_json::Value> {
+        let mut train = serde_json::to_value(&self.config).map_err(|e| {
+            AdvError::InvalidInput(format!("training settings cannot be stored: {e}"))
+        })?;
+        if let Some(map) = train.as_object_mut() {
+            map.remove("snapshots");
+        }
+        Ok(serde_json::json!({
+            "train": train,
+            "start_weights": fingerprint_module(start)?,
+            "inputs": self.inputs,
+        }))
     }
 
-    fn load_state(&self) -> Result<Option<RunState>> {
-        let Some(path) = self.path("state.json") else {
+    /// Opens the run directory (if any): refuses an earlier layout and other settings.
+    fn open_checkpoints<M: Classifier>(&self, start: &M) -> Result<Option<Checkpoints>> {
+        let Some(dir) = &self.dir else {
             return Ok(None);
         };
-        if !path.exists() {
-            return Ok(None);
+        if dir.join("state.json").exists() && !dir.join("settings.json").exists() {
+            return Err(StoreError::OldLayout {
+                path: dir.clone(),
+                reason: "holds a training run of an earlier layout, whose files were written one \
+                         by one (a killed run could mix two epochs); delete it or use another folder"
+                    .into(),
+            }
+            .into());
         }
-        let text = std::fs::read_to_string(&path).map_err(|e| AdvError::Io {
-            path: path.clone(),
-            source: e,
-        })?;
-        let state: RunState = serde_json::from_str(&text).map_err(|e| io_err(&path, e))?;
-        // A run may be extended with more epochs; any other change makes it another run.
-        let same = TrainConfig {
-            epochs: self.config.epochs,
-            ..state.config.clone()
-        } == self.config;
-        if !same {
-            return Err(AdvError::InvalidInput(format!(
-                "`{}` holds a run with other settings; use another directory or delete it",
-                path.display()
-            )));
-        }
-        Ok(Some(state))
+        let identity = self.identity(start)?;
+        Ok(Some(Checkpoints::open(dir, "a training run", &identity)?))
     }
 
     /// Trains `model` on `train`, validating on `validation` (an eval-mode view is taken each
@@ -209,10 +232,20 @@ impl Trainer {
                     .into(),
             ));
         }
-        let mut model = model;
+        // Parameter ids from the parameters' paths: the optimiser's state is keyed by them, so a
+        // run's checkpoints are the same bits in every process (Burn draws them at random).
+        let stable: std::collections::BTreeMap<String, u64> = param_ids(&model)
+            .into_keys()
+            .map(|path| {
+                let id = path.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                    (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+                });
+                (path, id)
+            })
+            .collect();
+        let mut model = restore_param_ids(model, &stable);
         let mut optim = self.optimizer();
         let mut state = RunState {
-            config: self.config.clone(),
             epochs_done: 0,
             history: Vec::new(),
             best_sa: None,
@@ -223,12 +256,25 @@ impl Trainer {
         };
         let mut best_sa_model = None;
         let mut best_ra_model = None;
-        if let Some(saved) = self.load_state()? {
-            // Resume: weights, parameter ids (the optimiser state is keyed by them), optimiser.
-            let last = self.path("last.safetensors").expect("dir is set");
+        let checkpoints = self.open_checkpoints(&model)?;
+        if let Some((_, folder)) = checkpoints
+            .as_ref()
+            .map(|c| c.latest())
+            .transpose()?
+            .flatten()
+        {
+            // Resume from the latest whole checkpoint: weights, parameter ids (the optimiser
+            // state is keyed by them), optimiser, the best weights so far.
+            let state_path = folder.join("state.json");
+            let text = std::fs::read_to_string(&state_path).map_err(|e| AdvError::Io {
+                path: state_path.clone(),
+                source: e,
+            })?;
+            let saved: RunState =
+                serde_json::from_str(&text).map_err(|e| io_err(&state_path, e))?;
             model = restore_param_ids(model, &saved.param_ids);
-            load_module(&mut model, &last)?;
-            let opt_path = self.path("optimizer.bpk").expect("dir is set");
+            load_module(&mut model, &folder.join("model.safetensors"))?;
+            let opt_path = folder.join("optimizer.bpk");
             if opt_path.exists() {
                 let bytes = std::fs::read(&opt_path).map_err(|e| AdvError::Io {
                     path: opt_path.clone(),
@@ -239,19 +285,16 @@ impl Trainer {
                 optim = optim.load_record(record);
             }
             for (best, name, slot) in [
-                (saved.best_sa, "best_sa.safetensors", &mut best_sa_model),
-                (saved.best_ra, "best_ra.safetensors", &mut best_ra_model),
+                (saved.best_sa, BEST_SA, &mut best_sa_model),
+                (saved.best_ra, BEST_RA, &mut best_ra_model),
             ] {
-                if let (Some(b), Some(path)) = (best, self.path(name)) {
+                if let Some(b) = best {
                     let mut copy = independent_copy(&model);
-                    load_module(&mut copy, &path)?;
+                    load_module(&mut copy, &folder.join(name))?;
                     *slot = Some((b, copy));
                 }
             }
-            state = RunState {
-                config: self.config.clone(),
-                ..saved
-            };
+            state = saved;
         }
         let ce = CrossEntropyLossConfig::new().init(&model.devices()[0]);
         let steps = train.steps_per_epoch().max(1);
@@ -267,6 +310,8 @@ impl Trainer {
                 .as_ref()
                 .map(|_| independent_copy(&model));
             let bar = self.bar(steps, epoch);
+            // Whether this epoch's weights became the best-SA / best-RA ones.
+            let mut improved = (false, false);
             let (mut loss_sum, mut correct, mut seen, mut lr) = (0.0, 0usize, 0usize, 0.0);
             for (step, (images, labels)) in train.epoch(epoch).enumerate() {
                 lr = self.config.lr.lr(epoch, step, steps, epochs);
@@ -320,18 +365,14 @@ impl Trainer {
                         value: report.sa,
                     });
                     best_sa_model = Some((state.best_sa.expect("set"), independent_copy(&model)));
-                    if let Some(p) = self.path("best_sa.safetensors") {
-                        save_module(&model, &p)?;
-                    }
+                    improved.0 = true;
                 }
                 if let Some(ra) = report.ra {
                     if state.best_ra.is_none_or(|b| ra > b.value) {
                         state.best_ra = Some(Best { epoch, value: ra });
                         best_ra_model =
                             Some((state.best_ra.expect("set"), independent_copy(&model)));
-                        if let Some(p) = self.path("best_ra.safetensors") {
-                            save_module(&model, &p)?;
-                        }
+                        improved.1 = true;
                     }
                 }
                 let first = match &self.config.overfit_guard {
@@ -358,11 +399,18 @@ impl Trainer {
             record.seconds = start.elapsed().as_secs_f64();
             state.history.push(record);
             state.epochs_done += 1;
-            if let (true, Some(dir)) = (self.config.snapshots, &self.dir) {
-                let name = format!("epoch_{:03}.safetensors", state.epochs_done);
-                save_module(&model, &dir.join(name))?;
+            if let Some(checkpoints) = &checkpoints {
+                if self.config.snapshots {
+                    // Before the checkpoint: a redone epoch rewrites the same bits.
+                    let name = format!("epoch_{:03}.safetensors", state.epochs_done);
+                    save_module(&model, &checkpoints.dir().join(name))?;
+                }
+                let bests = Bests {
+                    sa: (improved.0, best_sa_model.as_ref().map(|(_, m)| m)),
+                    ra: (improved.1, best_ra_model.as_ref().map(|(_, m)| m)),
+                };
+                self.checkpoint(checkpoints, &model, &optim, &mut state, bests)?;
             }
-            self.checkpoint(&model, &optim, &mut state)?;
         }
         Ok(TrainOutcome {
             model,
@@ -392,32 +440,72 @@ impl Trainer {
         }
     }
 
+    /// Publishes the epoch's checkpoint as one folder; best weights that did not change this
+    /// epoch are linked from the previous checkpoint instead of written again.
     fn checkpoint<M: Classifier>(
         &self,
+        checkpoints: &Checkpoints,
         model: &M,
         optim: &ModuleOptimizer,
         state: &mut RunState,
+        bests: Bests<'_, M>,
     ) -> Result<()> {
-        let Some(dir) = &self.dir else {
-            return Ok(());
-        };
         state.param_ids = param_ids(model);
-        save_module(model, &dir.join("last.safetensors"))?;
-        let opt_path = dir.join("optimizer.bpk");
-        let bytes = optim
-            .to_record()
-            .into_bytes()
-            .map_err(|e| io_err(&opt_path, e))?;
-        atomic_write(&opt_path, &bytes)?;
+        let previous = checkpoints.latest()?.map(|(_, folder)| folder);
+        let step = state.epochs_done as u64;
+        checkpoints.publish(step, |folder| -> Result<()> {
+            save_module(model, &folder.join("model.safetensors"))?;
+            let opt_path = folder.join("optimizer.bpk");
+            let bytes = optimizer_bytes(optim).map_err(|e| io_err(&opt_path, e))?;
+            write_file(&opt_path, &bytes)?;
+            for ((fresh, best), name) in [(bests.sa, BEST_SA), (bests.ra, BEST_RA)] {
+                match (best, &previous) {
+                    (Some(m), _) if fresh => save_module(m, &folder.join(name))?,
+                    (Some(_), Some(prev)) => link_or_copy(&prev.join(name), &folder.join(name))?,
+                    (Some(m), None) => save_module(m, &folder.join(name))?,
+                    (None, _) => {}
+                }
+            }
+            let json = serde_json::to_vec_pretty(state).map_err(|e| io_err(folder, e))?;
+            write_file(&folder.join("state.json"), &json)?;
+            Ok(())
+        })?;
+        // For people: every epoch's record, one JSON line each (derived, never read back).
         let lines: String = state
             .history
             .iter()
             .map(|r| serde_json::to_string(r).unwrap_or_default() + "\n")
             .collect();
-        atomic_write(&dir.join("metrics.jsonl"), lines.as_bytes())?;
-        let json = serde_json::to_vec_pretty(state).map_err(|e| io_err(dir, e))?;
-        // Written last: the epoch counts as done only once everything else is on disk.
-        atomic_write(&dir.join("state.json"), &json)?;
+        atomic_write(&checkpoints.dir().join("metrics.jsonl"), lines.as_bytes())?;
         Ok(())
     }
 }
+
+/// The optimiser's state as a burnpack file with its tensors in name order (Burn writes them in
+/// hash-map order, which differs from process to process).
+fn optimizer_bytes(optim: &ModuleOptimizer) -> std::result::Result<Vec<u8>, String> {
+    let bytes = optim.to_record().into_bytes().map_err(|e| e.to_string())?;
+    let reader = burn_pack::Reader::from_bytes(bytes).map_err(|e| e.to_string())?;
+    let scalars = reader.scalars().clone();
+    let metadata = reader.metadata().clone();
+    let mut tensors = reader.into_tensors().map_err(|e| e.to_string())?;
+    tensors.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut writer = burn_pack::Writer::new(tensors);
+    for (key, value) in &scalars {
+        writer = writer.with_scalar(key, *value);
+    }
+    for (key, value) in &metadata {
+        writer = writer.with_metadata(key, value);
+    }
+    let bytes = writer.into_bytes().map_err(|e| e.to_string())?;
+    Ok(bytes.to_vec())
+}
+
+/// The best-SA and best-RA weights at a checkpoint, each with whether this epoch made them.
+struct Bests<'a, M> {
+    sa: (bool, Option<&'a M>),
+    ra: (bool, Option<&'a M>),
+}
+
+const BEST_SA: &str = "best_sa.safetensors";
+const BEST_RA: &str = "best_ra.safetensors";

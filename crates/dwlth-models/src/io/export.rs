@@ -8,10 +8,10 @@ use burn::tensor::Tensor;
 use safetensors::tensor::TensorView;
 use safetensors::Dtype;
 
-use super::atomic::atomic_write;
 use super::keys::{torch_key, PathStack};
 use crate::error::{ModelError, Result};
 use crate::resnet::ResNet;
+use dwlth_store::atomic_write;
 
 /// The `format` metadata value of the project's ResNet files.
 pub const RESNET_FILE_FORMAT: &str = "dwlth.resnet.v1";
@@ -98,5 +98,5 @@ pub fn save_resnet(model: &ResNet, path: impl AsRef<Path>) -> Result<()> {
         format: "safetensors",
         reason: e.to_string(),
     })?;
-    atomic_write(path, &out)
+    Ok(atomic_write(path, &out)?)
 }

@@ -6,7 +6,6 @@
 //! [`CheckpointFormat`], infer the model's shape from the tensors, and load them with
 //! [`load_state`], which refuses missing, unexpected and mis-shaped tensors by name.
 
-mod atomic;
 mod export;
 mod formats;
 mod keys;
@@ -14,10 +13,13 @@ mod load;
 mod module_file;
 mod state_dict;
 
-pub use atomic::atomic_write;
+/// The one atomic file writer of the project (temporary file, sync, rename, folder sync).
+pub use dwlth_store::atomic_write;
 pub use export::{resnet_tensors, save_resnet, RESNET_FILE_FORMAT};
 pub use formats::CheckpointFormat;
 pub use keys::{torch_key, PathStack};
 pub use load::{import_resnet, load_resnet, load_state, ImportOptions, ImportReport};
-pub use module_file::{load_module, param_ids, restore_param_ids, save_module};
+pub use module_file::{
+    fingerprint_module, load_module, module_bytes, param_ids, restore_param_ids, save_module,
+};
 pub use state_dict::{RawTensor, StateDict};

@@ -11,31 +11,47 @@ use burn::store::{ModuleSnapshot, SafetensorsStore};
 
 use crate::error::{ModelError, Result};
 
-/// Saves every tensor of `module` to a safetensors file at `path`, atomically.
-pub fn save_module<M: Module>(module: &M, path: &Path) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
+/// Every tensor of `module` as the bytes of a safetensors file (Burn's parameter paths).
+pub fn module_bytes<M: Module>(module: &M) -> Result<Vec<u8>> {
+    let mut store = SafetensorsStore::from_bytes(None);
+    let format = |e: &dyn std::fmt::Display| ModelError::Format {
+        path: "(in memory)".into(),
+        format: "module checkpoint",
+        reason: e.to_string(),
     };
-    std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let mut store = SafetensorsStore::from_file(&tmp);
     module
         .valid()
         .save_into(&mut store)
-        .map_err(|e| ModelError::Format {
-            path: path.to_path_buf(),
-            format: "module checkpoint",
-            reason: e.to_string(),
-        })?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        ModelError::io(path, e)
-    })
+        .map_err(|e| format(&e))?;
+    store.get_bytes().map_err(|e| format(&e))
+}
+
+/// Saves every tensor of `module` to a safetensors file at `path`, atomically.
+pub fn save_module<M: Module>(module: &M, path: &Path) -> Result<()> {
+    let bytes = module_bytes(module)?;
+    Ok(dwlth_store::atomic_write(path, &bytes)?)
+}
+
+/// A fingerprint of every tensor's values in `module` (16 hex digits), in a fixed order: two
+/// modules with the same parameters and buffers have the same one. Used to refuse resuming a run
+/// from other starting weights.
+pub fn fingerprint_module<M: Module>(module: &M) -> Result<String> {
+    // The tensors, not the file: its metadata header is a hash map in no fixed order.
+    let bytes = module_bytes(module)?;
+    let file = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| ModelError::Format {
+        path: "(in memory)".into(),
+        format: "module checkpoint",
+        reason: e.to_string(),
+    })?;
+    let mut tensors = file.tensors();
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut f = dwlth_store::Fingerprint::new();
+    for (name, view) in tensors {
+        f.update(name.as_bytes())
+            .update(format!("{:?}{:?}", view.dtype(), view.shape()).as_bytes())
+            .update(view.data());
+    }
+    Ok(f.finish())
 }
 
 /// Loads a file written by [`save_module`] into `module`; every tensor must be present and fit.
