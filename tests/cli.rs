@@ -922,6 +922,28 @@ fn bad_images_are_refused_by_predict_and_eval() {
         refused(&args, needle);
         assert!(!out.exists(), "{name}: logits written");
     }
+    // Bytes are not pixels in [0, 1], even when all are 0 or 1.
+    let bytes = dir.path().join("bytes.safetensors");
+    let view =
+        safetensors::tensor::TensorView::new(safetensors::Dtype::U8, vec![1, 3, 2, 2], &[1; 12])
+            .unwrap();
+    std::fs::write(
+        &bytes,
+        safetensors::serialize([("input", view)], None).unwrap(),
+    )
+    .unwrap();
+    let args = [
+        "predict",
+        "--arch",
+        "resnet18",
+        "--weights",
+        weights,
+        "--input",
+        bytes.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ];
+    refused(&args, "has data type uint8");
 }
 
 #[test]

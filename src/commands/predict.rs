@@ -50,6 +50,13 @@ pub fn read_images(path: &Path, name: Option<&str>) -> Result<(Vec<usize>, Vec<f
             raw.shape()
         )));
     }
+    if !raw.is_float() {
+        // 0–255 bytes or booleans are not pixels in [0, 1]: say so rather than cast them.
+        return Err(DwlthError::InvalidArgument(format!(
+            "{what} has data type {}; images must be float pixels in [0, 1]",
+            raw.dtype()
+        )));
+    }
     let values = dict.values(&key)?;
     check_images(&shape, &values, &what)?;
     Ok((shape, values))
