@@ -1063,6 +1063,25 @@ fn negative_numbers_reach_the_range_checks() {
         "-1",
     ];
     refused(&args, "--sparsity -1 is outside [0, 1)");
+    let weights_s = weights.to_str().unwrap();
+    let input = dir.path().join("input.safetensors");
+    write_tensors(&input, &[("input", vec![1, 3, 4, 4], vec![0.5; 48])]);
+    let (input, logits) = (input.to_str().unwrap(), out.to_str().unwrap());
+    for command in [
+        vec!["predict", "--arch", "resnet18", "--output", logits],
+        vec!["eval", "--labels-tensor", "input"],
+    ] {
+        let mut args = command;
+        args.extend([
+            "--weights",
+            weights_s,
+            "--input",
+            input,
+            "--batch-size",
+            "0",
+        ]);
+        refused(&args, "--batch-size 0");
+    }
     let landscape = |extra: &[&str], needle: &str| {
         let mut args = vec!["analyze", "landscape", "--weights", "w.safetensors"];
         args.extend(["--data", "mnist:/nowhere", "--out", "out"]);
@@ -1106,6 +1125,10 @@ fn bad_train_and_experiment_files_are_refused_by_key() {
     run(
         &base.replace("augment = true", "augment = true\ntrain_limt = 5"),
         "did you mean `train_limit`?",
+    );
+    run(
+        &base.replace("augment = true", "augment = true\ntrain_share = 1.5"),
+        "`train_share` of [data] = 1.5",
     );
     run(
         &base.replace("batch_size = 128", "batch_size = 0"),

@@ -209,7 +209,8 @@ fn labelled_batches(
     let [n, c, h, w] = <[usize; 4]>::try_from(shape.clone())
         .map_err(|_| DwlthError::InvalidArgument("images must be 4-D".into()))?;
     let per = c * h * w;
-    let step = batch_size.max(1);
+    crate::commands::predict::check_batch_size(batch_size)?;
+    let step = batch_size;
     Ok((0..n)
         .step_by(step)
         .map(|start| {

@@ -167,6 +167,7 @@ pub(crate) fn dataset_images(
 /// Runs the evaluation.
 pub fn run(args: &EvalArgs, device: DeviceSpec) -> Result<EvalReport> {
     let attack = attack(args)?;
+    crate::commands::predict::check_batch_size(args.batch_size)?;
     let device: Device = device.device()?.autodiff();
     device.seed(args.seed);
     let arch = args.arch.as_deref().map(str::parse::<Arch>).transpose()?;
@@ -206,7 +207,7 @@ pub fn run(args: &EvalArgs, device: DeviceSpec) -> Result<EvalReport> {
     check_labels(&y, classes)?;
     model.check_input(&[n, c, h, w])?;
     let per = c * h * w;
-    let bs = args.batch_size.max(1);
+    let bs = args.batch_size;
     let batches = (0..n).step_by(bs).map(|start| {
         let end = (start + bs).min(n);
         let x = Tensor::<4>::from_data(

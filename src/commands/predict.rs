@@ -95,6 +95,16 @@ pub fn check_images(shape: &[usize], values: &[f32], what: &str) -> Result<()> {
     Ok(())
 }
 
+/// A batch holds at least one image: 0 would loop without end or be silently replaced.
+pub fn check_batch_size(batch_size: usize) -> Result<()> {
+    if batch_size == 0 {
+        return Err(DwlthError::InvalidArgument(
+            "--batch-size 0: a batch holds at least one image".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Eval-mode logits of `model` on `images`, in batches of `batch_size`.
 pub fn logits(
     model: &ResNet,
@@ -105,12 +115,13 @@ pub fn logits(
 ) -> Result<Vec<f32>> {
     model.check_input(shape)?;
     check_images(shape, images, "the images")?;
+    check_batch_size(batch_size)?;
     let [n, c, h, w] = <[usize; 4]>::try_from(shape.to_vec())
         .map_err(|_| DwlthError::InvalidArgument(format!("images must be 4-D, got {shape:?}")))?;
     let per = c * h * w;
     let mut out = Vec::with_capacity(n * model.num_classes());
-    for start in (0..n).step_by(batch_size.max(1)) {
-        let end = (start + batch_size.max(1)).min(n);
+    for start in (0..n).step_by(batch_size) {
+        let end = (start + batch_size).min(n);
         let chunk = images[start * per..end * per].to_vec();
         let x = Tensor::<4>::from_data(TensorData::new(chunk, [end - start, c, h, w]), device);
         let y = model.forward(x).into_data().convert::<f32>();
@@ -134,14 +145,15 @@ pub fn sparse_logits(
 ) -> Result<(Vec<f32>, Option<Vec<LayerTime>>)> {
     model.check_input(shape)?;
     check_images(shape, images, "the images")?;
+    check_batch_size(batch_size)?;
     let [n, c, h, w] = <[usize; 4]>::try_from(shape.to_vec())
         .map_err(|_| DwlthError::InvalidArgument(format!("images must be 4-D, got {shape:?}")))?;
     let engine = dwlth_models::sparse::SparseResNet::from_resnet(model)?;
     let per = c * h * w;
     let mut out = Vec::with_capacity(n * model.num_classes());
     let mut totals: Option<Vec<LayerTime>> = None;
-    for start in (0..n).step_by(batch_size.max(1)) {
-        let end = (start + batch_size.max(1)).min(n);
+    for start in (0..n).step_by(batch_size) {
+        let end = (start + batch_size).min(n);
         let batch = &images[start * per..end * per];
         if !profile {
             out.extend(engine.forward(batch, end - start, h, w)?);

@@ -56,7 +56,7 @@ impl DataSpec {
     pub fn validate(&self, section: &str) -> Result<()> {
         let bad = |key: &str, value: String, why: &str| {
             Err(DwlthError::InvalidArgument(format!(
-                "`{section}.{key}` = {value}: {why}"
+                "`{key}` of [{section}] = {value}: {why}"
             )))
         };
         if let Some(share) = self.train_share {
