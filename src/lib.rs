@@ -15,6 +15,7 @@ pub mod error;
 mod hash;
 pub mod pipeline;
 pub mod report;
+mod toml_keys;
 
 pub use dwlth_adv as adv;
 pub use dwlth_data as data;

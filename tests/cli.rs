@@ -818,3 +818,377 @@ fn sparse_predictions_equal_dense_ones() {
     assert!(!dense_profile.status.success());
     assert!(String::from_utf8_lossy(&dense_profile.stderr).contains("--sparse"));
 }
+
+/// Runs `dwlth args`, killing it after `seconds` (a hang is a failure, not a stuck suite).
+fn dwlth_within(args: &[&str], seconds: u64) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dwlth"))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run dwlth");
+    let start = std::time::Instant::now();
+    while child.try_wait().expect("wait for dwlth").is_none() {
+        if start.elapsed().as_secs() >= seconds {
+            let _ = child.kill();
+            panic!("dwlth {args:?} still ran after {seconds} s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.wait_with_output().expect("dwlth output")
+}
+
+/// `dwlth args` must fail within a minute, without a panic, with `needle` in its message.
+fn refused(args: &[&str], needle: &str) {
+    let out = dwlth_within(args, 60);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{args:?} succeeded");
+    assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
+    assert!(
+        stderr.contains(needle),
+        "{args:?}: `{needle}` not in {stderr}"
+    );
+}
+
+/// A safetensors file of `f32` tensors.
+fn write_tensors(path: &Path, tensors: &[(&str, Vec<usize>, Vec<f32>)]) {
+    let bytes: Vec<Vec<u8>> = tensors
+        .iter()
+        .map(|(_, _, v)| v.iter().flat_map(|x| x.to_le_bytes()).collect())
+        .collect();
+    let views: Vec<(&str, safetensors::tensor::TensorView<'_>)> = tensors
+        .iter()
+        .zip(&bytes)
+        .map(|((name, shape, _), b)| {
+            let view =
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), b)
+                    .unwrap();
+            (*name, view)
+        })
+        .collect();
+    std::fs::write(path, safetensors::serialize(views, None).unwrap()).unwrap();
+}
+
+#[test]
+fn bad_images_are_refused_by_predict_and_eval() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = golden_cifar_weights(dir.path());
+    let weights = weights.to_str().unwrap();
+    let out = dir.path().join("logits.safetensors");
+    let pixels = |v: f32| {
+        let mut p = vec![0.5f32; 2 * 3 * 4 * 4];
+        p[7] = v;
+        p
+    };
+    let cases: Vec<(&str, Vec<usize>, Vec<f32>, &str)> = vec![
+        ("empty", vec![1, 3, 0, 0], Vec::new(), "one pixel"),
+        ("flat", vec![2, 3, 4, 0], Vec::new(), "one pixel"),
+        (
+            "nan",
+            vec![2, 3, 4, 4],
+            pixels(f32::NAN),
+            "NaN at element 7",
+        ),
+        ("inf", vec![2, 3, 4, 4], pixels(f32::INFINITY), "not finite"),
+        ("bytes", vec![2, 3, 4, 4], pixels(255.0), "outside [0, 1]"),
+        ("negative", vec![2, 3, 4, 4], pixels(-0.5), "outside [0, 1]"),
+    ];
+    for (name, shape, values, needle) in cases {
+        let input = dir.path().join(format!("{name}.safetensors"));
+        let n = shape[0];
+        write_tensors(
+            &input,
+            &[("input", shape, values), ("labels", vec![n], vec![0.0; n])],
+        );
+        let input = input.to_str().unwrap();
+        let output = out.to_str().unwrap();
+        for sparse in [false, true] {
+            let mut args = vec!["predict", "--arch", "resnet18", "--weights", weights];
+            args.extend(["--input", input, "--tensor", "input", "--output", output]);
+            if sparse {
+                args.push("--sparse");
+            }
+            refused(&args, needle);
+        }
+        let args = [
+            "eval",
+            "--weights",
+            weights,
+            "--input",
+            input,
+            "--attack",
+            "none",
+        ];
+        refused(&args, needle);
+        assert!(!out.exists(), "{name}: logits written");
+    }
+    // Bytes are not pixels in [0, 1], even when all are 0 or 1.
+    let bytes = dir.path().join("bytes.safetensors");
+    let view =
+        safetensors::tensor::TensorView::new(safetensors::Dtype::U8, vec![1, 3, 2, 2], &[1; 12])
+            .unwrap();
+    std::fs::write(
+        &bytes,
+        safetensors::serialize([("input", view)], None).unwrap(),
+    )
+    .unwrap();
+    let args = [
+        "predict",
+        "--arch",
+        "resnet18",
+        "--weights",
+        weights,
+        "--input",
+        bytes.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ];
+    refused(&args, "has data type uint8");
+}
+
+#[test]
+fn bad_weight_files_are_named_for_what_they_are() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("input.safetensors");
+    write_tensors(&input, &[("input", vec![1, 3, 4, 4], vec![0.5; 48])]);
+    let out = dir.path().join("logits.safetensors");
+    let empty = dir.path().join("x.safetensors");
+    std::fs::write(&empty, b"").unwrap();
+    let garbage = dir.path().join("garbage.safetensors");
+    std::fs::write(&garbage, b"GARBAGE! certainly no tensors in here").unwrap();
+    for (file, needle) in [(&empty, "empty"), (&garbage, "exceeds")] {
+        let args = [
+            "predict",
+            "--arch",
+            "resnet18",
+            "--weights",
+            file.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+        ];
+        let name = file.file_name().unwrap().to_str().unwrap();
+        refused(
+            &args,
+            &format!("`{}` is not a valid safetensors file", file.display()),
+        );
+        refused(&args, needle);
+        let out = dwlth(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("PyTorch"), "{name}: {stderr}");
+    }
+}
+
+/// A 288-byte mask file declaring a `[2^20, 2^20, 0, 0]` mask, and a valid one.
+fn zero_size_masks(dir: &Path) -> (PathBuf, PathBuf) {
+    let huge = dir.join("huge.safetensors");
+    let view = safetensors::tensor::TensorView::new(
+        safetensors::Dtype::U8,
+        vec![1 << 20, 1 << 20, 0, 0],
+        &[],
+    )
+    .unwrap();
+    let bytes = safetensors::serialize([("conv1.weight_mask", view)], None).unwrap();
+    std::fs::write(&huge, bytes).unwrap();
+    let good = dir.join("good.safetensors");
+    let view =
+        safetensors::tensor::TensorView::new(safetensors::Dtype::U8, vec![2, 3, 3, 3], &[1; 54])
+            .unwrap();
+    let bytes = safetensors::serialize([("conv1.weight_mask", view)], None).unwrap();
+    std::fs::write(&good, bytes).unwrap();
+    (huge, good)
+}
+
+#[test]
+fn masks_with_a_zero_size_dimension_are_refused_quickly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (huge, good) = zero_size_masks(dir.path());
+    let (huge, good) = (huge.to_str().unwrap(), good.to_str().unwrap());
+    let png = dir.path().join("heat.png");
+    let png_s = png.to_str().unwrap();
+    refused(&["masks", "compare", huge, good], "huge.safetensors");
+    refused(&["masks", "compare", good, huge], "conv1.weight_mask");
+    refused(
+        &["masks", "heatmap", huge, "--output", png_s],
+        "huge.safetensors",
+    );
+    refused(
+        &["masks", "report", huge],
+        "every dimension must be at least 1",
+    );
+    assert!(!png.exists());
+    // An experiment folder holding such a ticket.
+    let tickets = dir.path().join("exp/tickets/std");
+    std::fs::create_dir_all(&tickets).unwrap();
+    std::fs::copy(huge, tickets.join("s0.5000.safetensors")).unwrap();
+    let exp = dir.path().join("exp");
+    refused(
+        &["analyze", "masks", "--dir", exp.to_str().unwrap()],
+        "s0.5000.safetensors",
+    );
+    // An unreasonable picture is the picture's error, not the mask file's.
+    let out = dwlth_within(
+        &[
+            "masks",
+            "heatmap",
+            good,
+            "--output",
+            png_s,
+            "--max-width",
+            "99999999",
+        ],
+        60,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("heat.png"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("not a valid mask file"), "{stderr}");
+}
+
+#[test]
+fn negative_numbers_reach_the_range_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = golden_cifar_weights(dir.path());
+    let out = dir.path().join("masks.safetensors");
+    let args = [
+        "prune",
+        "--weights",
+        weights.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+        "--sparsity",
+        "-1",
+    ];
+    refused(&args, "--sparsity -1 is outside [0, 1)");
+    let weights_s = weights.to_str().unwrap();
+    let input = dir.path().join("input.safetensors");
+    write_tensors(&input, &[("input", vec![1, 3, 4, 4], vec![0.5; 48])]);
+    let (input, logits) = (input.to_str().unwrap(), out.to_str().unwrap());
+    for command in [
+        vec!["predict", "--arch", "resnet18", "--output", logits],
+        vec!["eval", "--labels-tensor", "input"],
+    ] {
+        let mut args = command;
+        args.extend([
+            "--weights",
+            weights_s,
+            "--input",
+            input,
+            "--batch-size",
+            "0",
+        ]);
+        refused(&args, "--batch-size 0");
+    }
+    let landscape = |extra: &[&str], needle: &str| {
+        let mut args = vec!["analyze", "landscape", "--weights", "w.safetensors"];
+        args.extend(["--data", "mnist:/nowhere", "--out", "out"]);
+        args.extend(extra);
+        refused(&args, needle);
+    };
+    landscape(&["--steps", "0"], "`steps` = 0");
+    landscape(&["--steps", "-3"], "-3");
+    landscape(&["--range", "nan"], "`range` = NaN");
+    landscape(&["--range", "-1"], "`range` = -1");
+    landscape(&["--range", "inf"], "`range` = inf");
+}
+
+/// A valid `dwlth train` file, as TOML, that fails only once it reads its data.
+fn train_toml(dir: &Path) -> String {
+    let mut file = dwlth::commands::train::TrainFile::example();
+    file.out = dir.join("run");
+    file.data.spec.root = dir.join("no-data");
+    toml::to_string_pretty(&file).unwrap()
+}
+
+#[test]
+fn bad_train_and_experiment_files_are_refused_by_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = train_toml(dir.path());
+    let path = dir.path().join("train.toml");
+    let run = |text: &str, needle: &str| {
+        std::fs::write(&path, text).unwrap();
+        refused(&["train", "--config", path.to_str().unwrap()], needle);
+    };
+    // The unmodified file gets as far as its (missing) data.
+    run(&base, "no-data");
+    run(
+        &base.replace("epochs = 100", "epochz = 5"),
+        "unknown key `train.epochz`; did you mean `epochs`?",
+    );
+    run(
+        &base.replace("batch_size = 128", "batch_size = 128\nbatchsize = 4"),
+        "unknown key `data.batchsize`; did you mean `batch_size`?",
+    );
+    run(
+        &base.replace("augment = true", "augment = true\ntrain_limt = 5"),
+        "did you mean `train_limit`?",
+    );
+    run(
+        &base.replace("augment = true", "augment = true\ntrain_share = 1.5"),
+        "`train_share` of [data] = 1.5",
+    );
+    run(
+        &base.replace("batch_size = 128", "batch_size = 0"),
+        "`data.batch_size` = 0",
+    );
+    run(
+        &base.replace("fraction = 1.0", "fraction = 1.5"),
+        "`data.fraction` = 1.5",
+    );
+    run(
+        &base.replace("fraction = 1.0", "fraction = nan"),
+        "`data.fraction` = NaN",
+    );
+    run(
+        &base.replace("width = 16", "width = 1048576"),
+        "`model.width` = 1048576",
+    );
+    assert!(base.contains("epochs = 100") && base.contains("width = 16"));
+
+    let preset = ok(&["run", "--print-preset", "smoke"]);
+    let exp = dir.path().join("exp.toml");
+    let experiment = |text: &str, needle: &str| {
+        std::fs::write(&exp, text).unwrap();
+        let args = ["run", "--config", exp.to_str().unwrap(), "--out", "unused"];
+        refused(&args, needle);
+    };
+    experiment(
+        &preset.replacen("epochs = 1", "epochz = 1", 1),
+        "exp.toml`: experiment configuration: unknown key `pretrain_train.epochz`; did you mean `epochs`?",
+    );
+    experiment(
+        &preset.replacen("fractions = [1.0]", "fractions = [1.5]", 1),
+        "`transfer.fractions` holds 1.5",
+    );
+    experiment(
+        &preset.replacen("batch_size = 32", "batch_size = 0", 1),
+        "batch sizes must be positive",
+    );
+    experiment(
+        &preset.replacen("width = 2", "width = 1048576", 1),
+        "`model.width` = 1048576",
+    );
+    assert!(preset.contains("fractions = [1.0]") && preset.contains("width = 2"));
+}
+
+#[test]
+fn data_info_names_a_corrupt_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let class = dir.path().join("cat");
+    std::fs::create_dir_all(&class).unwrap();
+    std::fs::write(class.join("broken.png"), b"\x89PNG\r\n\x1a\nnot really").unwrap();
+    refused(
+        &[
+            "data",
+            "info",
+            "--dataset",
+            "folder",
+            "--root",
+            dir.path().to_str().unwrap(),
+        ],
+        "broken.png",
+    );
+}

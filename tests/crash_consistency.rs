@@ -195,9 +195,23 @@ fn difference(a: &BTreeMap<PathBuf, Content>, b: &BTreeMap<PathBuf, Content>) ->
             "files only uninterrupted: {only_a:?}; only resumed: {only_b:?}"
         ));
     }
-    a.iter()
-        .find(|(k, v)| b[*k] != **v)
-        .map(|(k, _)| format!("`{}` differs", k.display()))
+    a.iter().find(|(k, v)| b[*k] != **v).map(|(k, v)| {
+        let detail = match (v, &b[k]) {
+            (Content::Json(x), Content::Json(y)) => x
+                .iter()
+                .zip(y)
+                .find_map(|(x, y)| dwlth_store::first_difference(x, y))
+                .map(|d| format!(": `{}` {} vs {}", d.setting, d.stored, d.given))
+                .unwrap_or_default(),
+            (Content::Tensors(x), Content::Tensors(y)) => x
+                .iter()
+                .find(|(name, t)| y.get(*name) != Some(t))
+                .map(|(name, _)| format!(": tensor `{name}`"))
+                .unwrap_or_default(),
+            _ => String::new(),
+        };
+        format!("`{}` differs{detail}", k.display())
+    })
 }
 
 fn succeeded(out: &Output, what: &str) {

@@ -45,7 +45,7 @@ enum Command {
         #[arg(long, value_parser = parse::<Arch>)]
         arch: Option<Arch>,
         /// Expected number of classes (checked against the head).
-        #[arg(long)]
+        #[arg(long, allow_negative_numbers = true)]
         num_classes: Option<usize>,
         /// Weights written by `dwlth import` or by the library.
         #[arg(long)]
@@ -60,7 +60,7 @@ enum Command {
         #[arg(long)]
         output: PathBuf,
         /// Images per forward pass.
-        #[arg(long, default_value_t = 32)]
+        #[arg(long, default_value_t = 32, allow_negative_numbers = true)]
         batch_size: usize,
         /// Compute device: cpu, cuda[:N], wgpu.
         #[arg(long, default_value = "cpu", value_parser = parse::<DeviceSpec>)]
@@ -158,7 +158,7 @@ enum Command {
         #[arg(long, default_value = "resnet50", value_parser = parse::<Arch>)]
         arch: Arch,
         /// Images to predict.
-        #[arg(long, default_value_t = 4)]
+        #[arg(long, default_value_t = 4, allow_negative_numbers = true)]
         images: usize,
         /// Where to write the exported weights.
         #[arg(long, default_value = "target/dwlth-demo")]

@@ -32,7 +32,7 @@ pub enum AnalyzeCommand {
         #[arg(long = "out")]
         outside: String,
         /// At most this many images of each set.
-        #[arg(long, default_value_t = 2000)]
+        #[arg(long, default_value_t = 2000, allow_negative_numbers = true)]
         limit: usize,
     },
     /// Fréchet distance between two datasets in the model's penultimate features.
@@ -47,7 +47,7 @@ pub enum AnalyzeCommand {
         #[arg(long)]
         b: String,
         /// At most this many images of each set.
-        #[arg(long, default_value_t = 2000)]
+        #[arg(long, default_value_t = 2000, allow_negative_numbers = true)]
         limit: usize,
     },
     /// Loss landscape around a model: filter-normalised random directions, or the PCA plane
@@ -61,7 +61,7 @@ pub enum AnalyzeCommand {
         #[arg(long)]
         data: String,
         /// At most this many images per grid point.
-        #[arg(long, default_value_t = 256)]
+        #[arg(long, default_value_t = 256, allow_negative_numbers = true)]
         limit: usize,
         /// Weights saved along training, oldest first (exported weights, or the
         /// `epoch_NNN.safetensors` a training run keeps with `snapshots = true`): the plane
@@ -69,31 +69,31 @@ pub enum AnalyzeCommand {
         #[arg(long, value_delimiter = ',')]
         checkpoints: Vec<PathBuf>,
         /// Seed of the random directions (x uses it, y the next one).
-        #[arg(long, default_value_t = 0)]
+        #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
         seed: u64,
         /// Random directions: the grid spans [-range, range] on both axes.
-        #[arg(long, default_value_t = 1.0)]
+        #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
         range: f64,
         /// Grid points per axis.
-        #[arg(long, default_value_t = 21)]
+        #[arg(long, default_value_t = 21, allow_negative_numbers = true)]
         steps: usize,
         /// `none` or `pgd` (then adversarial loss and accuracy at every point).
         #[arg(long, default_value = "none")]
         attack: String,
         /// PGD radius (ℓ∞), e.g. 8/255.
-        #[arg(long, default_value = "8/255")]
+        #[arg(long, default_value = "8/255", allow_hyphen_values = true)]
         eps: String,
         /// PGD step size.
-        #[arg(long, default_value = "2/255")]
+        #[arg(long, default_value = "2/255", allow_hyphen_values = true)]
         alpha: String,
         /// PGD steps.
-        #[arg(long, default_value_t = 10)]
+        #[arg(long, default_value_t = 10, allow_negative_numbers = true)]
         attack_steps: usize,
         /// Grid points evaluated at once.
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
         workers: usize,
         /// Images per batch.
-        #[arg(long, default_value_t = 64)]
+        #[arg(long, default_value_t = 64, allow_negative_numbers = true)]
         batch_size: usize,
         /// Output folder: landscape.json (resumed if present) and contour plots.
         #[arg(long)]
@@ -112,22 +112,22 @@ pub enum AnalyzeCommand {
         #[arg(long)]
         data: String,
         /// At most this many images.
-        #[arg(long, default_value_t = 1000)]
+        #[arg(long, default_value_t = 1000, allow_negative_numbers = true)]
         limit: usize,
         /// PGD radius (ℓ∞).
-        #[arg(long, default_value = "8/255")]
+        #[arg(long, default_value = "8/255", allow_hyphen_values = true)]
         eps: String,
         /// PGD step size.
-        #[arg(long, default_value = "2/255")]
+        #[arg(long, default_value = "2/255", allow_hyphen_values = true)]
         alpha: String,
         /// PGD steps.
-        #[arg(long, default_value_t = 20)]
+        #[arg(long, default_value_t = 20, allow_negative_numbers = true)]
         attack_steps: usize,
         /// Seed of the random starts.
-        #[arg(long, default_value_t = 0)]
+        #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
         seed: u64,
         /// Images per batch.
-        #[arg(long, default_value_t = 64)]
+        #[arg(long, default_value_t = 64, allow_negative_numbers = true)]
         batch_size: usize,
     },
     /// IoU matrices and zero-kernel counts of an experiment's tickets (`tickets/<p>/s*.safetensors`).
@@ -209,7 +209,8 @@ fn labelled_batches(
     let [n, c, h, w] = <[usize; 4]>::try_from(shape.clone())
         .map_err(|_| DwlthError::InvalidArgument("images must be 4-D".into()))?;
     let per = c * h * w;
-    let step = batch_size.max(1);
+    crate::commands::predict::check_batch_size(batch_size)?;
+    let step = batch_size;
     Ok((0..n)
         .step_by(step)
         .map(|start| {
@@ -259,6 +260,13 @@ fn landscape(
     out: &std::path::Path,
     device: &burn::tensor::Device,
 ) -> Result<serde_json::Value> {
+    // The grid's settings first: they fail fast, before any data or weights are read.
+    crate::analysis::landscape::check_steps(steps)?;
+    let square = if checkpoints.is_empty() {
+        Some(Grid::checked_square(range, steps)?)
+    } else {
+        None
+    };
     let set = labelled(data, limit)?;
     let model = load_checked(weights, device, &set.2)?;
     let batches = labelled_batches(&set, batch_size, device)?;
@@ -268,7 +276,8 @@ fn landscape(
             Direction::random(&origin, seed),
             Direction::random(&origin, seed.wrapping_add(1)),
         );
-        (x, y, Grid::square(range, steps), None)
+        let grid = square.unwrap_or_else(|| Grid::square(range, steps));
+        (x, y, grid, None)
     } else {
         // Exported weights (`save_resnet`) or a trainer's `epoch_NNN.safetensors` snapshots.
         let trajectory = checkpoints

@@ -17,7 +17,7 @@ pub struct EvalArgs {
     #[arg(long)]
     pub arch: Option<String>,
     /// Expected number of classes (checked against the head).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub num_classes: Option<usize>,
     /// Weights written by `dwlth import` or the library.
     #[arg(long)]
@@ -42,7 +42,7 @@ pub struct EvalArgs {
     #[arg(long, default_value = "labels")]
     pub labels_tensor: String,
     /// Evaluate only the first N examples.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub limit: Option<usize>,
     /// none, fgsm, pgd.
     #[arg(long, default_value = "pgd")]
@@ -51,25 +51,25 @@ pub struct EvalArgs {
     #[arg(long, default_value = "linf")]
     pub norm: String,
     /// Radius, e.g. 8/255.
-    #[arg(long, default_value = "8/255")]
+    #[arg(long, default_value = "8/255", allow_hyphen_values = true)]
     pub eps: String,
     /// Step size, e.g. 2/255 (FGSM: ε).
-    #[arg(long, default_value = "2/255")]
+    #[arg(long, default_value = "2/255", allow_hyphen_values = true)]
     pub alpha: String,
     /// PGD steps.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 20, allow_negative_numbers = true)]
     pub steps: usize,
     /// Independent runs; the worst case per example is kept.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
     pub restarts: usize,
     /// Random start in the ε-ball.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub random_start: bool,
     /// Seed of the random starts.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     pub seed: u64,
     /// Images per batch.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, allow_negative_numbers = true)]
     pub batch_size: usize,
     /// Print JSON: {"sa", "ra", "n", ...}.
     #[arg(long)]
@@ -126,9 +126,10 @@ fn labels(path: &std::path::Path, name: &str) -> Result<Vec<i64>> {
         )));
     }
     let values = dict.values(name)?;
-    if let Some(v) = values.iter().find(|v| v.fract() != 0.0) {
+    if let Some((i, v)) = values.iter().enumerate().find(|(_, v)| v.fract() != 0.0) {
         return Err(DwlthError::InvalidArgument(format!(
-            "label {v} is not an integer"
+            "label tensor `{name}` of `{}` holds {v} at element {i}, not an integer",
+            path.display()
         )));
     }
     Ok(values.iter().map(|v| *v as i64).collect())
@@ -166,6 +167,7 @@ pub(crate) fn dataset_images(
 /// Runs the evaluation.
 pub fn run(args: &EvalArgs, device: DeviceSpec) -> Result<EvalReport> {
     let attack = attack(args)?;
+    crate::commands::predict::check_batch_size(args.batch_size)?;
     let device: Device = device.device()?.autodiff();
     device.seed(args.seed);
     let arch = args.arch.as_deref().map(str::parse::<Arch>).transpose()?;
@@ -203,14 +205,9 @@ pub fn run(args: &EvalArgs, device: DeviceSpec) -> Result<EvalReport> {
         y.truncate(n);
     }
     check_labels(&y, classes)?;
-    if c != model.in_channels() {
-        return Err(DwlthError::InvalidArgument(format!(
-            "images have {c} channel(s), the model takes {}",
-            model.in_channels()
-        )));
-    }
+    model.check_input(&[n, c, h, w])?;
     let per = c * h * w;
-    let bs = args.batch_size.max(1);
+    let bs = args.batch_size;
     let batches = (0..n).step_by(bs).map(|start| {
         let end = (start + bs).min(n);
         let x = Tensor::<4>::from_data(

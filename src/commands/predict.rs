@@ -43,14 +43,66 @@ pub fn read_images(path: &Path, name: Option<&str>) -> Result<(Vec<usize>, Vec<f
     if shape.len() == 3 {
         shape.insert(0, 1);
     }
+    let what = format!("tensor `{key}` of `{}`", path.display());
     if shape.len() != 4 {
         return Err(DwlthError::InvalidArgument(format!(
-            "tensor `{key}` of `{}` has shape {:?}; images must be [N, C, H, W] or [C, H, W]",
-            path.display(),
+            "{what} has shape {:?}; images must be [N, C, H, W] or [C, H, W]",
             raw.shape()
         )));
     }
-    Ok((shape, dict.values(&key)?))
+    if !raw.is_float() {
+        // 0–255 bytes or booleans are not pixels in [0, 1]: say so rather than cast them.
+        return Err(DwlthError::InvalidArgument(format!(
+            "{what} has data type {}; images must be float pixels in [0, 1]",
+            raw.dtype()
+        )));
+    }
+    let values = dict.values(&key)?;
+    check_images(&shape, &values, &what)?;
+    Ok((shape, values))
+}
+
+/// Images must have a positive size (Burn panics on a 0×0 convolution), fill their shape, and
+/// hold pixels in `[0, 1]`: NaN, infinities and 0–255 bytes would give garbage logits without
+/// any error. `what` names the tensor and file in the message.
+pub fn check_images(shape: &[usize], values: &[f32], what: &str) -> Result<()> {
+    if shape.len() != 4 || shape[1..].contains(&0) {
+        return Err(DwlthError::InvalidArgument(format!(
+            "{what} has shape {shape:?}; images need at least one channel and one pixel"
+        )));
+    }
+    if shape.iter().product::<usize>() != values.len() {
+        return Err(DwlthError::InvalidArgument(format!(
+            "{what} holds {} values, its shape {shape:?} needs {}",
+            values.len(),
+            shape.iter().product::<usize>()
+        )));
+    }
+    if let Some((i, v)) = values
+        .iter()
+        .enumerate()
+        .find(|(_, v)| !(0.0..=1.0).contains(*v))
+    {
+        let kind = if v.is_finite() {
+            "outside [0, 1]"
+        } else {
+            "not finite"
+        };
+        return Err(DwlthError::InvalidArgument(format!(
+            "{what} holds {v} at element {i} ({kind}); images must be pixels in [0, 1]"
+        )));
+    }
+    Ok(())
+}
+
+/// A batch holds at least one image: 0 would loop without end or be silently replaced.
+pub fn check_batch_size(batch_size: usize) -> Result<()> {
+    if batch_size == 0 {
+        return Err(DwlthError::InvalidArgument(
+            "--batch-size 0: a batch holds at least one image".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Eval-mode logits of `model` on `images`, in batches of `batch_size`.
@@ -61,18 +113,15 @@ pub fn logits(
     batch_size: usize,
     device: &Device,
 ) -> Result<Vec<f32>> {
+    model.check_input(shape)?;
+    check_images(shape, images, "the images")?;
+    check_batch_size(batch_size)?;
     let [n, c, h, w] = <[usize; 4]>::try_from(shape.to_vec())
         .map_err(|_| DwlthError::InvalidArgument(format!("images must be 4-D, got {shape:?}")))?;
-    if c != model.in_channels() {
-        return Err(DwlthError::InvalidArgument(format!(
-            "images have {c} channel(s), the model takes {}",
-            model.in_channels()
-        )));
-    }
     let per = c * h * w;
     let mut out = Vec::with_capacity(n * model.num_classes());
-    for start in (0..n).step_by(batch_size.max(1)) {
-        let end = (start + batch_size.max(1)).min(n);
+    for start in (0..n).step_by(batch_size) {
+        let end = (start + batch_size).min(n);
         let chunk = images[start * per..end * per].to_vec();
         let x = Tensor::<4>::from_data(TensorData::new(chunk, [end - start, c, h, w]), device);
         let y = model.forward(x).into_data().convert::<f32>();
@@ -94,14 +143,17 @@ pub fn sparse_logits(
     batch_size: usize,
     profile: bool,
 ) -> Result<(Vec<f32>, Option<Vec<LayerTime>>)> {
+    model.check_input(shape)?;
+    check_images(shape, images, "the images")?;
+    check_batch_size(batch_size)?;
     let [n, c, h, w] = <[usize; 4]>::try_from(shape.to_vec())
         .map_err(|_| DwlthError::InvalidArgument(format!("images must be 4-D, got {shape:?}")))?;
     let engine = dwlth_models::sparse::SparseResNet::from_resnet(model)?;
     let per = c * h * w;
     let mut out = Vec::with_capacity(n * model.num_classes());
     let mut totals: Option<Vec<LayerTime>> = None;
-    for start in (0..n).step_by(batch_size.max(1)) {
-        let end = (start + batch_size.max(1)).min(n);
+    for start in (0..n).step_by(batch_size) {
+        let end = (start + batch_size).min(n);
         let batch = &images[start * per..end * per];
         if !profile {
             out.extend(engine.forward(batch, end - start, h, w)?);

@@ -25,10 +25,10 @@ pub struct PruneArgs {
     #[arg(long, default_value = "l1")]
     pub norm: String,
     /// Fraction of the prunable weights to prune, in [0, 1).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub sparsity: f64,
     /// Seed of random pruning.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     pub seed: u64,
     /// Also prune the classification head (default: convolutions only, as the papers).
     #[arg(long)]
@@ -82,7 +82,7 @@ pub enum MasksCommand {
         #[arg(long)]
         output: PathBuf,
         /// At most this many cells per row of a layer's band.
-        #[arg(long, default_value_t = 256)]
+        #[arg(long, default_value_t = 256, allow_negative_numbers = true)]
         max_width: usize,
     },
 }

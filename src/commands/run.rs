@@ -29,7 +29,12 @@ pub fn load_config(path: &Path) -> Result<ExperimentConfig> {
         path: path.to_path_buf(),
         source: e,
     })?;
-    ExperimentConfig::from_toml(&text)
+    ExperimentConfig::from_toml(&text).map_err(|e| match e {
+        DwlthError::InvalidArgument(m) => {
+            DwlthError::InvalidArgument(format!("`{}`: {m}", path.display()))
+        }
+        other => other,
+    })
 }
 
 /// A human summary of a finished (or partial) experiment.

@@ -30,7 +30,7 @@ use dwlth_prune::{apply_masks, MaskSet};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{DwlthError, Result};
-use crate::pipeline::data::{batches, fraction, training, Splits};
+use crate::pipeline::data::{fraction, training, try_batches, Splits};
 use crate::pipeline::DataSpec;
 
 /// The model of a training run.
@@ -122,15 +122,71 @@ impl TrainFile {
     }
 }
 
+impl TrainFile {
+    /// Reads a run file. An unknown key is an error naming the nearest known one, also in
+    /// `[data]`, whose keys serde reads through `flatten` without reporting strangers.
+    pub fn from_toml(text: &str) -> std::result::Result<Self, String> {
+        let mut full = Self::example();
+        full.model.weights = Some(PathBuf::new());
+        full.model.masks = Some(PathBuf::new());
+        full.train.snapshots = true;
+        full.train.overfit_guard = Some(Default::default());
+        let examples = [full];
+        let mut data_keys = crate::toml_keys::struct_fields::<DataSpec>();
+        data_keys.extend(crate::toml_keys::known_keys(&examples, "data"));
+        data_keys.sort();
+        data_keys.dedup();
+        let parsed = crate::toml_keys::from_str_strict(text, &examples);
+        match &parsed {
+            Err(e) if crate::toml_keys::is_unknown_key(e) => {}
+            // Also when parsing failed: a misspelt `[data]` key leaves a required one missing.
+            _ => crate::toml_keys::check_table_keys(text, "data", &data_keys)?,
+        }
+        parsed
+    }
+
+    /// Checks every setting before any data is read; errors name the key.
+    pub fn validate(&self) -> Result<()> {
+        self.train.validate()?;
+        self.data.spec.validate("data")?;
+        let bad = |what: String| Err(DwlthError::InvalidArgument(what));
+        if self.data.batch_size == 0 {
+            return bad("`data.batch_size` = 0: must be at least 1".into());
+        }
+        let f = self.data.fraction;
+        if !(f > 0.0 && f <= 1.0) {
+            return bad(format!("`data.fraction` = {f}: must be in (0, 1]"));
+        }
+        if self.model.width == Some(0) {
+            return bad("`model.width` = 0: must be at least 1".into());
+        }
+        if let (None, Some(arch)) = (&self.model.weights, self.model.arch) {
+            // Fail before the data is read: the head and input channels come from the data,
+            // but an absurd width alone is enough to exhaust memory.
+            let width = self.model.width.unwrap_or(64);
+            let config = ResNetConfig::new(arch)
+                .with_width(width)
+                .with_stem(self.model.stem.unwrap_or(Stem::ImageNet))
+                .with_num_classes(1)
+                .with_in_channels(1);
+            dwlth_models::device::check_allocation(
+                &format!("`model.width` = {width}"),
+                config.parameter_bytes(),
+            )?;
+        }
+        Ok(())
+    }
+}
+
 /// Runs the file at `path`; returns a printable summary.
 pub fn run(path: &Path, device: DeviceSpec) -> Result<String> {
     let text = std::fs::read_to_string(path).map_err(|e| DwlthError::Io {
         path: path.to_path_buf(),
         source: e,
     })?;
-    let file: TrainFile = toml::from_str(&text)
+    let file = TrainFile::from_toml(&text)
         .map_err(|e| DwlthError::InvalidArgument(format!("`{}`: {e}", path.display())))?;
-    file.train.validate()?;
+    file.validate()?;
     let device = device.device()?.autodiff();
     let data = Splits::load(&file.data.spec)?;
     // A fresh model's initialisation and a new head are drawn from the run's seed.
@@ -174,7 +230,7 @@ pub fn run(path: &Path, device: DeviceSpec) -> Result<String> {
         file.train.seed,
         &device,
     )?;
-    let validation = batches(&data.validation, file.data.batch_size, &device);
+    let validation = try_batches(&data.validation, file.data.batch_size, &device)?;
     // The checkpoints are bound to the data's content and the data settings too (the starting
     // weights and the training settings the trainer checks itself).
     let mut data_spec = serde_json::to_value(&file.data).unwrap_or_default();
@@ -187,7 +243,7 @@ pub fn run(path: &Path, device: DeviceSpec) -> Result<String> {
     let trainer =
         Trainer::new(file.train.clone(), Some(file.out.join("checkpoints")))?.with_inputs(inputs);
     let outcome = trainer.fit(model, train.as_mut(), &validation, classes)?;
-    let test = batches(&data.test, file.data.batch_size, &device);
+    let test = try_batches(&data.test, file.data.batch_size, &device)?;
     let best_sa = outcome.best_sa.as_ref().map_or(&outcome.model, |(_, m)| m);
     let best_ra = outcome.best_ra.as_ref().map_or(&outcome.model, |(_, m)| m);
     save_resnet(&outcome.model, file.out.join("last.safetensors"))?;

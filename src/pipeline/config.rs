@@ -50,6 +50,35 @@ pub struct DataSpec {
     pub resize: Option<usize>,
 }
 
+impl DataSpec {
+    /// Checks the limits, the share and the size; `section` names the table in errors
+    /// (`source`, `target`, `data`).
+    pub fn validate(&self, section: &str) -> Result<()> {
+        let bad = |key: &str, value: String, why: &str| {
+            Err(DwlthError::InvalidArgument(format!(
+                "`{key}` of [{section}] = {value}: {why}"
+            )))
+        };
+        if let Some(share) = self.train_share {
+            if !(share.is_finite() && share > 0.0 && share < 1.0) {
+                return bad("train_share", share.to_string(), "must be in (0, 1)");
+            }
+        }
+        for (key, limit) in [
+            ("train_limit", self.train_limit),
+            ("test_limit", self.test_limit),
+        ] {
+            if limit == Some(0) {
+                return bad(key, "0".into(), "must be at least 1 image");
+            }
+        }
+        if self.resize == Some(0) {
+            return bad("resize", "0".into(), "must be at least 1 pixel");
+        }
+        Ok(())
+    }
+}
+
 /// One pre-trained θ_p.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PretrainSpec {
@@ -209,12 +238,54 @@ fn check(ok: bool, what: &str) -> Result<()> {
 }
 
 impl ExperimentConfig {
-    /// Reads a TOML file.
+    /// Reads a TOML file; an unknown key is an error naming the nearest known one.
     pub fn from_toml(text: &str) -> Result<Self> {
-        let config: Self = toml::from_str(text)
+        let config: Self = crate::toml_keys::from_str_strict(text, &Self::key_examples())
             .map_err(|e| DwlthError::InvalidArgument(format!("experiment configuration: {e}")))?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// Configurations between them holding every key a file may use: the candidates
+    /// suggested for a misspelt key.
+    fn key_examples() -> Vec<Self> {
+        let mut base = Self::cifar10(Cifar10Preset::Paper, PathBuf::new(), PathBuf::new(), &[]);
+        base.pretrain[0].weights = Some(PathBuf::new());
+        for data in [&mut base.source, &mut base.target] {
+            (data.train_limit, data.test_limit, data.train_share) = (Some(1), Some(1), Some(0.5));
+        }
+        base.pretrain_train.snapshots = true;
+        base.pretrain_train.overfit_guard = Some(Default::default());
+        let tickets = [
+            TicketSpec::Random {
+                sparsities: vec![0.5],
+                seed: 0,
+            },
+            TicketSpec::Structured {
+                sparsities: vec![0.5],
+                granularity: dwlth_prune::Granularity::Kernel,
+                scope: dwlth_prune::Scope::Layer,
+            },
+            TicketSpec::Lmp {
+                sparsities: vec![0.5],
+                lr: 0.1,
+                epochs: 1,
+            },
+            TicketSpec::Files {
+                files: [("std".to_string(), vec![PathBuf::new()])].into(),
+            },
+            TicketSpec::Imp {
+                rounds: 1,
+                retrain: base.pretrain_train.clone(),
+                downstream: true,
+            },
+        ];
+        let mut examples = vec![base.clone()];
+        examples.extend(tickets.into_iter().map(|tickets| Self {
+            tickets,
+            ..base.clone()
+        }));
+        examples
     }
 
     /// The configuration as TOML.
@@ -226,24 +297,33 @@ impl ExperimentConfig {
     pub fn validate(&self) -> Result<()> {
         check(!self.pretrain.is_empty(), "no pre-training")?;
         check(self.model.width > 0, "width must be positive")?;
+        let model = dwlth_models::ResNetConfig::new(self.model.arch)
+            .with_width(self.model.width)
+            .with_stem(self.model.stem)
+            .with_num_classes(1)
+            .with_in_channels(1);
+        dwlth_models::device::check_allocation(
+            &format!("`model.width` = {}", self.model.width),
+            model.parameter_bytes(),
+        )?;
         check(
             self.source_batch_size > 0 && self.transfer.batch_size > 0,
             "batch sizes must be positive",
         )?;
         check(!self.transfer.seeds.is_empty(), "no seeds")?;
-        for data in [&self.source, &self.target] {
+        self.source.validate("source")?;
+        self.target.validate("target")?;
+        if let Some(f) = self
+            .transfer
+            .fractions
+            .iter()
+            .find(|f| !(**f > 0.0 && **f <= 1.0))
+        {
             check(
-                data.resize.is_none_or(|s| s > 0),
-                &format!("`resize` of {} must be at least 1 pixel", data.dataset),
+                false,
+                &format!("`transfer.fractions` holds {f}; fractions must be in (0, 1]"),
             )?;
         }
-        check(
-            self.transfer
-                .fractions
-                .iter()
-                .all(|f| *f > 0.0 && *f <= 1.0),
-            "fractions must be in (0, 1]",
-        )?;
         check(
             self.transfer.regimes.iter().any(|(n, _)| n == "st")
                 && self.transfer.regimes.iter().any(|(n, _)| n == "at"),
@@ -259,8 +339,8 @@ impl ExperimentConfig {
                 epochs,
             } => {
                 check(
-                    *lr > 0.0 && *epochs > 0,
-                    "LMP needs a positive lr and epochs",
+                    lr.is_finite() && *lr > 0.0 && *epochs > 0,
+                    "LMP needs a finite positive lr and epochs",
                 )?;
                 sparsities.clone()
             }
@@ -284,10 +364,12 @@ impl ExperimentConfig {
                 Vec::new()
             }
         };
-        check(
-            sparsities.iter().all(|s| (0.0..1.0).contains(s)),
-            "sparsities must be in [0, 1)",
-        )?;
+        if let Some(s) = sparsities.iter().find(|s| !(0.0..1.0).contains(*s)) {
+            check(
+                false,
+                &format!("`tickets.sparsities` holds {s}; sparsities must be in [0, 1)"),
+            )?;
+        }
         self.pretrain_train.validate()?;
         self.transfer.train.validate()?;
         for (_, r) in &self.transfer.regimes {

@@ -110,8 +110,13 @@ impl Splits {
 }
 
 /// `[0, 1]` pixels and labels of `data` for the training loop, in batches of `batch_size`,
-/// shuffled per epoch from `seed`.
-pub fn in_memory(data: &ImageDataset, batch_size: usize, seed: u64, device: &Device) -> InMemory {
+/// shuffled per epoch from `seed`; a `batch_size` of 0 is an error.
+pub fn in_memory(
+    data: &ImageDataset,
+    batch_size: usize,
+    seed: u64,
+    device: &Device,
+) -> Result<InMemory> {
     let mut images = Vec::with_capacity(data.len() * data.shape().iter().product::<usize>());
     for i in 0..data.len() {
         if let Some(p) = data.pixels(i) {
@@ -119,7 +124,14 @@ pub fn in_memory(data: &ImageDataset, batch_size: usize, seed: u64, device: &Dev
         }
     }
     let labels = data.labels().into_iter().map(|l| l as i64).collect();
-    InMemory::new(images, labels, data.shape(), batch_size, seed, device)
+    Ok(InMemory::try_new(
+        images,
+        labels,
+        data.shape(),
+        batch_size,
+        seed,
+        device,
+    )?)
 }
 
 /// Training batches with the papers' augmentation applied per batch (random crop with padding
@@ -178,7 +190,7 @@ pub fn training(
     seed: u64,
     device: &Device,
 ) -> Result<Box<dyn EpochBatches>> {
-    let plain = in_memory(data, batch_size, seed, device);
+    let plain = in_memory(data, batch_size, seed, device)?;
     if let Some(size) = spec.resize {
         Ok(Box::new(Augmented {
             inner: plain,
@@ -194,12 +206,27 @@ pub fn training(
 }
 
 /// Batches of `data` in order (validation and test).
+///
+/// # Panics
+/// If `batch_size` is 0; use [`try_batches`] for an error instead.
 pub fn batches(
     data: &ImageDataset,
     batch_size: usize,
     device: &Device,
 ) -> Vec<(Tensor<4>, Tensor<1, Int>)> {
-    in_memory(data, batch_size, 0, device).batches()
+    match try_batches(data, batch_size, device) {
+        Ok(b) => b,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// [`batches`], with a `batch_size` of 0 an error.
+pub fn try_batches(
+    data: &ImageDataset,
+    batch_size: usize,
+    device: &Device,
+) -> Result<Vec<(Tensor<4>, Tensor<1, Int>)>> {
+    Ok(in_memory(data, batch_size, 0, device)?.batches())
 }
 
 /// An evaluation set built batch by batch from the stored 8-bit images through a fixed
@@ -343,7 +370,12 @@ pub fn fraction(
     stratified: bool,
     seed: u64,
 ) -> Result<ImageDataset> {
-    if fraction >= 1.0 {
+    if !(fraction > 0.0 && fraction <= 1.0) {
+        return Err(DwlthError::InvalidArgument(format!(
+            "fraction {fraction} of the training set: must be in (0, 1]"
+        )));
+    }
+    if fraction == 1.0 {
         return Ok(data.clone());
     }
     let idx = if stratified {

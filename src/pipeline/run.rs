@@ -434,8 +434,8 @@ pub fn run_experiment(
     // 5–6. Verdict and report over every finished run of this experiment.
     let mut results = Vec::new();
     for stage in &stages {
-        if let Some(dir) = stage.done() {
-            results.push(RunResult::read(&dir.join("result.json"))?);
+        if let Some(result) = stage.load_done(|dir| RunResult::read(&dir.join("result.json")))? {
+            results.push(result);
         }
     }
     let index = ExperimentIndex {

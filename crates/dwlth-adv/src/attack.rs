@@ -156,13 +156,14 @@ impl Attack {
     ) -> Result<Tensor<4>> {
         self.validate()?;
         check_inputs(model, &images, &labels)?;
+        let host_labels = labels_on_host(&labels)?;
         let x = images.without_autodiff();
         let y = labels;
-        let mut best = self.run_once(model, &x, &y, targeted)?;
+        let mut best = self.run_once(model, &x, (&y, &host_labels), targeted)?;
         if self.restarts > 1 {
             let mut best_score = score(model, &best, &y, targeted);
             for _ in 1..self.restarts {
-                let candidate = self.run_once(model, &x, &y, targeted)?;
+                let candidate = self.run_once(model, &x, (&y, &host_labels), targeted)?;
                 let s = score(model, &candidate, &y, targeted);
                 let better = s.clone().greater(best_score.clone());
                 let [n, c, h, w] = candidate.dims();
@@ -174,11 +175,13 @@ impl Attack {
         Ok(best)
     }
 
+    /// One run of the attack; `host_labels` are `y` on the host, checked against the number
+    /// of classes of the first logits (Burn panics on a label outside them).
     fn run_once<C: Classifier>(
         &self,
         model: &C,
         x: &Tensor<4>,
-        y: &Tensor<1, Int>,
+        (y, host_labels): (&Tensor<1, Int>, &[i64]),
         targeted: bool,
     ) -> Result<Tensor<4>> {
         let (eps, alpha) = (self.eps as f32, self.alpha as f32);
@@ -188,9 +191,13 @@ impl Attack {
             x.clone()
         };
         let ce = CrossEntropyLossConfig::new().init(&x.device());
-        for _ in 0..self.steps {
+        for step in 0..self.steps {
             let xg = xa.clone().autodiff().require_grad();
-            let loss = ce.forward(model.logits(xg.clone()), y.clone());
+            let logits = model.logits(xg.clone());
+            if step == 0 {
+                crate::eval::check_labels(host_labels, logits.dims()[1])?;
+            }
+            let loss = ce.forward(logits, y.clone());
             let grads = loss.backward();
             let g = xg
                 .grad(&grads)
@@ -277,6 +284,10 @@ fn score<C: Classifier>(
     }
 }
 
+/// How far outside `[0, 1]` a pixel may lie before it is refused: resampling in `f32` can
+/// overshoot by a rounding error.
+const PIXEL_SLACK: f32 = 1e-3;
+
 fn check_inputs<C: Classifier>(
     model: &C,
     images: &Tensor<4>,
@@ -288,12 +299,56 @@ fn check_inputs<C: Classifier>(
                 .into(),
         ));
     }
-    let [n, ..] = images.dims();
+    let dims = images.dims();
+    let [n, ..] = dims;
     let [m] = labels.dims();
     if n != m {
         return Err(AdvError::InvalidInput(format!("{n} images but {m} labels")));
     }
-    Ok(())
+    if dims.contains(&0) {
+        return Err(AdvError::InvalidInput(format!(
+            "images of shape {dims:?}: every dimension must be at least 1"
+        )));
+    }
+    check_pixels(images)
+}
+
+/// Attacks move pixels inside `[0, 1]`: NaN, infinities or other ranges (0–255 bytes, already
+/// normalised images) would make the ε-ball meaningless. One reduction, read back once.
+fn check_pixels(images: &Tensor<4>) -> Result<()> {
+    let x = images.clone().without_autodiff();
+    let bad = x
+        .clone()
+        .is_nan()
+        .bool_or(x.clone().lower_elem(-PIXEL_SLACK))
+        .bool_or(x.greater_elem(1.0 + PIXEL_SLACK));
+    if bad.any().int().into_scalar::<i64>() == 0 {
+        return Ok(());
+    }
+    let values = images
+        .clone()
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec_as::<f32>()
+        .unwrap_or_default();
+    let found = values
+        .iter()
+        .enumerate()
+        .find(|(_, v)| !(-PIXEL_SLACK..=1.0 + PIXEL_SLACK).contains(*v));
+    Err(AdvError::InvalidInput(match found {
+        Some((i, v)) => format!("pixel {i} of the images is {v}; attacks need values in [0, 1]"),
+        None => "the images hold values outside [0, 1]; attacks need values in [0, 1]".into(),
+    }))
+}
+
+/// The labels on the host, to check them before Burn indexes with them.
+fn labels_on_host(labels: &Tensor<1, Int>) -> Result<Vec<i64>> {
+    labels
+        .clone()
+        .into_data()
+        .convert::<i64>()
+        .try_to_vec_as::<i64>()
+        .map_err(|e| AdvError::InvalidInput(format!("cannot read the labels: {e:?}")))
 }
 
 /// Which BatchNorm mode the attacked model runs in.

@@ -96,6 +96,22 @@ pub fn check_labels(labels: &[i64], classes: usize) -> Result<()> {
     Ok(())
 }
 
+/// One label per image and no empty dimension: Burn panics on a 0×0 convolution.
+fn check_batch_shape(dims: &[usize; 4], labels: usize) -> Result<()> {
+    if dims[0] != labels {
+        return Err(AdvError::InvalidInput(format!(
+            "{} images but {labels} labels",
+            dims[0]
+        )));
+    }
+    if dims[1..].contains(&0) {
+        return Err(AdvError::InvalidInput(format!(
+            "images of shape {dims:?}: channels, height and width must be at least 1"
+        )));
+    }
+    Ok(())
+}
+
 /// Evaluates `model` (an eval-mode view on an autodiff device, see
 /// [`AttackMode::view`](crate::AttackMode::view)) on `batches`: SA always, RA under `attack`
 /// if given. Adversarial examples are crafted on `source` when given (a transfer, black-box
@@ -119,6 +135,7 @@ where
     for (images, labels) in batches {
         let y = host_ints(labels.clone());
         check_labels(&y, classes)?;
+        check_batch_shape(&images.dims(), y.len())?;
         clean.add(&host_ints(predict(model, images.clone())), &y);
         if let (Some(attack), Some(tally)) = (attack, adversarial.as_mut()) {
             let crafter = source.unwrap_or(model);

@@ -108,3 +108,43 @@ fn bad_arguments_are_errors() {
     assert!(err.to_string().contains("autodiff"), "{err}");
     assert!(parse_fraction("8/255").is_ok() && parse_fraction("x/2").is_err());
 }
+
+#[test]
+fn labels_outside_the_classes_are_errors_not_panics() {
+    let device = Device::flex().autodiff();
+    let model = AttackMode::Eval.view(&tiny(&device, 5));
+    let (x, _) = batch(&device);
+    for labels in [[0, 1, 2, 4, 0, 1], [0, 1, 2, -1, 0, 1]] {
+        let y = Tensor::<1, Int>::from_ints(labels, &device);
+        for attack in [Attack::fgsm(0.1), Attack::pgd(0.1, 0.05, 2)] {
+            let err = attack.perturb(&model, x.clone(), y.clone()).unwrap_err();
+            assert!(
+                matches!(&err, AdvError::InvalidInput(m) if m.contains("example 3")),
+                "{labels:?}: {err}"
+            );
+            let err = attack
+                .perturb_targeted(&model, x.clone(), y.clone())
+                .unwrap_err();
+            assert!(matches!(err, AdvError::InvalidInput(_)), "{err}");
+        }
+    }
+}
+
+#[test]
+fn images_outside_the_unit_range_or_empty_are_errors() {
+    let device = Device::flex().autodiff();
+    let model = AttackMode::Eval.view(&tiny(&device, 6));
+    let (x, y) = batch(&device);
+    let attack = Attack::pgd(0.1, 0.05, 1);
+    for bad in [f32::NAN, f32::INFINITY, -0.5, 255.0] {
+        let poisoned = x.clone().slice_fill([1..2, 0..1, 2..3, 3..4], bad);
+        let err = attack.perturb(&model, poisoned, y.clone()).unwrap_err();
+        assert!(
+            matches!(&err, AdvError::InvalidInput(m) if m.contains("[0, 1]")),
+            "{bad}: {err}"
+        );
+    }
+    let empty = Tensor::<4>::zeros([6, 3, 0, 0], &device);
+    let err = attack.perturb(&model, empty, y).unwrap_err();
+    assert!(matches!(err, AdvError::InvalidInput(_)), "{err}");
+}

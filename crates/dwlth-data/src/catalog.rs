@@ -200,6 +200,8 @@ pub fn summarize(kind: DatasetKind, root: &Path) -> Result<Summary> {
                     continue;
                 }
                 let f = folder_split(root, split)?;
+                // Count only images that can be read: name the first damaged file.
+                f.verify()?;
                 Some((f.classes().to_vec(), f.label_counts(), f.len(), None))
             }
             _ => match kind.load(root, split) {
@@ -282,5 +284,35 @@ mod tests {
         assert_eq!(counts, [("train", vec![1, 1]), ("val", vec![0, 1])]);
         std::fs::create_dir_all(dir.path().join("val/wasp")).unwrap();
         assert!(folder_split(dir.path(), Split::Val).is_err());
+    }
+
+    #[test]
+    fn folder_info_names_a_damaged_image_instead_of_counting_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let class = dir.path().join("cat");
+        std::fs::create_dir_all(&class).unwrap();
+        let good = class.join("a.png");
+        image::RgbImage::new(4, 3).save(&good).unwrap();
+        let bytes = std::fs::read(&good).unwrap();
+        assert!(summarize(DatasetKind::Folder, dir.path()).is_ok());
+        let mut flipped = bytes.clone();
+        let mid = flipped.len() / 2;
+        flipped[mid] ^= 0x40;
+        let cases: Vec<(&str, Vec<u8>)> = vec![
+            ("garbage.png", b"not an image at all".to_vec()),
+            ("truncated.png", bytes[..bytes.len() - 20].to_vec()),
+            ("flipped.png", flipped),
+            ("empty.png", Vec::new()),
+        ];
+        for (name, content) in cases {
+            let bad = class.join(name);
+            std::fs::write(&bad, content).unwrap();
+            let e = summarize(DatasetKind::Folder, dir.path()).unwrap_err();
+            assert!(
+                matches!(e, DataError::Decode { .. }) && e.to_string().contains(name),
+                "{name}: {e}"
+            );
+            std::fs::remove_file(&bad).unwrap();
+        }
     }
 }

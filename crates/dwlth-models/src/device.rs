@@ -115,3 +115,73 @@ mod tests {
         assert!(super::keep_freed_memory());
     }
 }
+
+/// Memory assumed available where the system does not say (no `/proc/meminfo`): generous, so
+/// that only absurd requests (hundreds of gigabytes) are refused.
+pub const FALLBACK_MEMORY_BYTES: u64 = 256 << 30;
+
+/// Bytes of memory a new allocation can take, and where the number comes from: `MemAvailable`
+/// of `/proc/meminfo` where it exists, otherwise [`FALLBACK_MEMORY_BYTES`].
+pub fn available_memory() -> (u64, &'static str) {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| mem_available(&text))
+        .map_or((FALLBACK_MEMORY_BYTES, "fixed cap"), |b| {
+            (b, "MemAvailable of /proc/meminfo")
+        })
+}
+
+/// `MemAvailable` of a `/proc/meminfo` text, in bytes.
+fn mem_available(meminfo: &str) -> Option<u64> {
+    let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kb.checked_mul(1024)
+}
+
+/// `bytes` in a readable unit (`1.5 GB`).
+pub fn human_bytes(bytes: f64) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB", "PB", "EB"];
+    let mut value = bytes;
+    let mut unit = 0;
+    while value >= 1000.0 && unit + 1 < units.len() {
+        value /= 1000.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", units[unit])
+}
+
+/// Refuses to allocate `bytes` for `what` when they exceed the memory available: an
+/// allocation that large aborts the process instead of returning an error.
+pub fn check_allocation(what: &str, bytes: f64) -> Result<()> {
+    let (available, source) = available_memory();
+    if bytes.is_finite() && bytes <= available as f64 {
+        return Ok(());
+    }
+    Err(ModelError::InvalidConfig(format!(
+        "{what} needs about {} of memory, more than the {} available ({source})",
+        human_bytes(bytes),
+        human_bytes(available as f64)
+    )))
+}
+
+#[cfg(test)]
+mod memory_tests {
+    use super::*;
+
+    #[test]
+    fn mem_available_is_read_in_bytes() {
+        let text = "MemTotal:       24000000 kB\nMemAvailable:   20000000 kB\n";
+        assert_eq!(mem_available(text), Some(20_000_000 * 1024));
+        assert_eq!(mem_available("MemTotal: 1 kB\n"), None);
+    }
+
+    #[test]
+    fn an_absurd_allocation_is_refused_by_name() {
+        let e = check_allocation("`width` = 1048576", 3.6e14).unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("`width` = 1048576"), "{text}");
+        assert!(text.contains("360.0 TB"), "{text}");
+        assert!(check_allocation("a small tensor", 1e3).is_ok());
+        assert!(check_allocation("a NaN size", f64::NAN).is_err());
+    }
+}

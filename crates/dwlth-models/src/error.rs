@@ -60,13 +60,33 @@ pub enum ModelError {
         reason: String,
     },
 
-    /// A tensor has a data type that cannot be converted to `f32`.
-    #[error("tensor `{key}` has unsupported data type {dtype}")]
+    /// A tensor's data type does not fit its use: integer or boolean values where float
+    /// weights are expected. Values are never cast silently.
+    #[error("tensor `{key}` of `{path}` has data type {dtype}; {expected}")]
     UnsupportedDtype {
+        /// The file.
+        path: PathBuf,
         /// The tensor's key.
         key: String,
-        /// Its data type.
+        /// Its data type (`int64`, `bool`, ...).
         dtype: String,
+        /// What was expected instead.
+        expected: &'static str,
+    },
+
+    /// A tensor holds NaN or an infinity where finite numbers are needed (weights, images).
+    #[error(
+        "tensor `{key}` of `{path}` holds {value} at element {index}; its values must be finite"
+    )]
+    NonFinite {
+        /// The file (or a description of the in-memory source).
+        path: PathBuf,
+        /// The tensor's key (or parameter path).
+        key: String,
+        /// The first offending element, row-major.
+        index: usize,
+        /// Its value.
+        value: f32,
     },
 
     /// The checkpoint lacks tensors that the model needs.

@@ -305,3 +305,148 @@ fn corrupt_and_missing_files_give_errors_not_panics() {
     .unwrap_err();
     assert!(matches!(err, ModelError::Io { .. }), "{err}");
 }
+
+#[test]
+fn a_damaged_safetensors_file_is_called_a_safetensors_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("empty.safetensors", Vec::new(), "empty"),
+        ("short.safetensors", vec![7, 0, 0], "too short"),
+        (
+            "huge.safetensors",
+            [&u64::MAX.to_le_bytes()[..], b"{}"].concat(),
+            "exceeds",
+        ),
+        (
+            "garbage.safetensors",
+            b"this is not a safetensors file".to_vec(),
+            "exceeds",
+        ),
+    ];
+    for (name, bytes, needle) in cases {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let err = StateDict::read(&path).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            matches!(
+                &err,
+                ModelError::Format {
+                    format: "safetensors",
+                    ..
+                }
+            ),
+            "{name}: {text}"
+        );
+        assert!(
+            text.contains(name) && text.contains(needle),
+            "{name}: {text}"
+        );
+        assert!(!text.contains("PyTorch"), "{name}: {text}");
+    }
+}
+
+#[test]
+fn non_finite_weights_are_refused_by_key_and_file() {
+    for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+        let tensors = golden_tensors()
+            .into_iter()
+            .map(|(k, s, mut v)| {
+                if k == "layer1.0.conv2.weight" {
+                    v[5] = bad;
+                }
+                (k, s, v)
+            })
+            .collect();
+        let err = import_err(tensors);
+        let text = err.to_string();
+        assert!(
+            matches!(&err, ModelError::NonFinite { key, index: 5, .. } if key == "layer1.0.conv2.weight"),
+            "{text}"
+        );
+        assert!(text.contains("bad.safetensors"), "{text}");
+    }
+}
+
+/// A safetensors file whose tensor `key` is stored as `dtype` with `bytes`.
+fn write_with_dtype(path: &Path, key: &str, dtype: safetensors::Dtype, bytes: Vec<u8>) {
+    let golden = golden_tensors();
+    let raw: Vec<(String, Vec<usize>, Vec<u8>, safetensors::Dtype)> = golden
+        .into_iter()
+        .map(|(k, s, v)| {
+            if k == key {
+                (k, s, bytes.clone(), dtype)
+            } else {
+                let b = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+                (k, s, b, safetensors::Dtype::F32)
+            }
+        })
+        .collect();
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = raw
+        .iter()
+        .map(|(k, s, b, d)| {
+            let view = safetensors::tensor::TensorView::new(*d, s.clone(), b).unwrap();
+            (k.clone(), view)
+        })
+        .collect();
+    std::fs::write(path, safetensors::serialize(views, None).unwrap()).unwrap();
+}
+
+#[test]
+fn integer_and_boolean_weights_are_refused_not_cast() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = "layer1.0.conv1.weight";
+    let numel: usize = golden_tensors()
+        .into_iter()
+        .find(|(k, _, _)| k == key)
+        .map(|(_, s, _)| s.iter().product())
+        .unwrap();
+    let cases = [
+        (safetensors::Dtype::I64, 8, "int64"),
+        (safetensors::Dtype::BOOL, 1, "bool"),
+    ];
+    for (dtype, size, name) in cases {
+        let path = dir.path().join(format!("{name}.safetensors"));
+        write_with_dtype(&path, key, dtype, vec![0u8; numel * size]);
+        let err = import_resnet(
+            &path,
+            &options(CheckpointFormat::Torchvision),
+            &Device::flex(),
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            matches!(&err, ModelError::UnsupportedDtype { key: k, .. } if k == key),
+            "{text}"
+        );
+        assert!(
+            text.contains(name) && text.contains(&format!("{name}.safetensors")),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn a_checkpoint_with_nan_is_refused_by_load_module() {
+    let dir = tempfile::tempdir().unwrap();
+    let device = Device::flex();
+    let config = dwlth_models::ResNetConfig::new(Arch::ResNet18)
+        .with_width(2)
+        .with_stem(dwlth_models::Stem::Cifar)
+        .with_num_classes(3);
+    let model = config.try_init(&device).unwrap();
+    // Poison one weight.
+    let mut conv1 = model.conv1.clone();
+    conv1.weight = conv1.weight.map(|w| w.mul_scalar(f32::NAN));
+    let poisoned = dwlth_models::ResNet { conv1, ..model };
+    let path = dir.path().join("state.safetensors");
+    dwlth_models::io::save_module(&poisoned, &path).unwrap();
+    let mut fresh = config.try_init(&device).unwrap();
+    let err = dwlth_models::io::load_module(&mut fresh, &path).unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(&err, ModelError::NonFinite { .. }), "{text}");
+    assert!(
+        text.contains("conv1.weight") && text.contains("state.safetensors"),
+        "{text}"
+    );
+}

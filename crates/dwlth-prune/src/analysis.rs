@@ -91,15 +91,19 @@ impl MaskReport {
 pub fn similarity(a: &MaskSet, b: &MaskSet) -> Result<f64> {
     let (mut inter, mut union) = (0usize, 0usize);
     for (name, ma) in a.iter() {
-        let mb = b.get(name).ok_or_else(|| PruneError::MissingLayer {
-            layer: name.clone(),
+        ma.validate(name).map_err(|e| a.in_file(e))?;
+        let mb = b.get(name).ok_or_else(|| {
+            b.in_file(PruneError::MissingLayer {
+                layer: name.clone(),
+            })
         })?;
+        mb.validate(name).map_err(|e| b.in_file(e))?;
         if ma.shape != mb.shape {
-            return Err(PruneError::ShapeMismatch {
+            return Err(b.in_file(PruneError::ShapeMismatch {
                 layer: name.clone(),
                 expected: ma.shape.clone(),
                 found: mb.shape.clone(),
-            });
+            }));
         }
         for (x, y) in ma.keep.iter().zip(&mb.keep) {
             inter += usize::from(*x && *y);
@@ -107,9 +111,9 @@ pub fn similarity(a: &MaskSet, b: &MaskSet) -> Result<f64> {
         }
     }
     if let Some((name, _)) = b.iter().find(|(n, _)| a.get(n).is_none()) {
-        return Err(PruneError::MissingLayer {
+        return Err(a.in_file(PruneError::MissingLayer {
             layer: name.clone(),
-        });
+        }));
     }
     Ok(if union == 0 {
         1.0
@@ -139,11 +143,13 @@ pub fn stage_of(name: &str) -> String {
 }
 
 /// Number of completely pruned kernels (`w[o, i, :, :]` all pruned) per stage, over the
-/// rank-4 layers of `masks` (paper A, Fig. 7 and A8).
+/// rank-4 layers of `masks` (paper A, Fig. 7 and A8). Masks that fail
+/// [`LayerMask::validate`](crate::LayerMask::validate) (a zero-size dimension, values that do
+/// not fill the shape) hold no kernel and are left out.
 pub fn zero_kernels(masks: &MaskSet) -> BTreeMap<String, StageKernels> {
     let mut out: BTreeMap<String, StageKernels> = BTreeMap::new();
     for (name, m) in masks.iter() {
-        if m.shape.len() != 4 {
+        if m.shape.len() != 4 || m.validate(name).is_err() {
             continue;
         }
         let k = m.shape[2] * m.shape[3];
@@ -158,58 +164,124 @@ pub fn zero_kernels(masks: &MaskSet) -> BTreeMap<String, StageKernels> {
     out
 }
 
+/// Largest `max_width` of [`heatmap_png`]: wider bands would not show more on a screen.
+pub const MAX_HEATMAP_WIDTH: usize = 4096;
+
+/// Largest picture [`heatmap_png`] draws, in pixels (a 4096 × 8192 image): beyond, the
+/// masks are not a ResNet's and drawing them would only exhaust memory.
+pub const MAX_HEATMAP_PIXELS: usize = 1 << 25;
+
 /// Draws the kernel-wise heat map of the rank-4 layers of `masks` as a PNG: one band per
 /// layer, stacked top to bottom in model order, each cell one k×k kernel (rows: output
 /// channels, columns: input channels, averaged down to at most `max_width` cells per row).
 /// Bright cells are fully pruned kernels, dark cells kernels with at least one weight left.
+///
+/// The work is bounded by the values the masks actually hold (every mask is validated first)
+/// and the picture by `max_width` ≤ [`MAX_HEATMAP_WIDTH`] and [`MAX_HEATMAP_PIXELS`].
 pub fn heatmap_png(masks: &MaskSet, path: impl AsRef<Path>, max_width: usize) -> Result<()> {
     let path = path.as_ref();
+    if max_width > MAX_HEATMAP_WIDTH {
+        return Err(PruneError::Picture {
+            path: path.to_path_buf(),
+            reason: format!(
+                "a maximum width of {max_width} cells exceeds the limit of {MAX_HEATMAP_WIDTH}"
+            ),
+        });
+    }
     let max_width = max_width.max(8);
-    // Each layer: a grid of zero-kernel fractions, downsampled to fit.
-    let mut bands: Vec<(usize, usize, Vec<f32>)> = Vec::new();
-    for (_, m) in masks.iter() {
+    let mut layers = Vec::new();
+    for (name, m) in masks.iter() {
         if m.shape.len() != 4 {
             continue;
         }
-        let (out_c, in_c, k) = (m.shape[0], m.shape[1], m.shape[2] * m.shape[3]);
-        let step = in_c
-            .div_ceil(max_width)
-            .max(out_c.div_ceil(max_width))
-            .max(1);
-        let (rows, cols) = (out_c.div_ceil(step), in_c.div_ceil(step));
-        let mut sum = vec![0f32; rows * cols];
-        let mut count = vec![0f32; rows * cols];
-        for o in 0..out_c {
-            for i in 0..in_c {
-                let start = (o * in_c + i) * k;
-                let zero = m.keep[start..start + k].iter().all(|x| !x);
-                let cell = (o / step) * cols + i / step;
-                sum[cell] += f32::from(u8::from(zero));
-                count[cell] += 1.0;
-            }
-        }
-        let frac = sum
-            .iter()
-            .zip(&count)
-            .map(|(s, c)| s / c.max(1.0))
-            .collect();
-        bands.push((rows, cols, frac));
+        m.validate(name).map_err(|e| masks.in_file(e))?;
+        layers.push(m);
     }
-    if bands.is_empty() {
-        return Err(PruneError::NothingPrunable(
+    if layers.is_empty() {
+        return Err(masks.in_file(PruneError::NothingPrunable(
             "no convolution masks to draw".into(),
-        ));
+        )));
     }
+    // The picture's size is known before anything is drawn: refuse it first.
     let gap = 2;
-    let width = bands.iter().map(|b| b.1).max().unwrap_or(1);
-    let height: usize = bands.iter().map(|b| b.0 + gap).sum();
+    let sizes: Vec<(usize, usize, usize)> =
+        layers.iter().map(|m| band_size(m, max_width)).collect();
+    let width = sizes.iter().map(|s| s.2).max().unwrap_or(1);
+    let height: usize = sizes.iter().map(|s| s.1 + gap).sum();
+    if width.saturating_mul(height) > MAX_HEATMAP_PIXELS {
+        return Err(PruneError::Picture {
+            path: path.to_path_buf(),
+            reason: format!(
+                "{} layers make a {width} × {height} picture, more than {MAX_HEATMAP_PIXELS} \
+                 pixels; lower --max-width",
+                layers.len()
+            ),
+        });
+    }
+    let bands: Vec<(usize, usize, Vec<f32>)> = layers
+        .iter()
+        .zip(&sizes)
+        .map(|(m, size)| band(m, *size))
+        .collect();
+    let pixels = paint(&bands, width, height, gap);
+    let mut bytes = Vec::new();
+    {
+        let mut encoder = png::Encoder::new(&mut bytes, width as u32, height as u32);
+        encoder.set_color(png::ColorType::Rgb);
+        encoder.set_depth(png::BitDepth::Eight);
+        let fail = |e: png::EncodingError| PruneError::Picture {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        };
+        let mut writer = encoder.write_header().map_err(fail)?;
+        writer.write_image_data(&pixels).map_err(fail)?;
+    }
+    atomic_write(path, &bytes)?;
+    Ok(())
+}
+
+/// The cell step, rows and columns of a validated rank-4 mask's band: its kernels averaged
+/// down to at most `max_width` cells per side.
+fn band_size(m: &crate::mask_set::LayerMask, max_width: usize) -> (usize, usize, usize) {
+    let (out_c, in_c) = (m.shape[0], m.shape[1]);
+    let step = in_c
+        .div_ceil(max_width)
+        .max(out_c.div_ceil(max_width))
+        .max(1);
+    (step, out_c.div_ceil(step), in_c.div_ceil(step))
+}
+
+/// One layer's band: rows, columns and the zero-kernel fraction of each cell.
+fn band(
+    m: &crate::mask_set::LayerMask,
+    (step, rows, cols): (usize, usize, usize),
+) -> (usize, usize, Vec<f32>) {
+    let (in_c, k) = (m.shape[1], m.shape[2] * m.shape[3]);
+    let mut sum = vec![0f32; rows * cols];
+    let mut count = vec![0f32; rows * cols];
+    for (kernel, values) in m.keep.chunks_exact(k).enumerate() {
+        let (o, i) = (kernel / in_c, kernel % in_c);
+        let cell = (o / step) * cols + i / step;
+        sum[cell] += f32::from(u8::from(values.iter().all(|x| !x)));
+        count[cell] += 1.0;
+    }
+    let frac = sum
+        .iter()
+        .zip(&count)
+        .map(|(s, c)| s / c.max(1.0))
+        .collect();
+    (rows, cols, frac)
+}
+
+/// The RGB pixels of `bands` stacked top to bottom on a white background.
+fn paint(bands: &[(usize, usize, Vec<f32>)], width: usize, height: usize, gap: usize) -> Vec<u8> {
     let background = [255u8, 255, 255];
     let mut pixels = vec![0u8; width * height * 3];
     for px in pixels.chunks_mut(3) {
         px.copy_from_slice(&background);
     }
     let mut y0 = 0;
-    for (rows, cols, frac) in &bands {
+    for (rows, cols, frac) in bands {
         for r in 0..*rows {
             for c in 0..*cols {
                 let color = blend(frac[r * cols + c]);
@@ -219,20 +291,7 @@ pub fn heatmap_png(masks: &MaskSet, path: impl AsRef<Path>, max_width: usize) ->
         }
         y0 += rows + gap;
     }
-    let mut bytes = Vec::new();
-    {
-        let mut encoder = png::Encoder::new(&mut bytes, width as u32, height as u32);
-        encoder.set_color(png::ColorType::Rgb);
-        encoder.set_depth(png::BitDepth::Eight);
-        let fail = |e: png::EncodingError| PruneError::Format {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        };
-        let mut writer = encoder.write_header().map_err(fail)?;
-        writer.write_image_data(&pixels).map_err(fail)?;
-    }
-    atomic_write(path, &bytes)?;
-    Ok(())
+    pixels
 }
 
 /// Dark purple (kernel alive) to bright yellow (kernel fully pruned).

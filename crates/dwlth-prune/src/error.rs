@@ -43,6 +43,15 @@ pub enum PruneError {
         found: Vec<usize>,
     },
 
+    /// A mask whose values do not fill its shape, or whose shape is empty.
+    #[error("invalid mask for `{layer}`: {reason}")]
+    InvalidMask {
+        /// The layer.
+        layer: String,
+        /// What is wrong.
+        reason: String,
+    },
+
     /// A model layer that the mask set must cover is missing from it.
     #[error("the mask set has no mask for layer `{layer}`")]
     MissingLayer {
@@ -81,6 +90,25 @@ pub enum PruneError {
         /// The file.
         path: PathBuf,
         /// What is wrong.
+        reason: String,
+    },
+
+    /// An error about the masks read from a file, naming the file.
+    #[error("mask file `{path}`: {error}")]
+    InFile {
+        /// The mask file.
+        path: PathBuf,
+        /// What is wrong with its masks.
+        #[source]
+        error: Box<PruneError>,
+    },
+
+    /// A picture of masks could not be written.
+    #[error("cannot write the picture `{path}`: {reason}")]
+    Picture {
+        /// The picture file.
+        path: PathBuf,
+        /// What went wrong.
         reason: String,
     },
 

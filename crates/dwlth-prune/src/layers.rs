@@ -158,8 +158,19 @@ impl ModuleMapper for Applier<'_> {
 ///
 /// Refuses, naming the layer, a mask for a layer the model lacks or of the wrong shape.
 pub fn apply_masks<M: Module>(model: M, masks: &MaskSet) -> Result<M> {
-    let layers = masked_weights(&model);
+    check_masks_fit(&model, masks).map_err(|e| masks.in_file(e))?;
+    let mut applier = Applier {
+        path: PathStack::default(),
+        masks,
+    };
+    Ok(model.map(&mut applier))
+}
+
+/// Every mask of `masks` names a layer of `model` and has its weight's shape.
+fn check_masks_fit<M: Module>(model: &M, masks: &MaskSet) -> Result<()> {
+    let layers = masked_weights(model);
     for (name, layer) in masks.iter() {
+        layer.validate(name)?;
         match layers.iter().find(|l| &l.name == name) {
             None => {
                 let known: Vec<&str> = layers.iter().take(6).map(|l| l.name.as_str()).collect();
@@ -178,9 +189,5 @@ pub fn apply_masks<M: Module>(model: M, masks: &MaskSet) -> Result<M> {
             Some(_) => {}
         }
     }
-    let mut applier = Applier {
-        path: PathStack::default(),
-        masks,
-    };
-    Ok(model.map(&mut applier))
+    Ok(())
 }

@@ -1,7 +1,7 @@
 //! `MaskSet`: named binary masks, saved as compact safetensors.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use burn::module::Module;
 use dwlth_models::io::{atomic_write, StateDict};
@@ -43,16 +43,49 @@ impl LayerMask {
     pub fn total(&self) -> usize {
         self.keep.len()
     }
+
+    /// Checks that the shape has no zero-size dimension and that `keep` fills it exactly (the
+    /// fields are public, so a hand-made mask may not); `layer` names it in the error.
+    pub fn validate(&self, layer: &str) -> Result<()> {
+        let numel = self.shape.iter().try_fold(1usize, |n, d| n.checked_mul(*d));
+        let reason = if self.shape.is_empty() || self.shape.contains(&0) {
+            format!("shape {:?} has a zero-size dimension", self.shape)
+        } else if numel != Some(self.keep.len()) {
+            format!(
+                "{} values do not fill its shape {:?}",
+                self.keep.len(),
+                self.shape
+            )
+        } else {
+            return Ok(());
+        };
+        Err(PruneError::InvalidMask {
+            layer: layer.to_string(),
+            reason,
+        })
+    }
 }
 
 /// Binary masks by layer name (the PyTorch key of the layer's weight), in model order, with
 /// free-form metadata (method, sparsity, round, hash of the source weights).
-#[derive(Debug, Clone, Default, PartialEq)]
+///
+/// A set read by [`load`](Self::load) remembers its file, so that errors about its masks
+/// (a shape that does not fit the model, a layer it lacks) name the file as well as the layer.
+#[derive(Debug, Clone, Default)]
 pub struct MaskSet {
     layers: Vec<(String, LayerMask)>,
     index: HashMap<String, usize>,
     /// Metadata saved with the masks.
     pub metadata: BTreeMap<String, String>,
+    /// The file the masks were read from.
+    source: Option<PathBuf>,
+}
+
+/// Equal masks and metadata; where they were read from does not matter.
+impl PartialEq for MaskSet {
+    fn eq(&self, other: &Self) -> bool {
+        self.layers == other.layers && self.metadata == other.metadata
+    }
 }
 
 impl MaskSet {
@@ -86,6 +119,22 @@ impl MaskSet {
                 self.index.insert(name.clone(), self.layers.len());
                 self.layers.push((name, mask));
             }
+        }
+    }
+
+    /// The file the masks were read from ([`load`](Self::load)), if any.
+    pub fn source(&self) -> Option<&Path> {
+        self.source.as_deref()
+    }
+
+    /// `error` about these masks, naming their file when they were read from one.
+    pub fn in_file(&self, error: PruneError) -> PruneError {
+        match &self.source {
+            Some(path) if !matches!(error, PruneError::InFile { .. }) => PruneError::InFile {
+                path: path.clone(),
+                error: Box::new(error),
+            },
+            _ => error,
         }
     }
 
@@ -192,7 +241,8 @@ impl MaskSet {
         let wrapped = keys.iter().all(|k| strip_wrappers(k).starts_with("1."));
         let mut set = Self::new();
         for key in keys {
-            let raw = dict.get(key).expect("listed key");
+            let Some(raw) = dict.get(key) else { continue };
+            check_mask_shape(path, key, raw.shape())?;
             let values = raw.to_f32(key, path)?;
             if let Some(v) = values.iter().find(|v| **v != 0.0 && **v != 1.0) {
                 return Err(PruneError::Format {
@@ -213,6 +263,7 @@ impl MaskSet {
                 },
             );
         }
+        set.source = Some(path.to_path_buf());
         set.metadata = dict
             .metadata()
             .iter()
@@ -234,6 +285,10 @@ impl MaskSet {
     /// Checks that every layer of `model` selected by `prunable` has a mask of the right shape
     /// here, and that every mask names such a layer.
     pub fn check_fits<M: Module>(&self, model: &M, prunable: &Prunable) -> Result<()> {
+        self.fits(model, prunable).map_err(|e| self.in_file(e))
+    }
+
+    fn fits<M: Module>(&self, model: &M, prunable: &Prunable) -> Result<()> {
         let layers = masked_weights(model);
         for (name, mask) in self.iter() {
             match layers.iter().find(|l| &l.name == name) {
@@ -265,6 +320,18 @@ impl MaskSet {
         }
         Ok(())
     }
+}
+
+/// A mask with a zero-size dimension masks nothing, and the analyses would divide by its
+/// kernel size or loop over its declared rows (2^40 of them in a 288-byte file) for nothing.
+fn check_mask_shape(path: &Path, key: &str, shape: &[usize]) -> Result<()> {
+    if shape.is_empty() || shape.contains(&0) {
+        return Err(PruneError::Format {
+            path: path.to_path_buf(),
+            reason: format!("mask `{key}` has shape {shape:?}; every dimension must be at least 1"),
+        });
+    }
+    Ok(())
 }
 
 fn strip_wrappers(key: &str) -> &str {

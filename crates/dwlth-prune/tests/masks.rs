@@ -295,3 +295,128 @@ fn double_win_ticket_masks_load() {
         .join("../dwlth-models/tests/golden/r18_w4_double_win_ticket.pth");
     assert_eq!(MaskSet::load(&ticket).unwrap(), masks);
 }
+
+/// A mask file holding one `uint8` mask of `shape` with `data` (as many bytes as it declares).
+fn write_mask_file(path: &std::path::Path, key: &str, shape: Vec<usize>, data: &[u8]) {
+    let view = safetensors::tensor::TensorView::new(safetensors::Dtype::U8, shape, data).unwrap();
+    std::fs::write(path, safetensors::serialize([(key, view)], None).unwrap()).unwrap();
+}
+
+#[test]
+fn a_mask_with_a_zero_size_dimension_is_refused_when_read() {
+    let dir = tempfile::tempdir().unwrap();
+    // 288 bytes declaring 2^40 kernels: the heat map used to loop over all of them.
+    let path = dir.path().join("huge.safetensors");
+    write_mask_file(
+        &path,
+        "conv1.weight_mask",
+        vec![1 << 20, 1 << 20, 0, 0],
+        &[],
+    );
+    let err = MaskSet::load(&path).unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, PruneError::Format { .. }), "{text}");
+    assert!(
+        text.contains("huge.safetensors") && text.contains("conv1.weight_mask"),
+        "{text}"
+    );
+}
+
+#[test]
+fn analyses_of_hand_made_empty_masks_fail_instead_of_panicking_or_looping() {
+    let mut set = MaskSet::new();
+    set.insert(
+        "conv1.weight".into(),
+        dwlth_prune::LayerMask {
+            shape: vec![1 << 12, 1 << 12, 0, 0],
+            keep: Vec::new(),
+        },
+    );
+    // A kernel of 0×0 weights: `chunks(0)` used to panic.
+    assert!(zero_kernels(&set).is_empty());
+    assert!(matches!(
+        similarity(&set, &set),
+        Err(PruneError::InvalidMask { .. })
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let png = dir.path().join("heat.png");
+    let err = heatmap_png(&set, &png, 64).unwrap_err();
+    assert!(
+        matches!(&err, PruneError::InvalidMask { layer, .. } if layer == "conv1.weight"),
+        "{err}"
+    );
+    assert!(!png.exists());
+    // Values that do not fill the declared shape.
+    let mut short = MaskSet::new();
+    short.insert(
+        "conv1.weight".into(),
+        dwlth_prune::LayerMask {
+            shape: vec![2, 3, 3, 3],
+            keep: vec![true; 5],
+        },
+    );
+    assert!(heatmap_png(&short, &png, 64).is_err());
+    assert!(apply_masks(tiny(Arch::ResNet18, 1), &short).is_err());
+}
+
+#[test]
+fn heat_map_pictures_are_bounded_and_their_errors_name_the_picture() {
+    let a = omp(&tiny(Arch::ResNet18, 7), 0.5);
+    let dir = tempfile::tempdir().unwrap();
+    let png = dir.path().join("heat.png");
+    let err = heatmap_png(&a, &png, 1 << 30).unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, PruneError::Picture { .. }), "{text}");
+    assert!(
+        text.contains("heat.png") && !text.contains("mask file"),
+        "{text}"
+    );
+    // Two 4096 × 4096 bands: the picture would exceed the pixel budget.
+    let mut wide = MaskSet::new();
+    for i in 0..2 {
+        wide.insert(
+            format!("layer1.{i}.conv1.weight"),
+            dwlth_prune::LayerMask::dense(vec![4096, 4096, 1, 1]),
+        );
+    }
+    let err = heatmap_png(&wide, &png, 4096).unwrap_err();
+    assert!(err.to_string().contains("lower --max-width"), "{err}");
+    assert!(!png.exists());
+}
+
+#[test]
+fn mask_errors_name_the_mask_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r34-ticket.safetensors");
+    omp(&tiny(Arch::ResNet34, 3), 0.5).save(&path).unwrap();
+    let masks = MaskSet::load(&path).unwrap();
+    let r18 = tiny(Arch::ResNet18, 3);
+    for err in [
+        apply_masks(r18.clone(), &masks).unwrap_err(),
+        masks
+            .check_fits(&r18, &Prunable::convolutions())
+            .unwrap_err(),
+    ] {
+        let text = err.to_string();
+        assert!(
+            matches!(&err, PruneError::InFile { error, .. } if matches!(**error, PruneError::UnknownLayer { .. })),
+            "{text}"
+        );
+        assert!(
+            text.contains("r34-ticket.safetensors") && text.contains("layer1.2"),
+            "{text}"
+        );
+    }
+    let wide = ResNetConfig::new(Arch::ResNet18)
+        .with_width(4)
+        .with_stem(Stem::Cifar)
+        .init(&Device::flex());
+    let other = dir.path().join("wide.safetensors");
+    omp(&wide, 0.5).save(&other).unwrap();
+    let err = apply_masks(r18, &MaskSet::load(&other).unwrap()).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("wide.safetensors") && text.contains("conv1.weight"),
+        "{text}"
+    );
+}

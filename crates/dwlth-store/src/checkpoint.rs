@@ -34,7 +34,25 @@ impl Checkpoints {
         fs::create_dir_all(&dir).map_err(|e| StoreError::io(&dir, e))?;
         remove_stale_temporaries(&dir)?;
         check_settings(&dir.join("settings.json"), what, settings)?;
-        Ok(Self { dir })
+        let run = Self { dir };
+        // A process killed between publishing a checkpoint and removing the older ones.
+        if let Some((latest, _)) = run.latest()? {
+            run.remove_before(latest)?;
+        }
+        Ok(run)
+    }
+
+    /// Removes the published checkpoints before `step`.
+    fn remove_before(&self, step: u64) -> Result<()> {
+        for old in self.published()?.into_iter().filter(|&s| s < step) {
+            let path = self.step_dir(old);
+            match fs::remove_dir_all(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(StoreError::io(&path, e)),
+            }
+        }
+        Ok(())
     }
 
     /// The run's folder.
@@ -83,14 +101,7 @@ impl Checkpoints {
         match publish_dir(&tmp, &dest)? {
             Published::Now | Published::Already => {}
         }
-        for old in self.published()?.into_iter().filter(|&s| s < step) {
-            let path = self.step_dir(old);
-            match fs::remove_dir_all(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(StoreError::io(&path, e).into()),
-            }
-        }
+        self.remove_before(step)?;
         Ok(dest)
     }
 }

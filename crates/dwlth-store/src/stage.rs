@@ -160,6 +160,19 @@ impl Stage {
         Ok(&self.dir)
     }
 
+    /// The stage's value if it is done (`None` otherwise), removing a work folder that a process
+    /// killed between publishing and cleaning up left behind.
+    pub fn load_done<T, E: From<StoreError>>(
+        &self,
+        load: impl FnOnce(&Path) -> Result<T, E>,
+    ) -> Result<Option<T>, E> {
+        let Some(dir) = self.done() else {
+            return Ok(None);
+        };
+        self.remove_work()?;
+        load(dir).map(Some)
+    }
+
     /// Removes the work folder of a published stage (its checkpoints are not needed any more).
     fn remove_work(&self) -> Result<()> {
         let work = self.dir.with_extension("work");

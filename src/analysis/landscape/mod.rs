@@ -72,6 +72,56 @@ impl Grid {
         Self::new((-half, half), (-half, half), steps)
     }
 
+    /// [`square`](Self::square) for settings a user gave: `range` (the half-width) must be
+    /// finite and positive and `steps` within [`MIN_STEPS`]`..=`[`MAX_STEPS`]; the error names
+    /// the setting.
+    pub fn checked_square(range: f64, steps: usize) -> Result<Self> {
+        if !(range.is_finite() && range > 0.0) {
+            return Err(DwlthError::InvalidArgument(format!(
+                "landscape `range` = {range}: must be a finite number above 0"
+            )));
+        }
+        check_steps(steps)?;
+        Ok(Self::square(range, steps))
+    }
+
+    /// Checks that both axes have points and every coordinate is finite (NaN coordinates
+    /// would shift every weight to NaN and plot nothing).
+    pub fn validate(&self) -> Result<()> {
+        for (axis, values) in [("x", &self.xs), ("y", &self.ys)] {
+            if values.is_empty() {
+                return Err(DwlthError::InvalidArgument(format!(
+                    "the landscape grid has no point along {axis}"
+                )));
+            }
+            if let Some(v) = values.iter().find(|v| !v.is_finite()) {
+                return Err(DwlthError::InvalidArgument(format!(
+                    "the landscape grid has coordinate {v} along {axis}; coordinates must be finite"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Fewest grid points per axis: a contour needs two.
+pub const MIN_STEPS: usize = 2;
+
+/// Most grid points per axis (a million points in all, days of evaluation on a CPU).
+pub const MAX_STEPS: usize = 1001;
+
+/// Checks the landscape's `steps` setting.
+pub fn check_steps(steps: usize) -> Result<()> {
+    if (MIN_STEPS..=MAX_STEPS).contains(&steps) {
+        Ok(())
+    } else {
+        Err(DwlthError::InvalidArgument(format!(
+            "landscape `steps` = {steps}: must be between {MIN_STEPS} and {MAX_STEPS} points per axis"
+        )))
+    }
+}
+
+impl Grid {
     /// A grid around a trajectory's path: its bounding box with a 25 % margin (the reference
     /// plots PCA planes the same way).
     pub fn around(path: &[[f64; 2]], steps: usize) -> Self {
@@ -302,6 +352,7 @@ pub fn evaluate_grid<C: Classifier>(
     surface: &mut Surface,
     options: &GridOptions,
 ) -> Result<()> {
+    surface.grid.validate()?;
     let n_images: usize = batches.iter().map(|(_, l)| l.dims()[0]).sum();
     if n_images == 0 {
         return Err(DwlthError::InvalidArgument(

@@ -2,6 +2,8 @@
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
+use crate::error::{invalid, AdvError, Result};
+
 /// A source of training batches, epoch by epoch.
 ///
 /// Implement it over Burn's data loader (see `dwlth-data`) or use [`InMemory`] for data that
@@ -81,7 +83,8 @@ impl InMemory {
     /// `batch_size` on `device`, reshuffled each epoch from `seed`.
     ///
     /// # Panics
-    /// If `images.len() != n · C · H · W` or `batch_size == 0` (programming errors).
+    /// If `images.len() != n · C · H · W` or `batch_size == 0`; use
+    /// [`try_new`](Self::try_new) for an error instead.
     pub fn new(
         images: Vec<f32>,
         labels: Vec<i64>,
@@ -90,16 +93,41 @@ impl InMemory {
         seed: u64,
         device: &Device,
     ) -> Self {
-        assert_eq!(images.len(), labels.len() * shape.iter().product::<usize>());
-        assert!(batch_size > 0);
-        Self {
+        match Self::try_new(images, labels, shape, batch_size, seed, device) {
+            Ok(source) => source,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// [`new`](Self::new), refusing a zero `batch_size` (which would loop forever or divide
+    /// by zero) and images that do not fill `labels.len()` examples of `shape`.
+    pub fn try_new(
+        images: Vec<f32>,
+        labels: Vec<i64>,
+        shape: [usize; 3],
+        batch_size: usize,
+        seed: u64,
+        device: &Device,
+    ) -> Result<Self> {
+        if batch_size == 0 {
+            return Err(invalid("batch_size", 0, "a batch holds at least one image"));
+        }
+        let per: usize = shape.iter().product();
+        if Some(images.len()) != labels.len().checked_mul(per) {
+            return Err(AdvError::InvalidInput(format!(
+                "{} pixel values for {} images of shape {shape:?}",
+                images.len(),
+                labels.len()
+            )));
+        }
+        Ok(Self {
             images,
             labels,
             shape,
             batch_size,
             seed,
             device: device.clone(),
-        }
+        })
     }
 
     /// Number of examples.

@@ -237,9 +237,7 @@ impl Trainer {
         let stable: std::collections::BTreeMap<String, u64> = param_ids(&model)
             .into_keys()
             .map(|path| {
-                let id = path.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-                    (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
-                });
+                let id = stable_id(&path);
                 (path, id)
             })
             .collect();
@@ -295,6 +293,10 @@ impl Trainer {
                 }
             }
             state = saved;
+            // A run killed right after publishing may have left the copy for people behind.
+            if let Some(checkpoints) = &checkpoints {
+                write_metrics(checkpoints, &state)?;
+            }
         }
         let ce = CrossEntropyLossConfig::new().init(&model.devices()[0]);
         let steps = train.steps_per_epoch().max(1);
@@ -450,7 +452,11 @@ impl Trainer {
         state: &mut RunState,
         bests: Bests<'_, M>,
     ) -> Result<()> {
-        state.param_ids = param_ids(model);
+        // The trained parameters' ids (running statistics keep ids of their own, never used).
+        state.param_ids = param_ids(model)
+            .into_iter()
+            .filter(|(path, id)| *id == stable_id(path))
+            .collect();
         let previous = checkpoints.latest()?.map(|(_, folder)| folder);
         let step = state.epochs_done as u64;
         checkpoints.publish(step, |folder| -> Result<()> {
@@ -470,15 +476,27 @@ impl Trainer {
             write_file(&folder.join("state.json"), &json)?;
             Ok(())
         })?;
-        // For people: every epoch's record, one JSON line each (derived, never read back).
-        let lines: String = state
-            .history
-            .iter()
-            .map(|r| serde_json::to_string(r).unwrap_or_default() + "\n")
-            .collect();
-        atomic_write(&checkpoints.dir().join("metrics.jsonl"), lines.as_bytes())?;
-        Ok(())
+        write_metrics(checkpoints, state)
     }
+}
+
+/// For people: every epoch's record, one JSON line each, beside the checkpoints (derived from
+/// the latest checkpoint, never read back).
+fn write_metrics(checkpoints: &Checkpoints, state: &RunState) -> Result<()> {
+    let lines: String = state
+        .history
+        .iter()
+        .map(|r| serde_json::to_string(r).unwrap_or_default() + "\n")
+        .collect();
+    atomic_write(&checkpoints.dir().join("metrics.jsonl"), lines.as_bytes())?;
+    Ok(())
+}
+
+/// The id a parameter gets from its path (FNV-1a).
+fn stable_id(path: &str) -> u64 {
+    path.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 /// The optimiser's state as a burnpack file with its tensors in name order (Burn writes them in

@@ -196,6 +196,16 @@ impl ImageFolder {
         counts
     }
 
+    /// Checks every file without decoding its pixels: a known image format with a readable,
+    /// non-empty size, and for PNG files every chunk's checksum and the closing `IEND` chunk
+    /// (truncated or damaged files). Counts of a folder are only reported for images that can
+    /// be read; the first damaged file is named in the error.
+    pub fn verify(&self) -> Result<()> {
+        self.files
+            .iter()
+            .try_for_each(|(path, _)| verify_file(path))
+    }
+
     /// Decodes image `index`.
     pub fn decode(&self, index: usize) -> Result<Image<u8>> {
         let path = self.path(index).ok_or_else(|| {
@@ -242,6 +252,65 @@ impl ImageFolder {
             shape,
             self.classes.clone(),
         )
+    }
+}
+
+/// Checks one image file as [`ImageFolder::verify`] does.
+pub fn verify_file(path: &Path) -> Result<()> {
+    let bytes = fs::read(path).map_err(|e| DataError::io(path, e))?;
+    let bad = |reason: String| DataError::Decode {
+        path: path.to_path_buf(),
+        reason,
+    };
+    if bytes.starts_with(PNG_SIGNATURE) {
+        check_png_chunks(&bytes).map_err(bad)?;
+    }
+    let (w, h) = image::ImageReader::new(std::io::Cursor::new(&bytes))
+        .with_guessed_format()
+        .map_err(|e| bad(e.to_string()))?
+        .into_dimensions()
+        .map_err(|e| bad(e.to_string()))?;
+    if w == 0 || h == 0 {
+        return Err(bad(format!("the image is {w}×{h} pixels")));
+    }
+    Ok(())
+}
+
+const PNG_SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
+
+/// Walks the chunks of a PNG file: each must fit in the file and match its CRC-32, and the
+/// last must be `IEND`. Reads every byte once, decodes nothing.
+fn check_png_chunks(bytes: &[u8]) -> std::result::Result<(), String> {
+    let mut at = PNG_SIGNATURE.len();
+    loop {
+        let Some(head) = bytes.get(at..at + 8) else {
+            return Err(format!(
+                "the file ends at byte {at} before its `IEND` chunk"
+            ));
+        };
+        let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+        let kind = &head[4..8];
+        let Some(body) = bytes.get(at + 4..at + 8 + len) else {
+            return Err(format!(
+                "chunk `{}` at byte {at} runs past the end of the file",
+                String::from_utf8_lossy(kind)
+            ));
+        };
+        let Some(crc) = bytes.get(at + 8 + len..at + 12 + len) else {
+            return Err(format!(
+                "the file ends inside the checksum of the chunk at byte {at}"
+            ));
+        };
+        if crc32fast::hash(body).to_be_bytes() != crc {
+            return Err(format!(
+                "chunk `{}` at byte {at} fails its checksum",
+                String::from_utf8_lossy(kind)
+            ));
+        }
+        if kind == b"IEND" {
+            return Ok(());
+        }
+        at += 12 + len;
     }
 }
 

@@ -57,6 +57,10 @@ impl Loader<'_> {
             });
             return None;
         }
+        if let Err(e) = check_dtype(self.dict, key, raw) {
+            self.error.get_or_insert(e);
+            return None;
+        }
         let read = match self.masks.remove(key) {
             Some(v) => Ok(v),
             None => raw.to_f32(key, self.dict.path()),
@@ -68,11 +72,18 @@ impl Loader<'_> {
                 return None;
             }
         };
+        if let Err(e) = check_finite(self.dict.path(), key, &values) {
+            self.error.get_or_insert(e);
+            return None;
+        }
         if let Some(layer) = key.strip_suffix("weight_mask") {
             if let Some(v) = values.iter().find(|v| **v != 0.0 && **v != 1.0) {
                 self.error.get_or_insert(ModelError::InvalidMask {
                     layer: layer.trim_end_matches('.').to_string(),
-                    reason: format!("value {v} is neither 0 nor 1"),
+                    reason: format!(
+                        "`{}` holds {v} in `{key}`, neither 0 nor 1",
+                        self.dict.path().display()
+                    ),
                 });
                 return None;
             }
@@ -91,6 +102,34 @@ impl Loader<'_> {
             }
         }
         Some(values)
+    }
+}
+
+/// Weights and statistics must be floating point: an integer or boolean tensor under a
+/// weight's name is a wrong file or key, and casting it would hide that. Masks may be stored
+/// as integers or booleans (their values are checked to be 0 or 1).
+fn check_dtype(dict: &StateDict, key: &str, raw: &super::state_dict::RawTensor) -> Result<()> {
+    if raw.is_float() || key.ends_with("weight_mask") {
+        return Ok(());
+    }
+    Err(ModelError::UnsupportedDtype {
+        path: dict.path().to_path_buf(),
+        key: key.to_string(),
+        dtype: raw.dtype().to_string(),
+        expected: "float weights are expected (float32, float16, bfloat16 or float64)",
+    })
+}
+
+/// Refuses NaN and infinities, which would silently poison every output of the model.
+pub(crate) fn check_finite(path: &Path, key: &str, values: &[f32]) -> Result<()> {
+    match values.iter().position(|v| !v.is_finite()) {
+        None => Ok(()),
+        Some(index) => Err(ModelError::NonFinite {
+            path: path.to_path_buf(),
+            key: key.to_string(),
+            index,
+            value: values[index],
+        }),
     }
 }
 
@@ -328,4 +367,54 @@ pub fn load_resnet(
 
 fn check_normalize(model: &ResNet) -> Result<()> {
     model.normalize.to_config().validate()
+}
+
+/// Finds the first non-finite float tensor of a module (by Burn parameter path).
+struct FiniteChecker {
+    path: PathStack,
+    found: Option<(String, usize, f32)>,
+}
+
+impl burn::module::ModuleVisitor for FiniteChecker {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.path.enter(name);
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.exit();
+    }
+
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if self.found.is_some() {
+            return;
+        }
+        let values = param
+            .val()
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec_as::<f32>()
+            .unwrap_or_default();
+        if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+            self.found = Some((self.path.dotted(), i, values[i]));
+        }
+    }
+}
+
+/// Refuses a module loaded from `path` (a training checkpoint) whose tensors hold NaN or an
+/// infinity: resuming from it would train on garbage without any error.
+pub(crate) fn check_module_finite<M: Module>(module: &M, path: &Path) -> Result<()> {
+    let mut checker = FiniteChecker {
+        path: PathStack::default(),
+        found: None,
+    };
+    module.visit(&mut checker);
+    match checker.found {
+        None => Ok(()),
+        Some((key, index, value)) => Err(ModelError::NonFinite {
+            path: path.to_path_buf(),
+            key,
+            index,
+            value,
+        }),
+    }
 }

@@ -77,7 +77,7 @@ pub fn load_module<M: Module>(module: &mut M, path: &Path) -> Result<()> {
             reason: format!("{result}"),
         });
     }
-    Ok(())
+    super::load::check_module_finite(module, path)
 }
 
 struct IdCollector {

@@ -29,6 +29,30 @@ enum Elem {
 }
 
 impl Elem {
+    /// Whether values of this type are floating point (weights must be).
+    fn is_float(self) -> bool {
+        matches!(self, Elem::F64 | Elem::F32 | Elem::F16 | Elem::BF16)
+    }
+
+    /// The type's name as PyTorch spells it.
+    fn name(self) -> &'static str {
+        match self {
+            Elem::F64 => "float64",
+            Elem::F32 => "float32",
+            Elem::F16 => "float16",
+            Elem::BF16 => "bfloat16",
+            Elem::I64 => "int64",
+            Elem::I32 => "int32",
+            Elem::I16 => "int16",
+            Elem::I8 => "int8",
+            Elem::U64 => "uint64",
+            Elem::U32 => "uint32",
+            Elem::U16 => "uint16",
+            Elem::U8 => "uint8",
+            Elem::Bool => "bool",
+        }
+    }
+
     fn size(self) -> usize {
         match self {
             Elem::F64 | Elem::I64 | Elem::U64 => 8,
@@ -138,14 +162,29 @@ impl RawTensor {
         &self.shape
     }
 
-    /// Number of elements.
+    /// Number of elements; `usize::MAX` when a declared shape overflows (a corrupt header),
+    /// so that comparing it with the bytes present fails instead of wrapping.
     pub fn numel(&self) -> usize {
-        self.shape.iter().product()
+        self.shape
+            .iter()
+            .try_fold(1usize, |n, d| n.checked_mul(*d))
+            .unwrap_or(usize::MAX)
+    }
+
+    /// The element type as PyTorch names it (`float32`, `int64`, `bool`, ...).
+    pub fn dtype(&self) -> &'static str {
+        self.elem.name()
+    }
+
+    /// Whether the elements are floating point.
+    pub fn is_float(&self) -> bool {
+        self.elem.is_float()
     }
 
     /// The same data viewed with another shape of equal element count (`[3, 1, 1]` → `[3]`).
     pub fn reshaped(mut self, shape: Vec<usize>) -> Option<Self> {
-        (shape.iter().product::<usize>() == self.numel()).then(|| {
+        let numel = shape.iter().try_fold(1usize, |n, d| n.checked_mul(*d));
+        (numel == Some(self.numel())).then(|| {
             self.shape = shape;
             self
         })
@@ -153,7 +192,7 @@ impl RawTensor {
 
     /// Reads the values as `f32`; `key` names the tensor in errors.
     pub fn to_f32(&self, key: &str, file: &Path) -> Result<Vec<f32>> {
-        let expected = self.numel() * self.elem.size();
+        let expected = self.numel().saturating_mul(self.elem.size());
         let bytes: std::borrow::Cow<'_, [u8]> = match &self.source {
             Source::Torch(t) => t
                 .read()
@@ -172,7 +211,7 @@ impl RawTensor {
                 })?
                 .into(),
         };
-        if bytes.len() != expected {
+        if bytes.len() != expected || expected == usize::MAX {
             return Err(ModelError::Format {
                 path: file.to_path_buf(),
                 format: "checkpoint",
@@ -202,7 +241,8 @@ pub struct StateDict {
 
 impl StateDict {
     /// Reads a PyTorch (`.pt`, `.pth`, `.ckpt`, `.tar`; zip, legacy or tar container) or a
-    /// safetensors file, recognised by its content.
+    /// safetensors file, recognised by its content — or by a `.safetensors` name, so that a
+    /// damaged safetensors file is reported as such rather than as a bad PyTorch checkpoint.
     pub fn read(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let mut head = [0u8; 16];
@@ -211,7 +251,18 @@ impl StateDict {
             let mut f = std::fs::File::open(path).map_err(|e| ModelError::io(path, e))?;
             f.read(&mut head).map_err(|e| ModelError::io(path, e))?
         };
-        if looks_like_safetensors(&head[..n]) {
+        if n == 0 {
+            return Err(ModelError::Format {
+                path: path.to_path_buf(),
+                format: if has_safetensors_name(path) {
+                    "safetensors"
+                } else {
+                    "checkpoint"
+                },
+                reason: "the file is empty (0 bytes)".into(),
+            });
+        }
+        if looks_like_safetensors(&head[..n]) || has_safetensors_name(path) {
             Self::read_safetensors(path)
         } else {
             Self::read_pytorch(path)
@@ -257,16 +308,18 @@ impl StateDict {
             format: "safetensors",
             reason,
         };
+        check_safetensors_header(&bytes).map_err(bad)?;
         let (header_len, metadata) =
             SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
         let data_start = 8 + header_len;
         let mut tensors = BTreeMap::new();
         for (name, info) in metadata.tensors() {
-            let elem =
-                Elem::from_safetensors(info.dtype).ok_or_else(|| ModelError::UnsupportedDtype {
-                    key: name.clone(),
-                    dtype: format!("{:?}", info.dtype),
-                })?;
+            let elem = Elem::from_safetensors(info.dtype).ok_or_else(|| {
+                bad(format!(
+                    "tensor `{name}` has data type {:?}, which cannot be read",
+                    info.dtype
+                ))
+            })?;
             let (start, end) = info.data_offsets;
             tensors.insert(
                 name,
@@ -372,6 +425,37 @@ impl StateDict {
             metadata: self.metadata.clone(),
         }
     }
+}
+
+/// Whether the file is named `*.safetensors` (any case).
+fn has_safetensors_name(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("safetensors"))
+}
+
+/// The first 8 bytes of a safetensors file are the length of the JSON header that follows:
+/// explains, in the file's terms, why `bytes` cannot be one.
+fn check_safetensors_header(bytes: &[u8]) -> std::result::Result<(), String> {
+    let Some(len) = bytes.get(..8) else {
+        return Err(format!(
+            "the file is {} bytes, too short for the 8-byte header length",
+            bytes.len()
+        ));
+    };
+    let mut le = [0u8; 8];
+    le.copy_from_slice(len);
+    let header = u64::from_le_bytes(le);
+    let room = bytes.len() as u64 - 8;
+    if header > room {
+        return Err(format!(
+            "header length {header} exceeds the {room} bytes after it (file size {})",
+            bytes.len()
+        ));
+    }
+    if bytes.get(8) != Some(&b'{') {
+        return Err("the header is not a JSON object (it does not start with `{`)".into());
+    }
+    Ok(())
 }
 
 /// A safetensors file starts with a little-endian u64 header length followed by `{`.

@@ -97,6 +97,12 @@ impl MaskedConv2dConfig {
             self.kernel_size[0],
             self.kernel_size[1],
         ];
+        // Weight and mask, in f32; f64 so that absurd sizes cannot overflow.
+        let numel: f64 = shape.iter().map(|d| *d as f64).product();
+        crate::device::check_allocation(
+            &format!("a convolution of shape {shape:?} (weight and mask)"),
+            8.0 * numel,
+        )?;
         let k: usize = self.kernel_size.iter().product();
         let fan_in = cin / self.groups * k;
         let fan_out = cout / self.groups * k;

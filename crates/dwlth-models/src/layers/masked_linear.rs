@@ -41,6 +41,14 @@ impl MaskedLinearConfig {
                 "linear layer sizes must be positive: {self:?}"
             )));
         }
+        // Weight and mask, in f32; f64 so that absurd sizes cannot overflow.
+        crate::device::check_allocation(
+            &format!(
+                "a linear layer of {} → {} features (weight and mask)",
+                self.d_input, self.d_output
+            ),
+            8.0 * self.d_input as f64 * self.d_output as f64,
+        )?;
         let bound = 1.0 / (self.d_input as f64).sqrt();
         let init = Initializer::Uniform {
             min: -bound,

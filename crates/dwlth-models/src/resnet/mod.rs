@@ -84,9 +84,57 @@ impl ResNetConfig {
         self.width * 8 * self.arch.expansion()
     }
 
+    /// Bytes the built model's tensors take in `f32`: weight and mask of every convolution and
+    /// of the head, the head's bias, four values per BatchNorm channel and the normalisation.
+    /// Computed in `f64`, so that an absurd width gives a huge number instead of overflowing.
+    pub fn parameter_bytes(&self) -> f64 {
+        let conv = |cin: f64, cout: f64, k: f64| 2.0 * cin * cout * k * k;
+        let bn = |c: f64| 4.0 * c;
+        let (w, expansion) = (self.width as f64, self.arch.expansion() as f64);
+        let (k, _, _) = self.stem.conv_geometry();
+        let mut n = 2.0 * self.in_channels as f64 + conv(self.in_channels as f64, w, k as f64);
+        n += bn(w);
+        let mut cin = w;
+        for (stage, blocks) in self.arch.blocks().into_iter().enumerate() {
+            let planes = w * 2f64.powi(stage as i32);
+            let out = planes * expansion;
+            for b in 0..blocks {
+                n += if self.arch.is_bottleneck() {
+                    conv(cin, planes, 1.0)
+                        + conv(planes, planes, 3.0)
+                        + conv(planes, out, 1.0)
+                        + 2.0 * bn(planes)
+                        + bn(out)
+                } else {
+                    conv(cin, planes, 3.0) + conv(planes, planes, 3.0) + 2.0 * bn(planes)
+                };
+                if (stage > 0 && b == 0) || cin != out {
+                    n += conv(cin, out, 1.0) + bn(out);
+                }
+                cin = out;
+            }
+        }
+        let classes = self.num_classes as f64;
+        n += 2.0 * cin * classes + classes;
+        4.0 * n
+    }
+
+    /// Refuses a configuration whose parameters alone would not fit in the memory available
+    /// (e.g. a mistyped `width`): allocating them would abort the process.
+    fn check_memory(&self) -> Result<()> {
+        crate::device::check_allocation(
+            &format!(
+                "a {} with `width` = {}, `num_classes` = {} and `in_channels` = {}",
+                self.arch, self.width, self.num_classes, self.in_channels
+            ),
+            self.parameter_bytes(),
+        )
+    }
+
     /// Builds the model with torchvision's initialisation.
     pub fn try_init(&self, device: &Device) -> Result<ResNet> {
         self.validate()?;
+        self.check_memory()?;
         let (k, s, p) = self.stem.conv_geometry();
         let conv1 = MaskedConv2dConfig::new([self.in_channels, self.width], [k, k])
             .with_stride([s, s])
@@ -199,6 +247,27 @@ impl ResNet {
         self.fc.forward(self.features(input))
     }
 
+    /// Checks that images of `shape` (`[N, C, H, W]`) can go through [`forward`](Self::forward):
+    /// four dimensions, the model's channels, every size positive. Burn panics on an empty
+    /// image (a 0×0 convolution), so callers with user input check here first.
+    pub fn check_input(&self, shape: &[usize]) -> Result<()> {
+        let [_, c, h, w] = <[usize; 4]>::try_from(shape).map_err(|_| {
+            ModelError::InvalidInput(format!("images must be [N, C, H, W], got {shape:?}"))
+        })?;
+        if c != self.in_channels() {
+            return Err(ModelError::InvalidInput(format!(
+                "images have {c} channel(s), the model takes {}",
+                self.in_channels()
+            )));
+        }
+        if h == 0 || w == 0 {
+            return Err(ModelError::InvalidInput(format!(
+                "images of {h}×{w} pixels: height and width must be positive"
+            )));
+        }
+        Ok(())
+    }
+
     /// Number of classes of the head.
     pub fn num_classes(&self) -> usize {
         self.fc.weight.shape().dims::<2>()[0]
@@ -225,7 +294,8 @@ impl ResNet {
     }
 
     /// Replaces the classification head by a freshly initialised one with `num_classes` outputs,
-    /// keeping the backbone (for transfer to a new task).
+    /// keeping the backbone (for transfer to a new task). A head too large for the memory
+    /// available is refused ([`MaskedLinearConfig::try_init`]).
     pub fn with_head(self, num_classes: usize, device: &Device) -> Result<Self> {
         let features = self.fc.weight.shape().dims::<2>()[1];
         Ok(Self {
@@ -264,5 +334,84 @@ impl ResNet {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameter_bytes_are_those_of_the_built_model() {
+        let device = Device::flex();
+        for arch in [
+            Arch::ResNet18,
+            Arch::ResNet34,
+            Arch::ResNet50,
+            Arch::ResNet101,
+        ] {
+            for stem in [Stem::Cifar, Stem::ImageNet] {
+                let config = ResNetConfig::new(arch)
+                    .with_width(2)
+                    .with_stem(stem)
+                    .with_in_channels(1)
+                    .with_num_classes(7)
+                    .with_normalize(NormalizeConfig::identity(1));
+                let model = config.try_init(&device).unwrap();
+                assert_eq!(
+                    config.parameter_bytes(),
+                    4.0 * model.num_params() as f64,
+                    "{arch} {stem:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_width_beyond_memory_is_refused_before_allocating() {
+        // About 24 PB of parameters: allocating them would abort the process.
+        let config = ResNetConfig::new(Arch::ResNet18).with_width(1 << 20);
+        let e = config.try_init(&Device::flex()).unwrap_err();
+        let text = e.to_string();
+        assert!(matches!(e, ModelError::InvalidConfig(_)), "{text}");
+        assert!(text.contains("`width` = 1048576"), "{text}");
+        assert!(text.contains("PB of memory, more than"), "{text}");
+        // Sizes that overflow usize arithmetic are refused the same way.
+        let config = ResNetConfig::new(Arch::ResNet50).with_width(usize::MAX / 2);
+        assert!(config.try_init(&Device::flex()).is_err());
+    }
+
+    #[test]
+    fn a_head_beyond_memory_is_refused() {
+        let device = Device::flex();
+        let model = ResNetConfig::new(Arch::ResNet18)
+            .with_width(2)
+            .with_stem(Stem::Cifar)
+            .with_num_classes(3)
+            .try_init(&device)
+            .unwrap();
+        let e = model.with_head(usize::MAX / 4, &device).unwrap_err();
+        assert!(e.to_string().contains("linear layer"), "{e}");
+    }
+
+    #[test]
+    fn empty_images_are_refused_before_the_forward_pass() {
+        let model = ResNetConfig::new(Arch::ResNet18)
+            .with_width(2)
+            .with_stem(Stem::Cifar)
+            .with_num_classes(3)
+            .try_init(&Device::flex())
+            .unwrap();
+        assert!(model.check_input(&[2, 3, 8, 8]).is_ok());
+        for shape in [
+            &[1, 3, 0, 0][..],
+            &[1, 3, 8, 0],
+            &[1, 3, 0, 8],
+            &[1, 1, 8, 8],
+            &[3, 8, 8],
+        ] {
+            let e = model.check_input(shape).unwrap_err();
+            assert!(matches!(e, ModelError::InvalidInput(_)), "{shape:?}: {e}");
+        }
     }
 }
