@@ -50,6 +50,7 @@ pub fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = parent(path);
     fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
+    crate::temp::remove_stale_of(path);
     let tmp = temp_path(path);
     let written = write_synced(&tmp, bytes).and_then(|()| fs::rename(&tmp, path));
     if let Err(e) = written {
@@ -121,6 +122,26 @@ mod tests {
         assert_eq!(fs::read(&path).unwrap(), b"[1, 2]");
         let names: Vec<_> = fs::read_dir(dir.path().join("sub")).unwrap().collect();
         assert_eq!(names.len(), 1);
+    }
+
+    #[test]
+    fn a_write_removes_what_a_killed_write_of_the_same_file_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.safetensors");
+        // A dead process's temporary (pid 0 is never a user process), and another file's.
+        let host = crate::temp::temp_path(&path);
+        let name = host.file_name().unwrap().to_string_lossy().into_owned();
+        let (head, _) = name.rsplit_once('~').unwrap();
+        let (head, _) = head.rsplit_once('~').unwrap();
+        let dead = dir.path().join(format!("{head}~0~0"));
+        fs::write(&dead, vec![0u8; 1024]).unwrap();
+        let other = dir
+            .path()
+            .join(format!("{head}~0~0").replace("model", "other"));
+        fs::write(&other, b"x").unwrap();
+        atomic_write(&path, b"new").unwrap();
+        assert!(!dead.exists(), "the leftover stayed");
+        assert!(other.exists());
     }
 
     #[test]

@@ -62,6 +62,24 @@ fn is_stale(name: &str, path: &Path) -> bool {
     age.is_some_and(|a| a > FOREIGN_AGE)
 }
 
+/// Removes, best-effort, the temporaries a dead process left for the file `dest` (a killed
+/// `dwlth import` leaves a whole model's worth): the next write of the same file cleans up.
+pub(crate) fn remove_stale_of(dest: &Path) {
+    let Some(name) = dest.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+        return;
+    };
+    let prefix = format!(".{name}{TAG}");
+    let Ok(entries) = fs::read_dir(crate::atomic::parent(dest)) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let entry_name = entry.file_name().to_string_lossy().into_owned();
+        if entry_name.starts_with(&prefix) && is_stale(&entry_name, &entry.path()) {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
 /// Removes the temporaries of dead processes directly inside `dir` (files and folders); returns
 /// how many. A missing `dir` has none.
 pub fn remove_stale_temporaries(dir: &Path) -> Result<usize> {
