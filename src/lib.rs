@@ -14,7 +14,6 @@
 pub mod analysis;
 pub mod commands;
 pub mod error;
-mod hash;
 pub mod pipeline;
 pub mod report;
 mod toml_keys;

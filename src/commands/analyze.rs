@@ -260,23 +260,22 @@ fn landscape(
     out: &std::path::Path,
     device: &burn::tensor::Device,
 ) -> Result<serde_json::Value> {
-    // The grid's settings first: they fail fast, before any data or weights are read.
+    // The grid's settings first: they fail fast, before any data or weights are read. A
+    // random plane has a square grid; a trajectory's grid follows its path.
     crate::analysis::landscape::check_steps(steps)?;
-    let square = if checkpoints.is_empty() {
-        Some(Grid::checked_square(range, steps)?)
-    } else {
-        None
-    };
+    let square = checkpoints
+        .is_empty()
+        .then(|| Grid::checked_square(range, steps))
+        .transpose()?;
     let set = labelled(data, limit)?;
     let model = load_checked(weights, device, &set.2)?;
     let batches = labelled_batches(&set, batch_size, device)?;
     let origin = Weights::of(&model);
-    let (x, y, grid, plane) = if checkpoints.is_empty() {
+    let (x, y, grid, plane) = if let Some(grid) = square {
         let (x, y) = (
             Direction::random(&origin, seed),
             Direction::random(&origin, seed.wrapping_add(1)),
         );
-        let grid = square.unwrap_or_else(|| Grid::square(range, steps));
         (x, y, grid, None)
     } else {
         // Exported weights (`save_resnet`) or a trainer's `epoch_NNN.safetensors` snapshots.

@@ -155,7 +155,7 @@ pub fn prune(args: &PruneArgs, device: DeviceSpec) -> Result<MaskReport> {
         .insert("source".into(), args.weights.display().to_string());
     // Which weights the masks were computed from: FNV-1a of the weights file.
     if let Ok(bytes) = std::fs::read(&args.weights) {
-        let hash = crate::hash::fnv1a(bytes);
+        let hash = dwlth_store::fnv1a(bytes);
         masks
             .metadata
             .insert("source_fnv1a64".into(), format!("{hash:016x}"));

@@ -161,18 +161,12 @@ impl TrainFile {
             return bad("`model.width` = 0: must be at least 1".into());
         }
         if let (None, Some(arch)) = (&self.model.weights, self.model.arch) {
-            // Fail before the data is read: the head and input channels come from the data,
-            // but an absurd width alone is enough to exhaust memory.
-            let width = self.model.width.unwrap_or(64);
-            let config = ResNetConfig::new(arch)
-                .with_width(width)
-                .with_stem(self.model.stem.unwrap_or(Stem::ImageNet))
-                .with_num_classes(1)
-                .with_in_channels(1);
-            dwlth_models::device::check_allocation(
-                &format!("`model.width` = {width}"),
-                config.parameter_bytes(),
-            )?;
+            crate::pipeline::ModelSpec {
+                arch,
+                width: self.model.width.unwrap_or(64),
+                stem: self.model.stem.unwrap_or(Stem::ImageNet),
+            }
+            .check_memory()?;
         }
         Ok(())
     }
@@ -233,12 +227,8 @@ pub fn run(path: &Path, device: DeviceSpec) -> Result<String> {
     let validation = try_batches(&data.validation, file.data.batch_size, &device)?;
     // The checkpoints are bound to the data's content and the data settings too (the starting
     // weights and the training settings the trainer checks itself).
-    let mut data_spec = serde_json::to_value(&file.data).unwrap_or_default();
-    if let Some(map) = data_spec.as_object_mut() {
-        map.remove("root");
-    }
     let inputs = serde_json::json!({
-        "data": data_spec, "content": data.fingerprint(), "linear": file.model.linear,
+        "data": data.identity(&file.data), "linear": file.model.linear,
     });
     let trainer =
         Trainer::new(file.train.clone(), Some(file.out.join("checkpoints")))?.with_inputs(inputs);

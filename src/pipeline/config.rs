@@ -19,6 +19,22 @@ pub struct ModelSpec {
     pub stem: Stem,
 }
 
+impl ModelSpec {
+    /// Refuses a width whose parameters alone would not fit in memory, before any data is read
+    /// (the head and input channels come from the data; the width alone can exhaust memory).
+    pub fn check_memory(&self) -> Result<()> {
+        let model = dwlth_models::ResNetConfig::new(self.arch)
+            .with_width(self.width)
+            .with_stem(self.stem)
+            .with_num_classes(1)
+            .with_in_channels(1);
+        Ok(dwlth_models::device::check_allocation(
+            &format!("`model.width` = {}", self.width),
+            model.parameter_bytes(),
+        )?)
+    }
+}
+
 /// A dataset and how much of it to use.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DataSpec {
@@ -297,15 +313,7 @@ impl ExperimentConfig {
     pub fn validate(&self) -> Result<()> {
         check(!self.pretrain.is_empty(), "no pre-training")?;
         check(self.model.width > 0, "width must be positive")?;
-        let model = dwlth_models::ResNetConfig::new(self.model.arch)
-            .with_width(self.model.width)
-            .with_stem(self.model.stem)
-            .with_num_classes(1)
-            .with_in_channels(1);
-        dwlth_models::device::check_allocation(
-            &format!("`model.width` = {}", self.model.width),
-            model.parameter_bytes(),
-        )?;
+        self.model.check_memory()?;
         check(
             self.source_batch_size > 0 && self.transfer.batch_size > 0,
             "batch sizes must be positive",

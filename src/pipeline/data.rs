@@ -79,6 +79,17 @@ impl Splits {
         })
     }
 
+    /// What results depend on of this data: the `settings` that shaped it (a data table such
+    /// as [`DataSpec`]; its `root` is left out, as where the files lie changes nothing) and the
+    /// splits' content.
+    pub fn identity(&self, settings: &impl serde::Serialize) -> serde_json::Value {
+        let mut settings = serde_json::to_value(settings).unwrap_or_default();
+        if let Some(map) = settings.as_object_mut() {
+            map.remove("root");
+        }
+        serde_json::json!({ "settings": settings, "content": self.fingerprint() })
+    }
+
     /// Per-channel mean and std of the training images (the in-model normalisation).
     pub fn stats(&self) -> NormalizeConfig {
         let [c, h, w] = self.train.shape();

@@ -42,7 +42,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::config::{ExperimentConfig, PretrainSpec, TicketSpec};
-use super::data::{batches, eval_set, training, Splits};
+use super::data::{eval_set, training, try_batches, Splits};
 use super::results::RunResult;
 use super::transfer::{Downstream, Run};
 use super::verdict::Verdict;
@@ -116,7 +116,7 @@ pub(crate) struct ExperimentIndex {
 
 /// FNV-1a over `bytes`: stable seeds derived from names.
 pub(crate) fn fnv(bytes: &[u8]) -> u64 {
-    crate::hash::fnv1a(bytes.iter().copied())
+    dwlth_store::fnv1a(bytes.iter().copied())
 }
 
 pub(super) fn say(verbose: bool, line: String) {
@@ -243,17 +243,9 @@ pub fn run_experiment(
             target.test.len()
         ),
     );
-    // What results depend on of the data: its settings and content, not where it lies.
-    let data_id = |spec: &super::DataSpec, splits: &Splits| {
-        let mut spec = serde_json::to_value(spec).unwrap_or_default();
-        if let Some(map) = spec.as_object_mut() {
-            map.remove("root");
-        }
-        json!({ "spec": spec, "content": splits.fingerprint() })
-    };
     let ids = DataIds {
-        source: source.as_ref().map(|s| data_id(&config.source, s)),
-        target: data_id(&config.target, &target),
+        source: source.as_ref().map(|s| s.identity(&config.source)),
+        target: target.identity(&config.target),
     };
 
     // 1. Pre-trained weights θ_p.
@@ -756,7 +748,7 @@ fn search_tickets(
             epochs,
         } => {
             let source = source.ok_or_else(|| missing_source(config))?;
-            let data = batches(&source.train, config.source_batch_size, device);
+            let data = try_batches(&source.train, config.source_batch_size, device)?;
             for &s in sparsities {
                 // Each level is a whole result: kept in the work folder so a killed search
                 // resumes at the next level.

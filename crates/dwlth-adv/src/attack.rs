@@ -300,15 +300,12 @@ fn check_inputs<C: Classifier>(
         ));
     }
     let dims = images.dims();
-    let [n, ..] = dims;
     let [m] = labels.dims();
-    if n != m {
-        return Err(AdvError::InvalidInput(format!("{n} images but {m} labels")));
-    }
-    if dims.contains(&0) {
-        return Err(AdvError::InvalidInput(format!(
-            "images of shape {dims:?}: every dimension must be at least 1"
-        )));
+    crate::eval::check_batch_shape(&dims, m)?;
+    if dims[0] == 0 {
+        return Err(AdvError::InvalidInput(
+            "an empty batch has nothing to attack".into(),
+        ));
     }
     check_pixels(images)
 }

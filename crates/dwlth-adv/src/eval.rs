@@ -96,8 +96,9 @@ pub fn check_labels(labels: &[i64], classes: usize) -> Result<()> {
     Ok(())
 }
 
-/// One label per image and no empty dimension: Burn panics on a 0×0 convolution.
-fn check_batch_shape(dims: &[usize; 4], labels: usize) -> Result<()> {
+/// One label per image and no empty dimension: Burn panics on a 0×0 convolution. (An empty
+/// batch is left to the caller: an evaluation may skip it, an attack refuses it.)
+pub(crate) fn check_batch_shape(dims: &[usize; 4], labels: usize) -> Result<()> {
     if dims[0] != labels {
         return Err(AdvError::InvalidInput(format!(
             "{} images but {labels} labels",

@@ -49,7 +49,7 @@ impl LayerMask {
     pub fn validate(&self, layer: &str) -> Result<()> {
         let numel = self.shape.iter().try_fold(1usize, |n, d| n.checked_mul(*d));
         let reason = if self.shape.is_empty() || self.shape.contains(&0) {
-            format!("shape {:?} has a zero-size dimension", self.shape)
+            format!("shape {:?}: every dimension must be at least 1", self.shape)
         } else if numel != Some(self.keep.len()) {
             format!(
                 "{} values do not fill its shape {:?}",
@@ -242,7 +242,6 @@ impl MaskSet {
         let mut set = Self::new();
         for key in keys {
             let Some(raw) = dict.get(key) else { continue };
-            check_mask_shape(path, key, raw.shape())?;
             let values = raw.to_f32(key, path)?;
             if let Some(v) = values.iter().find(|v| **v != 0.0 && **v != 1.0) {
                 return Err(PruneError::Format {
@@ -255,13 +254,20 @@ impl MaskSet {
                 name = &name[2..];
             }
             let name = name.trim_end_matches("_mask").to_string();
-            set.insert(
-                name,
-                LayerMask {
-                    shape: raw.shape().to_vec(),
-                    keep: values.iter().map(|v| *v != 0.0).collect(),
+            let mask = LayerMask {
+                shape: raw.shape().to_vec(),
+                keep: values.iter().map(|v| *v != 0.0).collect(),
+            };
+            // A mask with a zero-size dimension masks nothing, and the analyses would divide by
+            // its kernel size or loop over its declared rows (2^40 of them in a 288-byte file).
+            mask.validate(key).map_err(|e| match e {
+                PruneError::InvalidMask { reason, .. } => PruneError::Format {
+                    path: path.to_path_buf(),
+                    reason: format!("mask `{key}`: {reason}"),
                 },
-            );
+                other => other,
+            })?;
+            set.insert(name, mask);
         }
         set.source = Some(path.to_path_buf());
         set.metadata = dict
@@ -320,18 +326,6 @@ impl MaskSet {
         }
         Ok(())
     }
-}
-
-/// A mask with a zero-size dimension masks nothing, and the analyses would divide by its
-/// kernel size or loop over its declared rows (2^40 of them in a 288-byte file) for nothing.
-fn check_mask_shape(path: &Path, key: &str, shape: &[usize]) -> Result<()> {
-    if shape.is_empty() || shape.contains(&0) {
-        return Err(PruneError::Format {
-            path: path.to_path_buf(),
-            reason: format!("mask `{key}` has shape {shape:?}; every dimension must be at least 1"),
-        });
-    }
-    Ok(())
 }
 
 fn strip_wrappers(key: &str) -> &str {

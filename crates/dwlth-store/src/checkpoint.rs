@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::atomic::{publish_dir, Published};
+use crate::atomic::publish_dir;
 use crate::error::{Result, StoreError};
 use crate::settings::check_settings;
 use crate::temp::{remove_stale_temporaries, temp_path};
@@ -98,9 +98,8 @@ impl Checkpoints {
             let _ = fs::remove_dir_all(&tmp);
             return Err(e);
         }
-        match publish_dir(&tmp, &dest)? {
-            Published::Now | Published::Already => {}
-        }
+        // Already published by another process: the same step of the same run, the same bits.
+        publish_dir(&tmp, &dest)?;
         self.remove_before(step)?;
         Ok(dest)
     }

@@ -1,8 +1,17 @@
 //! Content keys: SHA-256 over canonical JSON or raw bytes, shortened to 16 hex digits (64 bits —
-//! a collision among a million keys has odds of one in 3·10⁷).
+//! a collision among a million keys has odds of one in 3·10⁷). And FNV-1a, the small stable
+//! hash that seeds and parameter ids are derived from (names, paths), stable across platforms
+//! and versions, unlike `std`'s hasher.
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+
+/// FNV-1a over `bytes` (streamed: large inputs need not be collected first).
+pub fn fnv1a(bytes: impl IntoIterator<Item = u8>) -> u64 {
+    bytes.into_iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
 
 /// A streaming fingerprint of bytes (weights, images, labels).
 #[derive(Debug, Clone, Default)]
@@ -78,6 +87,14 @@ mod tests {
         let mut f = Fingerprint::new();
         f.update(b"abc");
         assert_eq!(f.finish(), "ba7816bf8f01cfea");
+    }
+
+    #[test]
+    fn fnv1a_published_test_vectors() {
+        // From the FNV reference (draft-eastlake-fnv): "" and "a" and "foobar".
+        assert_eq!(fnv1a(*b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a(*b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a(*b"foobar"), 0x8594_4171_f739_67e8);
     }
 
     #[test]

@@ -46,7 +46,7 @@ mod temp;
 pub use atomic::{atomic_write, link_or_copy, publish_dir, sync_dir, write_file, Published};
 pub use checkpoint::Checkpoints;
 pub use error::{Result, SettingsChanged, StoreError};
-pub use hash::{key_of, Fingerprint};
+pub use hash::{fnv1a, key_of, Fingerprint};
 pub use settings::{check_settings, first_difference, Difference};
 pub use stage::{Stage, StageKey, Store, STORE_MARKER};
 pub use temp::{remove_stale_temporaries, temp_path};

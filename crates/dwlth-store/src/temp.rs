@@ -15,12 +15,16 @@ const TAG: &str = ".tmp~";
 /// Leftovers of other hosts are removed only once this old (their process cannot be checked).
 const FOREIGN_AGE: Duration = Duration::from_secs(24 * 3600);
 
-fn host() -> String {
-    let name = fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "host".into());
-    name.trim().replace(['~', '/'], "_")
+/// This machine's name, read once: it goes into every temporary name and every staleness check.
+fn host() -> &'static str {
+    static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HOST.get_or_init(|| {
+        let name = fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .unwrap_or_else(|| "host".into());
+        name.trim().replace(['~', '/'], "_")
+    })
 }
 
 /// A fresh temporary path beside `dest` (same folder, so a rename publishes it).

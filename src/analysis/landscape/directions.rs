@@ -134,7 +134,7 @@ impl Direction {
             .tensors
             .iter()
             .map(|(key, t)| {
-                let stream = crate::hash::fnv1a(key.bytes());
+                let stream = dwlth_store::fnv1a(key.bytes());
                 let mut rng = Rng::derived(&[seed, stream]);
                 let mut d: Vec<f32> = (0..t.values.len()).map(|_| rng.normal() as f32).collect();
                 if let Some(mask) = &t.mask {

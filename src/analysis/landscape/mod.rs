@@ -50,6 +50,23 @@ pub struct Grid {
     pub ys: Vec<f64>,
 }
 
+/// Fewest grid points per axis: a contour needs two.
+pub const MIN_STEPS: usize = 2;
+
+/// Most grid points per axis (a million points in all, days of evaluation on a CPU).
+pub const MAX_STEPS: usize = 1001;
+
+/// Checks the landscape's `steps` setting.
+pub fn check_steps(steps: usize) -> Result<()> {
+    if (MIN_STEPS..=MAX_STEPS).contains(&steps) {
+        Ok(())
+    } else {
+        Err(DwlthError::InvalidArgument(format!(
+            "landscape `steps` = {steps}: must be between {MIN_STEPS} and {MAX_STEPS} points per axis"
+        )))
+    }
+}
+
 impl Grid {
     /// `steps` evenly spaced values in `[lo, hi]` on each axis (`steps ≥ 2`; 1 gives `lo`).
     pub fn new((x_lo, x_hi): (f64, f64), (y_lo, y_hi): (f64, f64), steps: usize) -> Self {
@@ -102,26 +119,7 @@ impl Grid {
         }
         Ok(())
     }
-}
 
-/// Fewest grid points per axis: a contour needs two.
-pub const MIN_STEPS: usize = 2;
-
-/// Most grid points per axis (a million points in all, days of evaluation on a CPU).
-pub const MAX_STEPS: usize = 1001;
-
-/// Checks the landscape's `steps` setting.
-pub fn check_steps(steps: usize) -> Result<()> {
-    if (MIN_STEPS..=MAX_STEPS).contains(&steps) {
-        Ok(())
-    } else {
-        Err(DwlthError::InvalidArgument(format!(
-            "landscape `steps` = {steps}: must be between {MIN_STEPS} and {MAX_STEPS} points per axis"
-        )))
-    }
-}
-
-impl Grid {
     /// A grid around a trajectory's path: its bounding box with a 25 % margin (the reference
     /// plots PCA planes the same way).
     pub fn around(path: &[[f64; 2]], steps: usize) -> Self {

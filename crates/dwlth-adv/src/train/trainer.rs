@@ -122,7 +122,6 @@ struct RunState {
     best_ra: Option<Best>,
     best_guard: Option<f64>,
     stopped: Option<String>,
-    param_ids: std::collections::BTreeMap<String, u64>,
 }
 
 /// A training run.
@@ -237,7 +236,7 @@ impl Trainer {
         let stable: std::collections::BTreeMap<String, u64> = param_ids(&model)
             .into_keys()
             .map(|path| {
-                let id = stable_id(&path);
+                let id = dwlth_store::fnv1a(path.bytes());
                 (path, id)
             })
             .collect();
@@ -250,7 +249,6 @@ impl Trainer {
             best_ra: None,
             best_guard: None,
             stopped: None,
-            param_ids: param_ids(&model),
         };
         let mut best_sa_model = None;
         let mut best_ra_model = None;
@@ -261,8 +259,8 @@ impl Trainer {
             .transpose()?
             .flatten()
         {
-            // Resume from the latest whole checkpoint: weights, parameter ids (the optimiser
-            // state is keyed by them), optimiser, the best weights so far.
+            // Resume from the latest whole checkpoint: weights, optimiser (keyed by the parameter
+            // ids, which follow from the paths), the best weights so far.
             let state_path = folder.join("state.json");
             let text = std::fs::read_to_string(&state_path).map_err(|e| AdvError::Io {
                 path: state_path.clone(),
@@ -270,7 +268,6 @@ impl Trainer {
             })?;
             let saved: RunState =
                 serde_json::from_str(&text).map_err(|e| io_err(&state_path, e))?;
-            model = restore_param_ids(model, &saved.param_ids);
             load_module(&mut model, &folder.join("model.safetensors"))?;
             let opt_path = folder.join("optimizer.bpk");
             if opt_path.exists() {
@@ -411,7 +408,7 @@ impl Trainer {
                     sa: (improved.0, best_sa_model.as_ref().map(|(_, m)| m)),
                     ra: (improved.1, best_ra_model.as_ref().map(|(_, m)| m)),
                 };
-                self.checkpoint(checkpoints, &model, &optim, &mut state, bests)?;
+                self.checkpoint(checkpoints, &model, &optim, &state, bests)?;
             }
         }
         Ok(TrainOutcome {
@@ -449,14 +446,9 @@ impl Trainer {
         checkpoints: &Checkpoints,
         model: &M,
         optim: &ModuleOptimizer,
-        state: &mut RunState,
+        state: &RunState,
         bests: Bests<'_, M>,
     ) -> Result<()> {
-        // The trained parameters' ids (running statistics keep ids of their own, never used).
-        state.param_ids = param_ids(model)
-            .into_iter()
-            .filter(|(path, id)| *id == stable_id(path))
-            .collect();
         let previous = checkpoints.latest()?.map(|(_, folder)| folder);
         let step = state.epochs_done as u64;
         checkpoints.publish(step, |folder| -> Result<()> {
@@ -490,13 +482,6 @@ fn write_metrics(checkpoints: &Checkpoints, state: &RunState) -> Result<()> {
         .collect();
     atomic_write(&checkpoints.dir().join("metrics.jsonl"), lines.as_bytes())?;
     Ok(())
-}
-
-/// The id a parameter gets from its path (FNV-1a).
-fn stable_id(path: &str) -> u64 {
-    path.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
-    })
 }
 
 /// The optimiser's state as a burnpack file with its tensors in name order (Burn writes them in

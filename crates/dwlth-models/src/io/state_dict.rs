@@ -436,15 +436,12 @@ fn has_safetensors_name(path: &Path) -> bool {
 /// The first 8 bytes of a safetensors file are the length of the JSON header that follows:
 /// explains, in the file's terms, why `bytes` cannot be one.
 fn check_safetensors_header(bytes: &[u8]) -> std::result::Result<(), String> {
-    let Some(len) = bytes.get(..8) else {
+    let Some(header) = header_length(bytes) else {
         return Err(format!(
             "the file is {} bytes, too short for the 8-byte header length",
             bytes.len()
         ));
     };
-    let mut le = [0u8; 8];
-    le.copy_from_slice(len);
-    let header = u64::from_le_bytes(le);
     let room = bytes.len() as u64 - 8;
     if header > room {
         return Err(format!(
@@ -460,10 +457,12 @@ fn check_safetensors_header(bytes: &[u8]) -> std::result::Result<(), String> {
 
 /// A safetensors file starts with a little-endian u64 header length followed by `{`.
 fn looks_like_safetensors(head: &[u8]) -> bool {
-    head.len() >= 9 && head[8] == b'{' && {
-        let mut len = [0u8; 8];
-        len.copy_from_slice(&head[..8]);
-        let n = u64::from_le_bytes(len);
-        n > 1 && n < (1 << 32)
-    }
+    head.get(8) == Some(&b'{') && header_length(head).is_some_and(|n| n > 1 && n < (1 << 32))
+}
+
+/// The little-endian length of the JSON header that opens a safetensors file.
+fn header_length(bytes: &[u8]) -> Option<u64> {
+    let mut le = [0u8; 8];
+    le.copy_from_slice(bytes.get(..8)?);
+    Some(u64::from_le_bytes(le))
 }
