@@ -1192,3 +1192,70 @@ fn data_info_names_a_corrupt_image() {
         "broken.png",
     );
 }
+
+#[test]
+fn run_emits_job_arrays_for_slurm_and_kubernetes() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("smoke.toml");
+    std::fs::write(&config, ok(&["run", "--print-preset", "smoke"])).unwrap();
+    let out = dir.path().join("results");
+    let (config, out) = (config.to_str().unwrap(), out.to_str().unwrap());
+    let slurm = ok(&[
+        "run", "--config", config, "--out", out, "--emit", "slurm", "--shards", "4", "--device",
+        "cuda:1",
+    ]);
+    assert!(slurm.contains("#SBATCH --array=0-3\n"), "{slurm}");
+    assert!(slurm.contains("--shard auto --device 'cuda'"), "{slurm}");
+    assert!(
+        slurm.contains(&format!("--merge '{out}'/shards/*")),
+        "{slurm}"
+    );
+    let k8s = ok(&[
+        "run",
+        "--config",
+        config,
+        "--out",
+        out,
+        "--emit",
+        "kubernetes",
+        "--shards",
+        "4",
+    ]);
+    assert!(
+        k8s.contains("completions: 4") && k8s.contains("--shard auto/4"),
+        "{k8s}"
+    );
+    assert!(
+        !out.is_empty() && !std::path::Path::new(out).exists(),
+        "nothing is run"
+    );
+    for (args, expected) in [
+        (
+            vec!["run", "--config", config, "--emit", "slurm"],
+            "--shards N",
+        ),
+        (
+            vec![
+                "run", "--preset", "smoke", "--emit", "slurm", "--shards", "2",
+            ],
+            "--config FILE",
+        ),
+        (
+            vec!["run", "--config", config, "--emit", "pbs", "--shards", "2"],
+            "slurm or kubernetes",
+        ),
+        (
+            vec![
+                "run", "--config", config, "--emit", "slurm", "--shards", "0",
+            ],
+            "at least 1",
+        ),
+    ] {
+        let output = dwlth(&args);
+        let message = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            !output.status.success() && message.contains(expected),
+            "{args:?}: {message}"
+        );
+    }
+}

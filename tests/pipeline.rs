@@ -166,6 +166,170 @@ fn smoke_pipeline_runs_resumes_and_reports() {
     assert!(text.contains(&format!("{planned} runs")), "{text}");
 }
 
+/// Strips the timings from a `results.json`: everything else must agree bit for bit.
+fn without_seconds(path: &Path) -> serde_json::Value {
+    let mut value: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    fn strip(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(map) => {
+                map.remove("seconds");
+                map.values_mut().for_each(strip);
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    strip(&mut value);
+    value
+}
+
+#[test]
+fn shards_run_apart_and_merged_give_the_report_of_one_run() {
+    let data = data();
+    let mut config = ExperimentConfig::smoke(data.fashion, data.mnist);
+    config.name = "merge".into();
+    config.pretrain.truncate(1);
+    config.transfer.seeds.truncate(1);
+    config.transfer.transfer_attack = false;
+    config.transfer.ood = false;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("merge.toml");
+    std::fs::write(&file, config.to_toml()).unwrap();
+    // Each run in a process of its own, as on separate machines (Burn's generator is one per
+    // process: runs in parallel threads of one process would draw from it in between).
+    let run = |out: &Path, shard: Option<String>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_dwlth"));
+        command
+            .arg("run")
+            .arg("--config")
+            .arg(&file)
+            .arg("--out")
+            .arg(out);
+        if let Some(shard) = shard {
+            command.args(["--shard", &shard]);
+        }
+        let output = command.output().unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let whole = dir.path().join("whole");
+    let text = run(&whole, None);
+    assert!(
+        text.contains("6 of 6 transfer runs finished (6 trained now)"),
+        "{text}"
+    );
+
+    // Four shards, each in a folder of its own (as on four machines), then merged.
+    let shards: Vec<PathBuf> = (0..4)
+        .map(|i| dir.path().join(format!("shard-{i}")))
+        .collect();
+    for (i, shard) in shards.iter().enumerate() {
+        let text = run(shard, Some(format!("{i}/4")));
+        let trained = if i < 2 { 2 } else { 1 };
+        assert!(text.contains(&format!("({trained} trained now)")), "{text}");
+    }
+    let merged = dir.path().join("merged");
+    let output = Command::new(env!("CARGO_BIN_EXE_dwlth"))
+        .arg("report")
+        .arg(&merged)
+        .arg("--merge")
+        .args(&shards)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(text.contains("7 finished stages copied"), "{text}");
+    assert!(text.contains("6 runs"), "{text}");
+    for file in ["double_win.md", "curves.csv", "masks.md"] {
+        assert_eq!(
+            std::fs::read_to_string(merged.join("report").join(file)).unwrap(),
+            std::fs::read_to_string(whole.join("report").join(file)).unwrap(),
+            "{file}"
+        );
+    }
+    assert_eq!(
+        without_seconds(&merged.join("report/results.json")),
+        without_seconds(&whole.join("report/results.json"))
+    );
+    // Merging again copies nothing.
+    let again = dwlth::pipeline::merge_shards(&merged, &shards).unwrap();
+    assert_eq!((again.copied, again.present), (0, 6 + 4));
+
+    // A shard of another experiment is refused, naming what differs, before anything is copied.
+    let other = dir.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    for f in [dwlth::store::STORE_MARKER, "experiment.json"] {
+        std::fs::copy(shards[0].join(f), other.join(f)).unwrap();
+    }
+    let index_path = other.join("experiment.json");
+    let mut index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap();
+    index["runs"][2] = serde_json::json!("0123456789abcdef");
+    std::fs::write(&index_path, serde_json::to_vec(&index).unwrap()).unwrap();
+    let fresh = dir.path().join("fresh");
+    let message = dwlth::pipeline::merge_shards(&fresh, &[shards[0].clone(), other])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains("shards of different experiments") && message.contains("runs[2]"),
+        "{message}"
+    );
+    assert!(!fresh.join("runs").exists());
+}
+
+#[test]
+fn shard_auto_reads_the_schedulers_index() {
+    use dwlth::commands::run::parse_shard_from;
+    let env = |vars: &'static [(&'static str, &'static str)]| {
+        move |name: &str| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        }
+    };
+    let slurm = env(&[
+        ("SLURM_ARRAY_TASK_ID", "3"),
+        ("SLURM_ARRAY_TASK_COUNT", "8"),
+    ]);
+    assert_eq!(parse_shard_from("auto", slurm).unwrap(), (3, 8));
+    assert_eq!(parse_shard_from("auto/8", slurm).unwrap(), (3, 8));
+    assert!(parse_shard_from("auto/4", slurm)
+        .unwrap_err()
+        .to_string()
+        .contains("8 tasks, not 4"));
+    // `--array=1-15:2`: task 7 is the fourth.
+    let stepped = env(&[
+        ("SLURM_ARRAY_TASK_ID", "7"),
+        ("SLURM_ARRAY_TASK_COUNT", "8"),
+        ("SLURM_ARRAY_TASK_MIN", "1"),
+        ("SLURM_ARRAY_TASK_STEP", "2"),
+    ]);
+    assert_eq!(parse_shard_from("auto", stepped).unwrap(), (3, 8));
+    let k8s = env(&[("JOB_COMPLETION_INDEX", "5")]);
+    assert_eq!(parse_shard_from("auto/6", k8s).unwrap(), (5, 6));
+    assert!(parse_shard_from("auto/5", k8s).is_err(), "index 5 of 5");
+    let none = env(&[]);
+    for text in ["auto", "auto/4"] {
+        let message = parse_shard_from(text, none).unwrap_err().to_string();
+        assert!(message.contains("SLURM_ARRAY_TASK_ID"), "{message}");
+    }
+    let bad = env(&[("JOB_COMPLETION_INDEX", "x")]);
+    assert!(parse_shard_from("auto/4", bad)
+        .unwrap_err()
+        .to_string()
+        .contains("$JOB_COMPLETION_INDEX = `x`"));
+    assert_eq!(parse_shard_from("1/4", none).unwrap(), (1, 4));
+}
+
 #[test]
 fn experiment_files_round_trip_and_bad_settings_are_refused() {
     let data = DemoData::locate();

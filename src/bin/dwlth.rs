@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use dwlth::commands::run as experiment;
-use dwlth::commands::{analyze, data, demo, eval, import, predict, prune, train};
+use dwlth::commands::{analyze, cluster, data, demo, eval, import, predict, prune, train};
 use dwlth::models::io::{CheckpointFormat, ImportOptions};
 use dwlth::models::{Arch, DeviceSpec, NormalizeConfig};
 
@@ -118,9 +118,17 @@ enum Command {
         /// Results folder (default: results/<name>).
         #[arg(long)]
         out: Option<PathBuf>,
-        /// Run only shard i of n (0-based), e.g. 3/8 for a Slurm array.
+        /// Run only shard i of n (0-based), e.g. 3/8; `auto` takes both from a Slurm job
+        /// array, `auto/n` the index from a Kubernetes Indexed Job (or a Slurm array).
         #[arg(long)]
         shard: Option<String>,
+        /// Print a job array for a cluster instead of running: slurm or kubernetes (with
+        /// --config and --shards; each shard writes <out>/shards/<i>).
+        #[arg(long, value_parser = parse_scheduler)]
+        emit: Option<cluster::Scheduler>,
+        /// Number of shards of the emitted job array.
+        #[arg(long, requires = "emit", allow_negative_numbers = true)]
+        shards: Option<usize>,
         /// Compute device: cpu, cuda[:N], wgpu.
         #[arg(long, default_value = "cpu", value_parser = parse::<DeviceSpec>)]
         device: DeviceSpec,
@@ -141,6 +149,10 @@ enum Command {
     Report {
         /// The results folder.
         dir: PathBuf,
+        /// First copy in the finished runs of these shard folders (run apart, e.g. on other
+        /// machines); shards of another experiment are refused.
+        #[arg(long, num_args = 1..)]
+        merge: Vec<PathBuf>,
     },
     /// The offline double-win experiment: Fashion-MNIST → MNIST with a tiny ResNet (~8 min on
     /// two cores); fetches its data with tools/setup-test-data.sh when absent.
@@ -176,6 +188,10 @@ macro_rules! say {
         use std::io::Write;
         let _ = writeln!(std::io::stdout(), $($arg)*);
     }};
+}
+
+fn parse_scheduler(s: &str) -> Result<cluster::Scheduler, String> {
+    s.parse().map_err(|e: dwlth::DwlthError| e.to_string())
 }
 
 fn parse<T: std::str::FromStr<Err = dwlth::models::ModelError>>(s: &str) -> Result<T, String> {
@@ -283,6 +299,8 @@ fn run(cli: Cli) -> dwlth::Result<()> {
             print_preset,
             out,
             shard,
+            emit,
+            shards,
             device,
         } => {
             let data = experiment::DemoData::locate();
@@ -303,6 +321,39 @@ fn run(cli: Cli) -> dwlth::Result<()> {
             };
             if let Some(name) = print_preset {
                 say!("{}", preset_config(&name)?.to_toml());
+                return Ok(());
+            }
+            if let Some(scheduler) = emit {
+                let (Some(path), Some(shards)) = (&config, shards) else {
+                    return Err(dwlth::DwlthError::InvalidArgument(
+                        "--emit needs --config FILE (write a preset to a file with --print-preset) and --shards N".into(),
+                    ));
+                };
+                let experiment = experiment::load_config(path)?;
+                let absolute = |p: &std::path::Path| {
+                    std::path::absolute(p).map_err(|e| dwlth::DwlthError::Io {
+                        path: p.to_path_buf(),
+                        source: e,
+                    })
+                };
+                let out = out.unwrap_or_else(|| PathBuf::from("results").join(&experiment.name));
+                let job = cluster::JobArray {
+                    name: experiment.name.clone(),
+                    config: absolute(path)?,
+                    out: absolute(&out)?,
+                    shards,
+                    // Inside a job, a task's GPU is the first it sees.
+                    device: match device {
+                        DeviceSpec::Cuda(_) => "cuda".into(),
+                        other => other.to_string(),
+                    },
+                };
+                let text = match scheduler {
+                    cluster::Scheduler::Slurm => job.slurm()?,
+                    cluster::Scheduler::Kubernetes => job.kubernetes()?,
+                };
+                use std::io::Write;
+                let _ = write!(std::io::stdout(), "{text}");
                 return Ok(());
             }
             let experiment = match (config, preset) {
@@ -332,7 +383,12 @@ fn run(cli: Cli) -> dwlth::Result<()> {
                 say!("{}", train::run(&path, device)?);
             }
         }
-        Command::Report { dir } => say!("{}", experiment::report(&dir)?),
+        Command::Report { dir, merge } => {
+            if !merge.is_empty() {
+                say!("{}", experiment::merge(&dir, &merge)?);
+            }
+            say!("{}", experiment::report(&dir)?)
+        }
         Command::Demo { out, device } => {
             let data = experiment::DemoData::locate();
             data.ensure()?;

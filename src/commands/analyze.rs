@@ -359,7 +359,7 @@ fn transfer_attack(
     let source_model = load_checked(source, device, &set.2)?;
     let classes = source_model.num_classes();
     let batches = labelled_batches(&set, batch_size, device)?;
-    device.seed(seed);
+    dwlth_models::random::seed(device, seed);
     // The adversarial set is crafted once, on the source alone.
     let source_view = AttackMode::Eval.view(&source_model);
     let crafted: Vec<(Tensor<4>, Tensor<1, Int>)> = batches
@@ -383,7 +383,7 @@ fn transfer_attack(
             )));
         }
         let view = AttackMode::Eval.view(&model);
-        device.seed(seed);
+        dwlth_models::random::seed(device, seed);
         let white = evaluate(&view, batches.iter().cloned(), Some(attack), None, classes)?;
         let transfer = evaluate(&view, crafted.iter().cloned(), None, None, classes)?.sa;
         // Sparsity of the backbone's convolutions, as the papers count it.
@@ -482,7 +482,7 @@ pub fn run(cmd: &AnalyzeCommand, device: DeviceSpec) -> Result<serde_json::Value
             } else {
                 device
             };
-            device.seed(*seed);
+            dwlth_models::random::seed(&device, *seed);
             landscape(
                 weights,
                 data,

@@ -169,7 +169,7 @@ pub fn run(args: &EvalArgs, device: DeviceSpec) -> Result<EvalReport> {
     let attack = attack(args)?;
     crate::commands::predict::check_batch_size(args.batch_size)?;
     let device: Device = device.device()?.autodiff();
-    device.seed(args.seed);
+    dwlth_models::random::seed(&device, args.seed);
     let arch = args.arch.as_deref().map(str::parse::<Arch>).transpose()?;
     let (model, _) = load_resnet(&args.weights, arch, &device)?;
     let classes = model.num_classes();

@@ -1,6 +1,7 @@
 //! The `dwlth` command-line tool's commands, callable from Rust as well.
 
 pub mod analyze;
+pub mod cluster;
 pub mod data;
 pub mod demo;
 pub mod eval;

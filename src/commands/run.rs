@@ -8,19 +8,99 @@ use crate::error::{DwlthError, Result};
 use crate::pipeline::{run_experiment, ExperimentConfig, ExperimentSummary, RunOptions, RunResult};
 use crate::report::{markdown_table, write_report};
 
-/// Parses `i/n` (0-based shard `i` of `n`).
+/// Parses `--shard`: `i/n` (0-based shard `i` of `n`), `auto` (index and count from a Slurm job
+/// array) or `auto/n` (index from a Kubernetes Indexed Job or a Slurm job array, `n` shards).
 pub fn parse_shard(text: &str) -> Result<(usize, usize)> {
-    let bad =
-        || DwlthError::InvalidArgument(format!("--shard `{text}`: expected i/n with 0 ≤ i < n"));
-    let (i, n) = text.split_once('/').ok_or_else(bad)?;
-    let (i, n): (usize, usize) = (
-        i.trim().parse().map_err(|_| bad())?,
-        n.trim().parse().map_err(|_| bad())?,
-    );
+    parse_shard_from(text, |name| std::env::var(name).ok())
+}
+
+/// [`parse_shard`] with the environment given (`env` reads a variable).
+pub fn parse_shard_from(
+    text: &str,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<(usize, usize)> {
+    let bad = |why: &str| {
+        DwlthError::InvalidArgument(format!(
+            "--shard `{text}`: {why} (expected i/n with 0 ≤ i < n, auto, or auto/n)"
+        ))
+    };
+    let number = |name: &str| -> Result<Option<usize>> {
+        env(name)
+            .map(|v| {
+                v.trim().parse::<usize>().map_err(|_| {
+                    DwlthError::InvalidArgument(format!(
+                        "--shard {text}: ${name} = `{v}` is not a whole number"
+                    ))
+                })
+            })
+            .transpose()
+    };
+    let (i, n) = match text.trim().split_once('/') {
+        None if text.trim() == "auto" => {
+            let (Some(id), Some(count)) = (
+                number("SLURM_ARRAY_TASK_ID")?,
+                number("SLURM_ARRAY_TASK_COUNT")?,
+            ) else {
+                return Err(bad(
+                    "no Slurm job array here ($SLURM_ARRAY_TASK_ID and $SLURM_ARRAY_TASK_COUNT); \
+                     in a Kubernetes Indexed Job give the count, auto/n",
+                ));
+            };
+            (slurm_index(id, &number)?, count)
+        }
+        None => return Err(bad("no `/`")),
+        Some((i, n)) => {
+            let n: usize = n
+                .trim()
+                .parse()
+                .map_err(|_| bad("the count is not a number"))?;
+            let i = if i.trim() == "auto" {
+                match (
+                    number("JOB_COMPLETION_INDEX")?,
+                    number("SLURM_ARRAY_TASK_ID")?,
+                ) {
+                    (Some(k), _) => k,
+                    (None, Some(id)) => {
+                        if let Some(count) = number("SLURM_ARRAY_TASK_COUNT")? {
+                            if count != n {
+                                return Err(bad(&format!(
+                                    "the Slurm job array has {count} tasks, not {n}"
+                                )));
+                            }
+                        }
+                        slurm_index(id, &number)?
+                    }
+                    (None, None) => {
+                        return Err(bad(
+                            "no scheduler index here ($JOB_COMPLETION_INDEX of a Kubernetes \
+                             Indexed Job, or $SLURM_ARRAY_TASK_ID of a Slurm job array)",
+                        ))
+                    }
+                }
+            } else {
+                i.trim()
+                    .parse()
+                    .map_err(|_| bad("the index is not a number"))?
+            };
+            (i, n)
+        }
+    };
     if n == 0 || i >= n {
-        return Err(bad());
+        return Err(bad(&format!("shard {i} of {n}")));
     }
     Ok((i, n))
+}
+
+/// The 0-based position of a Slurm array task: arrays may start anywhere and step (`--array=1-15:2`).
+fn slurm_index(id: usize, number: &impl Fn(&str) -> Result<Option<usize>>) -> Result<usize> {
+    let min = number("SLURM_ARRAY_TASK_MIN")?.unwrap_or(0);
+    let step = number("SLURM_ARRAY_TASK_STEP")?.unwrap_or(1).max(1);
+    if id < min || (id - min) % step != 0 {
+        return Err(DwlthError::InvalidArgument(format!(
+            "--shard auto: Slurm task {id} is not in an array starting at {min} with step {step}"
+        )));
+    }
+    Ok((id - min) / step)
 }
 
 /// Reads an experiment file.
@@ -57,17 +137,7 @@ fn finished_runs(dir: &Path) -> Result<Vec<RunResult>> {
     let mut results = Vec::new();
     let index_path = dir.join("experiment.json");
     if index_path.exists() {
-        let bytes = std::fs::read(&index_path).map_err(|e| DwlthError::Io {
-            path: index_path.clone(),
-            source: e,
-        })?;
-        let index: crate::pipeline::run::ExperimentIndex =
-            serde_json::from_slice(&bytes).map_err(|e| {
-                DwlthError::InvalidArgument(format!(
-                    "`{}` is not an experiment index: {e}",
-                    index_path.display()
-                ))
-            })?;
+        let index = crate::pipeline::run::ExperimentIndex::read(&index_path)?;
         for key in &index.runs {
             let path = runs.join(key).join("result.json");
             if path.exists() {
@@ -89,17 +159,22 @@ fn finished_runs(dir: &Path) -> Result<Vec<RunResult>> {
     Ok(results)
 }
 
+/// `dwlth report DIR --merge SHARD...`: copies the finished stages of shard folders (run on other
+/// machines) into `dir`, refusing shards of another experiment; returns a line saying what it did.
+pub fn merge(dir: &Path, shards: &[PathBuf]) -> Result<String> {
+    let s = crate::pipeline::merge_shards(dir, shards)?;
+    Ok(format!(
+        "merged {} shard folders into {}: {} finished stages copied, {} already there\n",
+        s.shards,
+        dir.display(),
+        s.copied,
+        s.present
+    ))
+}
+
 /// `dwlth report DIR`: rebuilds the report from the finished runs of a results folder.
 pub fn report(dir: &Path) -> Result<String> {
-    let mut results = finished_runs(dir)?;
-    results.sort_by(|a, b| {
-        (&a.pretrain, a.sparsity.to_bits(), &a.regime, a.seed).cmp(&(
-            &b.pretrain,
-            b.sparsity.to_bits(),
-            &b.regime,
-            b.seed,
-        ))
-    });
+    let results = finished_runs(dir)?;
     let (verdicts, written) = write_report(&results, &dir.join("report"))?;
     Ok(format!(
         "{} runs\n\n{}\nwrote {} files to {}\n",

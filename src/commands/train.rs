@@ -184,7 +184,7 @@ pub fn run(path: &Path, device: DeviceSpec) -> Result<String> {
     let device = device.device()?.autodiff();
     let data = Splits::load(&file.data.spec)?;
     // A fresh model's initialisation and a new head are drawn from the run's seed.
-    device.seed(file.train.seed);
+    dwlth_models::random::seed(&device, file.train.seed);
     let classes = data.train.num_classes();
     let [c, _, _] = data.train.shape();
     let mut model = match (&file.model.weights, file.model.arch) {
@@ -240,7 +240,7 @@ pub fn run(path: &Path, device: DeviceSpec) -> Result<String> {
     save_resnet(best_sa, file.out.join("best_sa.safetensors"))?;
     save_resnet(best_ra, file.out.join("best_ra.safetensors"))?;
     // The test attack's random starts from the run's seed (a resumed run measures the same).
-    device.seed(file.train.seed ^ 0x7E57);
+    dwlth_models::random::seed(&device, file.train.seed ^ 0x7E57);
     let (sa, ra) = outcome.test(&test, file.train.eval_attack.as_ref(), classes)?;
     let report = serde_json::json!({
         "test_sa_of_best_sa": sa,

@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod data;
+pub mod merge;
 pub mod results;
 pub mod run;
 mod transfer;
@@ -12,6 +13,7 @@ pub use config::{
     imp_levels, Cifar10Preset, DataSpec, ExperimentConfig, ModelSpec, PretrainSpec, TicketSpec,
     TransferSpec,
 };
+pub use merge::{merge_shards, MergeSummary};
 pub use results::RunResult;
 pub use run::{run_experiment, ExperimentSummary, RunOptions};
 pub use verdict::{curves, verdicts, LevelVerdict, Stat, Verdict};

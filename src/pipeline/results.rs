@@ -42,11 +42,71 @@ impl RunResult {
             path: path.to_path_buf(),
             source: e,
         })?;
-        serde_json::from_str(&text).map_err(|e| {
+        let bad = |reason: String| {
             crate::DwlthError::InvalidArgument(format!(
-                "`{}` is not a run result: {e}",
+                "`{}` is not a run result: {reason}",
                 path.display()
             ))
-        })
+        };
+        let result: Self = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        let fractions = [
+            ("sparsity", Some(result.sparsity)),
+            ("sa", Some(result.sa)),
+            ("ra", result.ra),
+            ("transfer_ra", result.transfer_ra),
+            ("ood_auroc", result.ood_auroc),
+        ];
+        if let Some((name, value)) = fractions
+            .iter()
+            .find(|(_, v)| v.is_some_and(|v| !(0.0..=1.0).contains(&v)))
+        {
+            return Err(bad(format!("`{name}` = {value:?} is outside [0, 1]")));
+        }
+        if !(result.fraction > 0.0 && result.fraction <= 1.0) {
+            return Err(bad(format!(
+                "`fraction` = {} is outside (0, 1]",
+                result.fraction
+            )));
+        }
+        Ok(result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_result_with_a_value_out_of_range_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("result.json");
+        let good = RunResult {
+            pretrain: "std".into(),
+            dataset: "mnist".into(),
+            fraction: 0.1,
+            regime: "st".into(),
+            sparsity: 0.5,
+            seed: 0,
+            sa: 0.9,
+            ra: Some(0.4),
+            transfer_ra: None,
+            ood_auroc: None,
+            seconds: 1.0,
+        };
+        std::fs::write(&path, serde_json::to_vec(&good).unwrap()).unwrap();
+        assert_eq!(RunResult::read(&path).unwrap(), good);
+        let mut bad = good.clone();
+        bad.ra = Some(1.5);
+        std::fs::write(&path, serde_json::to_vec(&bad).unwrap()).unwrap();
+        let message = RunResult::read(&path).unwrap_err().to_string();
+        assert!(
+            message.contains("`ra` = Some(1.5)") && message.contains("result.json"),
+            "{message}"
+        );
+        let mut bad = good;
+        bad.fraction = 0.0;
+        std::fs::write(&path, serde_json::to_vec(&bad).unwrap()).unwrap();
+        let message = RunResult::read(&path).unwrap_err().to_string();
+        assert!(message.contains("`fraction` = 0"), "{message}");
     }
 }

@@ -114,6 +114,63 @@ pub(crate) struct ExperimentIndex {
     pub(crate) tickets: BTreeMap<String, String>,
 }
 
+impl TicketIndex {
+    /// Reads a tickets stage's `tickets.json`: sparsities in [0, 1], files inside the stage.
+    pub(crate) fn read(path: &Path) -> Result<Self> {
+        let index: Self = read_json(path, "ticket index")?;
+        for (sparsity, file) in &index.levels {
+            if !(0.0..=1.0).contains(sparsity) || !is_plain_name(file) {
+                return Err(bad_index(
+                    path,
+                    "ticket index",
+                    format!(
+                        "level ({sparsity}, `{file}`) is not a sparsity and a file of its folder"
+                    ),
+                ));
+            }
+        }
+        Ok(index)
+    }
+}
+
+impl ExperimentIndex {
+    /// Reads an `experiment.json`: every key names a folder of the store, never a path
+    /// outside it.
+    pub(crate) fn read(path: &Path) -> Result<Self> {
+        let index: Self = read_json(path, "experiment index")?;
+        if let Some(key) = index
+            .runs
+            .iter()
+            .chain(index.tickets.values())
+            .find(|k| !is_plain_name(k))
+        {
+            return Err(bad_index(
+                path,
+                "experiment index",
+                format!("`{key}` is not a stage key"),
+            ));
+        }
+        Ok(index)
+    }
+}
+
+/// A single file or folder name: not empty, no separator, not `.` or `..`.
+fn is_plain_name(name: &str) -> bool {
+    let mut parts = Path::new(name).components();
+    matches!(parts.next(), Some(std::path::Component::Normal(_)))
+        && parts.next().is_none()
+        && !name.contains(['/', '\\'])
+}
+
+fn bad_index(path: &Path, what: &'static str, reason: String) -> DwlthError {
+    StoreError::Format {
+        path: path.to_path_buf(),
+        what,
+        reason,
+    }
+    .into()
+}
+
 /// FNV-1a over `bytes`: stable seeds derived from names.
 pub(crate) fn fnv(bytes: &[u8]) -> u64 {
     dwlth_store::fnv1a(bytes.iter().copied())
@@ -518,7 +575,7 @@ fn pretrain(
     let compute = |work: &Path| -> Result<ResNet> {
         let source = source.ok_or_else(|| missing_source(config))?;
         let [c, _, _] = source.train.shape();
-        device.seed(fnv(spec.name.as_bytes()));
+        dwlth_models::random::seed(device, fnv(spec.name.as_bytes()));
         let model = ResNetConfig::new(config.model.arch)
             .with_width(config.model.width)
             .with_stem(config.model.stem)
@@ -629,7 +686,7 @@ fn find_tickets(
         &[&theta.key],
     )?;
     let load = |dir: &Path| -> Result<Vec<(f64, MaskSet)>> {
-        let index: TicketIndex = read_json(&dir.join("tickets.json"), "ticket index")?;
+        let index = TicketIndex::read(&dir.join("tickets.json"))?;
         index
             .levels
             .iter()
@@ -844,4 +901,45 @@ fn search_tickets(
         }
     }
     Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn indexes_name_folders_of_the_store_never_paths_outside_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("experiment.json");
+        let write = |runs: &[&str], tickets: &str| {
+            let index = json!({"name": "x", "runs": runs, "tickets": {"std": tickets}});
+            std::fs::write(&path, serde_json::to_vec(&index).unwrap()).unwrap();
+        };
+        write(&["a1b2", "c3d4"], "e5f6");
+        assert_eq!(ExperimentIndex::read(&path).unwrap().runs, ["a1b2", "c3d4"]);
+        for (runs, tickets) in [
+            (vec!["../../etc"], "e5f6"),
+            (vec!["a1b2"], "/tmp/x"),
+            (vec![""], "e5f6"),
+            (vec!["a/b"], "e5f6"),
+            (vec!["a1b2"], ".."),
+        ] {
+            write(&runs, tickets);
+            let message = ExperimentIndex::read(&path).unwrap_err().to_string();
+            assert!(message.contains("is not a stage key"), "{message}");
+        }
+        let tickets = dir.path().join("tickets.json");
+        for (levels, ok) in [
+            (json!([[0.5, "s0.5000.safetensors"]]), true),
+            (json!([[1.5, "s0.5000.safetensors"]]), false),
+            (json!([[0.5, "../../weights.safetensors"]]), false),
+        ] {
+            std::fs::write(
+                &tickets,
+                serde_json::to_vec(&json!({ "levels": levels })).unwrap(),
+            )
+            .unwrap();
+            assert_eq!(TicketIndex::read(&tickets).is_ok(), ok, "{levels}");
+        }
+    }
 }

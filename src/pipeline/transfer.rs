@@ -57,7 +57,8 @@ impl Downstream<'_> {
         bars: Option<&MultiProgress>,
     ) -> Result<TrainOutcome<ResNet>> {
         let (config, p, device) = (self.config, run.p, self.device);
-        device.seed(
+        dwlth_models::random::seed(
+            device,
             p.seed
                 .wrapping_mul(0x9E37_79B9)
                 .wrapping_add(fnv(p.pretrain.as_bytes())),
@@ -178,7 +179,7 @@ impl Downstream<'_> {
             compute,
             |model, dir| Ok(save_resnet(model, dir.join("model.safetensors"))?),
         )?;
-        device.seed(TRANSFER_SOURCE_SEED);
+        dwlth_models::random::seed(device, TRANSFER_SOURCE_SEED);
         let view = AttackMode::Eval.view(&model);
         let mut crafted = self.test.batches().map(|(x, y)| {
             let xa = config.transfer.test_attack.perturb(&view, x, y.clone())?;
@@ -204,8 +205,10 @@ impl Downstream<'_> {
         let outcome = self.fine_tune(run, dir, bars)?;
         // The test attack's random starts from the run's own seed: a run resumed after its
         // last epoch measures the same adversarial images as an uninterrupted one.
-        self.device
-            .seed(p.seed.wrapping_mul(0x9E37_79B9).wrapping_add(0x7E57));
+        dwlth_models::random::seed(
+            self.device,
+            p.seed.wrapping_mul(0x9E37_79B9).wrapping_add(0x7E57),
+        );
         let attack = (p.regime == "at").then_some(&self.config.transfer.test_attack);
         let (sa, ra) = outcome.test(self.test.as_ref(), attack, classes)?;
         // The checkpoint RA is reported for (AT runs), or SA (ST runs), faces the transfer

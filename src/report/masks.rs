@@ -38,13 +38,11 @@ pub fn read_tickets(dir: &Path) -> Result<Tickets> {
 
 /// The tickets an experiment's index names: pre-training → its tickets stage.
 fn read_experiment_tickets(dir: &Path) -> Result<Tickets> {
-    let index: crate::pipeline::run::ExperimentIndex =
-        crate::pipeline::run::read_json(&dir.join("experiment.json"), "experiment index")?;
+    let index = crate::pipeline::run::ExperimentIndex::read(&dir.join("experiment.json"))?;
     let mut out = Tickets::new();
     for (name, key) in &index.tickets {
         let stage = dir.join("tickets").join(key);
-        let levels: crate::pipeline::run::TicketIndex =
-            crate::pipeline::run::read_json(&stage.join("tickets.json"), "ticket index")?;
+        let levels = crate::pipeline::run::TicketIndex::read(&stage.join("tickets.json"))?;
         let mine = out.entry(name.clone()).or_default();
         for (sparsity, file) in levels.levels {
             mine.insert(format!("{sparsity:.4}"), MaskSet::load(stage.join(file))?);

@@ -151,8 +151,25 @@ type Line<'a> = (String, &'a Vec<crate::pipeline::verdict::Point>);
 /// Writes `results.json`, `curves.csv`, `double_win.md` and one SVG and PNG per (dataset,
 /// fraction, regime, metric) into `dir`, and, when `dir` is an experiment's `report/` folder
 /// next to its `tickets/`, the mask report of [`masks::write_mask_report`]. Returns the
-/// verdicts and the files.
+/// verdicts and the files. Runs are listed in one order — pre-training, sparsity, dataset,
+/// fraction, regime, seed — whatever order they are given in, so a report rebuilt from a
+/// folder (or merged from shards) is the same file as the one the run wrote.
 pub fn write_report(results: &[RunResult], dir: &Path) -> Result<(Vec<Verdict>, Written)> {
+    let mut sorted = results.to_vec();
+    sorted.sort_by(|a, b| {
+        let key = |r: &RunResult| {
+            (
+                r.pretrain.clone(),
+                r.sparsity.to_bits(),
+                r.dataset.clone(),
+                r.fraction.to_bits(),
+                r.regime.clone(),
+                r.seed,
+            )
+        };
+        key(a).cmp(&key(b))
+    });
+    let results = sorted.as_slice();
     let mut written = Written::default();
     let mut put = |name: String, bytes: &[u8]| -> Result<()> {
         let path = dir.join(name);

@@ -243,21 +243,24 @@ fn project(xa: Tensor<4>, x: &Tensor<4>, norm: Norm, eps: f32) -> Tensor<4> {
     }
 }
 
+/// A random start in the ε-ball, drawn on the host so that a seed gives the same starts on
+/// every device ([`dwlth_models::random`]).
 fn random_start(x: &Tensor<4>, norm: Norm, eps: f32) -> Tensor<4> {
+    use dwlth_models::random::random;
     let device = x.device();
     let shape = x.shape();
     let delta = match norm {
-        Norm::Linf => Tensor::<4>::random(
-            shape,
+        Norm::Linf => random(
+            shape.dims::<4>(),
             Distribution::Uniform(-(eps as f64), eps as f64),
             &device,
         ),
         Norm::L2 => {
             // A uniformly random direction, scaled to a uniform radius in [0, ε].
             let [n, _, _, _] = x.dims();
-            let d = Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), &device);
+            let d = random(shape.dims::<4>(), Distribution::Normal(0.0, 1.0), &device);
             let unit = d.clone().div(per_example_norm(d).clamp_min(1e-12));
-            let r = Tensor::<4>::random([n, 1, 1, 1], Distribution::Uniform(0.0, 1.0), &device);
+            let r = random([n, 1, 1, 1], Distribution::Uniform(0.0, 1.0), &device);
             unit * r.mul_scalar(eps)
         }
     };

@@ -23,6 +23,7 @@ pub mod error;
 pub mod io;
 pub mod layers;
 pub mod mode;
+pub mod random;
 pub mod resnet;
 pub mod sparse;
 

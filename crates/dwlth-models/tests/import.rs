@@ -450,3 +450,27 @@ fn a_checkpoint_with_nan_is_refused_by_load_module() {
         "{text}"
     );
 }
+
+/// The tiny checkpoints `tools/tiny_checkpoints.py` writes in torch's zip and legacy layouts
+/// (the `pth` fuzz target's seeds) read back with the values the script put in.
+#[test]
+fn tiny_zip_and_legacy_checkpoints_read_back() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    for file in ["tiny_zip.pth", "tiny_legacy.pth"] {
+        let dict = StateDict::read(dir.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let shapes = [
+            ("conv1.weight", vec![2, 1, 3, 3]),
+            ("bn1.running_mean", vec![2]),
+            ("fc.weight", vec![3, 2]),
+        ];
+        assert_eq!(dict.tensors().len(), shapes.len(), "{file}");
+        for (k, (name, shape)) in shapes.iter().enumerate() {
+            let t = dict.get(name).unwrap_or_else(|| panic!("{file}: {name}"));
+            assert_eq!(t.shape(), shape.as_slice(), "{file}: {name}");
+            let expected: Vec<f32> = (0..t.numel())
+                .map(|i| ((i * 7 + k) % 11) as f32 / 8.0 - 5.0 / 8.0)
+                .collect();
+            assert_eq!(dict.values(name).unwrap(), expected, "{file}: {name}");
+        }
+    }
+}

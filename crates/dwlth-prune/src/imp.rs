@@ -84,6 +84,35 @@ pub struct ImpRound {
     pub metrics: serde_json::Value,
 }
 
+impl ImpRound {
+    /// Reads round `round`'s record and checks it: its number, `kept ≤ total`, and a sparsity
+    /// of `1 − kept / total`.
+    pub fn parse(bytes: &[u8], path: &Path, round: usize) -> Result<Self> {
+        let bad = |reason: String| PruneError::Format {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let record: Self = serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
+        if record.round != round {
+            return Err(bad(format!(
+                "is round {}'s record, expected round {round}",
+                record.round
+            )));
+        }
+        let expected = match record.total {
+            0 => 0.0,
+            t => 1.0 - record.kept as f64 / t as f64,
+        };
+        if record.kept > record.total || (record.sparsity - expected).abs() > 1e-9 {
+            return Err(bad(format!(
+                "keeps {} of {} weights but records sparsity {}",
+                record.kept, record.total, record.sparsity
+            )));
+        }
+        Ok(record)
+    }
+}
+
 /// An IMP run writing its rounds under `dir`.
 #[derive(Debug, Clone)]
 pub struct Imp {
@@ -172,15 +201,11 @@ impl Imp {
             if !path.exists() {
                 break;
             }
-            let text = std::fs::read_to_string(&path).map_err(|e| PruneError::Io {
+            let bytes = std::fs::read(&path).map_err(|e| PruneError::Io {
                 path: path.clone(),
                 source: e,
             })?;
-            let record: ImpRound = serde_json::from_str(&text).map_err(|e| PruneError::Format {
-                path: path.clone(),
-                reason: e.to_string(),
-            })?;
-            done.push(record);
+            done.push(ImpRound::parse(&bytes, &path, round)?);
         }
         Ok(done)
     }
@@ -282,4 +307,41 @@ pub fn save_weights<M: Module>(model: &M, path: &Path) -> Result<()> {
 /// Loads weights saved by [`save_weights`] into `model`; every tensor must match.
 pub fn load_weights<M: Module>(model: &mut M, path: &Path) -> Result<()> {
     Ok(load_module(model, path)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bytes(round: usize, sparsity: f64, kept: usize, total: usize) -> Vec<u8> {
+        serde_json::to_vec(&ImpRound {
+            round,
+            sparsity,
+            kept,
+            total,
+            metrics: serde_json::json!({"sa": 0.5}),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_round_record_must_be_its_round_and_agree_with_its_counts() {
+        let path = Path::new("imp/round-02/round.json");
+        let ok = ImpRound::parse(&bytes(2, 0.2, 8, 10), path, 2).unwrap();
+        assert_eq!((ok.round, ok.kept, ok.total), (2, 8, 10));
+        assert!(ImpRound::parse(&bytes(0, 0.0, 0, 0), path, 0).is_ok());
+        for (b, expected) in [
+            (bytes(3, 0.2, 8, 10), "round 3's record, expected round 2"),
+            (
+                bytes(2, 0.5, 8, 10),
+                "keeps 8 of 10 weights but records sparsity 0.5",
+            ),
+            (bytes(2, 0.0, 11, 10), "keeps 11 of 10"),
+            (b"[".to_vec(), "round.json"),
+        ] {
+            let message = ImpRound::parse(&b, path, 2).unwrap_err().to_string();
+            assert!(message.contains(expected), "{message}");
+            assert!(message.contains("round-02"), "{message}");
+        }
+    }
 }

@@ -211,6 +211,10 @@ impl Surface {
         let surface: Self = serde_json::from_str(&text).map_err(|e| {
             DwlthError::InvalidArgument(format!("`{}` is not a landscape: {e}", path.display()))
         })?;
+        surface
+            .grid
+            .validate()
+            .map_err(|e| DwlthError::InvalidArgument(format!("`{}`: {e}", path.display())))?;
         let n = surface.grid.xs.len() * surface.grid.ys.len();
         let lengths = [
             surface.clean_loss.len(),

@@ -3,11 +3,13 @@
 mod config;
 mod data;
 mod regime;
+mod resume;
 mod schedule;
 mod trainer;
 
 pub use config::{OverfitGuard, TrainConfig};
 pub use data::{Batch, EpochBatches, EvalSet, InMemory};
 pub use regime::Regime;
+pub use resume::{parse_optimizer, CheckpointState};
 pub use schedule::{LrSchedule, Schedule};
 pub use trainer::{Best, EpochRecord, TrainOutcome, Trainer};

@@ -92,7 +92,11 @@ impl Regime {
                 labels,
             )?,
             Regime::GaussianNoise { sigma } => {
-                let noise = images.random_like(Distribution::Normal(0.0, *sigma));
+                let noise = dwlth_models::random::random(
+                    images.dims(),
+                    Distribution::Normal(0.0, *sigma),
+                    &images.device(),
+                );
                 images + noise
             }
         })

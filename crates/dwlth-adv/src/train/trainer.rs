@@ -26,10 +26,10 @@ use std::time::Instant;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
-use burn::optim::{GradientsParams, ModuleOptimizer, OptimizerRecord, SgdConfig};
-use burn::tensor::Bytes;
+use burn::optim::{GradientsParams, ModuleOptimizer, SgdConfig};
 use dwlth_models::io::{
-    atomic_write, fingerprint_module, load_module, param_ids, restore_param_ids, save_module,
+    atomic_write, fingerprint_module, load_module, param_ids, param_shapes, restore_param_ids,
+    save_module,
 };
 use dwlth_models::mode::independent_copy;
 use dwlth_store::{link_or_copy, write_file, Checkpoints, StoreError};
@@ -38,6 +38,7 @@ use serde::{Deserialize, Serialize};
 
 use super::config::TrainConfig;
 use super::data::{EpochBatches, EvalSet};
+use super::resume::{parse_optimizer, CheckpointState};
 use crate::attack::AttackMode;
 use crate::classifier::Classifier;
 use crate::error::{AdvError, Result};
@@ -111,17 +112,6 @@ impl<M: Classifier> TrainOutcome<M> {
         };
         Ok((sa, ra))
     }
-}
-
-/// The bookkeeping of a checkpoint (`state.json`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct RunState {
-    epochs_done: usize,
-    history: Vec<EpochRecord>,
-    best_sa: Option<Best>,
-    best_ra: Option<Best>,
-    best_guard: Option<f64>,
-    stopped: Option<String>,
 }
 
 /// A training run.
@@ -242,7 +232,7 @@ impl Trainer {
             .collect();
         let mut model = restore_param_ids(model, &stable);
         let mut optim = self.optimizer();
-        let mut state = RunState {
+        let mut state = CheckpointState {
             epochs_done: 0,
             history: Vec::new(),
             best_sa: None,
@@ -262,12 +252,11 @@ impl Trainer {
             // Resume from the latest whole checkpoint: weights, optimiser (keyed by the parameter
             // ids, which follow from the paths), the best weights so far.
             let state_path = folder.join("state.json");
-            let text = std::fs::read_to_string(&state_path).map_err(|e| AdvError::Io {
+            let bytes = std::fs::read(&state_path).map_err(|e| AdvError::Io {
                 path: state_path.clone(),
                 source: e,
             })?;
-            let saved: RunState =
-                serde_json::from_str(&text).map_err(|e| io_err(&state_path, e))?;
+            let saved = CheckpointState::parse(&bytes, &state_path)?;
             load_module(&mut model, &folder.join("model.safetensors"))?;
             let opt_path = folder.join("optimizer.bpk");
             if opt_path.exists() {
@@ -275,8 +264,7 @@ impl Trainer {
                     path: opt_path.clone(),
                     source: e,
                 })?;
-                let record = OptimizerRecord::from_bytes(Bytes::from_bytes_vec(bytes))
-                    .map_err(|e| io_err(&opt_path, e))?;
+                let record = parse_optimizer(bytes, &opt_path, &param_shapes(&model))?;
                 optim = optim.load_record(record);
             }
             for (best, name, slot) in [
@@ -301,7 +289,7 @@ impl Trainer {
         let seed_device = model.devices()[0].clone();
         while state.epochs_done < epochs && state.stopped.is_none() {
             let epoch = state.epochs_done;
-            seed_device.seed(self.config.seed.wrapping_add(epoch as u64));
+            dwlth_models::random::seed(&seed_device, self.config.seed.wrapping_add(epoch as u64));
             let start = Instant::now();
             let previous = self
                 .config
@@ -446,7 +434,7 @@ impl Trainer {
         checkpoints: &Checkpoints,
         model: &M,
         optim: &ModuleOptimizer,
-        state: &RunState,
+        state: &CheckpointState,
         bests: Bests<'_, M>,
     ) -> Result<()> {
         let previous = checkpoints.latest()?.map(|(_, folder)| folder);
@@ -474,7 +462,7 @@ impl Trainer {
 
 /// For people: every epoch's record, one JSON line each, beside the checkpoints (derived from
 /// the latest checkpoint, never read back).
-fn write_metrics(checkpoints: &Checkpoints, state: &RunState) -> Result<()> {
+fn write_metrics(checkpoints: &Checkpoints, state: &CheckpointState) -> Result<()> {
     let lines: String = state
         .history
         .iter()

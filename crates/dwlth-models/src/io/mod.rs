@@ -20,6 +20,7 @@ pub use formats::CheckpointFormat;
 pub use keys::{torch_key, PathStack};
 pub use load::{import_resnet, load_resnet, load_state, ImportOptions, ImportReport};
 pub use module_file::{
-    fingerprint_module, load_module, module_bytes, param_ids, restore_param_ids, save_module,
+    fingerprint_module, load_module, module_bytes, param_ids, param_shapes, restore_param_ids,
+    save_module,
 };
 pub use state_dict::{RawTensor, StateDict};

@@ -82,7 +82,7 @@ pub fn load_module<M: Module>(module: &mut M, path: &Path) -> Result<()> {
 
 struct IdCollector {
     path: super::keys::PathStack,
-    ids: std::collections::BTreeMap<String, u64>,
+    params: std::collections::BTreeMap<String, (u64, Vec<usize>)>,
 }
 
 impl burn::module::ModuleVisitor for IdCollector {
@@ -98,8 +98,19 @@ impl burn::module::ModuleVisitor for IdCollector {
         &mut self,
         param: &burn::module::Param<burn::tensor::Tensor<D>>,
     ) {
-        self.ids.insert(self.path.dotted(), param.id.val());
+        let shape = param.val().dims().to_vec();
+        self.params
+            .insert(self.path.dotted(), (param.id.val(), shape));
     }
+}
+
+fn collect_params<M: Module>(module: &M) -> std::collections::BTreeMap<String, (u64, Vec<usize>)> {
+    let mut collector = IdCollector {
+        path: Default::default(),
+        params: Default::default(),
+    };
+    module.visit(&mut collector);
+    collector.params
 }
 
 /// The parameter id of every float tensor of `module`, by module path.
@@ -108,12 +119,16 @@ impl burn::module::ModuleVisitor for IdCollector {
 /// restart gets fresh ids; saving these and restoring them with [`restore_param_ids`] lets a
 /// resumed run continue with its optimiser state.
 pub fn param_ids<M: Module>(module: &M) -> std::collections::BTreeMap<String, u64> {
-    let mut collector = IdCollector {
-        path: Default::default(),
-        ids: Default::default(),
-    };
-    module.visit(&mut collector);
-    collector.ids
+    collect_params(module)
+        .into_iter()
+        .map(|(path, (id, _))| (path, id))
+        .collect()
+}
+
+/// The shape of every float tensor of `module`, by parameter id: what a saved optimiser state
+/// must match before it is loaded (Burn's optimiser would panic on the next step otherwise).
+pub fn param_shapes<M: Module>(module: &M) -> std::collections::BTreeMap<u64, Vec<usize>> {
+    collect_params(module).into_values().collect()
 }
 
 struct IdRestorer<'a> {

@@ -106,17 +106,21 @@ impl MaskedConv2dConfig {
         let k: usize = self.kernel_size.iter().product();
         let fan_in = cin / self.groups * k;
         let fan_out = cout / self.groups * k;
-        let weight = self
-            .initializer
-            .init_with(shape, Some(fan_in), Some(fan_out), device);
+        let weight = crate::random::init_param(
+            &self.initializer,
+            shape,
+            Some(fan_in),
+            Some(fan_out),
+            device,
+        );
         // PyTorch initialises a conv bias uniformly in ±1/sqrt(fan_in).
         let bias = self.bias.then(|| {
             let bound = 1.0 / (fan_in as f64).sqrt();
-            Initializer::Uniform {
+            let init = Initializer::Uniform {
                 min: -bound,
                 max: bound,
-            }
-            .init([cout], device)
+            };
+            crate::random::init_param(&init, [cout], None, None, device)
         });
         Ok(MaskedConv2d {
             weight,

@@ -56,9 +56,11 @@ impl MaskedLinearConfig {
         };
         let shape = [self.d_output, self.d_input];
         Ok(MaskedLinear {
-            weight: init.init(shape, device),
+            weight: crate::random::init_param(&init, shape, None, None, device),
             mask: frozen_param(Tensor::ones(shape, device)),
-            bias: self.bias.then(|| init.init([self.d_output], device)),
+            bias: self
+                .bias
+                .then(|| crate::random::init_param(&init, [self.d_output], None, None, device)),
         })
     }
 
