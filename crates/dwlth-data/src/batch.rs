@@ -94,6 +94,12 @@ impl ImageSource for ImageFolder {
     }
 }
 
+impl ImageSource for crate::formats::shards::TarShards {
+    fn image_shape(&self) -> (usize, Option<(usize, usize)>) {
+        (self.decode_channels(), None)
+    }
+}
+
 /// A dataset whose samples pass through a transform pipeline, reproducibly.
 pub struct Augmented<D> {
     inner: D,

@@ -8,6 +8,7 @@ pub mod idx;
 pub mod mat;
 pub mod mnist_json;
 pub mod names;
+pub mod shards;
 pub mod svhn;
 
 use std::fmt;
