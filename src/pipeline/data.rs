@@ -169,19 +169,20 @@ impl EpochBatches for Augmented {
     fn epoch(
         &mut self,
         epoch: usize,
-    ) -> Box<dyn Iterator<Item = (Tensor<4>, Tensor<1, Int>)> + '_> {
+    ) -> Box<dyn Iterator<Item = dwlth_adv::Result<dwlth_adv::Batch>> + '_> {
         let seed = self.seed;
         let pipeline = &self.pipeline;
         Box::new(
             self.inner
                 .epoch(epoch)
                 .enumerate()
-                .map(move |(step, (x, y))| {
+                .map(move |(step, batch)| {
+                    let (x, y) = batch?;
                     let s = seed ^ ((epoch as u64) << 32) ^ step as u64;
                     // Every image of a batch leaves the pipeline with the same shape, so this
                     // cannot fail.
                     let out = pipeline.apply_batch(x.clone(), s).unwrap_or(x);
-                    (out, y)
+                    Ok((out, y))
                 }),
         )
     }
@@ -402,4 +403,48 @@ pub fn fraction(
         )));
     }
     Ok(data.subset(&idx)?)
+}
+
+/// Training batches streamed from disk — an image folder or tar shards through
+/// [`dwlth_data::stream::Stream`] — as tensors on `device`: images are read, decoded and
+/// augmented while the model trains, in an order drawn from the stream's seed, so a run is
+/// reproducible whatever the worker count. A sample that cannot be read ends training with an
+/// error naming it.
+pub struct StreamBatches<D> {
+    stream: dwlth_data::stream::Stream<D>,
+    device: Device,
+}
+
+impl<D> StreamBatches<D> {
+    /// Batches of `stream` on `device`.
+    pub fn new(stream: dwlth_data::stream::Stream<D>, device: &Device) -> Self {
+        Self {
+            stream,
+            device: device.clone(),
+        }
+    }
+}
+
+impl<D: dwlth_data::batch::ImageSource + Send + Sync + 'static> EpochBatches for StreamBatches<D> {
+    fn epoch(
+        &mut self,
+        epoch: usize,
+    ) -> Box<dyn Iterator<Item = dwlth_adv::Result<dwlth_adv::Batch>> + '_> {
+        let device = self.device.clone();
+        let epoch = u32::try_from(epoch).unwrap_or(u32::MAX);
+        Box::new(self.stream.epoch(epoch).map(move |batch| {
+            let b = batch.map_err(|e| {
+                dwlth_adv::AdvError::InvalidInput(format!("streamed training data: {e}"))
+            })?;
+            let n = b.labels.len();
+            Ok((
+                Tensor::from_data(burn::tensor::TensorData::new(b.images, b.shape), &device),
+                Tensor::from_data(burn::tensor::TensorData::new(b.labels, [n]), &device),
+            ))
+        }))
+    }
+
+    fn steps_per_epoch(&self) -> usize {
+        self.stream.batches_per_epoch()
+    }
 }

@@ -109,7 +109,7 @@ impl EpochBatches for KilledAt {
     fn epoch(
         &mut self,
         epoch: usize,
-    ) -> Box<dyn Iterator<Item = (Tensor<4>, Tensor<1, Int>)> + '_> {
+    ) -> Box<dyn Iterator<Item = dwlth_adv::Result<dwlth_adv::Batch>> + '_> {
         let killed = epoch == self.killed_at;
         Box::new(
             self.inner
@@ -248,7 +248,7 @@ fn regimes_craft_inputs_inside_their_budgets() {
     let device = Device::flex().autodiff();
     let model = tiny(&device);
     let mut data = toy(8, 1, &device);
-    let (x, y): (Tensor<4>, Tensor<1, Int>) = data.epoch(0).next().unwrap();
+    let (x, y): (Tensor<4>, Tensor<1, Int>) = data.epoch(0).next().unwrap().unwrap();
     let eps = 4.0 / 255.0;
     for regime in [
         Regime::pgd10(),

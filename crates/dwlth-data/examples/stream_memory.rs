@@ -19,7 +19,7 @@ use std::time::Instant;
 use burn::tensor::Device;
 use dwlth_data::batch::{loader, Augmented, LoaderConfig};
 use dwlth_data::formats::folder::ImageFolder;
-use dwlth_data::formats::shards::TarShards;
+use dwlth_data::formats::shards::{ShardWriter, TarShards};
 use dwlth_data::transforms::resized_crop_flip;
 
 const CLASSES: usize = 10;
@@ -49,33 +49,15 @@ fn write_folder(dir: &Path, images: usize) {
 }
 
 fn write_shards(dir: &Path, images: usize) {
-    let mut builder: Option<tar::Builder<File>> = None;
-    for k in 0..images {
-        if k % PER_SHARD == 0 {
-            if let Some(b) = builder.take() {
-                b.into_inner().expect("shard");
-            }
-            let path = dir.join(format!("train-{:06}.tar", k / PER_SHARD));
-            builder = Some(tar::Builder::new(File::create(path).expect("shard file")));
+    for (s, first) in (0..images).step_by(PER_SHARD).enumerate() {
+        let path = dir.join(format!("train-{s:06}.tar"));
+        let mut shard = ShardWriter::create(&path).expect("shard file");
+        for k in first..(first + PER_SHARD).min(images) {
+            shard
+                .add(&format!("{k:06}"), "jpg", &jpeg(k), k % CLASSES)
+                .expect("sample");
         }
-        let b = builder.as_mut().expect("open shard");
-        for (name, bytes) in [
-            (format!("{k:06}.jpg"), jpeg(k)),
-            (
-                format!("{k:06}.cls"),
-                (k % CLASSES).to_string().into_bytes(),
-            ),
-        ] {
-            let mut header = tar::Header::new_gnu();
-            header.set_size(bytes.len() as u64);
-            header.set_mode(0o644);
-            header.set_cksum();
-            b.append_data(&mut header, name, bytes.as_slice())
-                .expect("member");
-        }
-    }
-    if let Some(b) = builder {
-        b.into_inner().expect("shard");
+        shard.finish().expect("shard");
     }
 }
 

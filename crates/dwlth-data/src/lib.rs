@@ -43,6 +43,7 @@ pub mod formats;
 pub mod image;
 pub mod io;
 pub mod rng;
+pub mod stream;
 pub mod subset;
 pub mod transforms;
 

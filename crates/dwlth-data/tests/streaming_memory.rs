@@ -3,11 +3,9 @@
 //! take. Alone in its test binary, because it measures the process's peak resident memory.
 //! (`examples/stream_memory.rs` measures 50,000 images; docs/data.md has the numbers.)
 
-use std::fs::File;
-
 use burn::tensor::Device;
 use dwlth_data::batch::{loader, Augmented, LoaderConfig};
-use dwlth_data::formats::shards::TarShards;
+use dwlth_data::formats::shards::{ShardWriter, TarShards};
 use dwlth_data::transforms::resized_crop_flip;
 
 fn peak_rss_mib() -> Option<f64> {
@@ -28,8 +26,8 @@ fn a_pass_over_shards_holds_batches_not_the_dataset() {
     let images = 1_000;
     let dir = tempfile::tempdir().unwrap();
     for s in 0..2 {
-        let file = File::create(dir.path().join(format!("train-{s:03}.tar"))).unwrap();
-        let mut builder = tar::Builder::new(file);
+        let path = dir.path().join(format!("train-{s:03}.tar"));
+        let mut shard = ShardWriter::create(&path).unwrap();
         for k in (s * images / 2)..((s + 1) * images / 2) {
             let img = image::RgbImage::from_fn(64, 48, |x, y| {
                 let v = (x as usize * 7 + y as usize * 13 + k * 31) % 256;
@@ -37,20 +35,11 @@ fn a_pass_over_shards_holds_batches_not_the_dataset() {
             });
             let mut png = std::io::Cursor::new(Vec::new());
             img.write_to(&mut png, image::ImageFormat::Png).unwrap();
-            for (name, bytes) in [
-                (format!("{k:05}.png"), png.into_inner()),
-                (format!("{k:05}.cls"), (k % 10).to_string().into_bytes()),
-            ] {
-                let mut header = tar::Header::new_gnu();
-                header.set_size(bytes.len() as u64);
-                header.set_mode(0o644);
-                header.set_cksum();
-                builder
-                    .append_data(&mut header, name, bytes.as_slice())
-                    .unwrap();
-            }
+            shard
+                .add(&format!("{k:05}"), "png", &png.into_inner(), k % 10)
+                .unwrap();
         }
-        builder.finish().unwrap();
+        shard.finish().unwrap();
     }
     let data = TarShards::open_dir(dir.path()).unwrap();
     assert_eq!((data.len(), data.num_classes()), (images, 10));

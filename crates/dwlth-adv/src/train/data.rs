@@ -6,12 +6,12 @@ use crate::error::{invalid, AdvError, Result};
 
 /// A source of training batches, epoch by epoch.
 ///
-/// Implement it over Burn's data loader (see `dwlth-data`) or use [`InMemory`] for data that
-/// fits in memory.
+/// [`InMemory`] holds data that fits in memory; a streamed source (images read and decoded
+/// while training, e.g. `dwlth`'s `Streamed` over `dwlth-data`'s `Stream`) yields an error
+/// when a sample cannot be read, which ends training with that error.
 pub trait EpochBatches {
     /// Batches of epoch `epoch` (shuffled as the source sees fit, reproducibly).
-    fn epoch(&mut self, epoch: usize)
-        -> Box<dyn Iterator<Item = (Tensor<4>, Tensor<1, Int>)> + '_>;
+    fn epoch(&mut self, epoch: usize) -> Box<dyn Iterator<Item = Result<Batch>> + '_>;
 
     /// Batches per epoch (for the learning-rate schedule and progress).
     fn steps_per_epoch(&self) -> usize;
@@ -183,15 +183,12 @@ impl InMemory {
 }
 
 impl EpochBatches for InMemory {
-    fn epoch(
-        &mut self,
-        epoch: usize,
-    ) -> Box<dyn Iterator<Item = (Tensor<4>, Tensor<1, Int>)> + '_> {
+    fn epoch(&mut self, epoch: usize) -> Box<dyn Iterator<Item = Result<Batch>> + '_> {
         let order = self.order(epoch);
         let bs = self.batch_size;
         Box::new((0..order.len().div_ceil(bs)).map(move |b| {
             let end = ((b + 1) * bs).min(order.len());
-            self.batch(&order[b * bs..end])
+            Ok(self.batch(&order[b * bs..end]))
         }))
     }
 

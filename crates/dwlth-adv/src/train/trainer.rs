@@ -300,7 +300,8 @@ impl Trainer {
             // Whether this epoch's weights became the best-SA / best-RA ones.
             let mut improved = (false, false);
             let (mut loss_sum, mut correct, mut seen, mut lr) = (0.0, 0usize, 0usize, 0.0);
-            for (step, (images, labels)) in train.epoch(epoch).enumerate() {
+            for (step, batch) in train.epoch(epoch).enumerate() {
+                let (images, labels) = batch?;
                 lr = self.config.lr.lr(epoch, step, steps, epochs);
                 let inputs = self.config.regime.inputs(&model, images, labels.clone())?;
                 let logits = model.logits(inputs.autodiff());

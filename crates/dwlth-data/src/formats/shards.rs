@@ -241,6 +241,50 @@ fn index_shard(path: &Path, shard: u32) -> Result<Vec<Entry>> {
         .collect()
 }
 
+/// Writes samples into a tar shard in the layout [`TarShards`] reads: `<key>.<ext>` with the
+/// encoded image, then `<key>.cls` with its class.
+pub struct ShardWriter {
+    path: PathBuf,
+    builder: tar::Builder<File>,
+}
+
+impl ShardWriter {
+    /// Creates (or truncates) the shard at `path`.
+    pub fn create(path: &Path) -> Result<Self> {
+        let file = File::create(path).map_err(|e| DataError::io(path, e))?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            builder: tar::Builder::new(file),
+        })
+    }
+
+    /// Appends one sample: `image` holds encoded bytes of type `ext` (`png`, `jpg`).
+    pub fn add(&mut self, key: &str, ext: &str, image: &[u8], class: usize) -> Result<()> {
+        let label = class.to_string();
+        for (name, bytes) in [
+            (format!("{key}.{ext}"), image),
+            (format!("{key}.cls"), label.as_bytes()),
+        ] {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(bytes.len() as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            self.builder
+                .append_data(&mut header, &name, bytes)
+                .map_err(|e| DataError::io(&self.path, e))?;
+        }
+        Ok(())
+    }
+
+    /// Writes the tar trailer and closes the shard.
+    pub fn finish(self) -> Result<()> {
+        self.builder
+            .into_inner()
+            .map(drop)
+            .map_err(|e| DataError::io(&self.path, e))
+    }
+}
+
 impl Dataset<Sample<u8>> for TarShards {
     fn get(&self, index: usize) -> Result<Sample<u8>, DatasetError> {
         let image = self.decode(index).map_err(DatasetError::new)?;
