@@ -243,6 +243,22 @@ fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
         );
     }
 
+    // Tar shards: the two foolbox images as two samples, written by the library's writer.
+    if pngs.len() == 2 {
+        let path = tempfile::tempdir().unwrap().keep().join("shard.tar");
+        let mut shard = dwlth::data::formats::shards::ShardWriter::create(&path).unwrap();
+        for (k, (_, bytes)) in pngs.iter().enumerate() {
+            shard.add(&format!("{k:03}"), "png", bytes, k).unwrap();
+        }
+        shard.finish().unwrap();
+        add(
+            "tar_shards",
+            "two-samples.tar",
+            std::fs::read(&path).unwrap(),
+        );
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
     // Weights: the library's own file of a small ResNet, and the golden PyTorch checkpoints.
     let scratch = tempfile::tempdir().unwrap();
     let weights = scratch.path().join("w.safetensors");

@@ -23,6 +23,7 @@ use dwlth::data::formats::folder::{decode_bytes, verify_file, Channels, ImageFol
 use dwlth::data::formats::idx::parse_idx;
 use dwlth::data::formats::mat::parse_mat;
 use dwlth::data::formats::mnist_json::parse_mnist_json;
+use dwlth::data::formats::shards::TarShards;
 use dwlth::data::formats::svhn::svhn_dataset;
 use dwlth::data::subset::IndexList;
 use dwlth::models::io::{
@@ -44,6 +45,7 @@ pub const TARGETS: &[(&str, Harness)] = &[
     ("mnist_json", mnist_json),
     ("image", image),
     ("image_folder", image_folder),
+    ("tar_shards", tar_shards),
     ("safetensors", safetensors),
     ("pth", pth),
     ("masks", masks),
@@ -251,6 +253,20 @@ pub fn image_folder(data: &[u8]) -> bool {
     }
     let _ = folder.with_channels(Channels::Gray).load(None);
     verified && loaded.is_ok()
+}
+
+/// A tar shard of encoded images (WebDataset layout): indexed, every sample read and decoded.
+pub fn tar_shards(data: &[u8]) -> bool {
+    let scratch = Scratch::new();
+    let Ok(set) = TarShards::open(&[scratch.file("train-000.tar", data)]) else {
+        return false;
+    };
+    assert!(!set.is_empty());
+    for i in 0..set.len().min(16) {
+        assert!(set.label(i).is_some_and(|l| l < set.num_classes()));
+        let _ = set.decode(i);
+    }
+    true
 }
 
 /// Builds a ResNet from a state dict only when it is small (see [`MAX_MODEL_BYTES`]).

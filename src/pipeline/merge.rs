@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use dwlth_store::{
-    atomic_write, first_difference, link_or_copy, publish_dir, temp_path, Store, STORE_MARKER,
+    atomic_write, first_difference, link_or_copy, publish_copy, Store, STORE_MARKER,
 };
 
 use super::run::{json_bytes, ExperimentIndex};
@@ -95,9 +95,7 @@ pub fn merge_shards(into: &Path, shards: &[PathBuf]) -> Result<MergeSummary> {
                 summary.present += 1;
                 continue;
             }
-            let tmp = temp_path(&to);
-            copy_tree(&from, &tmp)?;
-            publish_dir(&tmp, &to)?;
+            publish_copy(&from, &to)?;
             summary.copied += 1;
         }
     }
@@ -123,28 +121,5 @@ fn same_folder(a: &Path, b: &Path) -> bool {
     match (a.canonicalize(), b.canonicalize()) {
         (Ok(a), Ok(b)) => a == b,
         _ => false,
-    }
-}
-
-/// Copies the tree at `from` to `to` (which must not exist), hard-linking files where it can.
-fn copy_tree(from: &Path, to: &Path) -> Result<()> {
-    std::fs::create_dir_all(to).map_err(|e| io(to, e))?;
-    for entry in std::fs::read_dir(from).map_err(|e| io(from, e))? {
-        let entry = entry.map_err(|e| io(from, e))?;
-        let (source, dest) = (entry.path(), to.join(entry.file_name()));
-        let kind = entry.file_type().map_err(|e| io(&source, e))?;
-        if kind.is_dir() {
-            copy_tree(&source, &dest)?;
-        } else if kind.is_file() {
-            link_or_copy(&source, &dest)?;
-        }
-    }
-    Ok(())
-}
-
-fn io(path: &Path, source: std::io::Error) -> DwlthError {
-    DwlthError::Io {
-        path: path.to_path_buf(),
-        source,
     }
 }

@@ -109,6 +109,30 @@ pub fn link_or_copy(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Publishes a copy of the published folder `from` as `dest` — a stage of another store, for
+/// example — built in a temporary sibling of `dest` (files hard-linked where the file system
+/// allows, else synced copies) and published with one rename by [`publish_dir`].
+pub fn publish_copy(from: &Path, dest: &Path) -> Result<Published> {
+    let tmp = crate::temp::temp_path(dest);
+    copy_tree(from, &tmp)?;
+    publish_dir(&tmp, dest)
+}
+
+fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    fs::create_dir_all(to).map_err(|e| StoreError::io(to, e))?;
+    for entry in fs::read_dir(from).map_err(|e| StoreError::io(from, e))? {
+        let entry = entry.map_err(|e| StoreError::io(from, e))?;
+        let (source, dest) = (entry.path(), to.join(entry.file_name()));
+        let kind = entry.file_type().map_err(|e| StoreError::io(&source, e))?;
+        if kind.is_dir() {
+            copy_tree(&source, &dest)?;
+        } else if kind.is_file() {
+            link_or_copy(&source, &dest)?;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,5 +190,28 @@ mod tests {
         let b = dir.path().join("c/b");
         link_or_copy(&a, &b).unwrap();
         assert_eq!(fs::read(&b).unwrap(), b"weights");
+    }
+
+    #[test]
+    fn a_published_folder_is_copied_whole_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let from = dir.path().join("a/k1");
+        fs::create_dir_all(from.join("train/step-000001")).unwrap();
+        fs::write(from.join("result.json"), b"{}").unwrap();
+        fs::write(from.join("train/step-000001/model.bin"), b"w").unwrap();
+        let dest = dir.path().join("b/runs/k1");
+        assert_eq!(publish_copy(&from, &dest).unwrap(), Published::Now);
+        assert_eq!(fs::read(dest.join("result.json")).unwrap(), b"{}");
+        assert_eq!(
+            fs::read(dest.join("train/step-000001/model.bin")).unwrap(),
+            b"w"
+        );
+        assert_eq!(publish_copy(&from, &dest).unwrap(), Published::Already);
+        let leftovers: Vec<_> = fs::read_dir(dir.path().join("b/runs"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(leftovers, [std::ffi::OsString::from("k1")]);
     }
 }

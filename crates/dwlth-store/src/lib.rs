@@ -43,7 +43,9 @@ mod settings;
 mod stage;
 mod temp;
 
-pub use atomic::{atomic_write, link_or_copy, publish_dir, sync_dir, write_file, Published};
+pub use atomic::{
+    atomic_write, link_or_copy, publish_copy, publish_dir, sync_dir, write_file, Published,
+};
 pub use checkpoint::Checkpoints;
 pub use error::{Result, SettingsChanged, StoreError};
 pub use hash::{fnv1a, key_of, Fingerprint};
