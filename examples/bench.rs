@@ -17,6 +17,13 @@
 //! one warm-up (the matrix product: the fastest of ten, the machine's peak). `--only sparse`
 //! runs (d) and (f) alone, `--only train` the matrix product, (a), (b) and (c). `--conv burn`
 //! runs Burn's own CPU convolution instead of `dwlth_models::conv`'s (for comparison).
+//!
+//! `--preset quick|paper` measures instead what that preset of `examples/double_win_cifar10`
+//! runs — its model at its input size: a training step of every regime it uses, clean
+//! evaluation and its test attack — and prints the cost estimate of
+//! `dwlth::pipeline::cost`: seconds and runs per hour of each kind of transfer run, and the
+//! whole experiment's hours on this device (docs/scaling.md). `--batch` defaults to the
+//! preset's batch size there.
 
 use std::time::Instant;
 
@@ -28,6 +35,8 @@ use dwlth::adv::{Attack, AttackMode, Regime};
 use dwlth::models::conv::{set_conv_impl, ConvImpl};
 use dwlth::models::sparse::SparseResNet;
 use dwlth::models::{Arch, DeviceSpec, ResNetConfig, Stem};
+use dwlth::pipeline::cost::{estimate, Speeds};
+use dwlth::pipeline::{Cifar10Preset, ExperimentConfig};
 use dwlth::prune::select::{count_to_prune, lowest_k};
 use dwlth::prune::{apply_masks, masked_weights, Prunable, PruneMethod};
 
@@ -90,6 +99,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(other) => return Err(format!("--conv {other}: expected `native` or `burn`").into()),
     };
     set_conv_impl(conv);
+    if let Some(preset) = arg("--preset") {
+        let batch = arg("--batch").map(|b| b.parse()).transpose()?;
+        return preset_cost(preset.parse()?, &device, batch, repeats);
+    }
     let ad = device.clone().autodiff();
     let mut out = serde_json::Map::new();
     out.insert(
@@ -131,24 +144,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ),
             &ad,
         );
-        let ce = CrossEntropyLossConfig::new().init(&ad);
         for (key, regime) in [
             ("r18_train_b{b}_img_s", Regime::Standard),
             ("r18_pgd10_train_b{b}_img_s", Regime::pgd10()),
         ] {
-            let mut model = r18.clone();
-            let mut optim = SgdConfig::new()
-                .with_momentum(Some(
-                    MomentumConfig::new().with_momentum(0.9).with_dampening(0.0),
-                ))
-                .init();
-            let secs = time(repeats, || {
-                let inputs = regime.inputs(&model, x.clone(), y.clone()).expect("inputs");
-                let loss = ce.forward(model.forward(inputs.autodiff()), y.clone());
-                let grads = GradientsParams::from_grads(loss.backward(), &model);
-                model = optim.step(0.01, model.clone(), grads);
-            });
-            let rate = batch as f64 / secs;
+            let rate = train_rate(&r18, &regime, (&x, &y), repeats);
             out.insert(key.replace("{b}", &batch.to_string()), rate.into());
             if matches!(regime, Regime::Standard) {
                 // ≈ 3.3 GFLOP per image for a ResNet-18-CIFAR training step (forward + backward).
@@ -273,6 +273,87 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     out.insert("r50_sparse_speedup_vs_dense".into(), speedups.into());
     out.insert("r50_sparse_max_rel_logit_err".into(), errors.into());
     out.insert("r50_sparse_gmac_per_img".into(), gmacs.into());
+    finish(out)
+}
+
+/// Images per second of SGD training steps (momentum 0.9) of `model` under `regime`.
+fn train_rate(
+    model: &dwlth::models::ResNet,
+    regime: &Regime,
+    (x, y): (&Tensor<4>, &Tensor<1, Int>),
+    repeats: usize,
+) -> f64 {
+    let ce = CrossEntropyLossConfig::new().init(&x.device());
+    let mut model = model.clone();
+    let mut optim = SgdConfig::new()
+        .with_momentum(Some(
+            MomentumConfig::new().with_momentum(0.9).with_dampening(0.0),
+        ))
+        .init();
+    let secs = time(repeats, || {
+        let inputs = regime.inputs(&model, x.clone(), y.clone()).expect("inputs");
+        let loss = ce.forward(model.forward(inputs.autodiff()), y.clone());
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optim.step(0.01, model.clone(), grads);
+    });
+    x.dims()[0] as f64 / secs
+}
+
+/// Measures what `preset` runs and prints its cost estimate (see the module documentation).
+fn preset_cost(
+    preset: Cifar10Preset,
+    device: &burn::tensor::Device,
+    batch: Option<usize>,
+    repeats: usize,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let config = ExperimentConfig::cifar10(preset, "cifar10".into(), "cifar100".into(), &[]);
+    let batch = batch.unwrap_or(config.transfer.batch_size);
+    let size = config.target.resize.unwrap_or(32);
+    let ad = device.clone().autodiff();
+    ad.seed(0);
+    let model = ResNetConfig::new(config.model.arch)
+        .with_width(config.model.width)
+        .with_stem(config.model.stem)
+        .with_num_classes(10)
+        .try_init(&ad)?;
+    let x = Tensor::<4>::random([batch, 3, size, size], Distribution::Uniform(0.0, 1.0), &ad);
+    let y = Tensor::<1, Int>::from_data(
+        burn::tensor::TensorData::new(
+            (0..batch as i64).map(|i| i % 10).collect::<Vec<_>>(),
+            [batch],
+        ),
+        &ad,
+    );
+    let mut train = std::collections::BTreeMap::new();
+    for regime in Speeds::regimes(&config) {
+        let rate = train_rate(&model, &regime, (&x, &y), repeats);
+        train.insert(Speeds::key(&regime), rate);
+    }
+    let view = AttackMode::Eval.view(&model);
+    let clean = batch as f64
+        / time(repeats, || {
+            let _ = view.forward(x.clone()).into_data();
+        });
+    let attack = &config.transfer.test_attack;
+    let attacked = batch as f64
+        / time(repeats, || {
+            let xa = attack.perturb(&view, x.clone(), y.clone()).expect("attack");
+            let _ = view.forward(xa.autodiff()).into_data();
+        });
+    let speeds = Speeds {
+        train,
+        clean,
+        attack: attacked,
+        attack_steps: attack.steps,
+    };
+    let cost = estimate(&config, &speeds)?;
+    let mut out = serde_json::Map::new();
+    out.insert("preset".into(), format!("{preset:?}").to_lowercase().into());
+    out.insert("device".into(), format!("{device:?}").into());
+    out.insert("batch".into(), batch.into());
+    out.insert("input".into(), size.into());
+    out.insert("speeds_img_s".into(), serde_json::to_value(&speeds)?);
+    out.insert("cost".into(), serde_json::to_value(&cost)?);
     finish(out)
 }
 

@@ -29,6 +29,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     config.target.train_limit = Some(5_000);
     config.transfer.fractions = vec![1.0, 0.1, 0.01];
     config.transfer.stratified = !first_n;
-    println!("{}", run(&config, &out, DeviceSpec::Cpu, None)?);
+    println!("{}", run(&config, &out, &DeviceSpec::Cpu.into(), None)?);
     Ok(())
 }

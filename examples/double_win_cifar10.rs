@@ -101,6 +101,7 @@ fn run(args: Args) -> dwlth::Result<()> {
         &RunOptions {
             out: out.clone(),
             device,
+            replicas: Vec::new(),
             shard,
             verbose: true,
         },

@@ -61,6 +61,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             || PathBuf::from("results").join(&config.name),
             PathBuf::from,
         );
-    println!("{}", run(&config, &out, DeviceSpec::Cpu, None)?);
+    println!("{}", run(&config, &out, &DeviceSpec::Cpu.into(), None)?);
     Ok(())
 }

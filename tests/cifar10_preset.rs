@@ -70,6 +70,7 @@ fn cifar10_smoke_preset_runs_end_to_end() {
         &RunOptions {
             out: out.clone(),
             device: DeviceSpec::Cpu,
+            replicas: Vec::new(),
             shard: None,
             verbose: false,
         },

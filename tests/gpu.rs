@@ -291,6 +291,7 @@ fn the_smoke_experiment_gives_the_cpu_results_on_the_gpu() {
         let options = RunOptions {
             out: dir.path().join(name),
             device,
+            replicas: Vec::new(),
             shard: None,
             verbose: false,
         };
@@ -326,3 +327,76 @@ fn the_smoke_experiment_gives_the_cpu_results_on_the_gpu() {
 /// in other orders, and over a few hundred SGD steps those last-bit differences move a few of
 /// the 32 test images across a decision boundary.
 const SMOKE_TOLERANCE: f64 = 4.0 / 32.0;
+
+/// Without BatchNorm: a masked convolution, ReLU and a masked head on the flattened maps, so
+/// a training step does not depend on how its batch is split.
+#[derive(burn::module::Module, Debug)]
+struct ConvHead {
+    conv: dwlth::models::layers::MaskedConv2d,
+    head: dwlth::models::layers::MaskedLinear,
+}
+
+impl dwlth::adv::Classifier for ConvHead {
+    fn logits(&self, images: Tensor<4>) -> Tensor<2> {
+        let maps = burn::tensor::activation::relu(self.conv.forward(images));
+        let [n, c, h, w] = maps.dims();
+        self.head.forward(maps.reshape([n, c * h * w]))
+    }
+}
+
+#[test]
+fn a_batch_split_between_the_gpu_and_the_cpu_trains_as_on_the_gpu_alone() {
+    use dwlth::adv::{InMemory, LrSchedule, Schedule, TrainConfig, Trainer};
+    use dwlth::models::layers::{MaskedConv2dConfig, MaskedLinearConfig};
+    let _serial = serial();
+    let (gpu, cpu) = (gpu().autodiff(), Device::flex().autodiff());
+    dwlth::models::random::seed(&gpu, 12);
+    let start = ConvHead {
+        conv: MaskedConv2dConfig::new([3, 4], [3, 3])
+            .with_padding([1, 1])
+            .init(&gpu),
+        head: MaskedLinearConfig::new(4 * 16 * 16, 10).init(&gpu),
+    };
+    let config = TrainConfig {
+        epochs: 1,
+        lr: LrSchedule {
+            base: 0.05,
+            schedule: Schedule::Constant,
+            warmup_epochs: 0,
+        },
+        momentum: 0.9,
+        weight_decay: 5e-4,
+        regime: Regime::Standard,
+        eval_attack: None,
+        ra_from_epoch: 0,
+        overfit_guard: None,
+        seed: 1,
+        snapshots: false,
+    };
+    let fit = |replicas: Vec<Device>| {
+        let (images, labels) = batch(&Device::flex());
+        let images = images.into_data().try_to_vec_as::<f32>().unwrap();
+        let labels = labels.into_data().try_to_vec_as::<i64>().unwrap();
+        let mut data = InMemory::new(images, labels, [3, 16, 16], 8, 2, &gpu);
+        let mut trainer = Trainer::new(config.clone(), None).unwrap();
+        trainer.progress = false;
+        let outcome = trainer
+            .with_replicas(replicas)
+            .fit(
+                dwlth::models::mode::independent_copy(&start),
+                &mut data,
+                &Vec::new(),
+                10,
+            )
+            .unwrap();
+        resnet_tensors(&outcome.model)
+            .into_iter()
+            .flat_map(|(_, _, v)| v)
+            .collect::<Vec<f32>>()
+    };
+    // Two steps of 8 images; with two devices, 4 on the GPU and 4 on the CPU each step.
+    let alone = fit(Vec::new());
+    let split = fit(vec![gpu.clone(), cpu]);
+    let diff = max_abs_diff(&alone, &split);
+    assert!(diff < 1e-4, "weights differ by {diff}");
+}

@@ -59,6 +59,7 @@ fn options(out: &Path, shard: Option<(usize, usize)>) -> RunOptions {
     RunOptions {
         out: out.to_path_buf(),
         device: DeviceSpec::Cpu,
+        replicas: Vec::new(),
         shard,
         verbose: false,
     }
@@ -435,33 +436,122 @@ fn imp_and_random_tickets_and_linear_evaluation_run() {
     }
 }
 
+/// A two-class RGB image of 16×16 pixels (dark or bright, with a pattern).
+fn png(class: usize, k: usize) -> Vec<u8> {
+    let img = image::RgbImage::from_fn(16, 16, |x, y| {
+        let v = if class == 1 { 170 } else { 60 } + ((x * 3 + y * 5 + k as u32) % 50) as u8;
+        image::Rgb([v, v / 2, 255 - v])
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    out.into_inner()
+}
+
+#[test]
+fn upstream_imp_reads_an_image_folder_and_transfers_to_tar_shards() {
+    use dwlth::data::formats::shards::ShardWriter;
+    use dwlth::pipeline::{DataSpec, TicketSpec};
+    let data = data();
+    let dir = tempfile::tempdir().unwrap();
+    // Source: an ImageNet-layout folder; target: tar shards. Neither is decoded ahead.
+    let (folder, shards) = (dir.path().join("folder"), dir.path().join("shards"));
+    for (split, n) in [("train", 64), ("test", 16)] {
+        for k in 0..n {
+            let class_dir = folder.join(split).join(format!("class{}", k % 2));
+            std::fs::create_dir_all(&class_dir).unwrap();
+            std::fs::write(class_dir.join(format!("{k:03}.png")), png(k % 2, k)).unwrap();
+        }
+        std::fs::create_dir_all(shards.join(split)).unwrap();
+        let mut shard = ShardWriter::create(&shards.join(split).join("0000.tar")).unwrap();
+        for k in 0..n {
+            shard
+                .add(&format!("{k:04}"), "png", &png(k % 2, k + 7), k % 2)
+                .unwrap();
+        }
+        shard.finish().unwrap();
+    }
+    let spec = |dataset: &str, root: &Path| DataSpec {
+        dataset: dataset.into(),
+        root: root.to_path_buf(),
+        train_limit: None,
+        validation: 16,
+        test_limit: None,
+        train_share: None,
+        augment: true,
+        resize: None,
+    };
+    let mut config = ExperimentConfig::smoke(data.fashion, data.mnist);
+    config.source = spec("folder", &folder);
+    config.target = spec("shards", &shards);
+    config.pretrain.truncate(1);
+    config.transfer.seeds = vec![0];
+    let mut retrain = config.pretrain_train.clone();
+    retrain.regime = dwlth::adv::Regime::Standard;
+    config.tickets = TicketSpec::Imp {
+        rounds: 2,
+        retrain,
+        downstream: false,
+    };
+    let out = dir.path().join("out");
+    let summary = run_experiment(&config, &options(&out, None)).unwrap();
+    let mut levels: Vec<f64> = summary.results.iter().map(|r| r.sparsity).collect();
+    levels.sort_by(|a, b| a.total_cmp(b));
+    levels.dedup();
+    assert_eq!(levels.len(), 3, "dense + 2 IMP rounds: {levels:?}");
+    assert!((levels[2] - 0.36).abs() < 1e-3, "{levels:?}");
+    assert!(summary
+        .results
+        .iter()
+        .all(|r| r.dataset == "shards" && (0.0..=1.0).contains(&r.sa)));
+
+    // A damaged image in the source folder is named, not skipped (a fresh folder: results
+    // are keyed by the data, so the run above would not be reused anyway).
+    std::fs::write(folder.join("train/class0/000.png"), b"damaged").unwrap();
+    let e = run_experiment(&config, &options(&dir.path().join("out2"), None))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("000.png"), "{e}");
+}
+
 #[test]
 fn augmentation_is_seeded_shape_preserving_and_real() {
     use burn::tensor::Device;
-    use dwlth::adv::{EpochBatches, InMemory};
-    use dwlth::pipeline::data::Augmented;
+    use dwlth::data::{ImageDataset, Images};
+    use dwlth::pipeline::data::training;
+    use dwlth::pipeline::DataSpec;
     let device = Device::flex();
-    let images: Vec<f32> = (0..8 * 3 * 8 * 8).map(|i| (i % 97) as f32 / 97.0).collect();
-    let labels: Vec<i64> = (0..8).map(|i| i % 2).collect();
-    let make = || {
-        let inner = InMemory::new(images.clone(), labels.clone(), [3, 8, 8], 4, 1, &device);
-        Augmented::crop_flip(inner, 8, 2, 9).unwrap()
+    let pixels: Vec<u8> = (0..8 * 3 * 8 * 8).map(|i| (i % 97) as u8).collect();
+    let classes = vec!["a".to_string(), "b".to_string()];
+    let labels = (0..8).map(|i| i % 2).collect();
+    let images: Images = ImageDataset::new(pixels, labels, [3, 8, 8], classes)
+        .unwrap()
+        .into();
+    let spec = |augment| DataSpec {
+        dataset: "synthetic".into(),
+        root: PathBuf::new(),
+        train_limit: None,
+        validation: 0,
+        test_limit: None,
+        train_share: None,
+        augment,
+        resize: None,
     };
     let host = |t: burn::tensor::Tensor<4>| t.into_data().try_to_vec_as::<f32>().unwrap();
-    let (mut a, mut b) = (make(), make());
-    let first: Vec<Vec<f32>> = a.epoch(0).map(|b| host(b.unwrap().0)).collect();
-    let again: Vec<Vec<f32>> = b.epoch(0).map(|b| host(b.unwrap().0)).collect();
+    let pass = |augment, epoch| -> Vec<Vec<f32>> {
+        training(&images, &spec(augment), 4, 9, &device)
+            .unwrap()
+            .epoch(epoch)
+            .map(|b| host(b.unwrap().0))
+            .collect()
+    };
+    let first = pass(true, 0);
     assert_eq!(
-        first, again,
+        first,
+        pass(true, 0),
         "the same seed and epoch must give the same images"
     );
-    let next: Vec<Vec<f32>> = a.epoch(1).map(|b| host(b.unwrap().0)).collect();
-    assert_ne!(first, next, "another epoch draws other crops");
-    let plain: Vec<Vec<f32>> =
-        InMemory::new(images.clone(), labels.clone(), [3, 8, 8], 4, 1, &device)
-            .epoch(0)
-            .map(|b| host(b.unwrap().0))
-            .collect();
+    assert_ne!(first, pass(true, 1), "another epoch draws other crops");
+    let plain = pass(false, 0);
     assert_eq!(first[0].len(), plain[0].len());
     assert_ne!(first, plain, "augmentation changed nothing");
 }
@@ -470,7 +560,7 @@ fn augmentation_is_seeded_shape_preserving_and_real() {
 fn upsampled_inputs_are_streamed_and_run_end_to_end() {
     use burn::tensor::Device;
     use dwlth::adv::EvalSet;
-    use dwlth::pipeline::data::{batches, Splits, Streamed};
+    use dwlth::pipeline::data::{batches, eval_set, Splits};
     use dwlth::pipeline::TicketSpec;
     let data = data();
     let mut config = ExperimentConfig::smoke(data.fashion, data.mnist);
@@ -478,13 +568,16 @@ fn upsampled_inputs_are_streamed_and_run_end_to_end() {
     // The streamed test set equals the in-memory images through the same transform.
     let device = Device::flex();
     let splits = Splits::load(&config.target).unwrap();
-    let streamed = Streamed::resized(&splits.test, 40, 16, &device).unwrap();
-    let plain = batches(&splits.test, 16, &device);
+    let mut upsampled = config.target.clone();
+    upsampled.resize = Some(40);
+    let streamed = eval_set(&splits.test, &upsampled, 16, &device).unwrap();
+    let plain = batches(&splits.test, 16, &device).unwrap();
     assert_eq!(EvalSet::len(&streamed), plain.len());
     let transform = dwlth::data::transforms::resize_center_crop(46, 40).unwrap();
     let host = |t: burn::tensor::Tensor<4>| t.into_data().try_to_vec_as::<f32>().unwrap();
     let mut seen = 0;
-    for ((xs, ys), (xp, yp)) in streamed.batches().zip(plain) {
+    for (batch, (xp, yp)) in streamed.batches().zip(plain) {
+        let (xs, ys) = batch.unwrap();
         assert_eq!(xs.dims()[1..], [1, 40, 40]);
         assert_eq!(
             ys.into_data().try_to_vec_as::<i64>().unwrap(),

@@ -6,10 +6,10 @@ use std::path::Path;
 
 use burn::tensor::Device;
 use dwlth::adv::{Attack, LrSchedule, Regime, Schedule, TrainConfig, Trainer};
-use dwlth::data::batch::Augmented;
 use dwlth::data::formats::shards::{ShardWriter, TarShards};
 use dwlth::data::stream::{Stream, StreamConfig};
 use dwlth::data::transforms::crop_flip;
+use dwlth::data::Augmented;
 use dwlth::models::io::resnet_tensors;
 use dwlth::models::{Arch, NormalizeConfig, ResNetConfig, Stem};
 use dwlth::pipeline::data::StreamBatches;

@@ -251,8 +251,31 @@ pub fn image_folder(data: &[u8]) -> bool {
     if let Ok(d) = &loaded {
         assert_eq!(d.len(), folder.len());
     }
-    let _ = folder.with_channels(Channels::Gray).load(None);
+    let _ = folder.clone().with_channels(Channels::Gray).load(None);
+    stream_once(folder.into());
     verified && loaded.is_ok()
+}
+
+/// One pass of `images` through the stream, as training sees it: every batch made or an
+/// error, never a panic; the fingerprint taken.
+fn stream_once(images: dwlth::data::Images) {
+    use dwlth::data::stream::{Stream, StreamConfig};
+    let _ = images.fingerprint();
+    let Ok(data) = dwlth::data::Augmented::new(images, Default::default(), 0) else {
+        return;
+    };
+    let config = StreamConfig {
+        batch_size: 4,
+        shuffle: Some(1),
+        workers: 2,
+        prefetch: 1,
+    };
+    if let Ok(stream) = Stream::new(data, config) {
+        for batch in stream.epoch(0).take(4).flatten() {
+            assert_eq!(batch.labels.len(), batch.shape[0]);
+            assert_eq!(batch.images.len(), batch.shape.iter().product::<usize>());
+        }
+    }
 }
 
 /// A tar shard of encoded images (WebDataset layout): indexed, every sample read and decoded.
@@ -266,6 +289,7 @@ pub fn tar_shards(data: &[u8]) -> bool {
         assert!(set.label(i).is_some_and(|l| l < set.num_classes()));
         let _ = set.decode(i);
     }
+    stream_once(set.into());
     true
 }
 
@@ -543,6 +567,7 @@ pub fn cli_values(data: &[u8]) -> bool {
     }
     let parsed = [
         t.parse::<dwlth::models::DeviceSpec>().is_ok(),
+        t.parse::<dwlth::models::device::DeviceList>().is_ok(),
         t.parse::<Arch>().is_ok(),
         t.parse::<Stem>().is_ok(),
         t.parse::<CheckpointFormat>().is_ok(),

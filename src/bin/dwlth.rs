@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use dwlth::commands::run as experiment;
 use dwlth::commands::{analyze, cluster, data, demo, eval, import, predict, prune, train};
+use dwlth::models::device::DeviceList;
 use dwlth::models::io::{CheckpointFormat, ImportOptions};
 use dwlth::models::{Arch, DeviceSpec, NormalizeConfig};
 
@@ -129,9 +130,10 @@ enum Command {
         /// Number of shards of the emitted job array.
         #[arg(long, requires = "emit", allow_negative_numbers = true)]
         shards: Option<usize>,
-        /// Compute device: cpu, cuda[:N], wgpu.
-        #[arg(long, default_value = "cpu", value_parser = parse::<DeviceSpec>)]
-        device: DeviceSpec,
+        /// Compute device: cpu, cuda[:N], wgpu; several, comma-separated (cuda:0,cuda:1),
+        /// split every training batch across them (data parallelism).
+        #[arg(long, alias = "devices", default_value = "cpu", value_parser = parse::<DeviceList>)]
+        device: DeviceList,
     },
     /// Train one model (any regime) from a TOML file; resumes a killed run.
     Train {
@@ -141,9 +143,11 @@ enum Command {
         /// Print an example file and exit.
         #[arg(long)]
         print_example: bool,
-        /// Compute device: cpu, cuda[:N], wgpu.
-        #[arg(long, default_value = "cpu", value_parser = parse::<DeviceSpec>)]
-        device: DeviceSpec,
+        /// Compute device: cpu, cuda[:N], wgpu; several, comma-separated (cuda:0,cuda:1),
+        /// split every training batch across them (data parallelism). Default: the file's
+        /// `devices`, else cpu.
+        #[arg(long, alias = "devices", value_parser = parse::<DeviceList>)]
+        device: Option<DeviceList>,
     },
     /// Rebuild tables and plots of a results folder.
     Report {
@@ -342,10 +346,14 @@ fn run(cli: Cli) -> dwlth::Result<()> {
                     config: absolute(path)?,
                     out: absolute(&out)?,
                     shards,
-                    // Inside a job, a task's GPU is the first it sees.
-                    device: match device {
-                        DeviceSpec::Cuda(_) => "cuda".into(),
-                        other => other.to_string(),
+                    // Inside a job, a task's GPUs are numbered from 0.
+                    device: match (device.main(), device.replicas().len()) {
+                        (DeviceSpec::Cuda(_), 0 | 1) => "cuda".into(),
+                        (DeviceSpec::Cuda(_), n) => (0..n)
+                            .map(|i| format!("cuda:{i}"))
+                            .collect::<Vec<_>>()
+                            .join(","),
+                        _ => device.to_string(),
                     },
                 };
                 let text = match scheduler {
@@ -367,7 +375,7 @@ fn run(cli: Cli) -> dwlth::Result<()> {
             };
             let shard = shard.as_deref().map(experiment::parse_shard).transpose()?;
             let out = out.unwrap_or_else(|| PathBuf::from("results").join(&experiment.name));
-            say!("{}", experiment::run(&experiment, &out, device, shard)?);
+            say!("{}", experiment::run(&experiment, &out, &device, shard)?);
         }
         Command::Train {
             config,
@@ -380,7 +388,7 @@ fn run(cli: Cli) -> dwlth::Result<()> {
                     toml::to_string_pretty(&train::TrainFile::example()).unwrap_or_default()
                 );
             } else if let Some(path) = config {
-                say!("{}", train::run(&path, device)?);
+                say!("{}", train::run(&path, device.as_ref())?);
             }
         }
         Command::Report { dir, merge } => {
@@ -394,7 +402,10 @@ fn run(cli: Cli) -> dwlth::Result<()> {
             data.ensure()?;
             let experiment =
                 dwlth::pipeline::ExperimentConfig::offline_demo(data.fashion, data.mnist);
-            say!("{}", experiment::run(&experiment, &out, device, None)?);
+            say!(
+                "{}",
+                experiment::run(&experiment, &out, &device.into(), None)?
+            );
         }
         Command::CheckImport {
             arch,

@@ -153,15 +153,7 @@ fn labelled(spec: &str, limit: usize) -> Result<(Vec<usize>, Vec<f32>, Vec<i64>)
             )))
         }
     };
-    let (mut shape, mut values, mut labels) =
-        dataset_images(name, std::path::Path::new(root), split)?;
-    let per: usize = shape[1..].iter().product();
-    if shape[0] > limit {
-        shape[0] = limit;
-        values.truncate(limit * per);
-        labels.truncate(limit);
-    }
-    Ok((shape, values, labels))
+    dataset_images(name, std::path::Path::new(root), split, Some(limit))
 }
 
 fn images(spec: &str, limit: usize) -> Result<(Vec<usize>, Vec<f32>)> {

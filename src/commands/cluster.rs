@@ -43,7 +43,8 @@ pub struct JobArray {
     pub out: PathBuf,
     /// Number of shards (tasks).
     pub shards: usize,
-    /// The tasks' `--device` (`cpu`, `cuda`, `wgpu`); a `cuda` task asks for one GPU.
+    /// The tasks' `--device` (`cpu`, `cuda`, `wgpu`, or a list such as `cuda:0,cuda:1`); a task
+    /// asks for one GPU per CUDA device named.
     pub device: String,
 }
 
@@ -67,8 +68,12 @@ impl JobArray {
         Ok(())
     }
 
-    fn uses_gpu(&self) -> bool {
-        self.device.starts_with("cuda")
+    /// GPUs one task asks the scheduler for.
+    fn gpus(&self) -> usize {
+        self.device
+            .split(',')
+            .filter(|d| d.trim().starts_with("cuda"))
+            .count()
     }
 
     /// The command one task runs, with `index` its shard (a shell expression).
@@ -89,10 +94,9 @@ impl JobArray {
     /// A Slurm batch script: one array task per shard.
     pub fn slurm(&self) -> Result<String> {
         self.validate()?;
-        let gpu = if self.uses_gpu() {
-            "#SBATCH --gres=gpu:1\n"
-        } else {
-            ""
+        let gpu = match self.gpus() {
+            0 => String::new(),
+            n => format!("#SBATCH --gres=gpu:{n}\n"),
         };
         Ok(format!(
             "#!/bin/bash\n\
@@ -119,10 +123,11 @@ impl JobArray {
     /// A Kubernetes Indexed Job: one completion index per shard, the results on a shared volume.
     pub fn kubernetes(&self) -> Result<String> {
         self.validate()?;
-        let gpu = if self.uses_gpu() {
-            "          resources:\n            limits:\n              nvidia.com/gpu: 1\n"
-        } else {
-            ""
+        let gpu = match self.gpus() {
+            0 => String::new(),
+            n => format!(
+                "          resources:\n            limits:\n              nvidia.com/gpu: {n}\n"
+            ),
         };
         let command = self.command("$JOB_COMPLETION_INDEX", &format!("auto/{}", self.shards));
         Ok(format!(
@@ -222,6 +227,10 @@ mod tests {
             script.contains("dwlth report '/shared/results' --merge '/shared/results'/shards/*")
         );
         assert!(!job("cpu").slurm().unwrap().contains("--gres"));
+        // Data-parallel tasks ask for one GPU per device.
+        let two = job("cuda:0,cuda:1").slurm().unwrap();
+        assert!(two.contains("#SBATCH --gres=gpu:2\n"), "{two}");
+        assert!(two.contains("--device 'cuda:0,cuda:1'"), "{two}");
     }
 
     #[test]

@@ -7,6 +7,10 @@ use dwlth_adv::{check_labels, evaluate, parse_fraction, Attack, AttackMode, Eval
 use dwlth_models::io::{load_resnet, StateDict};
 use dwlth_models::{Arch, DeviceSpec};
 
+use dwlth_adv::EvalSet;
+use dwlth_data::transforms::Pipeline;
+use dwlth_data::Images;
+
 use crate::commands::predict::read_images;
 use crate::error::{DwlthError, Result};
 
@@ -135,12 +139,14 @@ fn labels(path: &std::path::Path, name: &str) -> Result<Vec<i64>> {
     Ok(values.iter().map(|v| *v as i64).collect())
 }
 
-/// Images `[N, C, H, W]` in `[0, 1]` and labels of a dataset split.
-pub(crate) fn dataset_images(
+/// Split `split` (test, train or val) of dataset `name` under `root`, its first `limit`
+/// images when given: indexed, not decoded (folders and shards stay on disk).
+pub(crate) fn dataset_split(
     name: &str,
     root: &std::path::Path,
     split: &str,
-) -> Result<(Vec<usize>, Vec<f32>, Vec<i64>)> {
+    limit: Option<usize>,
+) -> Result<Images> {
     let kind: dwlth_data::DatasetKind = name.parse()?;
     let split = match split.to_ascii_lowercase().as_str() {
         "test" => dwlth_data::Split::Test,
@@ -152,16 +158,35 @@ pub(crate) fn dataset_images(
             )))
         }
     };
-    let data = kind.load(root, split)?;
-    let [c, h, w] = data.shape();
-    let mut images = Vec::with_capacity(data.len() * c * h * w);
-    for i in 0..data.len() {
-        if let Some(p) = data.pixels(i) {
-            images.extend(p.iter().map(|&v| f32::from(v) / 255.0));
-        }
+    let data = kind.open(root, split)?;
+    match limit {
+        Some(n) if n < data.len() => Ok(data.subset(&dwlth_data::subset::first_n(data.len(), n)?)?),
+        _ => Ok(data),
     }
-    let labels = data.labels().into_iter().map(|l| l as i64).collect();
-    Ok((vec![data.len(), c, h, w], images, labels))
+}
+
+/// Images `[N, C, H, W]` in `[0, 1]` and labels of a dataset split (its first `limit`
+/// images), decoded through the stream into host memory.
+pub(crate) fn dataset_images(
+    name: &str,
+    root: &std::path::Path,
+    split: &str,
+    limit: Option<usize>,
+) -> Result<(Vec<usize>, Vec<f32>, Vec<i64>)> {
+    let data = dataset_split(name, root, split, limit)?;
+    let stream = crate::pipeline::data::stream(&data, Pipeline::new(), 256, None, 0)?;
+    let shape = stream.shape();
+    let (mut images, mut labels) = (Vec::new(), Vec::new());
+    for batch in stream.epoch(0) {
+        let batch = batch?;
+        images.extend(batch.images);
+        labels.extend(batch.labels);
+    }
+    Ok((
+        vec![labels.len(), shape[0], shape[1], shape[2]],
+        images,
+        labels,
+    ))
 }
 
 /// Runs the evaluation.
@@ -180,18 +205,34 @@ pub fn run(args: &EvalArgs, device: DeviceSpec) -> Result<EvalReport> {
             )));
         }
     }
-    let (shape, images, mut y) = match (&args.input, &args.dataset, &args.root) {
-        (Some(input), _, _) => {
-            let (shape, images) = read_images(input, args.tensor.as_deref())?;
-            (shape, images, labels(input, &args.labels_tensor)?)
+    let view = AttackMode::Eval.view(&model);
+    let input = match (&args.input, &args.dataset, &args.root) {
+        (Some(input), _, _) => input,
+        (None, Some(name), Some(root)) => {
+            // A dataset is streamed: decoded batch by batch, never whole in memory.
+            let data = dataset_split(name, root, &args.split, args.limit)?;
+            let set =
+                crate::pipeline::data::in_order(&data, Pipeline::new(), args.batch_size, &device)?;
+            let y: Vec<i64> = data.labels().into_iter().map(|l| l as i64).collect();
+            check_labels(&y, classes)?;
+            let [c, h, w] = set.shape();
+            model.check_input(&[data.len(), c, h, w])?;
+            return Ok(evaluate(
+                &view,
+                set.batches(),
+                attack.as_ref(),
+                None,
+                classes,
+            )?);
         }
-        (None, Some(name), Some(root)) => dataset_images(name, root, &args.split)?,
         _ => {
             return Err(DwlthError::InvalidArgument(
                 "give --input FILE or --dataset NAME --root DIR".into(),
             ))
         }
     };
+    let (shape, images) = read_images(input, args.tensor.as_deref())?;
+    let mut y = labels(input, &args.labels_tensor)?;
     let [mut n, c, h, w] = <[usize; 4]>::try_from(shape)
         .map_err(|_| DwlthError::InvalidArgument("images must be 4-D".into()))?;
     if y.len() != n {
@@ -223,6 +264,5 @@ pub fn run(args: &EvalArgs, device: DeviceSpec) -> Result<EvalReport> {
         );
         (x, l)
     });
-    let view = AttackMode::Eval.view(&model);
     Ok(evaluate(&view, batches, attack.as_ref(), None, classes)?)
 }

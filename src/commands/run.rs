@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use dwlth_models::DeviceSpec;
+use dwlth_models::device::DeviceList;
 
 use crate::error::{DwlthError, Result};
 use crate::pipeline::{run_experiment, ExperimentConfig, ExperimentSummary, RunOptions, RunResult};
@@ -245,12 +245,13 @@ impl DemoData {
 pub fn run(
     config: &ExperimentConfig,
     out: &Path,
-    device: DeviceSpec,
+    devices: &DeviceList,
     shard: Option<(usize, usize)>,
 ) -> Result<String> {
     let options = RunOptions {
         out: out.to_path_buf(),
-        device,
+        device: devices.main(),
+        replicas: devices.replicas(),
         shard,
         verbose: true,
     };

@@ -23,14 +23,16 @@
 
 use std::path::{Path, PathBuf};
 
+use burn::tensor::Device;
 use dwlth_adv::{Regime, TrainConfig, Trainer};
+use dwlth_models::device::DeviceList;
 use dwlth_models::io::{load_resnet, save_resnet};
-use dwlth_models::{Arch, DeviceSpec, ResNetConfig, Stem};
+use dwlth_models::{Arch, ResNetConfig, Stem};
 use dwlth_prune::{apply_masks, MaskSet};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{DwlthError, Result};
-use crate::pipeline::data::{fraction, training, try_batches, Splits};
+use crate::pipeline::data::{eval_set, fraction, training, Splits};
 use crate::pipeline::DataSpec;
 
 /// The model of a training run.
@@ -81,6 +83,11 @@ fn one() -> f64 {
 pub struct TrainFile {
     /// Run folder: checkpoints, metrics, final weights, test report.
     pub out: PathBuf,
+    /// Devices, as `--device` takes them (`cuda:0,cuda:1` splits every batch across both);
+    /// `--device` on the command line wins. Not part of the run's settings: a run may resume
+    /// on other devices.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub devices: Option<String>,
     /// Model.
     pub model: TrainModel,
     /// Data.
@@ -94,6 +101,7 @@ impl TrainFile {
     pub fn example() -> Self {
         Self {
             out: "runs/cifar10-at".into(),
+            devices: None,
             model: TrainModel {
                 weights: None,
                 arch: Some(Arch::ResNet18),
@@ -127,6 +135,7 @@ impl TrainFile {
     /// `[data]`, whose keys serde reads through `flatten` without reporting strangers.
     pub fn from_toml(text: &str) -> std::result::Result<Self, String> {
         let mut full = Self::example();
+        full.devices = Some("cpu".into());
         full.model.weights = Some(PathBuf::new());
         full.model.masks = Some(PathBuf::new());
         full.train.snapshots = true;
@@ -173,7 +182,7 @@ impl TrainFile {
 }
 
 /// Runs the file at `path`; returns a printable summary.
-pub fn run(path: &Path, device: DeviceSpec) -> Result<String> {
+pub fn run(path: &Path, devices: Option<&DeviceList>) -> Result<String> {
     let text = std::fs::read_to_string(path).map_err(|e| DwlthError::Io {
         path: path.to_path_buf(),
         source: e,
@@ -181,12 +190,22 @@ pub fn run(path: &Path, device: DeviceSpec) -> Result<String> {
     let file = TrainFile::from_toml(&text)
         .map_err(|e| DwlthError::InvalidArgument(format!("`{}`: {e}", path.display())))?;
     file.validate()?;
-    let device = device.device()?.autodiff();
+    let devices = match (devices, &file.devices) {
+        (Some(d), _) => d.clone(),
+        (None, Some(text)) => text.parse()?,
+        (None, None) => DeviceList::default(),
+    };
+    let device = devices.main().device()?.autodiff();
+    let replicas = devices
+        .replicas()
+        .iter()
+        .map(|d| Ok(d.device()?.autodiff()))
+        .collect::<Result<Vec<Device>>>()?;
     let data = Splits::load(&file.data.spec)?;
     // A fresh model's initialisation and a new head are drawn from the run's seed.
     dwlth_models::random::seed(&device, file.train.seed);
     let classes = data.train.num_classes();
-    let [c, _, _] = data.train.shape();
+    let c = data.channels();
     let mut model = match (&file.model.weights, file.model.arch) {
         (Some(w), arch) => load_resnet(w, arch, &device)?.0,
         (None, Some(arch)) => ResNetConfig::new(arch)
@@ -194,7 +213,7 @@ pub fn run(path: &Path, device: DeviceSpec) -> Result<String> {
             .with_stem(file.model.stem.unwrap_or(Stem::ImageNet))
             .with_in_channels(c)
             .with_num_classes(classes)
-            .with_normalize(data.stats())
+            .with_normalize(data.stats()?)
             .try_init(&device)?,
         (None, None) => {
             return Err(DwlthError::InvalidArgument(
@@ -224,16 +243,22 @@ pub fn run(path: &Path, device: DeviceSpec) -> Result<String> {
         file.train.seed,
         &device,
     )?;
-    let validation = try_batches(&data.validation, file.data.batch_size, &device)?;
+    let validation = eval_set(
+        &data.validation,
+        &file.data.spec,
+        file.data.batch_size,
+        &device,
+    )?;
     // The checkpoints are bound to the data's content and the data settings too (the starting
     // weights and the training settings the trainer checks itself).
     let inputs = serde_json::json!({
-        "data": data.identity(&file.data), "linear": file.model.linear,
+        "data": data.identity(&file.data)?, "linear": file.model.linear,
     });
-    let trainer =
-        Trainer::new(file.train.clone(), Some(file.out.join("checkpoints")))?.with_inputs(inputs);
-    let outcome = trainer.fit(model, train.as_mut(), &validation, classes)?;
-    let test = try_batches(&data.test, file.data.batch_size, &device)?;
+    let trainer = Trainer::new(file.train.clone(), Some(file.out.join("checkpoints")))?
+        .with_inputs(inputs)
+        .with_replicas(replicas);
+    let outcome = trainer.fit(model, train.as_mut(), validation.as_ref(), classes)?;
+    let test = eval_set(&data.test, &file.data.spec, file.data.batch_size, &device)?;
     let best_sa = outcome.best_sa.as_ref().map_or(&outcome.model, |(_, m)| m);
     let best_ra = outcome.best_ra.as_ref().map_or(&outcome.model, |(_, m)| m);
     save_resnet(&outcome.model, file.out.join("last.safetensors"))?;

@@ -1,49 +1,59 @@
-//! The pipeline's data: train / validation / test sets of a dataset, in memory, with the
-//! data-limited subsets of the transfer stage.
+//! The pipeline's data: train / validation / test sets of a dataset — decoded in memory or
+//! streamed from disk (image folders, tar shards) — the data-limited subsets of the transfer
+//! stage, and the one way batches are made for training and evaluation alike: dwlth-data's
+//! [`Stream`] (order and augmentation drawn on the host from the seed, images decoded on
+//! worker threads, a bounded number of batches ahead).
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use dwlth_adv::{Batch, EpochBatches, EvalSet, InMemory};
-use dwlth_data::{subset, DatasetKind, ImageDataset, Rng, Split};
+use dwlth_adv::{Batch, EpochBatches, EvalSet};
+use dwlth_data::stream::{HostBatch, Stream, StreamConfig};
+use dwlth_data::transforms::Pipeline;
+use dwlth_data::{subset, Augmented, DatasetKind, ImageSource, Images, Rng, Split};
 use dwlth_models::NormalizeConfig;
 
 use super::config::DataSpec;
 use crate::error::{DwlthError, Result};
 
-/// A dataset split three ways, as `[0, 1]` pixels on the host.
+/// A dataset split three ways.
 #[derive(Debug, Clone)]
 pub struct Splits {
     /// Name.
     pub name: String,
     /// Training set.
-    pub train: ImageDataset,
+    pub train: Images,
     /// Validation set (for best-SA / best-RA selection).
-    pub validation: ImageDataset,
+    pub validation: Images,
     /// Test set.
-    pub test: ImageDataset,
+    pub test: Images,
 }
 
-fn limit(data: ImageDataset, n: Option<usize>) -> Result<ImageDataset> {
+fn limit(data: Images, n: Option<usize>) -> Result<Images> {
     match n {
         Some(n) if n < data.len() => Ok(data.subset(&subset::first_n(data.len(), n)?)?),
         _ => Ok(data),
     }
 }
 
+/// How many training images the normalisation statistics of a dataset streamed from disk
+/// are estimated from (spread evenly over the set); data in memory uses every image.
+pub const STATS_SAMPLE: usize = 10_000;
+
 impl Splits {
     /// Loads `spec`: validation carved from the end of the training set (after a seeded
-    /// shuffle when the dataset is ordered by class, as single-split sets are).
+    /// shuffle when the dataset is ordered by class, as single-split sets are). Folders and
+    /// shards are indexed, not decoded.
     pub fn load(spec: &DataSpec) -> Result<Self> {
         let kind: DatasetKind = spec.dataset.parse()?;
         let (train, test) = match spec.train_share {
             None => (
-                kind.load(&spec.root, Split::Train)?,
-                kind.load(&spec.root, Split::Test)?,
+                kind.open(&spec.root, Split::Train)?,
+                kind.open(&spec.root, Split::Test)?,
             ),
             Some(share) => {
                 let all = kind
-                    .load(&spec.root, Split::Train)
-                    .or_else(|_| kind.load(&spec.root, Split::Test))
-                    .or_else(|_| kind.load(&spec.root, Split::All))?;
+                    .open(&spec.root, Split::Train)
+                    .or_else(|_| kind.open(&spec.root, Split::Test))
+                    .or_else(|_| kind.open(&spec.root, Split::All))?;
                 let train_idx = subset::stratified(&all.labels(), share, 0)?;
                 let mut in_train = vec![false; all.len()];
                 for &i in &train_idx {
@@ -69,246 +79,187 @@ impl Splits {
     }
 
     /// What results computed from these splits are keyed by: the dataset's name and the
-    /// fingerprints of the three splits' content (not where the files lie).
-    pub fn fingerprint(&self) -> serde_json::Value {
-        serde_json::json!({
+    /// fingerprints of the three splits (content for data in memory; names, sizes and labels
+    /// for files on disk — not where the files lie).
+    pub fn fingerprint(&self) -> Result<serde_json::Value> {
+        Ok(serde_json::json!({
             "dataset": self.name,
-            "train": self.train.fingerprint(),
-            "validation": self.validation.fingerprint(),
-            "test": self.test.fingerprint(),
-        })
+            "train": self.train.fingerprint()?,
+            "validation": self.validation.fingerprint()?,
+            "test": self.test.fingerprint()?,
+        }))
     }
 
     /// What results depend on of this data: the `settings` that shaped it (a data table such
     /// as [`DataSpec`]; its `root` is left out, as where the files lie changes nothing) and the
     /// splits' content.
-    pub fn identity(&self, settings: &impl serde::Serialize) -> serde_json::Value {
+    pub fn identity(&self, settings: &impl serde::Serialize) -> Result<serde_json::Value> {
         let mut settings = serde_json::to_value(settings).unwrap_or_default();
         if let Some(map) = settings.as_object_mut() {
             map.remove("root");
         }
-        serde_json::json!({ "settings": settings, "content": self.fingerprint() })
+        Ok(serde_json::json!({ "settings": settings, "content": self.fingerprint()? }))
     }
 
-    /// Per-channel mean and std of the training images (the in-model normalisation).
-    pub fn stats(&self) -> NormalizeConfig {
-        let [c, h, w] = self.train.shape();
-        let per = h * w;
-        let mut sum = vec![0f64; c];
-        let mut sq = vec![0f64; c];
-        let mut n = 0usize;
-        for i in 0..self.train.len() {
-            if let Some(p) = self.train.pixels(i) {
-                for ch in 0..c {
-                    for &v in &p[ch * per..(ch + 1) * per] {
-                        let v = v as f64 / 255.0;
-                        sum[ch] += v;
-                        sq[ch] += v * v;
-                    }
-                }
-                n += per;
-            }
-        }
-        let n = n.max(1) as f64;
-        let mean: Vec<f32> = sum.iter().map(|s| (s / n) as f32).collect();
-        let std: Vec<f32> = sq
-            .iter()
-            .zip(&mean)
-            .map(|(q, m)| ((q / n - (*m as f64).powi(2)).max(1e-6)).sqrt() as f32)
-            .collect();
-        NormalizeConfig::new(mean, std)
+    /// Channels of the images.
+    pub fn channels(&self) -> usize {
+        self.train.channels()
+    }
+
+    /// Per-channel mean and std of the training images (the in-model normalisation): every
+    /// image for data in memory, [`STATS_SAMPLE`] of them for data streamed from disk.
+    pub fn stats(&self) -> Result<NormalizeConfig> {
+        let sample = match self.train.in_memory() {
+            Some(_) => usize::MAX,
+            None => STATS_SAMPLE,
+        };
+        let (mean, std) = self.train.channel_stats(sample)?;
+        Ok(NormalizeConfig::new(mean, std))
     }
 }
 
-/// `[0, 1]` pixels and labels of `data` for the training loop, in batches of `batch_size`,
-/// shuffled per epoch from `seed`; a `batch_size` of 0 is an error.
-pub fn in_memory(
-    data: &ImageDataset,
-    batch_size: usize,
-    seed: u64,
-    device: &Device,
-) -> Result<InMemory> {
-    let mut images = Vec::with_capacity(data.len() * data.shape().iter().product::<usize>());
-    for i in 0..data.len() {
-        if let Some(p) = data.pixels(i) {
-            images.extend(p.iter().map(|&v| f32::from(v) / 255.0));
-        }
+/// Threads decoding images for a stream: one suffices for images already in memory (the
+/// stream's producer runs beside the training step anyway); files on disk get every core.
+fn workers(data: &Images) -> usize {
+    match data.in_memory() {
+        Some(_) => 1,
+        None => std::thread::available_parallelism().map_or(2, |n| n.get()),
     }
-    let labels = data.labels().into_iter().map(|l| l as i64).collect();
-    Ok(InMemory::try_new(
-        images,
-        labels,
-        data.shape(),
+}
+
+/// `data` through `pipeline` in batches of `batch_size`, reshuffled per epoch from `shuffle`
+/// (in order with `None`), augmentation drawn from `seed`; a zero `batch_size` is an error.
+pub fn stream(
+    data: &Images,
+    pipeline: Pipeline,
+    batch_size: usize,
+    shuffle: Option<u64>,
+    seed: u64,
+) -> Result<Stream<Images>> {
+    let config = StreamConfig {
         batch_size,
-        seed,
-        device,
+        shuffle,
+        workers: workers(data),
+        prefetch: 2,
+    };
+    Ok(Stream::new(
+        Augmented::new(data.clone(), pipeline, seed)?,
+        config,
     )?)
 }
 
-/// Training batches with the papers' augmentation applied per batch (random crop with padding
-/// and horizontal flip), drawn from a seed per epoch and step, so a resumed run sees the same
-/// images.
-pub struct Augmented {
-    inner: InMemory,
-    pipeline: dwlth_data::transforms::Pipeline,
-    seed: u64,
+/// A host batch as tensors on `device`.
+fn on_device(batch: HostBatch, device: &Device) -> Batch {
+    let n = batch.labels.len();
+    (
+        Tensor::from_data(TensorData::new(batch.images, batch.shape), device),
+        Tensor::from_data(TensorData::new(batch.labels, [n]), device),
+    )
 }
 
-impl Augmented {
-    /// Random crop (`padding` pixels) and flip over `data`.
-    pub fn crop_flip(inner: InMemory, size: usize, padding: usize, seed: u64) -> Result<Self> {
-        Ok(Self {
-            inner,
-            pipeline: dwlth_data::transforms::crop_flip(size, padding)?,
-            seed,
-        })
-    }
+fn stream_error(what: &str, e: dwlth_data::DataError) -> dwlth_adv::AdvError {
+    dwlth_adv::AdvError::InvalidInput(format!("{what}: {e}"))
 }
 
-impl EpochBatches for Augmented {
-    fn epoch(
-        &mut self,
-        epoch: usize,
-    ) -> Box<dyn Iterator<Item = dwlth_adv::Result<dwlth_adv::Batch>> + '_> {
-        let seed = self.seed;
-        let pipeline = &self.pipeline;
-        Box::new(
-            self.inner
-                .epoch(epoch)
-                .enumerate()
-                .map(move |(step, batch)| {
-                    let (x, y) = batch?;
-                    let s = seed ^ ((epoch as u64) << 32) ^ step as u64;
-                    // Every image of a batch leaves the pipeline with the same shape, so this
-                    // cannot fail.
-                    let out = pipeline.apply_batch(x.clone(), s).unwrap_or(x);
-                    Ok((out, y))
-                }),
-        )
-    }
-
-    fn steps_per_epoch(&self) -> usize {
-        self.inner.steps_per_epoch()
-    }
-}
-
-/// The training batches of `data` for `spec`: with `spec.resize`, random-resized crops of
-/// that size and flips (the papers' upsampled transform); otherwise augmented when
-/// `spec.augment`.
+/// The training batches of `data` for `spec`, shuffled per epoch from `seed`: with
+/// `spec.resize`, random-resized crops of that size and flips (the papers' upsampled
+/// transform); otherwise random crops with 4 pixels of padding and flips when `spec.augment`;
+/// otherwise the images as they are.
 pub fn training(
-    data: &ImageDataset,
+    data: &Images,
     spec: &DataSpec,
     batch_size: usize,
     seed: u64,
     device: &Device,
 ) -> Result<Box<dyn EpochBatches>> {
-    let plain = in_memory(data, batch_size, seed, device)?;
-    if let Some(size) = spec.resize {
-        Ok(Box::new(Augmented {
-            inner: plain,
-            pipeline: dwlth_data::transforms::resized_crop_flip(size)?,
-            seed,
-        }))
-    } else if spec.augment {
-        let [_, h, _] = data.shape();
-        Ok(Box::new(Augmented::crop_flip(plain, h, 4, seed)?))
-    } else {
-        Ok(Box::new(plain))
-    }
+    let pipeline = match (spec.resize, spec.augment) {
+        (Some(size), _) => dwlth_data::transforms::resized_crop_flip(size)?,
+        (None, true) => {
+            // Files on disk: the first image's size, which every image must then share.
+            let height = match data.image_shape() {
+                (_, Some((h, _))) => h,
+                (_, None) => data.sample(0)?.image.shape()[1],
+            };
+            dwlth_data::transforms::crop_flip(height, 4)?
+        }
+        (None, false) => Pipeline::new(),
+    };
+    let stream = stream(data, pipeline, batch_size, Some(seed), seed)?;
+    Ok(Box::new(StreamBatches::new(stream, device)))
 }
 
-/// Batches of `data` in order (validation and test).
-///
-/// # Panics
-/// If `batch_size` is 0; use [`try_batches`] for an error instead.
-pub fn batches(
-    data: &ImageDataset,
+/// The evaluation transform of `spec`: with `spec.resize`, the papers' upsampled test
+/// transform (resize the shorter side to `size · 8/7`, 256 for 224, centre-crop `size`);
+/// otherwise none.
+fn eval_pipeline(spec: &DataSpec) -> Result<Pipeline> {
+    Ok(match spec.resize {
+        Some(size) => dwlth_data::transforms::resize_center_crop((size * 8).div_ceil(7), size)?,
+        None => Pipeline::new(),
+    })
+}
+
+/// Validation or test batches of `data` for `spec`, in order, made on each pass (memory stays
+/// at the batches in flight whatever the set's size).
+pub fn eval_set(
+    data: &Images,
+    spec: &DataSpec,
     batch_size: usize,
     device: &Device,
-) -> Vec<(Tensor<4>, Tensor<1, Int>)> {
-    match try_batches(data, batch_size, device) {
-        Ok(b) => b,
-        Err(e) => panic!("{e}"),
-    }
+) -> Result<Box<dyn EvalSet>> {
+    Ok(Box::new(in_order(
+        data,
+        eval_pipeline(spec)?,
+        batch_size,
+        device,
+    )?))
 }
 
-/// [`batches`], with a `batch_size` of 0 an error.
-pub fn try_batches(
-    data: &ImageDataset,
+/// `data` through the fixed transform `pipeline`, in order, as an evaluation set on `device`.
+pub fn in_order(
+    data: &Images,
+    pipeline: Pipeline,
     batch_size: usize,
     device: &Device,
-) -> Result<Vec<(Tensor<4>, Tensor<1, Int>)>> {
-    Ok(in_memory(data, batch_size, 0, device)?.batches())
+) -> Result<StreamEval<Images>> {
+    Ok(StreamEval {
+        stream: stream(data, pipeline, batch_size, None, 0)?,
+        device: device.clone(),
+    })
 }
 
-/// An evaluation set built batch by batch from the stored 8-bit images through a fixed
-/// transform — for inputs upsampled to 224 pixels, which would take 6 GB per 10,000 images as
-/// `f32` tensors. Each pass rebuilds the batches; memory stays at one batch.
-pub struct Streamed {
-    data: ImageDataset,
-    pipeline: dwlth_data::transforms::Pipeline,
-    batch_size: usize,
+/// Every batch of `data`, in order, as the images are (for analyses that walk the same
+/// batches many times, on sets that fit in memory).
+pub fn batches(data: &Images, batch_size: usize, device: &Device) -> Result<Vec<Batch>> {
+    stream(data, Pipeline::new(), batch_size, None, 0)?
+        .epoch(0)
+        .map(|b| Ok(on_device(b?, device)))
+        .collect()
+}
+
+/// An evaluation set over a [`Stream`]: epoch 0 in order, each pass read again.
+pub struct StreamEval<D> {
+    stream: Stream<D>,
     device: Device,
 }
 
-impl Streamed {
-    /// The papers' upsampled test transform: resize the shorter side to `size · 8/7` (256 for
-    /// 224), centre-crop `size`.
-    pub fn resized(
-        data: &ImageDataset,
-        size: usize,
-        batch_size: usize,
-        device: &Device,
-    ) -> Result<Self> {
-        let resize = (size * 8).div_ceil(7);
-        Ok(Self {
-            data: data.clone(),
-            pipeline: dwlth_data::transforms::resize_center_crop(resize, size)?,
-            batch_size: batch_size.max(1),
-            device: device.clone(),
-        })
+impl<D: ImageSource + Send + Sync + 'static> StreamEval<D> {
+    /// `[C, H, W]` of every image.
+    pub fn shape(&self) -> [usize; 3] {
+        self.stream.shape()
     }
 }
 
-impl EvalSet for Streamed {
-    fn batches(&self) -> Box<dyn Iterator<Item = Batch> + '_> {
-        let n = self.data.len();
-        let [c, h, w] = self.data.shape();
-        Box::new((0..n).step_by(self.batch_size).map(move |start| {
-            let end = (start + self.batch_size).min(n);
-            let mut rng = dwlth_data::Rng::new(0);
-            let (mut values, mut labels) = (Vec::new(), Vec::new());
-            let mut shape = [c, h, w];
-            for i in start..end {
-                // Stored images always have the dataset's shape; anything else is skipped
-                // together with its label.
-                let (Some(pixels), Some(label)) = (self.data.pixels(i), self.data.label(i)) else {
-                    continue;
-                };
-                let floats = pixels.iter().map(|&v| f32::from(v) / 255.0).collect();
-                let Ok(image) = dwlth_data::Image::new(floats, c, h, w) else {
-                    continue;
-                };
-                let out = self.pipeline.apply(image, &mut rng);
-                shape = out.shape();
-                values.extend_from_slice(out.data());
-                labels.push(label as i64);
-            }
-            let [oc, oh, ow] = shape;
-            let x = Tensor::<4>::from_data(
-                TensorData::new(values, [labels.len(), oc, oh, ow]),
-                &self.device,
-            );
-            let y = Tensor::<1, Int>::from_data(
-                TensorData::new(labels.clone(), [labels.len()]),
-                &self.device,
-            );
-            (x, y)
+impl<D: ImageSource + Send + Sync + 'static> EvalSet for StreamEval<D> {
+    fn batches(&self) -> Box<dyn Iterator<Item = dwlth_adv::Result<Batch>> + '_> {
+        Box::new(self.stream.epoch(0).map(|batch| {
+            batch
+                .map(|b| on_device(b, &self.device))
+                .map_err(|e| stream_error("evaluation data", e))
         }))
     }
 
     fn len(&self) -> usize {
-        self.data.len().div_ceil(self.batch_size)
+        self.stream.batches_per_epoch()
     }
 }
 
@@ -346,12 +297,12 @@ impl HostBatches {
 }
 
 impl EvalSet for HostBatches {
-    fn batches(&self) -> Box<dyn Iterator<Item = Batch> + '_> {
+    fn batches(&self) -> Box<dyn Iterator<Item = dwlth_adv::Result<Batch>> + '_> {
         Box::new(self.batches.iter().map(|(x, y)| {
-            (
+            Ok((
                 Tensor::<4>::from_data(x.clone(), &self.device),
                 Tensor::<1, Int>::from_data(y.clone(), &self.device),
-            )
+            ))
         }))
     }
 
@@ -360,28 +311,9 @@ impl EvalSet for HostBatches {
     }
 }
 
-/// Validation or test batches of `data` for `spec`: in memory at native size, streamed when
-/// `spec.resize` upsamples.
-pub fn eval_set(
-    data: &ImageDataset,
-    spec: &DataSpec,
-    batch_size: usize,
-    device: &Device,
-) -> Result<Box<dyn EvalSet>> {
-    Ok(match spec.resize {
-        Some(size) => Box::new(Streamed::resized(data, size, batch_size, device)?),
-        None => Box::new(batches(data, batch_size, device)),
-    })
-}
-
 /// The data-limited subset of `data`: a fraction, class-stratified from `seed` or the first
 /// N as the reference code does.
-pub fn fraction(
-    data: &ImageDataset,
-    fraction: f64,
-    stratified: bool,
-    seed: u64,
-) -> Result<ImageDataset> {
+pub fn fraction(data: &Images, fraction: f64, stratified: bool, seed: u64) -> Result<Images> {
     if !(fraction > 0.0 && fraction <= 1.0) {
         return Err(DwlthError::InvalidArgument(format!(
             "fraction {fraction} of the training set: must be in (0, 1]"
@@ -405,19 +337,18 @@ pub fn fraction(
     Ok(data.subset(&idx)?)
 }
 
-/// Training batches streamed from disk — an image folder or tar shards through
-/// [`dwlth_data::stream::Stream`] — as tensors on `device`: images are read, decoded and
-/// augmented while the model trains, in an order drawn from the stream's seed, so a run is
+/// Training batches through a [`Stream`], as tensors on `device`: images are read, decoded
+/// and augmented while the model trains, in an order drawn from the stream's seed, so a run is
 /// reproducible whatever the worker count. A sample that cannot be read ends training with an
 /// error naming it.
 pub struct StreamBatches<D> {
-    stream: dwlth_data::stream::Stream<D>,
+    stream: Stream<D>,
     device: Device,
 }
 
 impl<D> StreamBatches<D> {
     /// Batches of `stream` on `device`.
-    pub fn new(stream: dwlth_data::stream::Stream<D>, device: &Device) -> Self {
+    pub fn new(stream: Stream<D>, device: &Device) -> Self {
         Self {
             stream,
             device: device.clone(),
@@ -425,22 +356,16 @@ impl<D> StreamBatches<D> {
     }
 }
 
-impl<D: dwlth_data::batch::ImageSource + Send + Sync + 'static> EpochBatches for StreamBatches<D> {
+impl<D: ImageSource + Send + Sync + 'static> EpochBatches for StreamBatches<D> {
     fn epoch(
         &mut self,
         epoch: usize,
     ) -> Box<dyn Iterator<Item = dwlth_adv::Result<dwlth_adv::Batch>> + '_> {
-        let device = self.device.clone();
         let epoch = u32::try_from(epoch).unwrap_or(u32::MAX);
-        Box::new(self.stream.epoch(epoch).map(move |batch| {
-            let b = batch.map_err(|e| {
-                dwlth_adv::AdvError::InvalidInput(format!("streamed training data: {e}"))
-            })?;
-            let n = b.labels.len();
-            Ok((
-                Tensor::from_data(burn::tensor::TensorData::new(b.images, b.shape), &device),
-                Tensor::from_data(burn::tensor::TensorData::new(b.labels, [n]), &device),
-            ))
+        Box::new(self.stream.epoch(epoch).map(|batch| {
+            batch
+                .map(|b| on_device(b, &self.device))
+                .map_err(|e| stream_error("training data", e))
         }))
     }
 

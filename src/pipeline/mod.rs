@@ -2,6 +2,7 @@
 //! transfer with standard and adversarial training, SA / RA, the double-win verdict, reports.
 
 pub mod config;
+pub mod cost;
 pub mod data;
 pub mod merge;
 pub mod results;

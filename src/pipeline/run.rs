@@ -42,7 +42,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::config::{ExperimentConfig, PretrainSpec, TicketSpec};
-use super::data::{eval_set, training, try_batches, Splits};
+use super::data::{batches, eval_set, training, Splits};
 use super::results::RunResult;
 use super::transfer::{Downstream, Run};
 use super::verdict::Verdict;
@@ -56,6 +56,11 @@ pub struct RunOptions {
     pub out: PathBuf,
     /// Compute device.
     pub device: DeviceSpec,
+    /// Devices every training batch is split across (data parallelism), the first being
+    /// `device`; empty: `device` alone. Results agree with a one-device run up to
+    /// floating-point rounding and BatchNorm's per-device statistics (see `dwlth_adv`'s
+    /// `Trainer::with_replicas`), so they are not part of any stage's key.
+    pub replicas: Vec<DeviceSpec>,
     /// Run only the transfer runs `i, i + n, i + 2n, …` (0-based `i`).
     pub shard: Option<(usize, usize)>,
     /// Progress bars and per-run lines.
@@ -244,6 +249,17 @@ pub fn run_experiment(
         }
     }
     let device = options.device.device()?.autodiff();
+    let replicas = options
+        .replicas
+        .iter()
+        .map(|d| Ok(d.device()?.autodiff()))
+        .collect::<Result<Vec<Device>>>()?;
+    if replicas.first().is_some_and(|first| *first != device) {
+        return Err(DwlthError::InvalidArgument(format!(
+            "the first of the data-parallel devices ({}) must be the experiment's device ({})",
+            options.replicas[0], options.device
+        )));
+    }
     let out = &options.out;
     refuse_old_layout(out)?;
     let store = Store::open(out)?;
@@ -271,13 +287,13 @@ pub fn run_experiment(
         .transpose()?;
     let target = Splits::load(&config.target)?;
     if let Some(source) = &source {
-        if source.train.shape()[0] != target.train.shape()[0] {
+        if source.channels() != target.channels() {
             return Err(DwlthError::InvalidArgument(format!(
                 "{} has {} channel(s) but {} has {}",
                 source.name,
-                source.train.shape()[0],
+                source.channels(),
                 target.name,
-                target.train.shape()[0]
+                target.channels()
             )));
         }
         say(
@@ -301,8 +317,11 @@ pub fn run_experiment(
         ),
     );
     let ids = DataIds {
-        source: source.as_ref().map(|s| s.identity(&config.source)),
-        target: target.identity(&config.target),
+        source: source
+            .as_ref()
+            .map(|s| s.identity(&config.source))
+            .transpose()?,
+        target: target.identity(&config.target)?,
     };
 
     // 1. Pre-trained weights θ_p.
@@ -313,7 +332,7 @@ pub fn run_experiment(
             config,
             spec,
             (source.as_ref(), &ids),
-            &device,
+            (&device, &replicas),
             verbose,
         )?;
         thetas.insert(spec.name.clone(), theta);
@@ -328,7 +347,7 @@ pub fn run_experiment(
             &spec.name,
             &thetas[&spec.name],
             (source.as_ref(), &target, &ids),
-            &device,
+            (&device, &replicas),
             verbose,
         )?;
         tickets.insert(spec.name.clone(), found);
@@ -357,11 +376,12 @@ pub fn run_experiment(
     let mut downstream = Downstream {
         config,
         target: &target,
-        stats: target.stats(),
+        stats: target.stats()?,
         validation: eval_set(&target.validation, &config.target, bs, &device)?,
         test: eval_set(&target.test, &config.target, bs, &device)?,
         classes: target.train.num_classes(),
         device: &device,
+        replicas: &replicas,
         crafted: None,
         // Out-of-distribution images: the source dataset's test split, shaped as the target's.
         ood: match (config.transfer.ood, &source) {
@@ -536,7 +556,7 @@ fn pretrain(
     config: &ExperimentConfig,
     spec: &PretrainSpec,
     (source, ids): (Option<&Splits>, &DataIds),
-    device: &Device,
+    (device, replicas): (&Device, &[Device]),
     verbose: bool,
 ) -> Result<Theta> {
     let name = spec.name.to_uppercase();
@@ -574,14 +594,14 @@ fn pretrain(
     };
     let compute = |work: &Path| -> Result<ResNet> {
         let source = source.ok_or_else(|| missing_source(config))?;
-        let [c, _, _] = source.train.shape();
+        let c = source.channels();
         dwlth_models::random::seed(device, fnv(spec.name.as_bytes()));
         let model = ResNetConfig::new(config.model.arch)
             .with_width(config.model.width)
             .with_stem(config.model.stem)
             .with_in_channels(c)
             .with_num_classes(source.train.num_classes())
-            .with_normalize(source.stats())
+            .with_normalize(source.stats()?)
             .try_init(device)?;
         say(
             verbose,
@@ -592,7 +612,8 @@ fn pretrain(
                 spec.regime.short_name()
             ),
         );
-        let mut trainer = Trainer::new(train_config.clone(), Some(work.join("train")))?;
+        let mut trainer = Trainer::new(train_config.clone(), Some(work.join("train")))?
+            .with_replicas(replicas.to_vec());
         trainer.progress = verbose;
         let mut data = training(
             &source.train,
@@ -677,7 +698,7 @@ fn find_tickets(
     name: &str,
     theta: &Theta,
     (source, target, ids): (Option<&Splits>, &Splits, &DataIds),
-    device: &Device,
+    (device, replicas): (&Device, &[Device]),
     verbose: bool,
 ) -> Result<Tickets> {
     let stage = store.stage(
@@ -700,7 +721,7 @@ fn find_tickets(
             &theta.model,
             (source, target),
             work,
-            device,
+            (device, replicas),
             verbose,
         )
     };
@@ -733,7 +754,7 @@ fn search_tickets(
     theta: &ResNet,
     (source, target): (Option<&Splits>, &Splits),
     work: &Path,
-    device: &Device,
+    (device, replicas): (&Device, &[Device]),
     verbose: bool,
 ) -> Result<Vec<(f64, MaskSet)>> {
     let prunable = Prunable::convolutions();
@@ -805,7 +826,7 @@ fn search_tickets(
             epochs,
         } => {
             let source = source.ok_or_else(|| missing_source(config))?;
-            let data = try_batches(&source.train, config.source_batch_size, device)?;
+            let data = batches(&source.train, config.source_batch_size, device)?;
             for &s in sparsities {
                 // Each level is a whole result: kept in the work folder so a killed search
                 // resumes at the next level.
@@ -854,7 +875,7 @@ fn search_tickets(
             let (task, spec, batch_size, start) = if *downstream {
                 let mut start =
                     independent_copy(theta).with_head(target.train.num_classes(), device)?;
-                start.normalize = start.normalize.with_config(&target.stats())?;
+                start.normalize = start.normalize.with_config(&target.stats()?)?;
                 (target, &config.target, config.transfer.batch_size, start)
             } else {
                 let source = source.ok_or_else(|| missing_source(config))?;
@@ -868,7 +889,7 @@ fn search_tickets(
             let mut data = training(&task.train, spec, batch_size, 0, device)?;
             let validation = eval_set(&task.validation, spec, batch_size, device)?;
             let classes = task.train.num_classes();
-            let mut trainer = Trainer::new(retrain.clone(), None)?;
+            let mut trainer = Trainer::new(retrain.clone(), None)?.with_replicas(replicas.to_vec());
             trainer.progress = verbose;
             say(
                 verbose,

@@ -34,6 +34,8 @@ pub(super) struct Downstream<'a> {
     pub test: Box<dyn EvalSet>,
     pub classes: usize,
     pub device: &'a Device,
+    /// Devices each training batch is split across (empty: `device` alone).
+    pub replicas: &'a [Device],
     /// The transfer attack's adversarial test set, when the experiment measures it.
     pub crafted: Option<Box<dyn EvalSet>>,
     /// Out-of-distribution images, when the experiment measures detection.
@@ -76,7 +78,8 @@ impl Downstream<'_> {
             // Standard-training runs report SA only (as the papers); no robust validation.
             train_config.eval_attack = None;
         }
-        let mut trainer = Trainer::new(train_config, Some(dir.to_path_buf()))?;
+        let mut trainer = Trainer::new(train_config, Some(dir.to_path_buf()))?
+            .with_replicas(self.replicas.to_vec());
         trainer.progress = bars.is_some();
         trainer.bars = bars.cloned();
         let subset = fraction(
@@ -181,7 +184,8 @@ impl Downstream<'_> {
         )?;
         dwlth_models::random::seed(device, TRANSFER_SOURCE_SEED);
         let view = AttackMode::Eval.view(&model);
-        let mut crafted = self.test.batches().map(|(x, y)| {
+        let mut crafted = self.test.batches().map(|batch| {
+            let (x, y) = batch?;
             let xa = config.transfer.test_attack.perturb(&view, x, y.clone())?;
             Ok::<Batch, DwlthError>((xa, y))
         });
@@ -230,12 +234,14 @@ impl Downstream<'_> {
             Some(ood) => {
                 let model = outcome.best_sa.as_ref().map_or(&outcome.model, |(_, m)| m);
                 let view = AttackMode::Eval.view(model);
-                let msp = |set: &dyn EvalSet| -> Vec<f32> {
-                    set.batches()
-                        .flat_map(|(x, _)| max_softmax_probability(view.forward(x)))
-                        .collect()
+                let msp = |set: &dyn EvalSet| -> Result<Vec<f32>> {
+                    let mut out = Vec::new();
+                    for batch in set.batches() {
+                        out.extend(max_softmax_probability(view.forward(batch?.0)));
+                    }
+                    Ok(out)
                 };
-                roc_auc(&msp(self.test.as_ref()), &msp(ood.as_ref()))
+                roc_auc(&msp(self.test.as_ref())?, &msp(ood.as_ref())?)
             }
             None => None,
         };

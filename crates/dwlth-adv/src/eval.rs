@@ -6,6 +6,7 @@ use serde::Serialize;
 use crate::attack::Attack;
 use crate::classifier::Classifier;
 use crate::error::{AdvError, Result};
+use crate::train::IntoBatch;
 
 /// Predicted classes of `images` under `model` (evaluated as given: pass an eval-mode view).
 pub fn predict<C: Classifier>(model: &C, images: Tensor<4>) -> Tensor<1, Int> {
@@ -115,7 +116,8 @@ pub(crate) fn check_batch_shape(dims: &[usize; 4], labels: usize) -> Result<()> 
 
 /// Evaluates `model` (an eval-mode view on an autodiff device, see
 /// [`AttackMode::view`](crate::AttackMode::view)) on `batches`: SA always, RA under `attack`
-/// if given. Adversarial examples are crafted on `source` when given (a transfer, black-box
+/// if given. `batches` yields batches, or results of making them (the first error ends the
+/// evaluation with it). Adversarial examples are crafted on `source` when given (a transfer, black-box
 /// attack), on `model` itself otherwise.
 pub fn evaluate<C, I>(
     model: &C,
@@ -126,14 +128,16 @@ pub fn evaluate<C, I>(
 ) -> Result<EvalReport>
 where
     C: Classifier,
-    I: IntoIterator<Item = (Tensor<4>, Tensor<1, Int>)>,
+    I: IntoIterator,
+    I::Item: IntoBatch,
 {
     if let Some(a) = attack {
         a.validate()?;
     }
     let mut clean = Tally::new(classes);
     let mut adversarial = attack.map(|_| Tally::new(classes));
-    for (images, labels) in batches {
+    for batch in batches {
+        let (images, labels) = batch.into_batch()?;
         let y = host_ints(labels.clone());
         check_labels(&y, classes)?;
         check_batch_shape(&images.dims(), y.len())?;

@@ -46,6 +46,6 @@ pub use fraction::parse_fraction;
 pub use indicatif;
 pub use sanity::{sanity_checks, Check, SanityReport};
 pub use train::{
-    Batch, EpochBatches, EpochRecord, EvalSet, InMemory, LrSchedule, OverfitGuard, Regime,
-    Schedule, TrainConfig, TrainOutcome, Trainer,
+    Batch, EpochBatches, EpochRecord, EvalSet, InMemory, IntoBatch, LrSchedule, OverfitGuard,
+    Regime, Schedule, TrainConfig, TrainOutcome, Trainer,
 };

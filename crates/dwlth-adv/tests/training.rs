@@ -336,3 +336,129 @@ fn the_guard_and_bad_settings() {
         .unwrap_err();
     assert!(err.to_string().contains("autodiff"), "{err}");
 }
+
+/// A classifier without BatchNorm (a masked convolution, ReLU, global average pooling, a masked
+/// head): its training step on a batch does not depend on how the batch is split.
+#[derive(burn::module::Module, Debug)]
+struct NoBatchNorm {
+    conv: dwlth_models::layers::MaskedConv2d,
+    head: dwlth_models::layers::MaskedLinear,
+}
+
+impl dwlth_adv::Classifier for NoBatchNorm {
+    fn logits(&self, images: Tensor<4>) -> Tensor<2> {
+        let x = burn::tensor::activation::relu(self.conv.forward(images));
+        let [n, c, _, _] = x.dims();
+        self.head.forward(x.mean_dim(3).mean_dim(2).reshape([n, c]))
+    }
+}
+
+fn flat_params<M: burn::module::Module>(model: &M) -> Vec<f32> {
+    resnet_tensors(model)
+        .into_iter()
+        .flat_map(|(_, _, values)| values)
+        .collect()
+}
+
+#[test]
+fn two_replicas_take_the_one_device_step_and_batchnorm_follows_replica_zero() {
+    use dwlth_models::layers::{MaskedConv2dConfig, MaskedLinearConfig};
+    use dwlth_models::mode::independent_copy;
+    let device = Device::flex().autodiff();
+    // Without BatchNorm, two replicas (batches of 8 cut 4 + 4, and a last one of 7) are the
+    // one-device step on the whole batch: same weights after two epochs, momentum and weight
+    // decay included. (A flex device is one compute unit: both replicas run on it here; on
+    // GPUs each device takes its chunk.)
+    device.seed(4);
+    let start = NoBatchNorm {
+        conv: MaskedConv2dConfig::new([3, 4], [3, 3])
+            .with_padding([1, 1])
+            .init(&device),
+        head: MaskedLinearConfig::new(4, 2).init(&device),
+    };
+    let mut config = config(2, Regime::Standard);
+    config.eval_attack = None;
+    let fit = |replicas: Vec<Device>| {
+        let mut train = toy(31, 1, &device);
+        let val = toy(8, 2, &device).batches();
+        quiet(config.clone(), None)
+            .with_replicas(replicas)
+            .fit(independent_copy(&start), &mut train, &val, 2)
+            .unwrap()
+    };
+    let one = fit(vec![]);
+    let two = fit(vec![device.clone(), device.clone()]);
+    let (a, b) = (flat_params(&one.model), flat_params(&two.model));
+    let diff = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
+    assert!(diff < 1e-5, "weights differ by {diff}");
+    assert_ne!(a, flat_params(&start), "nothing trained");
+    for (r1, r2) in one.history.iter().zip(&two.history) {
+        assert!(
+            (r1.train_loss - r2.train_loss).abs() < 1e-5,
+            "{r1:?} {r2:?}"
+        );
+        assert_eq!(r1.train_acc, r2.train_acc);
+    }
+
+    // With BatchNorm, the running statistics after a two-replica step on 8 images are those
+    // of a one-device step on replica 0's 4 (as PyTorch's DistributedDataParallel keeps rank
+    // 0's buffers).
+    let model = tiny(&device);
+    let mut one_step = config.clone();
+    one_step.epochs = 1;
+    let batch = toy(8, 3, &device).batches().remove(0);
+    let first_half = (
+        batch.0.clone().narrow(0, 0, 4),
+        batch.1.clone().narrow(0, 0, 4),
+    );
+    let stats = |replicas: Vec<Device>, b: dwlth_adv::Batch| {
+        let mut train = vec![b];
+        let mut source = Fixed(&mut train);
+        let out = quiet(one_step.clone(), None)
+            .with_replicas(replicas)
+            .fit(independent_copy(&model), &mut source, &Vec::new(), 2)
+            .unwrap();
+        resnet_tensors(&out.model)
+            .into_iter()
+            .find(|(k, _, _)| k.as_str() == "bn1.running_mean")
+            .map(|(_, _, values)| values)
+            .unwrap()
+    };
+    let parallel = stats(vec![device.clone(), device.clone()], batch.clone());
+    let replica_zero = stats(vec![], first_half);
+    let whole = stats(vec![], batch);
+    let gap = |a: &[f32], b: &[f32]| {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max)
+    };
+    assert!(
+        gap(&parallel, &replica_zero) < 1e-6,
+        "{parallel:?} {replica_zero:?}"
+    );
+    assert!(
+        gap(&parallel, &whole) > 1e-4,
+        "the halves' statistics should differ"
+    );
+}
+
+/// The same batches every epoch.
+struct Fixed<'a>(&'a mut Vec<dwlth_adv::Batch>);
+
+impl EpochBatches for Fixed<'_> {
+    fn epoch(
+        &mut self,
+        _epoch: usize,
+    ) -> Box<dyn Iterator<Item = dwlth_adv::Result<dwlth_adv::Batch>> + '_> {
+        Box::new(self.0.iter().cloned().map(Ok))
+    }
+
+    fn steps_per_epoch(&self) -> usize {
+        self.0.len()
+    }
+}

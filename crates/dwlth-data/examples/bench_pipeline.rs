@@ -1,5 +1,5 @@
-//! Throughput of the input pipeline, printed as JSON: images per second through Burn's data
-//! loader (augmentation on worker threads, batches of `[0, 1]` tensors) for
+//! Throughput of the input pipeline, printed as JSON: images per second through the stream
+//! (augmentation on worker threads, batches of `[0, 1]` pixels on the host) for
 //!
 //! - `crop_flip_32`: random crop 32 with padding 4 + flip on CIFAR-sized images (native size);
 //! - `resized_crop_flip_224`: random-resized-crop to 224 + flip (the papers' upsampled recipe);
@@ -15,9 +15,9 @@
 
 use std::time::Instant;
 
-use burn::tensor::Device;
-use dwlth_data::batch::{loader, Augmented, LoaderConfig};
+use dwlth_data::stream::{Stream, StreamConfig};
 use dwlth_data::transforms::{crop_flip, resize_center_crop, resized_crop_flip, Pipeline};
+use dwlth_data::Augmented;
 use dwlth_data::ImageDataset;
 
 fn synthetic(n: usize) -> ImageDataset {
@@ -30,27 +30,22 @@ fn synthetic(n: usize) -> ImageDataset {
 }
 
 fn run(name: &str, pipeline: Pipeline, images: usize, workers: usize, batch: usize) -> String {
-    let device = Device::flex();
     let data = Augmented::new(synthetic(images), pipeline, 0).expect("fixed-size pipeline");
     let [c, h, w] = data.shape();
-    let config = LoaderConfig {
+    let config = StreamConfig {
         batch_size: batch,
         shuffle: Some(0),
-        num_workers: workers,
+        workers,
+        prefetch: 2,
     };
-    let l = loader(data, &config, &device);
+    let stream = Stream::new(data, config).expect("a valid stream");
     let start = Instant::now();
     let mut seen = 0usize;
     let mut checksum = 0f64;
-    for b in l.iter() {
+    for b in stream.epoch(0) {
         let b = b.expect("batch");
-        seen += b.images.dims()[0];
-        // Touch the data so that the batch is really materialised.
-        checksum += f64::from(
-            b.images
-                .slice([0..1, 0..1, 0..1, 0..1])
-                .into_scalar::<f32>(),
-        );
+        seen += b.shape[0];
+        checksum += f64::from(b.images[0]);
     }
     let secs = start.elapsed().as_secs_f64();
     format!(

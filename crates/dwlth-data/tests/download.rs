@@ -329,7 +329,10 @@ fn data_dir_precedence_and_catalogue() {
             }
             Err(e) => {
                 assert!(
-                    matches!(kind, DatasetKind::Folder | DatasetKind::MnistNpm),
+                    matches!(
+                        kind,
+                        DatasetKind::Folder | DatasetKind::Shards | DatasetKind::MnistNpm
+                    ),
                     "{kind}: {e}"
                 );
                 if kind == DatasetKind::MnistNpm {

@@ -3,10 +3,10 @@
 //! take. Alone in its test binary, because it measures the process's peak resident memory.
 //! (`examples/stream_memory.rs` measures 50,000 images; docs/data.md has the numbers.)
 
-use burn::tensor::Device;
-use dwlth_data::batch::{loader, Augmented, LoaderConfig};
 use dwlth_data::formats::shards::{ShardWriter, TarShards};
+use dwlth_data::stream::{Stream, StreamConfig};
 use dwlth_data::transforms::resized_crop_flip;
+use dwlth_data::Augmented;
 
 fn peak_rss_mib() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -44,18 +44,19 @@ fn a_pass_over_shards_holds_batches_not_the_dataset() {
     let data = TarShards::open_dir(dir.path()).unwrap();
     assert_eq!((data.len(), data.num_classes()), (images, 10));
     let data = Augmented::new(data, resized_crop_flip(224).unwrap(), 0).unwrap();
-    let config = LoaderConfig {
+    let config = StreamConfig {
         batch_size: 32,
         shuffle: Some(3),
-        num_workers: 2,
+        workers: 2,
+        prefetch: 2,
     };
     // Only the pass counts: reset the peak (Linux; elsewhere the check is skipped).
     let reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
     let mut seen = vec![0usize; 10];
-    for batch in loader(data, &config, &Device::flex()).iter() {
+    for batch in Stream::new(data, config).unwrap().epoch(0) {
         let batch = batch.unwrap();
-        assert_eq!(batch.images.dims()[1..], [3, 224, 224]);
-        for l in batch.labels.into_data().try_to_vec_as::<i64>().unwrap() {
+        assert_eq!(batch.shape[1..], [3, 224, 224]);
+        for l in batch.labels {
             seen[l as usize] += 1;
         }
     }

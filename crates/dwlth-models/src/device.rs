@@ -107,6 +107,68 @@ impl FromStr for DeviceSpec {
     }
 }
 
+/// One device, or several for data-parallel training, written `cuda:0,cuda:1`: every training
+/// batch is split across them and the first holds the model (see `dwlth_adv`'s
+/// `Trainer::with_replicas`).
+///
+/// ```
+/// use dwlth_models::device::{DeviceList, DeviceSpec};
+/// let list: DeviceList = "cuda:0, cuda:1".parse().unwrap();
+/// assert_eq!(list.main(), DeviceSpec::Cuda(0));
+/// assert_eq!(list.replicas(), vec![DeviceSpec::Cuda(0), DeviceSpec::Cuda(1)]);
+/// assert!("cpu".parse::<DeviceList>().unwrap().replicas().is_empty());
+/// assert!("cuda:0,,cuda:1".parse::<DeviceList>().is_err());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceList(Vec<DeviceSpec>);
+
+impl DeviceList {
+    /// The device holding the model.
+    pub fn main(&self) -> DeviceSpec {
+        self.0.first().copied().unwrap_or_default()
+    }
+
+    /// Every device a batch is split across, the main one first; empty for one device.
+    pub fn replicas(&self) -> Vec<DeviceSpec> {
+        if self.0.len() > 1 {
+            self.0.clone()
+        } else {
+            Vec::new()
+        }
+    }
+}
+
+impl Default for DeviceList {
+    /// The CPU.
+    fn default() -> Self {
+        Self(vec![DeviceSpec::Cpu])
+    }
+}
+
+impl From<DeviceSpec> for DeviceList {
+    fn from(device: DeviceSpec) -> Self {
+        Self(vec![device])
+    }
+}
+
+impl fmt::Display for DeviceList {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<String> = self.0.iter().map(ToString::to_string).collect();
+        f.write_str(&names.join(","))
+    }
+}
+
+impl FromStr for DeviceList {
+    type Err = ModelError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        s.split(',')
+            .map(str::parse)
+            .collect::<Result<Vec<DeviceSpec>>>()
+            .map(Self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -6,8 +6,9 @@ use crate::error::{invalid, AdvError, Result};
 
 /// A source of training batches, epoch by epoch.
 ///
-/// [`InMemory`] holds data that fits in memory; a streamed source (images read and decoded
-/// while training, e.g. `dwlth`'s `Streamed` over `dwlth-data`'s `Stream`) yields an error
+/// [`InMemory`] serves `[0, 1]` pixels a caller already holds (this crate needs no dataset
+/// crate); `dwlth`'s pipeline feeds every source, in memory or on disk, through
+/// `dwlth-data`'s `Stream` (`dwlth::pipeline::data::StreamBatches`), which yields an error
 /// when a sample cannot be read, which ends training with that error.
 pub trait EpochBatches {
     /// Batches of epoch `epoch` (shuffled as the source sees fit, reproducibly).
@@ -20,13 +21,33 @@ pub trait EpochBatches {
 /// One batch: images `[N, C, H, W]` in `[0, 1]` and their labels.
 pub type Batch = (Tensor<4>, Tensor<1, Int>);
 
+/// What [`evaluate`](crate::evaluate) takes as one batch: a batch, or the result of making
+/// one (a streamed set yields an error when an image cannot be read).
+pub trait IntoBatch {
+    /// The batch, or why there is none.
+    fn into_batch(self) -> Result<Batch>;
+}
+
+impl IntoBatch for Batch {
+    fn into_batch(self) -> Result<Batch> {
+        Ok(self)
+    }
+}
+
+impl IntoBatch for Result<Batch> {
+    fn into_batch(self) -> Result<Batch> {
+        self
+    }
+}
+
 /// Evaluation data (validation, test), walked in order as often as needed.
 ///
-/// A slice or `Vec` of batches is one; a set that builds its batches on the fly (e.g. images
-/// upsampled to 224 pixels, too large to keep in memory) is another.
+/// A slice or `Vec` of batches is one; a set that builds its batches on the fly (images read
+/// from disk, or upsampled to 224 pixels, too large to keep in memory) is another, and yields
+/// an error for a batch that cannot be made.
 pub trait EvalSet {
     /// The batches, in order.
-    fn batches(&self) -> Box<dyn Iterator<Item = Batch> + '_>;
+    fn batches(&self) -> Box<dyn Iterator<Item = Result<Batch>> + '_>;
 
     /// Number of batches.
     fn len(&self) -> usize;
@@ -37,9 +58,19 @@ pub trait EvalSet {
     }
 }
 
+impl<T: EvalSet + ?Sized> EvalSet for Box<T> {
+    fn batches(&self) -> Box<dyn Iterator<Item = Result<Batch>> + '_> {
+        T::batches(self)
+    }
+
+    fn len(&self) -> usize {
+        T::len(self)
+    }
+}
+
 impl EvalSet for [Batch] {
-    fn batches(&self) -> Box<dyn Iterator<Item = Batch> + '_> {
-        Box::new(self.iter().cloned())
+    fn batches(&self) -> Box<dyn Iterator<Item = Result<Batch>> + '_> {
+        Box::new(self.iter().cloned().map(Ok))
     }
 
     fn len(&self) -> usize {
@@ -48,8 +79,8 @@ impl EvalSet for [Batch] {
 }
 
 impl EvalSet for Vec<Batch> {
-    fn batches(&self) -> Box<dyn Iterator<Item = Batch> + '_> {
-        Box::new(self.iter().cloned())
+    fn batches(&self) -> Box<dyn Iterator<Item = Result<Batch>> + '_> {
+        Box::new(self.iter().cloned().map(Ok))
     }
 
     fn len(&self) -> usize {
@@ -58,8 +89,8 @@ impl EvalSet for Vec<Batch> {
 }
 
 impl<const N: usize> EvalSet for [Batch; N] {
-    fn batches(&self) -> Box<dyn Iterator<Item = Batch> + '_> {
-        Box::new(self.iter().cloned())
+    fn batches(&self) -> Box<dyn Iterator<Item = Result<Batch>> + '_> {
+        Box::new(self.iter().cloned().map(Ok))
     }
 
     fn len(&self) -> usize {

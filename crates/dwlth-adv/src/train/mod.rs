@@ -2,13 +2,14 @@
 
 mod config;
 mod data;
+mod parallel;
 mod regime;
 mod resume;
 mod schedule;
 mod trainer;
 
 pub use config::{OverfitGuard, TrainConfig};
-pub use data::{Batch, EpochBatches, EvalSet, InMemory};
+pub use data::{Batch, EpochBatches, EvalSet, InMemory, IntoBatch};
 pub use regime::Regime;
 pub use resume::{parse_optimizer, CheckpointState};
 pub use schedule::{LrSchedule, Schedule};

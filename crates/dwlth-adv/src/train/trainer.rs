@@ -23,10 +23,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
-use burn::optim::{GradientsParams, ModuleOptimizer, SgdConfig};
+use burn::optim::{ModuleOptimizer, SgdConfig};
+use burn::tensor::Device;
 use dwlth_models::io::{
     atomic_write, fingerprint_module, load_module, param_ids, param_shapes, restore_param_ids,
     save_module,
@@ -38,6 +38,7 @@ use serde::{Deserialize, Serialize};
 
 use super::config::TrainConfig;
 use super::data::{EpochBatches, EvalSet};
+use super::parallel::{self, Step};
 use super::resume::{parse_optimizer, CheckpointState};
 use crate::attack::AttackMode;
 use crate::classifier::Classifier;
@@ -128,6 +129,11 @@ pub struct Trainer {
     /// What else the run depends on (the data, a ticket, …), stored with its checkpoints: a
     /// resume with other inputs is refused. `Null` when the caller names none.
     pub inputs: serde_json::Value,
+    /// Devices to split each batch across (data parallelism, see [`with_replicas`]); empty or
+    /// one: the model's own device.
+    ///
+    /// [`with_replicas`]: Trainer::with_replicas
+    pub replicas: Vec<Device>,
 }
 
 fn io_err(path: &Path, e: impl std::fmt::Display) -> AdvError {
@@ -148,7 +154,19 @@ impl Trainer {
             progress: true,
             bars: None,
             inputs: serde_json::Value::Null,
+            replicas: Vec::new(),
         })
+    }
+
+    /// Splits every batch across `devices` (data parallelism): the first must be the model's
+    /// device; each other one gets a copy of the weights every step, its share of the batch
+    /// and of the regime's attack, and sends its gradients back for one optimiser step (the
+    /// `train::parallel` module has the details, BatchNorm included). Which devices train
+    /// changes neither the settings a run is bound to nor, beyond floating-point rounding,
+    /// its results; a run may resume on other devices.
+    pub fn with_replicas(mut self, devices: Vec<Device>) -> Self {
+        self.replicas = devices.into_iter().map(|d| d.autodiff()).collect();
+        self
     }
 
     /// Names what else the run depends on (see [`Trainer::inputs`]).
@@ -215,6 +233,14 @@ impl Trainer {
         classes: usize,
     ) -> Result<TrainOutcome<M>> {
         self.config.validate()?;
+        if let Some(first) = self.replicas.first() {
+            if !model.devices().contains(first) {
+                return Err(AdvError::InvalidInput(format!(
+                    "the first of the replica devices ({first:?}) must be the model's device ({:?})",
+                    model.devices()
+                )));
+            }
+        }
         if !model.devices().iter().any(|d| d.is_autodiff()) {
             return Err(AdvError::InvalidInput(
                 "training needs the model on an autodiff device (`Device::flex().autodiff()`)"
@@ -283,7 +309,6 @@ impl Trainer {
                 write_metrics(checkpoints, &state)?;
             }
         }
-        let ce = CrossEntropyLossConfig::new().init(&model.devices()[0]);
         let steps = train.steps_per_epoch().max(1);
         let epochs = self.config.epochs;
         let seed_device = model.devices()[0].clone();
@@ -303,21 +328,17 @@ impl Trainer {
             for (step, batch) in train.epoch(epoch).enumerate() {
                 let (images, labels) = batch?;
                 lr = self.config.lr.lr(epoch, step, steps, epochs);
-                let inputs = self.config.regime.inputs(&model, images, labels.clone())?;
-                let logits = model.logits(inputs.autodiff());
-                let [n, _] = logits.dims();
-                let predicted = logits.clone().argmax(1).reshape([n]);
-                let loss = ce.forward(logits, labels.clone());
-                let loss_value = loss.clone().into_scalar::<f32>() as f64;
+                let Step { grads, chunks } =
+                    parallel::step(&model, &self.replicas, &self.config.regime, images, labels)?;
+                let (loss_value, n, right) = Step::totals(chunks);
                 if !loss_value.is_finite() {
                     return Err(AdvError::InvalidInput(format!(
                         "the training loss became {loss_value} at epoch {epoch}, step {step}; lower the learning rate"
                     )));
                 }
-                let grads = GradientsParams::from_grads(loss.backward(), &model);
                 model = optim.step(lr, model, grads);
                 loss_sum += loss_value * n as f64;
-                correct += predicted.equal(labels).int().sum().into_scalar::<i64>() as usize;
+                correct += right;
                 seen += n;
                 bar.inc(1);
                 bar.set_message(format!(
@@ -364,7 +385,7 @@ impl Trainer {
                     }
                 }
                 let first = match &self.config.overfit_guard {
-                    Some(_) => validation.batches().next(),
+                    Some(_) => validation.batches().next().transpose()?,
                     None => None,
                 };
                 if let (Some(guard), Some(first)) = (&self.config.overfit_guard, first) {

@@ -144,9 +144,9 @@ pub fn resources(kind: DatasetKind) -> Result<Vec<Resource>> {
                 ),
             ],
         ),
-        DatasetKind::Folder => {
+        DatasetKind::Folder | DatasetKind::Shards => {
             return Err(DataError::invalid(
-                "image folders are not downloaded: point --root at the folder",
+                "image folders and tar shards are not downloaded: point --root at them",
             ))
         }
         DatasetKind::MnistNpm => {

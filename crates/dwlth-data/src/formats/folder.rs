@@ -162,6 +162,33 @@ impl ImageFolder {
         &self.classes
     }
 
+    /// A fingerprint of what the folder holds (16 hex digits): class names, channels and, per
+    /// image in order, its path under the root, its size in bytes and its label. Reading every
+    /// image to hash its pixels would cost a pass over the dataset; a file rewritten in place
+    /// with the same name and size goes unnoticed.
+    pub fn fingerprint(&self) -> Result<String> {
+        let mut f = dwlth_store::Fingerprint::new();
+        f.update(
+            format!(
+                "folder {:?} {:?} {}",
+                self.classes,
+                self.channels,
+                self.files.len()
+            )
+            .as_bytes(),
+        );
+        for (path, label) in &self.files {
+            let size = fs::metadata(path)
+                .map_err(|e| DataError::io(path, e))?
+                .len();
+            let name = path.strip_prefix(&self.root).unwrap_or(path);
+            f.update(name.to_string_lossy().as_bytes())
+                .update(&size.to_le_bytes())
+                .update(&label.to_le_bytes());
+        }
+        Ok(f.finish())
+    }
+
     /// Number of images.
     pub fn len(&self) -> usize {
         self.files.len()

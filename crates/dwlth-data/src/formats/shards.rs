@@ -105,6 +105,30 @@ impl TarShards {
         }
     }
 
+    /// A fingerprint of what the shards hold (16 hex digits): channels, the shards' file names
+    /// and sizes, and per sample where its image lies and its class. Hashing every image would
+    /// cost a pass over the dataset; a shard rewritten in place with the same layout goes
+    /// unnoticed.
+    pub fn fingerprint(&self) -> Result<String> {
+        let mut f = dwlth_store::Fingerprint::new();
+        f.update(format!("shards {:?} {}", self.channels, self.entries.len()).as_bytes());
+        for path in &self.shards {
+            let size = std::fs::metadata(path)
+                .map_err(|e| DataError::io(path, e))?
+                .len();
+            let name = path.file_name().unwrap_or(path.as_os_str());
+            f.update(name.to_string_lossy().as_bytes())
+                .update(&size.to_le_bytes());
+        }
+        for e in &self.entries {
+            f.update(&e.shard.to_le_bytes())
+                .update(&e.offset.to_le_bytes())
+                .update(&e.size.to_le_bytes())
+                .update(&e.label.to_le_bytes());
+        }
+        Ok(f.finish())
+    }
+
     /// Number of samples.
     pub fn len(&self) -> usize {
         self.entries.len()
