@@ -16,7 +16,7 @@
 //! machine (docs/performance.md). Each figure is the median of `--repeats` timed runs after
 //! one warm-up (the matrix product: the fastest of ten, the machine's peak). `--only sparse`
 //! runs (d) and (f) alone, `--only train` the matrix product, (a), (b) and (c). `--conv burn`
-//! runs Burn's own CPU convolution instead of `dwlth_models::conv`'s (for comparison).
+//! runs Burn's own CPU convolution instead of `dwlth_kernels::conv`'s (for comparison).
 //!
 //! `--preset quick|paper` measures instead what that preset of `examples/double_win_cifar10`
 //! runs — its model at its input size: a training step of every regime it uses, clean
@@ -32,13 +32,13 @@ use burn::optim::momentum::MomentumConfig;
 use burn::optim::{GradientsParams, SgdConfig};
 use burn::tensor::{Distribution, Int, Tensor};
 use dwlth::adv::{Attack, AttackMode, Regime};
-use dwlth::models::conv::{set_conv_impl, ConvImpl};
-use dwlth::models::sparse::SparseResNet;
+use dwlth::kernels::conv::{set_conv_impl, ConvImpl};
 use dwlth::models::{Arch, DeviceSpec, ResNetConfig, Stem};
 use dwlth::pipeline::cost::{estimate, Speeds};
 use dwlth::pipeline::{Cifar10Preset, ExperimentConfig};
 use dwlth::prune::select::{count_to_prune, lowest_k};
 use dwlth::prune::{apply_masks, masked_weights, Prunable, PruneMethod};
+use dwlth::sparse::SparseResNet;
 
 fn arg(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();

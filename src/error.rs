@@ -26,6 +26,10 @@ pub enum DwlthError {
     #[error(transparent)]
     Prune(#[from] dwlth_prune::PruneError),
 
+    /// From the sparse inference engine.
+    #[error(transparent)]
+    Sparse(#[from] dwlth_sparse::SparseError),
+
     /// A command-line argument or input tensor is unusable.
     #[error("{0}")]
     InvalidArgument(String),

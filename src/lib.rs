@@ -8,6 +8,8 @@
 //! - [`models`]: torchvision-exact ResNets with masked layers, in-model normalisation,
 //!   checkpoint import (torchvision, robustness, fast_adversarial, Double-Win-LTH) and export.
 //! - [`data`], [`adv`], [`prune`]: datasets, attacks and training, pruning.
+//! - [`kernels`]: the CPU convolution and fused BatchNorm the layers run; [`sparse`]: the
+//!   sparse inference engine that turns a ticket's sparsity into speed.
 //! - [`store`]: the one atomic writer, crash-consistent checkpoints and the content-addressed
 //!   stage store every result is kept in.
 
@@ -20,7 +22,9 @@ mod toml_keys;
 
 pub use dwlth_adv as adv;
 pub use dwlth_data as data;
+pub use dwlth_kernels as kernels;
 pub use dwlth_models as models;
 pub use dwlth_prune as prune;
+pub use dwlth_sparse as sparse;
 pub use dwlth_store as store;
 pub use error::{DwlthError, Result};

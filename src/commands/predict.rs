@@ -5,8 +5,8 @@ use std::path::Path;
 
 use burn::tensor::{Device, Tensor, TensorData};
 use dwlth_models::io::{atomic_write, load_resnet, StateDict};
-use dwlth_models::sparse::LayerTime;
 use dwlth_models::{Arch, DeviceSpec, ResNet};
+use dwlth_sparse::LayerTime;
 use safetensors::tensor::TensorView;
 use safetensors::Dtype;
 
@@ -135,7 +135,7 @@ pub fn logits(
 
 /// The logits of [`logits`], computed by the sparse CPU engine; with `profile`, also every
 /// layer's time and multiply-adds summed over the batches
-/// ([`SparseResNet::profile`](dwlth_models::sparse::SparseResNet::profile)).
+/// ([`SparseResNet::profile`](dwlth_sparse::SparseResNet::profile)).
 pub fn sparse_logits(
     model: &ResNet,
     shape: &[usize],
@@ -148,7 +148,7 @@ pub fn sparse_logits(
     check_batch_size(batch_size)?;
     let [n, c, h, w] = <[usize; 4]>::try_from(shape.to_vec())
         .map_err(|_| DwlthError::InvalidArgument(format!("images must be 4-D, got {shape:?}")))?;
-    let engine = dwlth_models::sparse::SparseResNet::from_resnet(model)?;
+    let engine = dwlth_sparse::SparseResNet::from_resnet(model)?;
     let per = c * h * w;
     let mut out = Vec::with_capacity(n * model.num_classes());
     let mut totals: Option<Vec<LayerTime>> = None;
@@ -212,7 +212,7 @@ pub struct PredictOptions {
     pub batch_size: usize,
     /// Compute device.
     pub device: DeviceSpec,
-    /// Run the CPU sparse engine ([`dwlth_models::sparse::SparseResNet`]): the sparser the
+    /// Run the CPU sparse engine ([`dwlth_sparse::SparseResNet`]): the sparser the
     /// ticket, the faster; the same logits as the masked dense model within 1e-4.
     pub sparse: bool,
     /// With `sparse`: time every layer ([`Prediction::profile`]).

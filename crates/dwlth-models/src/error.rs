@@ -136,15 +136,6 @@ pub enum ModelError {
         reason: String,
     },
 
-    /// A layer cannot be compiled into the sparse inference engine.
-    #[error("layer `{layer}` is not supported by sparse inference: {reason}")]
-    UnsupportedLayer {
-        /// The layer's torchvision path.
-        layer: String,
-        /// What is not supported.
-        reason: String,
-    },
-
     /// An input buffer does not match the shape it is said to have.
     #[error("invalid input: {0}")]
     InvalidInput(String),

@@ -12,12 +12,11 @@
 //!   gradients.
 //! - [`io`]: import of torchvision, `robustness`, fast_adversarial and Double-Win-LTH
 //!   checkpoints; export to safetensors with torchvision names.
-//! - [`sparse`]: [`SparseResNet`](sparse::SparseResNet), a CPU inference engine that compiles
-//!   a ticket (BatchNorm folded, only nonzero weights kept) so that sparsity becomes speed.
-//! - [`conv`]: the convolution every layer uses, with fast CPU training passes.
+//!
+//! The CPU kernels the layers run (convolution, fused BatchNorm) are `dwlth-kernels`; the
+//! sparse inference engine for tickets is `dwlth-sparse`.
 //! - [`DeviceSpec`]: `cpu`, `cuda[:N]`, `wgpu` chosen at run time.
 
-pub mod conv;
 pub mod device;
 pub mod error;
 pub mod io;
@@ -25,7 +24,6 @@ pub mod layers;
 pub mod mode;
 pub mod random;
 pub mod resnet;
-pub mod sparse;
 
 pub use device::DeviceSpec;
 pub use error::{ModelError, Result};

@@ -1,4 +1,4 @@
-//! The convolution every layer uses (`dwlth_models::conv::conv2d`): forward pass and the
+//! The convolution every layer uses (`dwlth_kernels::conv::conv2d`): forward pass and the
 //! gradients of the input, weight and bias against PyTorch (`tools/golden_conv.py`), and
 //! against Burn's own convolution on the cases the fixture does not hold.
 
@@ -7,7 +7,7 @@ mod common;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Distribution, Tensor};
 use common::{golden, max_rel_diff, tensor};
-use dwlth_models::conv::conv2d;
+use dwlth_kernels::conv::conv2d;
 use dwlth_models::io::StateDict;
 
 const CASES: [&str; 7] = [

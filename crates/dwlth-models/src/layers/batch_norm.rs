@@ -152,12 +152,12 @@ impl BatchNorm2d {
     fn train_batch(&self, input: Tensor<4>, after: After) -> (Tensor<4>, Tensor<1>, Tensor<1>) {
         #[cfg(feature = "flex")]
         if !burn_reference_forced()
-            && crate::conv::on_flex(&input.device())
+            && dwlth_kernels::conv::on_flex(&input.device())
             && input.dtype() == burn::tensor::DType::F32
             && input.shape().num_elements() > 0
         {
-            use crate::layers::CpuBatchNormBackend;
             use burn::backend::Dispatch;
+            use dwlth_kernels::batch_norm::CpuBatchNormBackend;
             let c = input.dims()[1];
             let moments =
                 Tensor::<2>::from_dispatch(<Dispatch as CpuBatchNormBackend>::cpu_channel_moments(
@@ -215,12 +215,12 @@ impl BatchNorm2d {
         let shift = self.beta.val() - mean * scale.clone();
         #[cfg(feature = "flex")]
         if !burn_reference_forced()
-            && crate::conv::on_flex(&device)
+            && dwlth_kernels::conv::on_flex(&device)
             && input.dtype() == burn::tensor::DType::F32
             && input.shape().num_elements() > 0
         {
-            use crate::layers::CpuBatchNormBackend;
             use burn::backend::Dispatch;
+            use dwlth_kernels::batch_norm::CpuBatchNormBackend;
             let (x, scale, shift) = (
                 input.into_dispatch(),
                 scale.into_dispatch(),

@@ -7,8 +7,8 @@ use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::mask::{frozen_param, replace_value, validate_mask, Masked};
-use crate::conv::conv2d;
 use crate::error::{ModelError, Result};
+use dwlth_kernels::conv::conv2d;
 
 /// Configuration of a [`MaskedConv2d`].
 #[derive(Config, Debug)]

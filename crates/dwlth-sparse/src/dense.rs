@@ -5,10 +5,10 @@
 //! the early and the 1×1 layers of a ResNet-50 keep 30–90 % of their weights at 90 % overall
 //! sparsity). The sparse kernel runs one multiply-add per weight over streamed input, 35–60 G
 //! multiply-adds/s on those layers; a packed matrix product (`gemm`) runs 100–135, so above a
-//! density ([`prefers_dense`]) it wins even though it multiplies the zeros too.
+//! density ([`prefers_dense`](super::filter::prefers_dense)) it wins even though it multiplies the zeros too.
 //!
 //! Dense 3×3 stride-1 layers with 16 channels or more on maps of 16 positions or more run
-//! Winograd's F(2×2, 3×3) instead (`crate::conv::winograd`, weights transformed once at
+//! Winograd's F(2×2, 3×3) instead (`dwlth_kernels::conv::winograd`, weights transformed once at
 //! compile time): the unpruned ResNet-50's stride-1 3×3 layers of stages 2 and 3 7.4 → 5.1 and
 //! 7.0 → 4.1 ms at batch 8 (stage 1's, 64 channels at 56×56, about even; stage 4's, 7×7,
 //! about even too).
@@ -24,47 +24,16 @@
 use gemm::Parallelism;
 use rayon::prelude::*;
 
+use super::activation::TILE;
 use super::activation::{zero_borders, Act, ConvInput, Pool};
 use super::filter::SparseConv;
-use super::kernel::{clear_border, isa, output, store, Isa, Job, TILE};
-use crate::conv::kernel::{as_slots, matmul, with_scratch, Geometry, Store, View};
-use crate::conv::winograd;
+use super::kernel::{clear_border, isa, output, store, Isa, Job};
 use crate::error::Result;
-
-/// Density from which a convolution runs as a dense product.
-///
-/// On the 2-core AVX-512 machine of docs/performance.md the sparse kernel reaches 35–50 G
-/// multiply-adds/s on ResNet-50's 1×1 layers (aligned loads) and ~45 G on its 3×3 layers;
-/// the product runs 100–135 G on the dense weights, and a 3×3 one also pays for gathering
-/// its patches. Measured break-evens for 1×1 layers of every ResNet-50 map size (7×7 to
-/// 56×56, random masks): sparse faster at 0.30, dense at 0.38; in a 90 % ticket, the first
-/// 56×56 shortcut at 0.34 ran faster as a product. Products for the 3×3 layers were slower
-/// than the sparse kernel at 26 % density and faster at the 50 % ticket's.
-pub(crate) const DENSE_FROM: f64 = 0.33;
+use dwlth_kernels::conv::blocks::{as_slots, matmul, with_scratch, Geometry, Store, View};
+use dwlth_kernels::conv::winograd;
 
 /// Output positions per product: `c_out × BLOCK` results stay in L2 for the epilogue.
 const BLOCK: usize = 8 * TILE;
-
-/// Whether `conv` should run as a dense product.
-pub(crate) fn prefers_dense(conv: &SparseConv) -> bool {
-    conv.nnz() > 0 && conv.nnz() as f64 >= DENSE_FROM * conv.dense_len() as f64
-}
-
-/// `conv`'s stored weights as a dense row-major `[c_out × (c_in · kh · kw)]` matrix, columns
-/// in `(c, ky, kx)` order.
-pub(crate) fn dense_matrix(conv: &SparseConv) -> Vec<f32> {
-    let [kh, kw] = conv.shape.kernel;
-    let k = conv.shape.in_channels * kh * kw;
-    let mut weight = vec![0.0; conv.shape.out_channels * k];
-    for o in 0..conv.shape.out_channels {
-        for j in conv.row[o]..conv.row[o + 1] {
-            let t = conv.taps[j];
-            let column = (t.channel as usize * kh + t.ky as usize) * kw + t.kx as usize;
-            weight[o * k + column] = conv.values[j];
-        }
-    }
-    weight
-}
 
 /// Finishes grid positions `q0..q0 + cols` of one output plane that a product wrote straight
 /// into it: `act(value + bias)` at real positions, zero on the border columns between them,
@@ -137,7 +106,7 @@ fn winograd_geometry(conv: &SparseConv, input: &ConvInput, batch: usize) -> Opti
     (input.grid == input.out_w + 2 && winograd::applies(&g)).then_some(g)
 }
 
-/// A dense 3×3 stride-1 layer by Winograd's F(2×2, 3×3) (`crate::conv::winograd`, 2.25×
+/// A dense 3×3 stride-1 layer by Winograd's F(2×2, 3×3) (`dwlth_kernels::conv::winograd`, 2.25×
 /// fewer multiplications than a product over gathered patches): the batch's input gathered
 /// into plain NCHW maps, the transformed weights `u` applied, and the outputs stored into
 /// `out`'s planes with the epilogue (bias, shortcut, ReLU, border).
@@ -192,7 +161,7 @@ fn convolve_winograd(
     pool.put(y);
 }
 
-/// Runs `conv` with its dense `weight` ([`dense_matrix`]) on `input` for `batch` images:
+/// Runs `conv` with its dense `weight` ([`dense_matrix`](super::filter::dense_matrix)) on `input` for `batch` images:
 /// `act(conv(x) + bias [+ residual])`, the same maps as the sparse kernel.
 pub(crate) fn convolve_dense(
     pool: &Pool,

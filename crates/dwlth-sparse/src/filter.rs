@@ -6,9 +6,8 @@
 
 use std::sync::{Arc, Mutex};
 
-use super::dense::{dense_matrix, prefers_dense};
 use super::read::{ConvShape, FoldedConv};
-use crate::conv::winograd;
+use dwlth_kernels::conv::winograd;
 
 /// One nonzero weight position.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -211,4 +210,36 @@ impl SparseConv {
         self.choose_kernel();
         before - self.taps.len()
     }
+}
+
+/// Density from which a convolution runs as a dense product.
+///
+/// On the 2-core AVX-512 machine of docs/performance.md the sparse kernel reaches 35–50 G
+/// multiply-adds/s on ResNet-50's 1×1 layers (aligned loads) and ~45 G on its 3×3 layers;
+/// the product runs 100–135 G on the dense weights, and a 3×3 one also pays for gathering
+/// its patches. Measured break-evens for 1×1 layers of every ResNet-50 map size (7×7 to
+/// 56×56, random masks): sparse faster at 0.30, dense at 0.38; in a 90 % ticket, the first
+/// 56×56 shortcut at 0.34 ran faster as a product. Products for the 3×3 layers were slower
+/// than the sparse kernel at 26 % density and faster at the 50 % ticket's.
+pub(crate) const DENSE_FROM: f64 = 0.33;
+
+/// Whether `conv` should run as a dense product.
+pub(crate) fn prefers_dense(conv: &SparseConv) -> bool {
+    conv.nnz() > 0 && conv.nnz() as f64 >= DENSE_FROM * conv.dense_len() as f64
+}
+
+/// `conv`'s stored weights as a dense row-major `[c_out × (c_in · kh · kw)]` matrix, columns
+/// in `(c, ky, kx)` order.
+pub(crate) fn dense_matrix(conv: &SparseConv) -> Vec<f32> {
+    let [kh, kw] = conv.shape.kernel;
+    let k = conv.shape.in_channels * kh * kw;
+    let mut weight = vec![0.0; conv.shape.out_channels * k];
+    for o in 0..conv.shape.out_channels {
+        for j in conv.row[o]..conv.row[o + 1] {
+            let t = conv.taps[j];
+            let column = (t.channel as usize * kh + t.ky as usize) * kw + t.kx as usize;
+            weight[o * k + column] = conv.values[j];
+        }
+    }
+    weight
 }

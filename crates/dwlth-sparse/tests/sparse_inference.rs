@@ -4,8 +4,9 @@
 
 use burn::module::{Module, Param, RunningState};
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
-use dwlth_models::sparse::SparseResNet;
-use dwlth_models::{Arch, BatchNorm2d, MaskedConv2d, ModelError, ResNet, ResNetConfig, Stem};
+use dwlth_models::{Arch, BatchNorm2d, MaskedConv2d, ResNet, ResNetConfig, Stem};
+use dwlth_sparse::SparseError;
+use dwlth_sparse::SparseResNet;
 
 /// xorshift64*: reproducible masks and statistics without another dependency.
 struct Rng(u64);
@@ -418,14 +419,14 @@ fn bad_inputs_are_errors() {
     for (len, batch, h, w) in [(3 * 8 * 8 - 1, 1, 8, 8), (0, 0, 8, 8), (0, 1, 0, 8)] {
         let err = engine.forward(&vec![0.5; len], batch, h, w);
         assert!(
-            matches!(err, Err(ModelError::InvalidInput(_))),
+            matches!(err, Err(SparseError::InvalidInput(_))),
             "{len} values for {batch}×3×{h}×{w}: {err:?}"
         );
     }
     let x = Tensor::<4>::zeros([1, 2, 8, 8], &device);
     assert!(matches!(
         engine.forward_tensor(x),
-        Err(ModelError::InvalidInput(_))
+        Err(SparseError::InvalidInput(_))
     ));
     let ok = engine
         .forward(&[0.5; 3 * 8 * 8], 1, 8, 8)
@@ -444,7 +445,7 @@ fn grouped_convolutions_are_refused() {
         .init(&device);
     assert!(matches!(
         SparseResNet::from_resnet(&model),
-        Err(ModelError::UnsupportedLayer { .. })
+        Err(SparseError::UnsupportedLayer { .. })
     ));
 }
 

@@ -25,7 +25,7 @@ use std::mem::MaybeUninit;
 use gemm::Parallelism;
 use rayon::prelude::*;
 
-use super::kernel::{
+use super::blocks::{
     as_slots, matmul, sum_over_chunks, transpose, transpose_strided, with_scratch, Geometry, Store,
     View,
 };
@@ -52,13 +52,13 @@ macro_rules! widest {
 
 /// Channels (input and output) from which [`applies`] takes this path: the products have
 /// `c_in` as depth and `c_out` as height, and narrower ones run far below `gemm`'s rate.
-pub(crate) const MIN_CHANNELS: usize = 16;
+pub const MIN_CHANNELS: usize = 16;
 
 /// Output positions per map from which [`applies`] takes this path. At batch 128 and 512
 /// channels, 4×4 maps take 24 ms this way against 34 ms through im2col (forward; input
 /// gradient 28 against 38, weight gradient 23 against 42); 8×8 maps at 256 channels: 20
 /// against 36 ms; 16×16 at 128: 24 against 35; 32×32 at 64: 31 against 49.
-const MIN_POSITIONS: usize = 16;
+pub const MIN_POSITIONS: usize = 16;
 
 /// Tiles per chunk of images: the width of the 16 products.
 const TILES_PER_CHUNK: usize = 512;
@@ -68,7 +68,7 @@ const E: usize = 16;
 
 /// Whether [`forward`] computes `g`: a 3×3 kernel, stride 1, dilation 1, padding 1, at
 /// least [`MIN_CHANNELS`] channels on both sides and [`MIN_POSITIONS`] output positions.
-pub(crate) fn applies(g: &Geometry) -> bool {
+pub fn applies(g: &Geometry) -> bool {
     g.kh == 3
         && g.kw == 3
         && g.stride == [1, 1]
@@ -82,14 +82,14 @@ pub(crate) fn applies(g: &Geometry) -> bool {
 }
 
 /// `y = conv(x, w)` for a geometry [`applies`] accepts; same layouts as
-/// [`super::kernel::forward`].
-pub(crate) fn forward(g: &Geometry, x: &[f32], w: &[f32], y: &mut [MaybeUninit<f32>]) {
+/// the im2col forward pass (`kernel.rs`).
+pub fn forward(g: &Geometry, x: &[f32], w: &[f32], y: &mut [MaybeUninit<f32>]) {
     forward_transformed(g, x, &transformed_weight(w, g.c_out, g.c_in), y);
 }
 
 /// [`forward`] with the weight already transformed ([`transformed_weight`]), for callers
 /// that run one weight many times.
-pub(crate) fn forward_transformed(g: &Geometry, x: &[f32], u: &[f32], y: &mut [MaybeUninit<f32>]) {
+pub fn forward_transformed(g: &Geometry, x: &[f32], u: &[f32], y: &mut [MaybeUninit<f32>]) {
     debug_assert!(applies(g));
     let (c_in, c_out) = (g.c_in, g.c_out);
     let tiles = Tiles::new(g);
@@ -369,12 +369,12 @@ fn with_plane<R>(layout: &Layout, image: &[f32], f: impl FnOnce(&[f32]) -> R) ->
 /// `U_e = (G g Gᵀ)_e` for every kernel, stored `[e][c_in][c_out]`, with
 /// `G = [[1, 0, 0], [½, ½, ½], [½, −½, ½], [0, 0, 1]]`.
 ///
-/// Blocks of [`CHANNEL_BLOCK`] input channels run in parallel, each first transposing its
+/// Blocks of `CHANNEL_BLOCK` input channels run in parallel, each first transposing its
 /// kernels to output channels contiguous, then transforming 16 output channels at a time as
 /// vectors, each result one contiguous run of `U_e`'s row (kernel by kernel, input channel
 /// outermost, it read 9 values 18 KiB apart at 512 channels: 8 ms per call, a fifth of a
 /// 4×4-map layer's forward pass; 16 channels gathered from their kernels: 3.7 ms).
-pub(crate) fn transformed_weight(w: &[f32], c_out: usize, c_in: usize) -> Vec<f32> {
+pub fn transformed_weight(w: &[f32], c_out: usize, c_in: usize) -> Vec<f32> {
     let len = E * c_in * c_out;
     // Written in full below, not zeroed first (a `memset` of 16 MB at 512 channels).
     let mut u: Vec<f32> = Vec::with_capacity(len);

@@ -1,4 +1,4 @@
-//! Reading a [`ResNet`](crate::ResNet)'s tensors as plain `f32` vectors, with every eval-mode
+//! Reading a [`ResNet`](dwlth_models::ResNet)'s tensors as plain `f32` vectors, with every eval-mode
 //! BatchNorm folded into the convolution before it.
 //!
 //! Folding is what makes the sparse engine cheap: eval-mode BatchNorm is an affine map per
@@ -8,8 +8,8 @@
 
 use burn::tensor::Tensor;
 
-use crate::error::{ModelError, Result};
-use crate::layers::{BatchNorm2d, MaskedConv2d, MaskedLinear};
+use crate::error::{Result, SparseError};
+use dwlth_models::{BatchNorm2d, MaskedConv2d, MaskedLinear};
 
 /// Geometry of a convolution, checked to be one the engine runs (no groups, no dilation).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,12 +43,12 @@ pub(crate) fn values<const D: usize>(tensor: Tensor<D>, key: &str) -> Result<Vec
         .into_data()
         .convert::<f32>()
         .try_to_vec_as::<f32>()
-        .map_err(|e| ModelError::InvalidValue {
+        .map_err(|e| SparseError::InvalidValue {
             key: key.to_string(),
             reason: format!("cannot read the tensor as f32: {e:?}"),
         })?;
     if let Some(v) = values.iter().find(|v| !v.is_finite()) {
-        return Err(ModelError::InvalidValue {
+        return Err(SparseError::InvalidValue {
             key: key.to_string(),
             reason: format!("{v} is not finite"),
         });
@@ -60,7 +60,7 @@ fn check_len(key: &str, found: usize, expected: usize) -> Result<()> {
     if found == expected {
         Ok(())
     } else {
-        Err(ModelError::ShapeMismatch {
+        Err(SparseError::ShapeMismatch {
             key: key.to_string(),
             expected: vec![expected],
             found: vec![found],
@@ -76,7 +76,7 @@ pub(crate) fn fold_conv_bn(
     bn_name: &str,
     bn: &BatchNorm2d,
 ) -> Result<FoldedConv> {
-    let unsupported = |reason: String| ModelError::UnsupportedLayer {
+    let unsupported = |reason: String| SparseError::UnsupportedLayer {
         layer: name.to_string(),
         reason,
     };
@@ -143,7 +143,7 @@ pub(crate) fn fold_conv_bn(
         // Computed in f64: the fold should add no error of its own.
         let denom = var[o] as f64 + bn.epsilon;
         if denom.is_nan() || denom <= 0.0 {
-            return Err(ModelError::InvalidValue {
+            return Err(SparseError::InvalidValue {
                 key: format!("{bn_name}.running_var"),
                 reason: format!("variance + ε = {denom} is not positive in channel {o}"),
             });

@@ -20,7 +20,8 @@ use burn::tensor::ops::ConvOptions;
 use burn::tensor::{DType, Shape, TensorData};
 use std::mem::MaybeUninit;
 
-use super::kernel::{self, Geometry};
+use super::blocks::Geometry;
+use super::kernel;
 
 /// Convolution operations with a CPU implementation of all three passes.
 #[backend_extension(Flex, Autodiff)]

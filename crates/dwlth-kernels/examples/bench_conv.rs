@@ -6,7 +6,7 @@
 //! ```
 //!
 //! For each shape (batch 128 by default) and for both CPU convolutions (`native`:
-//! `dwlth_models::conv`, `burn`: Burn's own), prints JSON with the seconds and GFLOP/s of the
+//! `dwlth_kernels::conv`, `burn`: Burn's own), prints JSON with the seconds and GFLOP/s of the
 //! forward pass, the input gradient and the weight gradient, each the median of `--repeats`
 //! runs after one warm-up (`--only NAME` for one shape, `--native` to skip Burn's, e.g. under a
 //! profiler). One pass is `2 · batch · c_out · oh · ow · c_in · kh · kw` FLOP.
@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Distribution, Tensor};
-use dwlth_models::conv::{conv2d, set_conv_impl, ConvImpl};
+use dwlth_kernels::conv::{conv2d, set_conv_impl, ConvImpl};
 
 fn arg(name: &str, default: usize) -> usize {
     std::env::args()

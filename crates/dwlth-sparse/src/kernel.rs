@@ -14,20 +14,13 @@
 
 use rayon::prelude::*;
 
-use super::activation::{plane_len, plane_origin, zero_borders, Act, ConvInput, Pool};
+use super::activation::{
+    plane_len, plane_origin, zero_borders, Act, ConvInput, Pool, TILE, WIDE_TILE,
+};
 use super::filter::SparseConv;
 use super::pool::{max_pool_plane, pooled_size};
-use crate::conv::kernel::with_scratch;
-use crate::error::{ModelError, Result};
-
-/// Output positions per tile: 4 AVX-512 or 8 AVX2 registers of accumulators.
-pub(crate) const TILE: usize = 64;
-
-/// Output positions per wide tile (AVX-512 only, 8 registers): half the per-weight work
-/// (offset, broadcast, loop) per multiply-add of [`TILE`], for maps where it computes no more
-/// positions than [`TILE`] (−10–15 % on ResNet-50's 28×28 sparse 1×1 layers; a 7×7 map would
-/// compute twice its positions).
-pub(crate) const WIDE_TILE: usize = 128;
+use crate::error::{Result, SparseError};
+use dwlth_kernels::conv::blocks::with_scratch;
 
 /// Everything a task needs, shared by all tasks of one convolution.
 pub(super) struct Job<'a> {
@@ -465,7 +458,7 @@ pub(super) fn output(
             Ok(r)
         }
         Some(r) => {
-            let err = ModelError::InvalidInput(format!(
+            let err = SparseError::InvalidInput(format!(
                 "`{}` gives {channels}×{height}×{width} maps but its shortcut gives {}×{}×{}",
                 conv.name, r.channels, r.height, r.width
             ));

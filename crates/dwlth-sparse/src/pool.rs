@@ -4,7 +4,7 @@
 use rayon::prelude::*;
 
 use super::activation::{plane_origin, zero_borders, Act, Pool};
-use crate::error::{ModelError, Result};
+use crate::error::{Result, SparseError};
 
 /// torchvision's stem max-pool, 3×3, stride 2, padding 1.
 ///
@@ -26,7 +26,7 @@ pub(crate) fn max_pool_3x3_s2(pool: &Pool, x: &Act) -> Result<Act> {
 /// The size of [`max_pool_3x3_s2`]'s output for a `height × width` map.
 pub(crate) fn pooled_size(height: usize, width: usize) -> Result<[usize; 2]> {
     if height == 0 || width == 0 {
-        return Err(ModelError::InvalidInput(
+        return Err(SparseError::InvalidInput(
             "the stem's output is empty; the input is too small".into(),
         ));
     }

@@ -17,7 +17,7 @@
 //!
 //! ```
 //! use burn::tensor::{ops::ConvOptions, Device, Distribution, Tensor};
-//! use dwlth_models::conv::conv2d;
+//! use dwlth_kernels::conv::conv2d;
 //!
 //! let device = Device::flex().autodiff();
 //! let x = Tensor::<4>::random([2, 3, 8, 8], Distribution::Default, &device).require_grad();
@@ -34,11 +34,13 @@ use burn::tensor::ops::ConvOptions;
 use burn::tensor::Tensor;
 
 #[cfg(feature = "flex")]
+pub mod blocks;
+#[cfg(feature = "flex")]
 mod extension;
 #[cfg(feature = "flex")]
 pub(crate) mod kernel;
 #[cfg(feature = "flex")]
-pub(crate) mod winograd;
+pub mod winograd;
 
 #[cfg(feature = "flex")]
 pub use extension::CpuConvBackend;
@@ -98,7 +100,7 @@ pub fn conv2d(
 
 /// Whether `device` is the `flex` CPU device, with or without autodiff.
 #[cfg(feature = "flex")]
-pub(crate) fn on_flex(device: &burn::tensor::Device) -> bool {
+pub fn on_flex(device: &burn::tensor::Device) -> bool {
     use burn::backend::DispatchDevice;
     matches!(
         device.clone().without_autodiff().as_dispatch(),

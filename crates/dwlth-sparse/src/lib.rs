@@ -1,3 +1,5 @@
+//! # dwlth-sparse
+//!
 //! Sparse CPU inference: a ticket's sparsity turned into speed.
 //!
 //! A ticket is a [`ResNet`] whose masked layers keep only a few percent of their weights. The
@@ -18,7 +20,7 @@
 //!
 //! ```
 //! use burn::tensor::{Device, Tensor};
-//! use dwlth_models::sparse::SparseResNet;
+//! use dwlth_sparse::SparseResNet;
 //! use dwlth_models::{Arch, ResNetConfig, Stem};
 //!
 //! let device = Device::flex();
@@ -32,6 +34,7 @@
 
 mod activation;
 mod dense;
+pub mod error;
 mod filter;
 mod kernel;
 mod pool;
@@ -48,8 +51,8 @@ use kernel::{convolve, convolve_max_pooled};
 use pool::{global_average, max_pool_3x3_s2, SparseLinear};
 use read::{fold_conv_bn, linear, values};
 
-use crate::error::{ModelError, Result};
-use crate::resnet::{ResNet, ResidualBlock};
+pub use crate::error::{Result, SparseError};
+use dwlth_models::{ResNet, ResidualBlock};
 pub use profile::LayerTime;
 use profile::Recorder;
 
@@ -179,8 +182,8 @@ pub struct SparseResNet {
     pool: Pool,
 }
 
-fn mismatch(layer: &str, what: &str, expected: usize, found: usize) -> ModelError {
-    ModelError::UnsupportedLayer {
+fn mismatch(layer: &str, what: &str, expected: usize, found: usize) -> SparseError {
+    SparseError::UnsupportedLayer {
         layer: layer.to_string(),
         reason: format!("takes {found} {what} but the layer before gives {expected}"),
     }
@@ -226,7 +229,7 @@ fn compile_block(prefix: &str, block: &ResidualBlock, in_channels: usize) -> Res
         }
         (None, None) => None,
         _ => {
-            return Err(ModelError::UnsupportedLayer {
+            return Err(SparseError::UnsupportedLayer {
                 layer: format!("{prefix}.conv3"),
                 reason: "a bottleneck needs both conv3 and bn3".into(),
             })
@@ -261,7 +264,7 @@ impl SparseResNet {
     /// Compiles `model` (on any device; its tensors are read once) for sparse inference.
     ///
     /// Reads every convolution's masked weight, folds the eval-mode BatchNorm that follows it
-    /// (running statistics, synchronised as [`io::resnet_tensors`](crate::io::resnet_tensors)
+    /// (running statistics, synchronised as [`io::resnet_tensors`](dwlth_models::io::resnet_tensors)
     /// reads them) and keeps the nonzero weights. Fails on layers the engine does not run
     /// (groups, dilation), on non-finite values and on inconsistent channel counts.
     pub fn from_resnet(model: &ResNet) -> Result<Self> {
@@ -270,7 +273,7 @@ impl SparseResNet {
         let mean = values(model.normalize.mean.val(), "normalize.mean")?;
         let std = values(model.normalize.std.val(), "normalize.std")?;
         if mean.len() != std.len() || std.iter().any(|s| *s <= 0.0) {
-            return Err(ModelError::InvalidValue {
+            return Err(SparseError::InvalidValue {
                 key: "normalize".into(),
                 reason: "mean and std must have one value per channel, std positive".into(),
             });
@@ -344,7 +347,7 @@ impl SparseResNet {
     ///
     /// ```
     /// # use burn::tensor::Device;
-    /// # use dwlth_models::sparse::SparseResNet;
+    /// # use dwlth_sparse::SparseResNet;
     /// # use dwlth_models::{Arch, ResNetConfig, Stem};
     /// # let model = ResNetConfig::new(Arch::ResNet18).with_width(2).with_stem(Stem::Cifar)
     /// #     .with_num_classes(3).init(&Device::flex());
@@ -378,7 +381,7 @@ impl SparseResNet {
             .iter()
             .try_fold(1usize, |acc, &d| acc.checked_mul(d));
         if batch == 0 || h == 0 || w == 0 || expected != Some(input.len()) {
-            return Err(ModelError::InvalidInput(format!(
+            return Err(SparseError::InvalidInput(format!(
                 "{} values given for {batch} image(s) of {c}×{h}×{w} (every size must be positive)",
                 input.len()
             )));
@@ -430,7 +433,7 @@ impl SparseResNet {
     pub fn forward_tensor(&self, input: Tensor<4>) -> Result<Tensor<2>> {
         let [batch, channels, h, w] = input.dims();
         if channels != self.in_channels() {
-            return Err(ModelError::InvalidInput(format!(
+            return Err(SparseError::InvalidInput(format!(
                 "the model takes {} channel(s), the input has {channels}",
                 self.in_channels()
             )));

@@ -1,0 +1,19 @@
+//! # dwlth-kernels
+//!
+//! Fast f32 CPU kernels for Burn's `flex` backend, as backend extensions that fall back to
+//! Burn's own operations everywhere else (GPUs, other float types):
+//!
+//! - [`conv`]: 2-D convolution whose forward pass, input gradient and weight gradient are
+//!   each one matrix product per chunk of images (im2col), or Winograd's F(2×2, 3×3) for 3×3
+//!   stride-1 layers — a training step costs about three forward passes instead of six.
+//! - [`batch_norm`]: BatchNorm's training pass (statistics, normalisation, ReLU and a
+//!   residual's addition) fused into four passes over the activations, forward and backward
+//!   together.
+//! - [`conv::blocks`] and [`conv::winograd`]: the building blocks other CPU kernels are made
+//!   of (the sparse inference engine of `dwlth-sparse` is).
+//!
+//! Knows nothing of models: `dwlth-models`' layers call these.
+
+#[cfg(feature = "flex")]
+pub mod batch_norm;
+pub mod conv;
