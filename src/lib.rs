@@ -20,6 +20,9 @@ pub mod pipeline;
 pub mod report;
 mod toml_keys;
 
+/// The Burn this crate is built with (one feature set for every member crate): depend on
+/// `dwlth` alone and write `dwlth::burn::…`, so no second Burn is built.
+pub use burn;
 pub use dwlth_adv as adv;
 pub use dwlth_data as data;
 pub use dwlth_kernels as kernels;

@@ -52,6 +52,18 @@ impl BatchNorm2dConfig {
             epsilon: self.epsilon,
         })
     }
+
+    /// [`try_init`](Self::try_init) for a configuration known to be valid.
+    ///
+    /// # Panics
+    /// On an invalid configuration (no channel, ε not positive, momentum outside [0, 1]);
+    /// use [`try_init`](Self::try_init) for an error instead.
+    pub fn init(&self, device: &Device) -> BatchNorm2d {
+        match self.try_init(device) {
+            Ok(layer) => layer,
+            Err(e) => panic!("{e}"),
+        }
+    }
 }
 
 /// Batch normalisation over `[N, C, H, W]` with PyTorch's semantics.
