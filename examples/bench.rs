@@ -13,7 +13,9 @@
 //! masks over the convolutions at 50–98 % sparsity (and the unpruned model, 0 %), run by
 //! `SparseResNet` at the batch of (d), with the speed-up over the dense Burn model of (d).
 //! `tools/bench_torch.py` runs the same in PyTorch; compare them in one session on a quiet
-//! machine (docs/performance.md). Each figure is the median of `--repeats` timed runs after
+//! machine (docs/performance.md). `--export DIR` also writes the input and every timed ticket
+//! (torchvision names, masks) with dwlth's logits, for `tools/bench_anchors.py` to time the
+//! same networks in ONNX Runtime, OpenVINO and DeepSparse. Each figure is the median of `--repeats` timed runs after
 //! one warm-up (the matrix product: the fastest of ten, the machine's peak). `--only sparse`
 //! runs (d) and (f) alone, `--only train` the matrix product, (a), (b) and (c). `--conv burn`
 //! runs Burn's own CPU convolution instead of `dwlth_kernels::conv`'s (for comparison).
@@ -27,6 +29,7 @@
 
 use std::time::Instant;
 
+use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{GradientsParams, SgdConfig};
@@ -178,10 +181,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return finish(out);
     }
 
-    // (d) ResNet-50 224×224 inference.
-    let r50 = ResNetConfig::new(Arch::ResNet50).init(&device);
+    // (d) ResNet-50 224×224 inference, BatchNorm statistics calibrated on the input.
     let n50 = 8;
+    // Seeded: every run (and every round of tools/bench_anchors.py) times the same network.
+    dwlth::models::random::seed(&device, 50);
     let x50 = Tensor::<4>::random([n50, 3, 224, 224], Distribution::Uniform(0.0, 1.0), &device);
+    let r50 = calibrated(ResNetConfig::new(Arch::ResNet50).init(&device), &x50);
+    let export = arg("--export").map(std::path::PathBuf::from);
+    if let Some(dir) = &export {
+        std::fs::create_dir_all(dir)?;
+        write_tensor(&dir.join("input.safetensors"), "x", &x50)?;
+    }
     let dense_secs = time(repeats, || {
         let _ = r50.forward(x50.clone()).into_data();
     });
@@ -220,10 +230,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let pct = (sparsity * 100.0f64).round() as usize;
         let ticket = if sparsity > 0.0 {
             let prune = PruneMethod::global_magnitude();
-            apply_masks(
-                r50.clone(),
-                &prune.prune(&layers, &Prunable::convolutions(), sparsity)?,
-            )?
+            let masks = prune.prune(&layers, &Prunable::convolutions(), sparsity)?;
+            calibrated(apply_masks(r50.clone(), &masks)?, &x50)
         } else {
             r50.clone()
         };
@@ -233,6 +241,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .into_data()
             .try_to_vec_as::<f32>()?;
         let logits = engine.forward(&input, n50, 224, 224)?;
+        if let Some(dir) = &export {
+            export_ticket(dir, &format!("r50_s{pct}"), &ticket, &dense_logits, n50)?;
+        }
         let scale = dense_logits.iter().fold(0.0f32, |m, v| m.max(v.abs()));
         let err = dense_logits
             .iter()
@@ -256,7 +267,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         scope: dwlth::prune::Scope::Layer,
     }
     .prune(&layers, &Prunable::convolutions(), 0.9)?;
-    let engine = SparseResNet::from_resnet(&apply_masks(r50.clone(), &layerwise)?)?;
+    let layerwise_ticket = calibrated(apply_masks(r50.clone(), &layerwise)?, &x50);
+    if let Some(dir) = &export {
+        let logits = layerwise_ticket
+            .forward(x50.clone())
+            .into_data()
+            .try_to_vec_as::<f32>()?;
+        export_ticket(dir, "r50_s90_layerwise", &layerwise_ticket, &logits, n50)?;
+    }
+    let engine = SparseResNet::from_resnet(&layerwise_ticket)?;
     let secs = time(repeats, || {
         let _ = engine
             .forward(&input, n50, 224, 224)
@@ -274,6 +293,83 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     out.insert("r50_sparse_max_rel_logit_err".into(), errors.into());
     out.insert("r50_sparse_gmac_per_img".into(), gmacs.into());
     finish(out)
+}
+
+/// `model` with every BatchNorm's running statistics set to those of `x` (one training-mode
+/// pass with momentum 1), so that activations stay O(1) through a random-weight ResNet: with
+/// the initial statistics (mean 0, variance 1) they shrink towards denormal numbers deep in the
+/// network, which distorts every engine's timing.
+fn calibrated(mut model: dwlth::models::ResNet, x: &Tensor<4>) -> dwlth::models::ResNet {
+    fn momentum(model: &mut dwlth::models::ResNet, value: f64) {
+        model.bn1.momentum = value;
+        for layer in [
+            &mut model.layer1,
+            &mut model.layer2,
+            &mut model.layer3,
+            &mut model.layer4,
+        ] {
+            for block in layer.iter_mut() {
+                block.bn1.momentum = value;
+                block.bn2.momentum = value;
+                if let Some(bn) = &mut block.bn3 {
+                    bn.momentum = value;
+                }
+                if let Some((_, bn)) = &mut block.downsample {
+                    bn.momentum = value;
+                }
+            }
+        }
+    }
+    let device = x.device();
+    momentum(&mut model, 1.0);
+    let training = model.fork(&device.clone().autodiff());
+    let _ = training.forward(x.clone().autodiff()).into_data();
+    let mut model = dwlth::models::mode::independent_copy(&training).valid();
+    momentum(&mut model, 0.1);
+    model
+}
+
+/// Writes one f32 tensor as a safetensors file (the reference engines read it).
+fn write_tensor<const D: usize>(
+    path: &std::path::Path,
+    name: &str,
+    tensor: &Tensor<D>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let values = tensor.clone().into_data().try_to_vec_as::<f32>()?;
+    write_values(path, name, &tensor.dims(), &values)
+}
+
+fn write_values(
+    path: &std::path::Path,
+    name: &str,
+    shape: &[usize],
+    values: &[f32],
+) -> Result<(), Box<dyn std::error::Error>> {
+    let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let view =
+        safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.to_vec(), &bytes)?;
+    let file = safetensors::serialize([(name, view)], None)?;
+    dwlth::store::atomic_write(path, &file)?;
+    Ok(())
+}
+
+/// A ticket for the reference engines (`tools/bench_anchors.py`): its weights with
+/// torchvision's names and masks, and the logits dwlth's dense path gives on the input.
+fn export_ticket(
+    dir: &std::path::Path,
+    name: &str,
+    ticket: &dwlth::models::ResNet,
+    logits: &[f32],
+    batch: usize,
+) -> Result<(), Box<dyn std::error::Error>> {
+    dwlth::models::io::save_resnet(ticket, dir.join(format!("{name}.safetensors")))?;
+    let classes = logits.len() / batch;
+    write_values(
+        &dir.join(format!("{name}.logits.safetensors")),
+        "logits",
+        &[batch, classes],
+        logits,
+    )
 }
 
 /// Images per second of SGD training steps (momentum 0.9) of `model` under `regime`.
