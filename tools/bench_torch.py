@@ -8,9 +8,11 @@ mode for evaluation; torchvision ResNet-50 inference at 224x224, batch 8; the 20
 magnitude threshold over ResNet-50's conv weights (torch.kthvalue). Prints JSON with the same
 keys. `r50_infer_224_b8_img_s` is dense inference at batch 8, the batch of the sparse section of
 the Rust bench, so `r50_sparse90_infer_img_s` over it compares a 90 %-sparse ticket on
-`SparseResNet` with dense PyTorch. Run both in one session on a quiet machine:
+`SparseResNet` with dense PyTorch. `--compile` measures PyTorch at its best instead: models and
+inputs in channels_last and every model wrapped in `torch.compile` (compilation happens in the
+untimed warm-up). Run them in one session on a quiet machine, interleaved with `bench`:
 
-    tools/.venv/bin/python tools/bench_torch.py --batch 128 --repeats 1
+    tools/.venv/bin/python tools/bench_torch.py --batch 128 --repeats 1 [--compile]
 """
 
 from __future__ import annotations
@@ -54,10 +56,17 @@ def main():
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--compile", action="store_true", help="channels_last + torch.compile")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    out = {}
+    out = {"pytorch": torch.__version__, "mode": "channels_last+compile" if args.compile else "eager"}
+    fmt = torch.channels_last if args.compile else torch.contiguous_format
+
+    def best(model):
+        """The model as this mode runs it (the parameters stay the model's own)."""
+        model = model.to(memory_format=fmt)
+        return torch.compile(model) if args.compile else model
     a, b = torch.rand(2048, 2048), torch.rand(2048, 2048)
     # The fastest of ten products after a warm-up: the machine's peak, as in `bench`.
     a @ b
@@ -67,7 +76,7 @@ def main():
 
     torch.manual_seed(0)
     r18 = ResNet("resnet18", 64, "cifar", 3, 10)
-    x = torch.rand(args.batch, 3, 32, 32)
+    x = torch.rand(args.batch, 3, 32, 32).to(memory_format=fmt)
     y = torch.arange(args.batch) % 10
     ce = nn.CrossEntropyLoss()
     for key, adversarial in [("r18_train_b{b}_img_s", False), ("r18_pgd10_train_b{b}_img_s", True)]:
@@ -75,11 +84,12 @@ def main():
         model.load_state_dict(r18.state_dict())
         model.train()
         opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        run = best(model)
 
         def step():
-            inputs = pgd(model, x, y, 8 / 255, 2 / 255, 10) if adversarial else x
+            inputs = pgd(run, x, y, 8 / 255, 2 / 255, 10) if adversarial else x
             opt.zero_grad()
-            ce(model(inputs), y).backward()
+            ce(run(inputs), y).backward()
             opt.step()
 
         rate = args.batch / timed(args.repeats, step)
@@ -91,18 +101,20 @@ def main():
     r18.eval()
     for p in r18.parameters():
         p.requires_grad_(False)
+    r18_run = best(r18)
 
     def evaluate():
-        xa = pgd(r18, x, y, 8 / 255, 2 / 255, 20)
+        xa = pgd(r18_run, x, y, 8 / 255, 2 / 255, 20)
         with torch.no_grad():
-            r18(xa)
+            r18_run(xa)
 
     out[f"r18_pgd20_eval_b{args.batch}_img_s"] = args.batch / timed(args.repeats, evaluate)
 
     r50 = torchvision.models.resnet50().eval()
-    x50 = torch.rand(8, 3, 224, 224)
+    r50_run = best(r50)
+    x50 = torch.rand(8, 3, 224, 224).to(memory_format=fmt)
     with torch.no_grad():
-        out["r50_infer_224_b8_img_s"] = 8 / timed(args.repeats, lambda: r50(x50))
+        out["r50_infer_224_b8_img_s"] = 8 / timed(args.repeats, lambda: r50_run(x50))
     scores = torch.cat([m.weight.detach().abs().flatten() for m in r50.modules() if isinstance(m, nn.Conv2d)])
     k = round(0.2 * scores.numel())
     out["r50_global_threshold_ms"] = 1e3 * timed(max(args.repeats, 3), lambda: torch.kthvalue(scores, k))
