@@ -176,11 +176,16 @@ pub fn training(
         (Some(size), _) => dwlth_data::transforms::resized_crop_flip(size)?,
         (None, true) => {
             // Files on disk: the first image's size, which every image must then share.
-            let height = match data.image_shape() {
-                (_, Some((h, _))) => h,
-                (_, None) => data.sample(0)?.image.shape()[1],
+            let (height, width) = match data.image_shape() {
+                (_, Some(size)) => size,
+                (_, None) => {
+                    let [_, h, w] = data.sample(0)?.image.shape();
+                    (h, w)
+                }
             };
-            dwlth_data::transforms::crop_flip(height, 4)?
+            Pipeline::new()
+                .then(dwlth_data::transforms::RandomCrop::new(height, width, 4)?)
+                .then(dwlth_data::transforms::RandomHorizontalFlip::default())
         }
         (None, false) => Pipeline::new(),
     };
