@@ -27,6 +27,11 @@ pub trait ImageSource {
 
     /// Channels of every image, and `(height, width)` when all images share it.
     fn image_shape(&self) -> (usize, Option<(usize, usize)>);
+
+    /// What errors call sample `index`: its file where it has one, else `item <index>`.
+    fn describe(&self, index: usize) -> std::path::PathBuf {
+        format!("item {index}").into()
+    }
 }
 
 fn out_of_range(index: usize, len: usize) -> DataError {
@@ -73,6 +78,10 @@ macro_rules! image_source_on_disk {
 
             fn image_shape(&self) -> (usize, Option<(usize, usize)>) {
                 (self.decode_channels(), None)
+            }
+
+            fn describe(&self, index: usize) -> std::path::PathBuf {
+                <$t>::describe(self, index)
             }
         }
     )*};
@@ -136,7 +145,7 @@ impl<D: ImageSource> Augmented<D> {
         let image = self.pipeline.apply(s.image.to_f32(), &mut rng);
         if image.shape() != self.shape {
             return Err(DataError::Shape {
-                path: format!("item {index}").into(),
+                path: self.inner.describe(index),
                 expected: self.shape,
                 found: image.shape(),
             });

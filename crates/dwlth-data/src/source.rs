@@ -252,6 +252,14 @@ impl ImageSource for Images {
             Store::Shards(s) => s.image_shape(),
         }
     }
+
+    fn describe(&self, index: usize) -> std::path::PathBuf {
+        match (self.stored(index), &self.store) {
+            (Some(i), Store::Folder(f)) => f.describe(i),
+            (Some(i), Store::Shards(s)) => s.describe(i),
+            _ => format!("item {index}").into(),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -189,6 +189,12 @@ impl ImageFolder {
         Ok(f.finish())
     }
 
+    /// The file of image `index`, or `item <index>` out of range (what errors name).
+    pub fn describe(&self, index: usize) -> PathBuf {
+        self.path(index)
+            .map_or_else(|| format!("item {index}").into(), Path::to_path_buf)
+    }
+
     /// Number of images.
     pub fn len(&self) -> usize {
         self.files.len()

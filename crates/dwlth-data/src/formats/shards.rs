@@ -149,6 +149,14 @@ impl TarShards {
         self.entries.get(index).map(|e| e.label as usize)
     }
 
+    /// Sample `index` as errors name it: `<shard>/#<index>`, or `item <index>` out of range.
+    pub fn describe(&self, index: usize) -> PathBuf {
+        match self.entries.get(index) {
+            Some(entry) => self.shards[entry.shard as usize].join(format!("#{index}")),
+            None => format!("item {index}").into(),
+        }
+    }
+
     /// Reads and decodes sample `index`.
     pub fn decode(&self, index: usize) -> Result<Image<u8>> {
         let entry = self.entries.get(index).ok_or_else(|| {
