@@ -137,7 +137,7 @@ fn finished_runs(dir: &Path) -> Result<Vec<RunResult>> {
     let mut results = Vec::new();
     let index_path = dir.join("experiment.json");
     if index_path.exists() {
-        let index = crate::pipeline::run::ExperimentIndex::read(&index_path)?;
+        let index = crate::pipeline::records::ExperimentIndex::read(&index_path)?;
         for key in &index.runs {
             let path = runs.join(key).join("result.json");
             if path.exists() {

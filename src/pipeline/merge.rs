@@ -13,7 +13,7 @@ use dwlth_store::{
     atomic_write, first_difference, link_or_copy, publish_copy, Store, STORE_MARKER,
 };
 
-use super::run::{json_bytes, ExperimentIndex};
+use super::records::{json_bytes, ExperimentIndex};
 use crate::error::{DwlthError, Result};
 
 /// What a merge did.

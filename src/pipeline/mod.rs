@@ -5,6 +5,7 @@ pub mod config;
 pub mod cost;
 pub mod data;
 pub mod merge;
+pub(crate) mod records;
 pub mod results;
 pub mod run;
 mod transfer;

@@ -38,11 +38,11 @@ use dwlth_prune::{
 };
 use dwlth_store::{Stage, StageKey, Store, StoreError, STORE_MARKER};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::config::{ExperimentConfig, PretrainSpec, TicketSpec};
 use super::data::{batches, eval_set, training, Splits};
+use super::records::{fnv, json_bytes, say, ExperimentIndex, Planned, Theta, TicketIndex};
 use super::results::RunResult;
 use super::transfer::{Downstream, Run};
 use super::verdict::Verdict;
@@ -82,133 +82,10 @@ pub struct ExperimentSummary {
     pub planned: usize,
 }
 
-/// One transfer run to do.
-#[derive(Debug, Clone, Serialize)]
-pub(super) struct Planned {
-    pub(super) pretrain: String,
-    pub(super) sparsity: f64,
-    pub(super) fraction: f64,
-    pub(super) regime: String,
-    pub(super) seed: u64,
-}
-
-/// A pre-trained θ_p and the key its descendants are derived from.
-pub(super) struct Theta {
-    pub(super) key: StageKey,
-    pub(super) model: ResNet,
-}
-
 /// One θ_p's tickets: the stage's key and `(sparsity, masks)` per level, the dense one first.
 struct Tickets {
     key: StageKey,
     levels: Vec<(f64, MaskSet)>,
-}
-
-/// `tickets.json` of a tickets stage: every level's sparsity and mask file.
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct TicketIndex {
-    pub(crate) levels: Vec<(f64, String)>,
-}
-
-/// The experiment last run in a folder (`experiment.json`): its run keys and each
-/// pre-training's tickets stage, for `dwlth report` and the mask report.
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct ExperimentIndex {
-    pub(crate) name: String,
-    pub(crate) runs: Vec<String>,
-    pub(crate) tickets: BTreeMap<String, String>,
-}
-
-impl TicketIndex {
-    /// Reads a tickets stage's `tickets.json`: sparsities in [0, 1], files inside the stage.
-    pub(crate) fn read(path: &Path) -> Result<Self> {
-        let index: Self = read_json(path, "ticket index")?;
-        for (sparsity, file) in &index.levels {
-            if !(0.0..=1.0).contains(sparsity) || !is_plain_name(file) {
-                return Err(bad_index(
-                    path,
-                    "ticket index",
-                    format!(
-                        "level ({sparsity}, `{file}`) is not a sparsity and a file of its folder"
-                    ),
-                ));
-            }
-        }
-        Ok(index)
-    }
-}
-
-impl ExperimentIndex {
-    /// Reads an `experiment.json`: every key names a folder of the store, never a path
-    /// outside it.
-    pub(crate) fn read(path: &Path) -> Result<Self> {
-        let index: Self = read_json(path, "experiment index")?;
-        if let Some(key) = index
-            .runs
-            .iter()
-            .chain(index.tickets.values())
-            .find(|k| !is_plain_name(k))
-        {
-            return Err(bad_index(
-                path,
-                "experiment index",
-                format!("`{key}` is not a stage key"),
-            ));
-        }
-        Ok(index)
-    }
-}
-
-/// A single file or folder name: not empty, no separator, not `.` or `..`.
-fn is_plain_name(name: &str) -> bool {
-    let mut parts = Path::new(name).components();
-    matches!(parts.next(), Some(std::path::Component::Normal(_)))
-        && parts.next().is_none()
-        && !name.contains(['/', '\\'])
-}
-
-fn bad_index(path: &Path, what: &'static str, reason: String) -> DwlthError {
-    StoreError::Format {
-        path: path.to_path_buf(),
-        what,
-        reason,
-    }
-    .into()
-}
-
-/// FNV-1a over `bytes`: stable seeds derived from names.
-pub(crate) fn fnv(bytes: &[u8]) -> u64 {
-    dwlth_store::fnv1a(bytes.iter().copied())
-}
-
-pub(super) fn say(verbose: bool, line: String) {
-    if verbose {
-        use std::io::Write;
-        let _ = writeln!(std::io::stderr(), "{line}");
-    }
-}
-
-pub(super) fn json_bytes(value: &impl Serialize) -> Result<Vec<u8>> {
-    serde_json::to_vec_pretty(value)
-        .map_err(|e| DwlthError::InvalidArgument(format!("cannot write JSON: {e}")))
-}
-
-pub(crate) fn read_json<T: serde::de::DeserializeOwned>(
-    path: &Path,
-    what: &'static str,
-) -> Result<T> {
-    let bytes = std::fs::read(path).map_err(|e| DwlthError::Io {
-        path: path.to_path_buf(),
-        source: e,
-    })?;
-    serde_json::from_slice(&bytes).map_err(|e| {
-        StoreError::Format {
-            path: path.to_path_buf(),
-            what,
-            reason: e.to_string(),
-        }
-        .into()
-    })
 }
 
 /// Refuses a results folder written before the stage store: its caches were keyed by names

@@ -16,8 +16,8 @@ use indicatif::MultiProgress;
 
 use super::config::ExperimentConfig;
 use super::data::{fraction, training, HostBatches, Splits};
+use super::records::{fnv, say, Planned, Theta};
 use super::results::RunResult;
-use super::run::{fnv, say, Planned, Theta};
 use crate::analysis::{max_softmax_probability, roc_auc};
 use crate::error::{DwlthError, Result};
 

@@ -38,11 +38,11 @@ pub fn read_tickets(dir: &Path) -> Result<Tickets> {
 
 /// The tickets an experiment's index names: pre-training → its tickets stage.
 fn read_experiment_tickets(dir: &Path) -> Result<Tickets> {
-    let index = crate::pipeline::run::ExperimentIndex::read(&dir.join("experiment.json"))?;
+    let index = crate::pipeline::records::ExperimentIndex::read(&dir.join("experiment.json"))?;
     let mut out = Tickets::new();
     for (name, key) in &index.tickets {
         let stage = dir.join("tickets").join(key);
-        let levels = crate::pipeline::run::TicketIndex::read(&stage.join("tickets.json"))?;
+        let levels = crate::pipeline::records::TicketIndex::read(&stage.join("tickets.json"))?;
         let mine = out.entry(name.clone()).or_default();
         for (sparsity, file) in levels.levels {
             mine.insert(format!("{sparsity:.4}"), MaskSet::load(stage.join(file))?);

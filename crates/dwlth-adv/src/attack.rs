@@ -195,7 +195,7 @@ impl Attack {
             let xg = xa.clone().autodiff().require_grad();
             let logits = model.logits(xg.clone());
             if step == 0 {
-                crate::eval::check_labels(host_labels, logits.dims()[1])?;
+                crate::checks::check_labels(host_labels, logits.dims()[1])?;
             }
             let loss = ce.forward(logits, y.clone());
             let grads = loss.backward();
@@ -304,7 +304,7 @@ fn check_inputs<C: Classifier>(
     }
     let dims = images.dims();
     let [m] = labels.dims();
-    crate::eval::check_batch_shape(&dims, m)?;
+    crate::checks::check_batch_shape(&dims, m)?;
     if dims[0] == 0 {
         return Err(AdvError::InvalidInput(
             "an empty batch has nothing to attack".into(),

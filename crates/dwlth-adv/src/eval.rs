@@ -4,8 +4,9 @@ use burn::tensor::{Int, Tensor};
 use serde::Serialize;
 
 use crate::attack::Attack;
+use crate::checks::{check_batch_shape, check_labels};
 use crate::classifier::Classifier;
-use crate::error::{AdvError, Result};
+use crate::error::Result;
 use crate::train::IntoBatch;
 
 /// Predicted classes of `images` under `model` (evaluated as given: pass an eval-mode view).
@@ -81,37 +82,6 @@ pub struct EvalReport {
     pub clean: Tally,
     /// Adversarial counts.
     pub adversarial: Option<Tally>,
-}
-
-/// Checks labels against the number of classes, naming the first bad one.
-pub fn check_labels(labels: &[i64], classes: usize) -> Result<()> {
-    if let Some((i, y)) = labels
-        .iter()
-        .enumerate()
-        .find(|(_, y)| **y < 0 || **y as usize >= classes)
-    {
-        return Err(AdvError::InvalidInput(format!(
-            "label {y} of example {i} is outside 0..{classes}"
-        )));
-    }
-    Ok(())
-}
-
-/// One label per image and no empty dimension: Burn panics on a 0×0 convolution. (An empty
-/// batch is left to the caller: an evaluation may skip it, an attack refuses it.)
-pub(crate) fn check_batch_shape(dims: &[usize; 4], labels: usize) -> Result<()> {
-    if dims[0] != labels {
-        return Err(AdvError::InvalidInput(format!(
-            "{} images but {labels} labels",
-            dims[0]
-        )));
-    }
-    if dims[1..].contains(&0) {
-        return Err(AdvError::InvalidInput(format!(
-            "images of shape {dims:?}: channels, height and width must be at least 1"
-        )));
-    }
-    Ok(())
 }
 
 /// Evaluates `model` (an eval-mode view on an autodiff device, see

@@ -30,6 +30,7 @@
 //! ```
 
 pub mod attack;
+mod checks;
 pub mod classifier;
 pub mod error;
 pub mod eval;
@@ -38,9 +39,10 @@ pub mod sanity;
 pub mod train;
 
 pub use attack::{Attack, AttackMode, Norm};
+pub use checks::check_labels;
 pub use classifier::Classifier;
 pub use error::{AdvError, Result};
-pub use eval::{check_labels, evaluate, predict, EvalReport, Tally};
+pub use eval::{evaluate, predict, EvalReport, Tally};
 pub use fraction::parse_fraction;
 /// The progress-bar crate of [`Trainer::bars`], re-exported so versions match.
 pub use indicatif;

@@ -21,9 +21,10 @@ use dwlth_models::mode::independent_copy;
 use dwlth_store::{check_settings, publish_dir, remove_stale_temporaries, temp_path, write_file};
 use serde::{Deserialize, Serialize};
 
+use crate::apply::apply_masks;
 use crate::criteria::PruneMethod;
 use crate::error::{check_fraction, PruneError, Result};
-use crate::layers::{apply_masks, masked_weights};
+use crate::layers::masked_weights;
 use crate::mask_set::MaskSet;
 use crate::selection::Prunable;
 

@@ -30,6 +30,7 @@
 //! ```
 
 pub mod analysis;
+pub mod apply;
 pub mod criteria;
 pub mod error;
 pub mod imp;
@@ -40,10 +41,11 @@ pub mod rng;
 pub mod select;
 pub mod selection;
 
+pub use apply::apply_masks;
 pub use criteria::{random_like, Granularity, Norm, PruneMethod, Scope};
 pub use error::{PruneError, Result};
 pub use imp::{Imp, ImpConfig, ImpRound, RoundContext};
-pub use layers::{apply_masks, masked_weights, MaskedWeight};
+pub use layers::{masked_weights, MaskedWeight};
 pub use lmp::{learn_mask, LmpConfig};
 pub use mask_set::{LayerMask, MaskSet};
 pub use selection::Prunable;

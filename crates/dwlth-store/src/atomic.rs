@@ -6,15 +6,7 @@ use std::path::Path;
 
 use crate::error::{Result, StoreError};
 use crate::fault::after_write;
-use crate::temp::temp_path;
-
-/// The folder of `path` (`.` for a bare file name).
-pub(crate) fn parent(path: &Path) -> &Path {
-    match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    }
-}
+use crate::temp::{parent, temp_path};
 
 /// Flushes a folder's entries (a rename inside it) to disk. A no-op where folders cannot be
 /// opened for syncing.

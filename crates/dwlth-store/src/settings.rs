@@ -66,7 +66,7 @@ fn diff_at(path: &str, a: Option<&Value>, b: Option<&Value>) -> Option<Differenc
 /// Checks `given` against the settings stored in `file` (writing them if there are none yet).
 /// `what` names the folder's content in the error.
 pub fn check_settings(file: &Path, what: &str, given: &Value) -> Result<()> {
-    let folder = crate::atomic::parent(file).to_path_buf();
+    let folder = crate::temp::parent(file).to_path_buf();
     let bytes = match std::fs::read(file) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

@@ -9,6 +9,14 @@ use std::time::{Duration, SystemTime};
 
 use crate::error::{Result, StoreError};
 
+/// The folder of `path` (`.` for a bare file name).
+pub(crate) fn parent(path: &Path) -> &Path {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    }
+}
+
 /// Marks temporary names: `.{name}.tmp~{host}~{pid}~{n}`.
 const TAG: &str = ".tmp~";
 
@@ -30,7 +38,7 @@ fn host() -> &'static str {
 /// A fresh temporary path beside `dest` (same folder, so a rename publishes it).
 pub fn temp_path(dest: &Path) -> PathBuf {
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    let dir = crate::atomic::parent(dest);
+    let dir = parent(dest);
     let name = dest
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -73,7 +81,7 @@ pub(crate) fn remove_stale_of(dest: &Path) {
         return;
     };
     let prefix = format!(".{name}{TAG}");
-    let Ok(entries) = fs::read_dir(crate::atomic::parent(dest)) else {
+    let Ok(entries) = fs::read_dir(parent(dest)) else {
         return;
     };
     for entry in entries.flatten() {

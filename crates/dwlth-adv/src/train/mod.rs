@@ -11,6 +11,6 @@ mod trainer;
 pub use config::{OverfitGuard, TrainConfig};
 pub use data::{Batch, EpochBatches, EvalSet, InMemory, IntoBatch};
 pub use regime::Regime;
-pub use resume::{parse_optimizer, CheckpointState};
+pub use resume::{parse_optimizer, Best, CheckpointState, EpochRecord};
 pub use schedule::{LrSchedule, Schedule};
-pub use trainer::{Best, EpochRecord, TrainOutcome, Trainer};
+pub use trainer::{TrainOutcome, Trainer};

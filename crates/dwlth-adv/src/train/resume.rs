@@ -15,8 +15,37 @@ use burn::tensor::Bytes;
 use burn_pack::DType;
 use serde::{Deserialize, Serialize};
 
-use super::trainer::{Best, EpochRecord};
 use crate::error::{AdvError, Result};
+
+/// What one epoch measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    /// The epoch (0-based).
+    pub epoch: usize,
+    /// Learning rate at the epoch's last step.
+    pub lr: f64,
+    /// Mean training loss.
+    pub train_loss: f64,
+    /// Training accuracy on the inputs the regime produced.
+    pub train_acc: f64,
+    /// Validation SA.
+    pub val_sa: Option<f64>,
+    /// Validation RA.
+    pub val_ra: Option<f64>,
+    /// Robust accuracy of the overfitting guard's probe.
+    pub guard_ra: Option<f64>,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+}
+
+/// The best value of a metric and its epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Best {
+    /// The epoch.
+    pub epoch: usize,
+    /// The value.
+    pub value: f64,
+}
 
 /// The bookkeeping of a checkpoint (`state.json`): the epochs done and what they measured.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -34,46 +34,15 @@ use dwlth_models::io::{
 use dwlth_models::mode::independent_copy;
 use dwlth_store::{link_or_copy, write_file, Checkpoints, StoreError};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use serde::{Deserialize, Serialize};
 
 use super::config::TrainConfig;
 use super::data::{EpochBatches, EvalSet};
 use super::parallel::{self, Step};
-use super::resume::{parse_optimizer, CheckpointState};
+use super::resume::{parse_optimizer, Best, CheckpointState, EpochRecord};
 use crate::attack::AttackMode;
 use crate::classifier::Classifier;
 use crate::error::{AdvError, Result};
 use crate::eval::evaluate;
-
-/// What one epoch measured.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EpochRecord {
-    /// The epoch (0-based).
-    pub epoch: usize,
-    /// Learning rate at the epoch's last step.
-    pub lr: f64,
-    /// Mean training loss.
-    pub train_loss: f64,
-    /// Training accuracy on the inputs the regime produced.
-    pub train_acc: f64,
-    /// Validation SA.
-    pub val_sa: Option<f64>,
-    /// Validation RA.
-    pub val_ra: Option<f64>,
-    /// Robust accuracy of the overfitting guard's probe.
-    pub guard_ra: Option<f64>,
-    /// Wall-clock seconds.
-    pub seconds: f64,
-}
-
-/// The best value of a metric and its epoch.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Best {
-    /// The epoch.
-    pub epoch: usize,
-    /// The value.
-    pub value: f64,
-}
 
 /// What a training run produced.
 #[derive(Debug, Clone)]
