@@ -163,7 +163,8 @@ fn stream_error(what: &str, e: dwlth_data::DataError) -> dwlth_adv::AdvError {
 
 /// The training batches of `data` for `spec`, shuffled per epoch from `seed`: with
 /// `spec.resize`, random-resized crops of that size and flips (the papers' upsampled
-/// transform); otherwise random crops with 4 pixels of padding and flips when `spec.augment`;
+/// transform); otherwise random crops of the images' own size with 4 pixels of padding and
+/// flips when `spec.augment`;
 /// otherwise the images as they are.
 pub fn training(
     data: &Images,
@@ -174,19 +175,9 @@ pub fn training(
 ) -> Result<Box<dyn EpochBatches>> {
     let pipeline = match (spec.resize, spec.augment) {
         (Some(size), _) => dwlth_data::transforms::resized_crop_flip(size)?,
-        (None, true) => {
-            // Files on disk: the first image's size, which every image must then share.
-            let (height, width) = match data.image_shape() {
-                (_, Some(size)) => size,
-                (_, None) => {
-                    let [_, h, w] = data.sample(0)?.image.shape();
-                    (h, w)
-                }
-            };
-            Pipeline::new()
-                .then(dwlth_data::transforms::RandomCrop::new(height, width, 4)?)
-                .then(dwlth_data::transforms::RandomHorizontalFlip::default())
-        }
+        (None, true) => Pipeline::new()
+            .then(dwlth_data::transforms::RandomShift::new(4))
+            .then(dwlth_data::transforms::RandomHorizontalFlip::default()),
         (None, false) => Pipeline::new(),
     };
     let stream = stream(data, pipeline, batch_size, Some(seed), seed)?;

@@ -3,7 +3,7 @@
 //! limits, data-limited fractions). A view of files on disk holds indices, never pixels, so a
 //! subset of ImageNet costs its index list.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use crate::augment::ImageSource;
 use crate::dataset::ImageDataset;
@@ -26,6 +26,9 @@ pub struct Images {
     store: Store,
     /// For files on disk: which samples this view shows, in order (`None`: all).
     view: Option<Arc<Vec<usize>>>,
+    /// The whole store's fingerprint once taken (a `stat` per file of a folder): shared by
+    /// every view of the store, so a training and a validation split take it once.
+    whole: Arc<OnceLock<String>>,
 }
 
 impl From<ImageDataset> for Images {
@@ -33,6 +36,7 @@ impl From<ImageDataset> for Images {
         Self {
             store: Store::Memory(data),
             view: None,
+            whole: Arc::default(),
         }
     }
 }
@@ -42,6 +46,7 @@ impl From<ImageFolder> for Images {
         Self {
             store: Store::Folder(Arc::new(folder)),
             view: None,
+            whole: Arc::default(),
         }
     }
 }
@@ -51,6 +56,7 @@ impl From<TarShards> for Images {
         Self {
             store: Store::Shards(Arc::new(shards)),
             view: None,
+            whole: Arc::default(),
         }
     }
 }
@@ -172,6 +178,7 @@ impl Images {
         Ok(Self {
             store: self.store.clone(),
             view: Some(Arc::new(view)),
+            whole: Arc::clone(&self.whole),
         })
     }
 
@@ -179,11 +186,13 @@ impl Images {
     /// memory their content, for files on disk what [`ImageFolder::fingerprint`] and
     /// [`TarShards::fingerprint`] hash, and the view's indices.
     pub fn fingerprint(&self) -> Result<String> {
-        let whole = match &self.store {
-            Store::Memory(d) => return Ok(d.fingerprint()),
-            Store::Folder(f) => f.fingerprint()?,
-            Store::Shards(s) => s.fingerprint()?,
+        let whole = match (self.whole.get(), &self.store) {
+            (_, Store::Memory(d)) => return Ok(d.fingerprint()),
+            (Some(known), _) => known.clone(),
+            (None, Store::Folder(f)) => f.fingerprint()?,
+            (None, Store::Shards(s)) => s.fingerprint()?,
         };
+        let whole = self.whole.get_or_init(|| whole).clone();
         let Some(view) = &self.view else {
             return Ok(whole);
         };

@@ -77,6 +77,36 @@ impl Transform for RandomCrop {
     }
 }
 
+/// The CIFAR recipe's random crop for images of any size: pad every side by `padding` zeros and
+/// take a uniformly placed window of the image's own size (for a `h × w` image, exactly
+/// `RandomCrop::new(h, w, padding)`, the same draws included).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RandomShift {
+    padding: usize,
+}
+
+impl RandomShift {
+    /// A random shift by up to `padding` pixels, zeros filling in.
+    pub fn new(padding: usize) -> Self {
+        Self { padding }
+    }
+}
+
+impl Transform for RandomShift {
+    fn apply(&self, image: Image<f32>, rng: &mut Rng) -> Image<f32> {
+        let [_, h, w] = image.shape();
+        match RandomCrop::new(h, w, self.padding) {
+            Ok(crop) => crop.apply(image, rng),
+            // An image without pixels has nothing to shift.
+            Err(_) => image,
+        }
+    }
+
+    fn output_shape(&self, channels: usize, size: Option<(usize, usize)>) -> Shape {
+        (channels, size)
+    }
+}
+
 /// Python's `round` (half to even), as torchvision's `center_crop` uses.
 fn round_half_even(x: f64) -> isize {
     x.round_ties_even() as isize
@@ -119,5 +149,28 @@ impl Transform for CenterCrop {
 
     fn output_shape(&self, channels: usize, _size: Option<(usize, usize)>) -> Shape {
         (channels, Some((self.height, self.width)))
+    }
+}
+
+#[cfg(test)]
+mod shift_tests {
+    use super::*;
+
+    #[test]
+    fn a_shift_is_the_random_crop_of_the_image_size() {
+        let image = Image::from_parts((0..2 * 5 * 7).map(|v| v as f32).collect(), 2, 5, 7);
+        for seed in 0..20 {
+            let (mut a, mut b) = (Rng::new(seed), Rng::new(seed));
+            let shifted = RandomShift::new(3).apply(image.clone(), &mut a);
+            let cropped = RandomCrop::new(5, 7, 3)
+                .unwrap()
+                .apply(image.clone(), &mut b);
+            assert_eq!(shifted, cropped);
+        }
+        assert_eq!(RandomShift::new(3).output_shape(2, None), (2, None));
+        assert_eq!(
+            RandomShift::new(3).output_shape(2, Some((5, 7))),
+            (2, Some((5, 7)))
+        );
     }
 }

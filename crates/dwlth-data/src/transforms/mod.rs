@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use burn::tensor::{Tensor, TensorData};
 
-pub use crop::{CenterCrop, RandomCrop};
+pub use crop::{CenterCrop, RandomCrop, RandomShift};
 pub use flip::{hflip, RandomHorizontalFlip};
 pub use gray::GrayToRgb;
 pub use resize::{resize_bilinear, Resize, ResizeTo};
