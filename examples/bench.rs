@@ -3,6 +3,7 @@
 //! ```sh
 //! cargo run --release --example bench -- --json [--device cpu] [--batch 128] [--threads N]
 //!     [--conv native|burn]
+//! cargo run --release --example bench -- --help
 //! ```
 //!
 //! Measures (images/s unless named otherwise): (a) a ResNet-18-CIFAR standard training step,
@@ -27,6 +28,8 @@
 //! whole experiment's hours on this device (docs/scaling.md). `--batch` defaults to the
 //! preset's batch size there.
 
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
 use std::time::Instant;
 
 use burn::module::Module;
@@ -43,11 +46,58 @@ use dwlth::prune::select::{count_to_prune, lowest_k};
 use dwlth::prune::{apply_masks, masked_weights, Prunable, PruneMethod};
 use dwlth::sparse::SparseResNet;
 
-fn arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
+/// Speed of the operations a ticket search repeats, printed as JSON: ResNet-18-CIFAR standard
+/// and PGD-10 training steps, PGD-20 evaluation, ResNet-50 224×224 inference, the global
+/// magnitude threshold over ResNet-50's convolutions, peak memory, and sparse inference of
+/// ResNet-50 tickets (docs/performance.md).
+#[derive(Debug, clap::Parser)]
+#[command(name = "bench")]
+struct Args {
+    /// Print JSON (the only output; accepted so that scripts may ask for it).
+    #[arg(long = "json")]
+    _json: bool,
+    /// Device to measure: `cpu`, `cuda`, `cuda:N` or `wgpu`.
+    #[arg(long, default_value = "cpu")]
+    device: DeviceSpec,
+    /// Batch of the training steps and the PGD-20 evaluation [default: 128, or the preset's
+    /// batch with --preset].
+    #[arg(long)]
+    batch: Option<NonZeroUsize>,
+    /// Timed runs per figure (each figure is their median, after one warm-up run).
+    #[arg(long, default_value = "1")]
+    repeats: NonZeroUsize,
+    /// Run only part of the measurements: `train` (the matrix product, training steps and
+    /// PGD-20) or `sparse` (ResNet-50 inference, dense and sparse).
+    #[arg(long, value_enum)]
+    only: Option<Only>,
+    /// CPU threads (sets RAYON_NUM_THREADS) [default: every logical CPU].
+    #[arg(long)]
+    threads: Option<NonZeroUsize>,
+    /// CPU convolution: dwlth's (`native`) or Burn's own (`burn`, for comparison).
+    #[arg(long, value_enum, default_value = "native")]
+    conv: Conv,
+    /// Measure instead what this preset of `examples/double_win_cifar10` runs, and print its
+    /// cost estimate (docs/scaling.md): `smoke`, `quick` or `paper`.
+    #[arg(long)]
+    preset: Option<Cifar10Preset>,
+    /// Also write the input and every timed ticket with dwlth's logits into this folder, for
+    /// `tools/bench_anchors.py`.
+    #[arg(long, value_name = "DIR")]
+    export: Option<PathBuf>,
+}
+
+/// The part `--only` runs.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Only {
+    Train,
+    Sparse,
+}
+
+/// The CPU convolution `--conv` selects.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Conv {
+    Native,
+    Burn,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -76,36 +126,31 @@ fn peak_rss_mib() -> Option<f64> {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = <Args as clap::Parser>::parse();
     // Reuse freed activations instead of mapping fresh pages every step.
     dwlth::models::device::keep_freed_memory();
-    let device = arg("--device")
-        .unwrap_or_else(|| "cpu".into())
-        .parse::<DeviceSpec>()?
-        .device()?;
-    let batch: usize = arg("--batch").map_or(Ok(128), |b| b.parse())?;
-    let repeats: usize = arg("--repeats").map_or(Ok(1), |r| r.parse())?;
-    let only = arg("--only");
-    let (train_part, other_parts) = match only.as_deref() {
+    if let Some(t) = args.threads {
+        // flex parallelises with rayon.
+        std::env::set_var("RAYON_NUM_THREADS", t.to_string());
+    }
+    let device = args.device.device()?;
+    let repeats = args.repeats.get();
+    let (train_part, other_parts) = match args.only {
         None => (true, true),
-        Some("train") => (true, false),
-        Some("sparse") => (false, true),
-        Some(other) => return Err(format!("--only {other}: expected `train` or `sparse`").into()),
+        Some(Only::Train) => (true, false),
+        Some(Only::Sparse) => (false, true),
     };
     let only_sparse = !train_part;
-    if let Some(t) = arg("--threads") {
-        // flex parallelises with rayon.
-        std::env::set_var("RAYON_NUM_THREADS", t);
-    }
-    let conv = match arg("--conv").as_deref() {
-        None | Some("native") => ConvImpl::Native,
-        Some("burn") => ConvImpl::Burn,
-        Some(other) => return Err(format!("--conv {other}: expected `native` or `burn`").into()),
+    let conv = match args.conv {
+        Conv::Native => ConvImpl::Native,
+        Conv::Burn => ConvImpl::Burn,
     };
     set_conv_impl(conv);
-    if let Some(preset) = arg("--preset") {
-        let batch = arg("--batch").map(|b| b.parse()).transpose()?;
-        return preset_cost(preset.parse()?, &device, batch, repeats);
+    if let Some(preset) = args.preset {
+        let batch = args.batch.map(NonZeroUsize::get);
+        return preset_cost(preset, &device, batch, repeats);
     }
+    let batch = args.batch.map_or(128, NonZeroUsize::get);
     let ad = device.clone().autodiff();
     let mut out = serde_json::Map::new();
     out.insert(
@@ -187,7 +232,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     dwlth::models::random::seed(&device, 50);
     let x50 = Tensor::<4>::random([n50, 3, 224, 224], Distribution::Uniform(0.0, 1.0), &device);
     let r50 = calibrated(ResNetConfig::new(Arch::ResNet50).init(&device), &x50);
-    let export = arg("--export").map(std::path::PathBuf::from);
+    let export = args.export;
     if let Some(dir) = &export {
         std::fs::create_dir_all(dir)?;
         write_tensor(&dir.join("input.safetensors"), "x", &x50)?;

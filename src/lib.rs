@@ -13,6 +13,9 @@
 //! - [`store`]: the one atomic writer, crash-consistent checkpoints and the content-addressed
 //!   stage store every result is kept in.
 
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
 pub mod analysis;
 pub mod commands;
 pub mod error;

@@ -163,6 +163,7 @@ fn run_result(sparsity: f64, sa: f64) -> RunResult {
         transfer_ra: None,
         ood_auroc: Some(0.7),
         seconds: 1.5,
+        val_sa: vec![sa / 2.0, sa],
     }
 }
 

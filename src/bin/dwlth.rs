@@ -1,4 +1,5 @@
 //! The `dwlth` command-line tool.
+#![forbid(unsafe_code)]
 
 use std::path::PathBuf;
 use std::process::ExitCode;

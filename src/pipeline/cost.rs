@@ -211,7 +211,14 @@ pub fn estimate(config: &ExperimentConfig, speeds: &Speeds) -> Result<CostEstima
         }
         for &fraction in &config.transfer.fractions {
             let train = ((target_train as f64 * fraction).round() as usize).max(1);
-            let mut seconds = training_secs(speeds, &train_config, regime, (train, target_val))?;
+            let run_config = match config.transfer.min_steps {
+                Some(min_steps) => train_config.stretched_to_steps(
+                    train.div_ceil(config.transfer.batch_size.max(1)),
+                    min_steps,
+                ),
+                None => train_config.clone(),
+            };
+            let mut seconds = training_secs(speeds, &run_config, regime, (train, target_val))?;
             seconds += target_test as f64 / speeds.clean;
             if name == "at" {
                 seconds += target_test as f64 * speeds.attacked(&config.transfer.test_attack);

@@ -1,6 +1,7 @@
 //! The double-win pipeline of paper A: pre-trained weights θ_p, tickets on the source task,
 //! transfer with standard and adversarial training, SA / RA, the double-win verdict, reports.
 
+pub mod bootstrap;
 pub mod config;
 pub mod cost;
 pub mod data;

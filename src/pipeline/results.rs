@@ -33,6 +33,26 @@ pub struct RunResult {
     /// Training time in seconds.
     #[serde(default)]
     pub seconds: f64,
+    /// Validation SA after every epoch: whether the run had stopped improving (a verdict on
+    /// undertrained networks says nothing). Empty for runs recorded before it was kept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub val_sa: Vec<f64>,
+}
+
+impl RunResult {
+    /// Whether validation SA had plateaued: the best of the last quarter of the epochs (at
+    /// least two) is within `tolerance` of the best before them. `None` without a curve of at
+    /// least four epochs to judge.
+    pub fn plateaued(&self, tolerance: f64) -> Option<bool> {
+        let n = self.val_sa.len();
+        if n < 4 {
+            return None;
+        }
+        let window = (n / 4).max(2);
+        let best = |v: &[f64]| v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let (before, last) = self.val_sa.split_at(n - window);
+        Some(best(last) - best(before) <= tolerance)
+    }
 }
 
 impl RunResult {
@@ -92,6 +112,7 @@ mod tests {
             transfer_ra: None,
             ood_auroc: None,
             seconds: 1.0,
+            val_sa: Vec::new(),
         };
         std::fs::write(&path, serde_json::to_vec(&good).unwrap()).unwrap();
         assert_eq!(RunResult::read(&path).unwrap(), good);

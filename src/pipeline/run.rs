@@ -272,12 +272,16 @@ pub fn run_experiment(
         .then(|| downstream.transfer_source_stage(&store, &thetas, &ids.target))
         .transpose()?;
     // Everything every run shares; each run adds its own settings and inputs.
-    let shared = json!({
+    let mut shared = json!({
         "model": config.model, "train": config.transfer.train,
         "stratified": config.transfer.stratified, "linear": config.transfer.linear,
         "test_attack": config.transfer.test_attack, "batch_size": bs,
         "target": ids.target, "ood_images": config.transfer.ood.then(|| ids.source.clone()),
     });
+    // Only when set, so experiments without it keep the run keys they always had.
+    if let (Some(min_steps), Some(map)) = (config.transfer.min_steps, shared.as_object_mut()) {
+        map.insert("min_steps".into(), min_steps.into());
+    }
     let run_stage = |p: &Planned| -> Result<Stage> {
         let regime = regime_of(config, &p.regime)?;
         let ticket = &tickets[&p.pretrain];

@@ -78,10 +78,6 @@ impl Downstream<'_> {
             // Standard-training runs report SA only (as the papers); no robust validation.
             train_config.eval_attack = None;
         }
-        let mut trainer = Trainer::new(train_config, Some(dir.to_path_buf()))?
-            .with_replicas(self.replicas.to_vec());
-        trainer.progress = bars.is_some();
-        trainer.bars = bars.cloned();
         let subset = fraction(
             &self.target.train,
             p.fraction,
@@ -95,6 +91,14 @@ impl Downstream<'_> {
             p.seed,
             device,
         )?;
+        if let Some(min_steps) = config.transfer.min_steps {
+            // A data-limited run trains as many steps as the budget asks, not a handful.
+            train_config = train_config.stretched_to_steps(data.steps_per_epoch(), min_steps);
+        }
+        let mut trainer = Trainer::new(train_config, Some(dir.to_path_buf()))?
+            .with_replicas(self.replicas.to_vec());
+        trainer.progress = bars.is_some();
+        trainer.bars = bars.cloned();
         Ok(trainer.fit(model, data.as_mut(), self.validation.as_ref(), self.classes)?)
     }
 
@@ -257,6 +261,7 @@ impl Downstream<'_> {
             transfer_ra,
             ood_auroc,
             seconds: started.elapsed().as_secs_f64(),
+            val_sa: outcome.history.iter().filter_map(|e| e.val_sa).collect(),
         })
     }
 }

@@ -4,12 +4,15 @@
 //! it matches for standard training on SA and for adversarial training on both SA and RA; the
 //! *extreme sparsity* is the largest sparsity of the schedule at which it is double-win.
 //!
-//! Standard deviations are population deviations (NumPy's default `ddof = 0`).
+//! Standard deviations are population deviations (NumPy's default `ddof = 0`). Beside the
+//! criterion, every level carries the paired bootstrap interval of ticket − dense
+//! ([`super::bootstrap`]), so a ✗ can be told from noise.
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use super::bootstrap::{paired_difference, Difference};
 use super::results::RunResult;
 
 /// Mean and population standard deviation of a metric over seeds.
@@ -71,6 +74,12 @@ pub struct Point {
     pub transfer_ra: Option<Stat>,
     /// Out-of-distribution ROC-AUC over seeds, where measured.
     pub ood_auroc: Option<Stat>,
+    /// SA of each seed, for paired comparisons with the dense model.
+    #[serde(skip)]
+    pub sa_by_seed: Vec<(u64, f64)>,
+    /// RA of each seed, where measured.
+    #[serde(skip)]
+    pub ra_by_seed: Vec<(u64, f64)>,
 }
 
 /// Every curve of a result set: points sorted by sparsity.
@@ -107,6 +116,8 @@ pub fn curves(results: &[RunResult]) -> BTreeMap<CurveKey, Vec<Point>> {
                         ra: Stat::of(&ra),
                         transfer_ra: Stat::of(&transfer),
                         ood_auroc: Stat::of(&ood),
+                        sa_by_seed: runs.iter().map(|r| (r.seed, r.sa)).collect(),
+                        ra_by_seed: runs.iter().filter_map(|r| Some((r.seed, r.ra?))).collect(),
                     })
                 })
                 .collect();
@@ -128,6 +139,12 @@ pub struct LevelVerdict {
     pub at_ra: bool,
     /// All three: a double-win ticket.
     pub double_win: bool,
+    /// Ticket − dense SA under standard training, paired over seeds, with its 95 % interval.
+    pub st_sa_diff: Option<Difference>,
+    /// Ticket − dense SA under adversarial training.
+    pub at_sa_diff: Option<Difference>,
+    /// Ticket − dense RA under adversarial training.
+    pub at_ra_diff: Option<Difference>,
 }
 
 /// The verdict of one (pre-training, dataset, fraction).
@@ -200,12 +217,21 @@ pub fn verdicts(results: &[RunResult]) -> Vec<Verdict> {
                     (Some(r), Some(r0)) => r.matches(&r0),
                     _ => false,
                 };
+                let st_p = at_point(s, st);
                 LevelVerdict {
                     sparsity: s,
                     st_sa,
                     at_sa,
                     at_ra,
                     double_win: st_sa && at_sa && at_ra,
+                    st_sa_diff: st_p
+                        .and_then(|p| paired_difference(&st0.sa_by_seed, &p.sa_by_seed)),
+                    at_sa_diff: at_p
+                        .as_ref()
+                        .and_then(|p| paired_difference(&at0.sa_by_seed, &p.sa_by_seed)),
+                    at_ra_diff: at_p
+                        .as_ref()
+                        .and_then(|p| paired_difference(&at0.ra_by_seed, &p.ra_by_seed)),
                 }
             })
             .collect();
@@ -244,6 +270,7 @@ mod tests {
             transfer_ra: Some(ra.unwrap_or(sa) + 0.1),
             ood_auroc: Some(sa - 0.2),
             seconds: 0.0,
+            val_sa: Vec::new(),
         }
     }
 

@@ -1,14 +1,17 @@
 //! Contour plots of a loss landscape (paper A Fig. 6 / A9), as SVG and PNG: a heat map of the
-//! values, iso-lines by marching squares, a colour bar, and a training trajectory on top.
+//! values, iso-lines by marching squares, a colour bar, and a training trajectory on top, drawn
+//! by one plotters function for both formats. The PNG's heat map is interpolated bilinearly
+//! pixel by pixel; the SVG's is one rectangle per grid point, which keeps the file small and
+//! shows where the values were computed.
 //!
 //! Colours and iso-lines span the lowest value up to the 90th percentile: landscapes rise
 //! steeply at their edges, and a scale set by the maximum would hide the basin the plot is
 //! about. Larger values take the top colour.
 
-use std::fmt::Write as _;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, VPos};
 
-use super::canvas::{rgb, Canvas};
-use super::svg::trim;
+use super::draw::{self, rgb, text, trim, Area, Drawn, INK};
 
 /// What a contour plot shows.
 #[derive(Debug, Clone, Copy)]
@@ -25,14 +28,15 @@ pub struct ContourPlot<'a> {
     pub trajectory: &'a [[f64; 2]],
 }
 
-const W: f64 = 580.0;
-const H: f64 = 500.0;
-const LEFT: f64 = 64.0;
-const TOP: f64 = 36.0;
-const SIZE: f64 = 400.0;
-const BAR_X: f64 = LEFT + SIZE + 22.0;
+/// Width and height in pixels.
+const SIZE: (u32, u32) = (580, 500);
+/// The colour bar's column at the right.
+const BAR: u32 = 96;
 const LEVELS: usize = 10;
 const VIRIDIS: [&str; 5] = ["#440154", "#3b528b", "#21918c", "#5ec962", "#fde725"];
+/// Where no value was computed.
+const MISSING: RGBColor = RGBColor(0xcc, 0xcc, 0xcc);
+const TRAJECTORY: RGBColor = RGBColor(0xd6, 0x27, 0x28);
 
 fn finite(values: &[Option<f64>]) -> Vec<f64> {
     let mut v: Vec<f64> = values
@@ -63,7 +67,8 @@ pub fn levels(values: &[Option<f64>]) -> Vec<f64> {
         .collect()
 }
 
-fn colour(t: f64) -> [f32; 3] {
+/// Viridis at `t` in `[0, 1]` (the top colour for larger or non-finite `t`).
+fn colour(t: f64) -> RGBColor {
     let t = if t.is_finite() {
         t.clamp(0.0, 1.0)
     } else {
@@ -72,12 +77,17 @@ fn colour(t: f64) -> [f32; 3] {
     let f = t * (VIRIDIS.len() - 1) as f64;
     let i = (f.floor() as usize).min(VIRIDIS.len() - 2);
     let (a, b) = (rgb(VIRIDIS[i]), rgb(VIRIDIS[i + 1]));
-    let u = (f - i as f64) as f32;
-    [0, 1, 2].map(|k| a[k] + (b[k] - a[k]) * u)
+    let u = f - i as f64;
+    let mix = |a: u8, b: u8| (f64::from(a) + (f64::from(b) - f64::from(a)) * u).round() as u8;
+    RGBColor(mix(a.0, b.0), mix(a.1, b.1), mix(a.2, b.2))
 }
 
-fn hex([r, g, b]: [f32; 3]) -> String {
-    format!("#{:02x}{:02x}{:02x}", r as u8, g as u8, b as u8)
+/// The colour of `value` on the scale `range`, grey where there is none.
+fn shade(value: Option<f64>, range: Option<(f64, f64)>) -> RGBColor {
+    match (value, range) {
+        (Some(v), Some((lo, hi))) => colour((v - lo) / (hi - lo)),
+        _ => MISSING,
+    }
 }
 
 /// Line segments where the bilinear surface through the grid crosses `level`, in grid
@@ -141,45 +151,47 @@ pub fn iso_segments(
     out
 }
 
+/// The plotted ranges: the grid's first to last coordinate (half a unit around a single one),
+/// kept within ±`f64::MAX / 4` so that their spans stay finite for plotters' tick search.
 struct Frame {
-    x_lo: f64,
-    x_hi: f64,
-    y_lo: f64,
-    y_hi: f64,
+    x: (f64, f64),
+    y: (f64, f64),
 }
 
 impl Frame {
     fn new(p: &ContourPlot) -> Self {
+        const LIMIT: f64 = f64::MAX / 4.0;
+        let clean = |v: f64| {
+            if v.is_finite() {
+                v.clamp(-LIMIT, LIMIT)
+            } else {
+                0.0
+            }
+        };
         let lo_hi = |v: &[f64]| {
-            let lo = v.first().copied().unwrap_or(0.0);
-            let hi = v.last().copied().unwrap_or(1.0);
+            let lo = clean(v.first().copied().unwrap_or(0.0));
+            let hi = clean(v.last().copied().unwrap_or(1.0));
             if hi > lo {
                 (lo, hi)
             } else {
                 (lo - 0.5, lo + 0.5)
             }
         };
-        let ((x_lo, x_hi), (y_lo, y_hi)) = (lo_hi(p.xs), lo_hi(p.ys));
         Self {
-            x_lo,
-            x_hi,
-            y_lo,
-            y_hi,
+            x: lo_hi(p.xs),
+            y: lo_hi(p.ys),
         }
     }
 
-    fn px(&self, (x, y): (f64, f64)) -> (f64, f64) {
-        (
-            LEFT + (x - self.x_lo) / (self.x_hi - self.x_lo) * SIZE,
-            TOP + SIZE - (y - self.y_lo) / (self.y_hi - self.y_lo) * SIZE,
-        )
-    }
-
-    fn ticks(lo: f64, hi: f64) -> Vec<f64> {
-        (0..5).map(|i| lo + (hi - lo) * i as f64 / 4.0).collect()
+    /// `(x, y)` moved onto the frame when outside it: plotters does not clip, and a point far
+    /// off the grid (a trajectory that left it, an unsorted grid) would overflow its pixel
+    /// arithmetic.
+    fn inside(&self, (x, y): (f64, f64)) -> (f64, f64) {
+        (x.clamp(self.x.0, self.x.1), y.clamp(self.y.0, self.y.1))
     }
 }
 
+/// Colour-bar labels: whole numbers from 100 on, two decimals from 1, three below.
 fn label(v: f64) -> String {
     if v.abs() >= 100.0 {
         format!("{v:.0}")
@@ -190,232 +202,145 @@ fn label(v: f64) -> String {
     }
 }
 
-/// The plot as SVG.
-pub fn contour_svg(p: &ContourPlot) -> String {
+/// The grid interval holding `v` and the position in it, `(i, u)` with `v ≈ axis[i] + u ·
+/// (axis[i + 1] − axis[i])`, clamped to the grid.
+fn locate(axis: &[f64], v: f64) -> (usize, f64) {
+    if axis.len() < 2 {
+        return (0, 0.0);
+    }
+    let i = axis.partition_point(|a| *a <= v).clamp(1, axis.len() - 1) - 1;
+    let span = axis[i + 1] - axis[i];
+    let u = if span > 0.0 {
+        ((v - axis[i]) / span).clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    (i, u)
+}
+
+/// The bilinear surface through the grid at `(x, y)`; none next to a missing value.
+fn interpolate(p: &ContourPlot, x: f64, y: f64) -> Option<f64> {
+    let (nx, ny) = (p.xs.len(), p.ys.len());
+    if nx == 0 || ny == 0 || p.values.len() != nx * ny {
+        return None;
+    }
+    let ((i, u), (j, v)) = (locate(p.xs, x), locate(p.ys, y));
+    let (i1, j1) = ((i + 1).min(nx - 1), (j + 1).min(ny - 1));
+    let at = |i: usize, j: usize| p.values[j * nx + i];
+    let (a, b, c, d) = (at(i, j)?, at(i1, j)?, at(i, j1)?, at(i1, j1)?);
+    Some(a * (1.0 - u) * (1.0 - v) + b * u * (1.0 - v) + c * (1.0 - u) * v + d * u * v)
+}
+
+/// The span grid point `i` stands for: halfway to its neighbours, the plot's edge at the ends.
+fn extent(axis: &[f64], i: usize, (lo, hi): (f64, f64)) -> (f64, f64) {
+    let from = if i == 0 {
+        lo
+    } else {
+        (axis[i - 1] + axis[i]) / 2.0
+    };
+    let to = if i + 1 >= axis.len() {
+        hi
+    } else {
+        (axis[i] + axis[i + 1]) / 2.0
+    };
+    (from, to)
+}
+
+/// Draws the plot on `root`; `smooth` interpolates the heat map per pixel instead of one
+/// rectangle per grid point.
+fn draw<DB: DrawingBackend>(root: &Area<DB>, p: &ContourPlot, smooth: bool) -> Drawn {
+    root.fill(&WHITE)?;
     let f = Frame::new(p);
     let range = value_range(p.values);
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(s, r#"<rect width="{W}" height="{H}" fill="white"/>"#);
-    let _ = writeln!(
-        s,
-        r#"<text x="{}" y="22" text-anchor="middle" font-size="14">{}</text>"#,
-        LEFT + SIZE / 2.0,
-        p.title.replace('&', "&amp;").replace('<', "&lt;")
-    );
-    // Heat map: one rectangle per grid point, centred on it.
-    let (nx, ny) = (p.xs.len(), p.ys.len());
-    let (cw, ch) = (SIZE / nx.max(1) as f64, SIZE / ny.max(1) as f64);
-    for j in 0..ny {
-        for i in 0..nx {
-            let fill = match (p.values.get(j * nx + i).copied().flatten(), range) {
-                (Some(v), Some((lo, hi))) => hex(colour((v - lo) / (hi - lo))),
-                _ => "#cccccc".into(),
-            };
-            let _ = writeln!(
-                s,
-                r#"<rect x="{:.1}" y="{:.1}" width="{:.2}" height="{:.2}" fill="{fill}"/>"#,
-                LEFT + i as f64 * cw,
-                TOP + SIZE - (j + 1) as f64 * ch,
-                cw + 0.3,
-                ch + 0.3
-            );
+    let (axes, bar) = root.split_horizontally(SIZE.0 - BAR);
+    let mut chart = ChartBuilder::on(&axes)
+        .caption(p.title, text(17.0, INK, HPos::Center, VPos::Top))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(56)
+        .build_cartesian_2d(f.x.0..f.x.1, f.y.0..f.y.1)?;
+    let (px, py) = chart.plotting_area().get_pixel_range();
+    if smooth {
+        let (w, h) = (f64::from(px.end - px.start), f64::from(py.end - py.start));
+        for row in py.clone() {
+            let y = f.y.1 - (f64::from(row - py.start) + 0.5) / h * (f.y.1 - f.y.0);
+            for col in px.clone() {
+                let x = f.x.0 + (f64::from(col - px.start) + 0.5) / w * (f.x.1 - f.x.0);
+                root.draw_pixel((col, row), &shade(interpolate(p, x, y), range))?;
+            }
         }
+    } else {
+        let nx = p.xs.len();
+        let cells = (0..p.ys.len()).flat_map(|j| (0..nx).map(move |i| (i, j)));
+        chart.draw_series(cells.map(|(i, j)| {
+            let (x0, x1) = extent(p.xs, i, f.x);
+            let (y0, y1) = extent(p.ys, j, f.y);
+            let value = p.values.get(j * nx + i).copied().flatten();
+            let corners = [f.inside((x0, y0)), f.inside((x1, y1))];
+            Rectangle::new(corners, shade(value, range).filled())
+        }))?;
     }
-    // Iso-lines through the grid points' values: grid coordinates map onto cell centres.
-    let centre = |(x, y): (f64, f64)| {
-        let gx = (x - f.x_lo) / (f.x_hi - f.x_lo) * (nx.saturating_sub(1)) as f64;
-        let gy = (y - f.y_lo) / (f.y_hi - f.y_lo) * (ny.saturating_sub(1)) as f64;
-        (LEFT + (gx + 0.5) * cw, TOP + SIZE - (gy + 0.5) * ch)
-    };
     for level in levels(p.values) {
-        let mut d = String::new();
-        for [a, b] in iso_segments(p.xs, p.ys, p.values, level) {
-            let (a, b) = (centre(a), centre(b));
-            let _ = write!(d, "M{:.1} {:.1}L{:.1} {:.1}", a.0, a.1, b.0, b.1);
-        }
-        if !d.is_empty() {
-            let _ = writeln!(
-                s,
-                r#"<path d="{d}" stroke="white" stroke-width="1" fill="none" opacity="0.8"><title>{}</title></path>"#,
-                label(level)
-            );
-        }
+        let segments = iso_segments(p.xs, p.ys, p.values, level);
+        chart.draw_series(
+            segments
+                .into_iter()
+                .map(|[a, b]| PathElement::new([f.inside(a), f.inside(b)], WHITE.mix(0.8))),
+        )?;
     }
     if !p.trajectory.is_empty() {
-        let points: Vec<String> = p
-            .trajectory
-            .iter()
-            .map(|q| {
-                let (x, y) = centre((q[0], q[1]));
-                format!("{x:.1},{y:.1}")
-            })
-            .collect();
-        let _ = writeln!(
-            s,
-            r##"<polyline points="{}" stroke="#d62728" stroke-width="2" fill="none"/>"##,
-            points.join(" ")
-        );
-        for q in p.trajectory {
-            let (x, y) = centre((q[0], q[1]));
-            let _ = writeln!(
-                s,
-                r##"<circle cx="{x:.1}" cy="{y:.1}" r="3" fill="#d62728"/>"##
-            );
-        }
+        chart.draw_series(
+            LineSeries::new(
+                p.trajectory
+                    .iter()
+                    .filter(|q| q.iter().all(|v| v.is_finite()))
+                    .map(|q| f.inside((q[0], q[1]))),
+                TRAJECTORY.stroke_width(2),
+            )
+            .point_size(3),
+        )?;
     }
-    let _ = writeln!(
-        s,
-        r##"<rect x="{LEFT}" y="{TOP}" width="{SIZE}" height="{SIZE}" fill="none" stroke="#333"/>"##
-    );
-    for x in Frame::ticks(f.x_lo, f.x_hi) {
-        let (px, _) = centre((x, f.y_lo));
-        let _ = writeln!(
-            s,
-            r#"<text x="{px:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
-            TOP + SIZE + 16.0,
-            label(x)
-        );
-    }
-    for y in Frame::ticks(f.y_lo, f.y_hi) {
-        let (_, py) = centre((f.x_lo, y));
-        let _ = writeln!(
-            s,
-            r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#,
-            LEFT - 6.0,
-            py + 4.0,
-            label(y)
-        );
-    }
+    chart
+        .configure_mesh()
+        .disable_mesh()
+        .x_labels(5)
+        .y_labels(5)
+        .label_style(text(14.0, INK, HPos::Center, VPos::Center))
+        .axis_style(INK)
+        .draw()?;
+    chart.draw_series(std::iter::once(Rectangle::new(
+        [(f.x.0, f.y.0), (f.x.1, f.y.1)],
+        INK,
+    )))?;
     if let Some((lo, hi)) = range {
-        for k in 0..50 {
-            let t = k as f64 / 49.0;
-            let _ = writeln!(
-                s,
-                r#"<rect x="{BAR_X}" y="{:.1}" width="14" height="{:.1}" fill="{}"/>"#,
-                TOP + SIZE - (k + 1) as f64 * SIZE / 50.0,
-                SIZE / 50.0 + 0.5,
-                hex(colour(t))
-            );
+        // The bar spans the plotting area's height, in the bar column's own pixels.
+        let (top, height) = (py.start, py.end - py.start);
+        let y_of = |t: f64| top + ((1.0 - t) * f64::from(height)).round() as i32;
+        let steps = 50;
+        for k in 0..steps {
+            let (t0, t1) = (k as f64 / steps as f64, (k + 1) as f64 / steps as f64);
+            let fill = colour((t0 + t1) / 2.0).filled();
+            bar.draw(&Rectangle::new([(14, y_of(t1)), (28, y_of(t0))], fill))?;
         }
         for t in [0.0, 0.25, 0.5, 0.75, 1.0] {
-            let _ = writeln!(
-                s,
-                r#"<text x="{:.1}" y="{:.1}">{}</text>"#,
-                BAR_X + 18.0,
-                TOP + SIZE - t * SIZE + 4.0,
-                label(lo + t * (hi - lo))
-            );
+            bar.draw(&Text::new(
+                label(lo + t * (hi - lo)),
+                (34, y_of(t)),
+                text(14.0, INK, HPos::Left, VPos::Center),
+            ))?;
         }
     }
-    s.push_str("</svg>\n");
-    s
+    Ok(())
+}
+
+/// The plot as SVG.
+pub fn contour_svg(p: &ContourPlot) -> String {
+    draw::svg(SIZE, |root| draw(root, p, false))
 }
 
 /// The plot as PNG bytes (the heat map interpolated bilinearly between grid points).
 pub fn contour_png(p: &ContourPlot) -> Vec<u8> {
-    let f = Frame::new(p);
-    let mut c = Canvas::new(W as usize, H as usize);
-    let ink = rgb("#333333");
-    let (nx, ny) = (p.xs.len(), p.ys.len());
-    let range = value_range(p.values);
-    let to_grid = |(px, py): (f64, f64)| {
-        (
-            (px - LEFT) / SIZE * (nx.saturating_sub(1)) as f64,
-            (TOP + SIZE - py) / SIZE * (ny.saturating_sub(1)) as f64,
-        )
-    };
-    let at = |i: usize, j: usize| p.values.get(j * nx + i).copied().flatten();
-    for py in TOP as usize..(TOP + SIZE) as usize {
-        for px in LEFT as usize..(LEFT + SIZE) as usize {
-            let (gx, gy) = to_grid((px as f64 + 0.5, py as f64 + 0.5));
-            let (i, j) = (
-                (gx.floor().max(0.0) as usize).min(nx.saturating_sub(2)),
-                (gy.floor().max(0.0) as usize).min(ny.saturating_sub(2)),
-            );
-            let (u, v) = (
-                (gx - i as f64).clamp(0.0, 1.0),
-                (gy - j as f64).clamp(0.0, 1.0),
-            );
-            let value = if nx < 2 || ny < 2 {
-                at(0, 0)
-            } else {
-                match (at(i, j), at(i + 1, j), at(i, j + 1), at(i + 1, j + 1)) {
-                    (Some(a), Some(b), Some(c), Some(d)) => Some(
-                        a * (1.0 - u) * (1.0 - v)
-                            + b * u * (1.0 - v)
-                            + c * (1.0 - u) * v
-                            + d * u * v,
-                    ),
-                    _ => None,
-                }
-            };
-            let col = match (value, range) {
-                (Some(v), Some((lo, hi))) => colour((v - lo) / (hi - lo)),
-                _ => rgb("#cccccc"),
-            };
-            c.blend(px as i64, py as i64, col, 1.0);
-        }
-    }
-    for level in levels(p.values) {
-        for [a, b] in iso_segments(p.xs, p.ys, p.values, level) {
-            c.line(f.px(a), f.px(b), [255.0; 3], 1.0);
-        }
-    }
-    let red = rgb("#d62728");
-    let path: Vec<(f64, f64)> = p.trajectory.iter().map(|q| f.px((q[0], q[1]))).collect();
-    for pair in path.windows(2) {
-        c.line(pair[0], pair[1], red, 2.0);
-    }
-    for &(x, y) in &path {
-        c.dot(x, y, 3.0, red, 1.0);
-    }
-    let (x1, y1) = (LEFT + SIZE, TOP + SIZE);
-    for (a, b) in [
-        ((LEFT, TOP), (x1, TOP)),
-        ((x1, TOP), (x1, y1)),
-        ((x1, y1), (LEFT, y1)),
-        ((LEFT, y1), (LEFT, TOP)),
-    ] {
-        c.line(a, b, ink, 1.0);
-    }
-    c.text(p.title, LEFT + SIZE / 2.0, 12.0, 0.5, 1, ink);
-    for x in Frame::ticks(f.x_lo, f.x_hi) {
-        c.text(&label(x), f.px((x, f.y_lo)).0, y1 + 8.0, 0.5, 1, ink);
-    }
-    for y in Frame::ticks(f.y_lo, f.y_hi) {
-        c.text(
-            &label(y),
-            LEFT - 6.0,
-            f.px((f.x_lo, y)).1 - 4.0,
-            1.0,
-            1,
-            ink,
-        );
-    }
-    if let Some((lo, hi)) = range {
-        for py in TOP as usize..(TOP + SIZE) as usize {
-            let t = (TOP + SIZE - py as f64) / SIZE;
-            for px in BAR_X as usize..BAR_X as usize + 14 {
-                c.blend(px as i64, py as i64, colour(t), 1.0);
-            }
-        }
-        for t in [0.0, 0.25, 0.5, 0.75, 1.0] {
-            let text = label(lo + t * (hi - lo));
-            c.text(
-                &text,
-                BAR_X + 18.0,
-                TOP + SIZE - t * SIZE - 4.0,
-                0.0,
-                1,
-                ink,
-            );
-        }
-    }
-    c.encode()
+    draw::png(SIZE, |root| draw(root, p, true))
 }
 
 #[cfg(test)]
@@ -458,7 +383,15 @@ mod tests {
             values: &values,
             trajectory: &[[0.5, 0.5], [0.0, 0.0]],
         });
-        assert!(svg.contains("#cccccc") && svg.contains("<polyline"));
+        // Grey where missing, viridis elsewhere, the red trajectory through both points.
+        assert!(svg.contains(r##"fill="#CCCCCC""##) && svg.contains(r##"fill="#440154""##));
+        let path = svg
+            .lines()
+            .find(|l| l.starts_with("<polyline") && l.contains("#D62728"))
+            .expect("trajectory");
+        assert_eq!(path.matches(',').count(), 2);
+        // One rectangle per grid point, plus the background, the frame and the colour bar.
+        assert_eq!(svg.matches("<rect").count(), 11 * 11 + 1 + 1 + 50);
     }
 
     #[test]
@@ -473,14 +406,69 @@ mod tests {
 
     #[test]
     fn a_png_contour_is_a_png() {
-        let (xs, values) = bowl(9);
-        let png = contour_png(&ContourPlot {
-            title: "bowl",
+        let (xs, mut values) = bowl(9);
+        let png = |values: &[Option<f64>]| {
+            let png = contour_png(&ContourPlot {
+                title: "bowl",
+                xs: &xs,
+                ys: &xs,
+                values,
+                trajectory: &[[0.5, -0.5], [0.0, 0.0]],
+            });
+            super::super::png::decode(&png)
+        };
+        let (w, h, pixels) = png(&values);
+        assert_eq!((w, h), SIZE);
+        let count =
+            |pixels: &[u8], c: RGBColor| pixels.chunks(3).filter(|p| *p == [c.0, c.1, c.2]).count();
+        // The bowl's bottom is the scale's first colour, its rim past the 90th percentile the
+        // last; the trajectory is drawn over it.
+        assert!(count(&pixels, colour(0.0)) > 0 && count(&pixels, colour(1.0)) > 1000);
+        assert!(count(&pixels, TRAJECTORY) > 50);
+        // Grey only in the anti-aliased edges of the text, until values are missing.
+        let grey = count(&pixels, MISSING);
+        assert!(grey < 200, "{grey}");
+        values.iter_mut().take(18).for_each(|v| *v = None);
+        let (_, _, pixels) = png(&values);
+        assert!(count(&pixels, MISSING) > 10_000);
+    }
+
+    #[test]
+    fn the_smooth_map_interpolates_between_grid_points() {
+        let (xs, values) = bowl(3);
+        let p = ContourPlot {
+            title: "",
             xs: &xs,
             ys: &xs,
             values: &values,
             trajectory: &[],
-        });
-        assert_eq!(&png[1..4], b"PNG");
+        };
+        assert_eq!(interpolate(&p, 0.0, 0.0), Some(0.0));
+        assert_eq!(interpolate(&p, -1.0, 1.0), Some(2.0));
+        assert_eq!(interpolate(&p, 0.5, 0.0), Some(0.5));
+        assert_eq!(interpolate(&p, 7.0, 0.0), Some(1.0));
+        assert_eq!(extent(&xs, 0, (-1.0, 1.0)), (-1.0, -0.5));
+        assert_eq!(extent(&xs, 1, (-1.0, 1.0)), (-0.5, 0.5));
+    }
+    #[test]
+    fn wild_grids_and_trajectories_still_draw() {
+        // Coordinates whose span overflows, an unsorted axis, values near the largest float,
+        // a trajectory far off the grid: every plot is drawn, nothing panics or hangs.
+        let xs = [-1e308, 0.0, 1e308];
+        let ys = [1.0, -1.0, 0.5];
+        let values: Vec<Option<f64>> = (0..9)
+            .map(|k| Some(if k % 2 == 0 { 1e308 } else { -1e308 }))
+            .collect();
+        let trajectory = [[1e300, -1e300], [f64::NAN, 0.0], [0.0, 0.0]];
+        let p = ContourPlot {
+            title: "wild",
+            xs: &xs,
+            ys: &ys,
+            values: &values,
+            trajectory: &trajectory,
+        };
+        assert!(contour_svg(&p).contains("wild"));
+        let (w, h, _) = super::super::png::decode(&contour_png(&p));
+        assert_eq!((w, h), SIZE);
     }
 }

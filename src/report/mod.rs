@@ -1,8 +1,11 @@
 //! Reports of an experiment: every run as JSON, curves as CSV, the double-win table as
-//! Markdown, and accuracy–sparsity plots as SVG and PNG.
+//! Markdown, and accuracy–sparsity plots as SVG and PNG (drawn with plotters; docs/reports.md).
 
-mod canvas;
 pub mod contour;
+mod draw;
+pub mod findings;
+mod font;
+mod lines;
 pub mod masks;
 pub mod matrix;
 pub mod png;
@@ -29,6 +32,14 @@ pub struct Written {
 /// The double-win table: one row per (pre-training, dataset, fraction), one column per
 /// sparsity level, ✓ for a double-win ticket; the last column is the extreme sparsity.
 pub fn markdown_table(verdicts: &[Verdict]) -> String {
+    markdown_table_marked(verdicts, &Default::default())
+}
+
+/// [`markdown_table`] with the rows of `unconverged` groups marked †.
+pub fn markdown_table_marked(
+    verdicts: &[Verdict],
+    unconverged: &std::collections::BTreeSet<findings::Group>,
+) -> String {
     let mut levels: Vec<f64> = verdicts
         .iter()
         .flat_map(|v| v.levels.iter().map(|l| l.sparsity))
@@ -45,9 +56,19 @@ pub fn markdown_table(verdicts: &[Verdict]) -> String {
     }
     out.push_str("---|\n");
     for v in verdicts {
+        let group = (
+            v.pretrain.clone(),
+            v.dataset.clone(),
+            (v.fraction * 1000.0).round() as u32,
+        );
+        let mark = if unconverged.contains(&group) {
+            " †"
+        } else {
+            ""
+        };
         let _ = write!(
             out,
-            "| {} | {} | {}% |",
+            "| {}{mark} | {} | {}% |",
             v.pretrain,
             v.dataset,
             100.0 * v.fraction
@@ -216,8 +237,12 @@ pub fn write_report(results: &[RunResult], dir: &Path) -> Result<(Vec<Verdict>, 
     put("curves.csv".into(), csv.as_bytes())?;
 
     let verdicts = verdicts(results);
-    let mut md = String::from("# Double-win tickets\n\nA ticket is double-win at a sparsity when, over seeds, its mean SA under standard training and its mean SA and RA under adversarial training are each at least the dense model's mean minus one standard deviation. ✗ names the failed criteria.\n\n");
-    md.push_str(&markdown_table(&verdicts));
+    let (unconverged, convergence) = findings::convergence(results);
+    let mut md = String::from("# Double-win tickets\n\nA ticket is double-win at a sparsity when, over seeds, its mean SA under standard training and its mean SA and RA under adversarial training are each at least the dense model's mean minus one standard deviation. ✗ names the failed criteria; † marks a row whose dense reference was still improving.\n\n");
+    md.push_str(&markdown_table_marked(&verdicts, &unconverged));
+    md.push_str(&findings::what_this_shows(&verdicts, &unconverged));
+    md.push_str(&findings::differences_table(&verdicts));
+    md.push_str(&convergence);
     md.push_str(&transfer_table(&curves));
     md.push_str(&ood_table(&curves));
     put("double_win.md".into(), md.as_bytes())?;

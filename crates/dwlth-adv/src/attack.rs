@@ -302,6 +302,15 @@ fn check_inputs<C: Classifier>(
                 .into(),
         ));
     }
+    if let Some(name) = crate::checks::trainable_parameter(model) {
+        return Err(AdvError::InvalidInput(format!(
+            "the model is trainable (parameter `{name}` requires a gradient): attack a view of it, \
+             `AttackMode::Eval.view(&model)` (BatchNorm on running statistics, as `model.eval()`) \
+             or `AttackMode::Train.view(&model)` (batch statistics, as the reference code crafts \
+             during adversarial training), so that the attack neither computes parameter \
+             gradients nor changes statistics you did not choose to change"
+        )));
+    }
     let dims = images.dims();
     let [m] = labels.dims();
     crate::checks::check_batch_shape(&dims, m)?;

@@ -29,6 +29,9 @@
 //! assert!(linf <= 8.0 / 255.0 + 1e-6);
 //! ```
 
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
 pub mod attack;
 mod checks;
 pub mod classifier;

@@ -101,11 +101,18 @@ fn bad_arguments_are_errors() {
     let err = Attack::fgsm(0.1)
         .perturb(
             &plain,
-            x.without_autodiff(),
+            x.clone().without_autodiff(),
             Tensor::<1, Int>::from_ints([0, 1, 2, 3, 0, 1], &Device::flex()),
         )
         .unwrap_err();
     assert!(err.to_string().contains("autodiff"), "{err}");
+    // The trainable model itself, not a view: parameter gradients and BatchNorm's mode would be
+    // whatever it happens to be.
+    let trainable = tiny(&device, 4);
+    let err = Attack::fgsm(0.1)
+        .perturb(&trainable, x.clone(), y.clone())
+        .unwrap_err();
+    assert!(err.to_string().contains("AttackMode::Eval.view"), "{err}");
     assert!(parse_fraction("8/255").is_ok() && parse_fraction("x/2").is_err());
 }
 

@@ -12,8 +12,17 @@
 //! - [`conv::blocks`] and [`conv::winograd`]: the building blocks other CPU kernels are made
 //!   of (the sparse inference engine of `dwlth-sparse` is).
 //!
-//! Knows nothing of models: `dwlth-models`' layers call these.
+//! - [`select`]: the passes of magnitude pruning's threshold selection (SSE2 on x86-64).
+//! - [`memory`]: the C allocator's settings that keep a CPU training step's buffers.
+//!
+//! Knows nothing of models: `dwlth-models`' layers and `dwlth-prune`'s selection call these.
+//! This is the one crate of the workspace with `unsafe` code besides the sparse engine
+//! (`dwlth-sparse`); every other crate forbids it.
+
+#![warn(missing_docs)]
 
 #[cfg(feature = "flex")]
 pub mod batch_norm;
 pub mod conv;
+pub mod memory;
+pub mod select;

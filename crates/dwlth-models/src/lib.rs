@@ -17,6 +17,9 @@
 //! sparse inference engine for tickets is `dwlth-sparse`.
 //! - [`DeviceSpec`]: `cpu`, `cuda[:N]`, `wgpu` chosen at run time.
 
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
 pub mod device;
 pub mod error;
 pub mod io;
@@ -29,6 +32,6 @@ pub use device::DeviceSpec;
 pub use error::{ModelError, Result};
 pub use layers::{
     BatchNorm2d, BatchNorm2dConfig, MaskStats, Masked, MaskedConv2d, MaskedConv2dConfig,
-    MaskedLinear, MaskedLinearConfig, Normalize, NormalizeConfig,
+    MaskedLinear, MaskedLinearConfig, Normalize, NormalizeConfig, ParamMasks,
 };
 pub use resnet::{Arch, ResNet, ResNetConfig, ResidualBlock, Stem};

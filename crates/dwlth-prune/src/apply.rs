@@ -1,17 +1,21 @@
-//! Rewriting a model's masked layers from a [`MaskSet`]: every mask set, every weight it
+//! Rewriting a model's prunable layers from a [`MaskSet`]: every mask set, every weight it
 //! prunes zeroed, checked against the model first (shapes, unknown layers) so that nothing is
-//! half-applied.
+//! half-applied; and the [`ParamMasks`] that keep pruned weights at zero through training.
 
 use burn::module::{Module, ModuleMapper, Param};
+use burn::optim::ModuleOptimizer;
 use burn::tensor::{Tensor, TensorData};
 use dwlth_models::io::{torch_key, PathStack};
+use dwlth_models::ParamMasks;
 
 use crate::error::{PruneError, Result};
-use crate::layers::masked_weights;
+use crate::layers::{masked_weights, transpose, WeightKind};
 use crate::mask_set::MaskSet;
 
 struct Applier<'a> {
     path: PathStack,
+    /// The container type of each entered field (the struct that holds it).
+    containers: Vec<String>,
     masks: &'a MaskSet,
 }
 
@@ -31,12 +35,14 @@ impl Applier<'_> {
 }
 
 impl ModuleMapper for Applier<'_> {
-    fn enter_module(&mut self, name: &str, _container_type: &str) {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
         self.path.enter(name);
+        self.containers.push(container_type.to_string());
     }
 
     fn exit_module(&mut self, _name: &str, _container_type: &str) {
         self.path.exit();
+        self.containers.pop();
     }
 
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
@@ -46,8 +52,14 @@ impl ModuleMapper for Applier<'_> {
         let Some(layer) = self.masks.get(&name) else {
             return param;
         };
-        let values: Vec<f32> = layer.keep.iter().map(|k| f32::from(u8::from(*k))).collect();
-        let shape = layer.shape.clone();
+        let mut values: Vec<f32> = layer.keep.iter().map(|k| f32::from(u8::from(*k))).collect();
+        let mut shape = layer.shape.clone();
+        let container = self.containers.last().map(String::as_str).unwrap_or("");
+        if !is_mask && WeightKind::plain(container, D) == Some(WeightKind::BurnLinear) {
+            // Masks are `[out, in]`; Burn's `Linear` stores `[in, out]`.
+            values = transpose(&values, shape[0], shape[1]);
+            shape.swap(0, 1);
+        }
         param.map(|old| {
             let require_grad = old.is_require_grad();
             let mask = Tensor::<D>::from_data(TensorData::new(values, shape), &old.device());
@@ -62,17 +74,141 @@ impl ModuleMapper for Applier<'_> {
 }
 
 /// Writes `masks` into `model`: each named layer gets the mask, and its weight is zeroed where
-/// the mask is zero (so pruned weights stay exactly zero through training). Layers the set
-/// does not name keep their masks.
+/// the mask is zero. Layers the set does not name keep their masks.
+///
+/// What keeps pruned weights at zero afterwards:
+/// - a **masked layer** applies its mask in `forward`, so a pruned weight gets a zero gradient;
+///   with a fresh optimiser (or one whose state went through [`prune_optimizer_state`]) it stays
+///   exactly zero through SGD with momentum and weight decay, and through Adam.
+/// - an optimiser **carried over** from training the dense model still holds momentum at the
+///   newly pruned positions and moves those stored weights (the forward pass still reads
+///   zeros): call [`prune_optimizer_state`] once after pruning.
+/// - a **plain Burn `Conv2d` / `Linear`** has no mask of its own, so its gradients must be masked
+///   before every step: `param_masks(&model, &masks)?.mask_gradients(&model, grads)?`, or train
+///   with `dwlth_adv::Trainer::with_param_masks`.
 ///
 /// Refuses, naming the layer, a mask for a layer the model lacks or of the wrong shape.
+///
+/// ```
+/// use burn::module::Module;
+/// use burn::nn::conv::{Conv2d, Conv2dConfig};
+/// use burn::nn::{Linear, LinearConfig};
+/// use burn::tensor::Device;
+/// use dwlth_prune::{apply_masks, masked_weights, Prunable, PruneMethod};
+///
+/// // A model made of Burn's own layers, pruned like a ResNet of masked layers.
+/// #[derive(Module, Debug)]
+/// struct Tiny {
+///     conv: Conv2d,
+///     head: Linear,
+/// }
+///
+/// let device = Device::flex();
+/// let model = Tiny {
+///     conv: Conv2dConfig::new([3, 8], [3, 3]).init(&device),
+///     head: LinearConfig::new(8, 10).init(&device),
+/// };
+/// let prunable = Prunable::convolutions();
+/// let masks = PruneMethod::global_magnitude().prune(&masked_weights(&model), &prunable, 0.5)?;
+/// let model = apply_masks(model, &masks)?;
+/// let zeros = model.conv.weight.val().equal_elem(0.0).int().sum().into_scalar::<i64>();
+/// assert_eq!(zeros, 108); // half of 8 × 3 × 3 × 3
+/// # Ok::<(), dwlth_prune::PruneError>(())
+/// ```
 pub fn apply_masks<M: Module>(model: M, masks: &MaskSet) -> Result<M> {
     check_masks_fit(&model, masks).map_err(|e| masks.in_file(e))?;
     let mut applier = Applier {
         path: PathStack::default(),
+        containers: Vec::new(),
         masks,
     };
     Ok(model.map(&mut applier))
+}
+
+/// The masks of `masks` laid out like `model`'s parameters (Burn `Linear` weights transposed),
+/// to zero gradients ([`ParamMasks::mask_gradients`]) and optimiser state
+/// ([`ParamMasks::mask_optimizer`]) at pruned positions.
+///
+/// Refuses, naming the layer, a mask for a layer the model lacks or of the wrong shape.
+pub fn param_masks<M: Module>(model: &M, masks: &MaskSet) -> Result<ParamMasks> {
+    check_masks_fit(model, masks).map_err(|e| masks.in_file(e))?;
+    let layers = masked_weights(model);
+    let mut out = ParamMasks::new();
+    for (name, mask) in masks.iter() {
+        let plain_linear = layers
+            .iter()
+            .any(|l| &l.name == name && l.kind == WeightKind::BurnLinear);
+        let (shape, keep) = if plain_linear {
+            let (rows, cols) = (mask.shape[0], mask.shape[1]);
+            (vec![cols, rows], transpose(&mask.keep, rows, cols))
+        } else {
+            (mask.shape.clone(), mask.keep.clone())
+        };
+        out.insert(name.clone(), shape, &keep)?;
+    }
+    Ok(out)
+}
+
+/// How many positions `masks` prunes hold a stored weight that is not exactly zero in `model`:
+/// 0 when pruning held through training (the check behind every claim that it does).
+///
+/// Refuses, naming the layer, a mask for a layer the model lacks or of the wrong shape.
+pub fn pruned_nonzero<M: Module>(model: &M, masks: &MaskSet) -> Result<usize> {
+    check_masks_fit(model, masks).map_err(|e| masks.in_file(e))?;
+    let layers = masked_weights(model);
+    Ok(masks
+        .iter()
+        .filter_map(|(name, mask)| {
+            let layer = layers.iter().find(|l| &l.name == name)?;
+            let weights = layer.weight.iter().zip(&mask.keep);
+            Some(weights.filter(|(w, keep)| !**keep && **w != 0.0).count())
+        })
+        .sum())
+}
+
+/// `optim` with its state (momentum, Adam's moments) zeroed at the positions `masks` prunes,
+/// for an optimiser that carries on after pruning a model it trained dense. Without it the
+/// momentum gathered before pruning moves pruned stored weights for many steps.
+///
+/// ```
+/// use burn::module::Module;
+/// use burn::nn::{Linear, LinearConfig};
+/// use burn::optim::{momentum::MomentumConfig, GradientsParams, SgdConfig};
+/// use burn::tensor::{Device, Tensor};
+/// use dwlth_prune::{apply_masks, masked_weights, param_masks, prune_optimizer_state,
+///     Prunable, PruneMethod};
+///
+/// #[derive(Module, Debug)]
+/// struct Net {
+///     fc: Linear,
+/// }
+///
+/// let device = Device::flex().autodiff();
+/// let mut net = Net { fc: LinearConfig::new(4, 4).init(&device) };
+/// let mut optim = SgdConfig::new().with_momentum(Some(MomentumConfig::new())).init();
+/// let x = Tensor::<2>::ones([2, 4], &device);
+/// for _ in 0..3 {
+///     let grads = GradientsParams::from_grads(net.fc.forward(x.clone()).sum().backward(), &net);
+///     net = optim.step(0.1, net, grads);
+/// }
+/// let masks = PruneMethod::global_magnitude()
+///     .prune(&masked_weights(&net), &Prunable::all(), 0.5)?;
+/// let net = apply_masks(net, &masks)?;
+/// let mut optim = prune_optimizer_state(optim, &net, &masks)?;
+/// let keep = param_masks(&net, &masks)?;
+/// let grads = GradientsParams::from_grads(net.fc.forward(x).sum().backward(), &net);
+/// let grads = keep.mask_gradients(&net, grads)?;
+/// let net = optim.step(0.1, net, grads);
+/// let zeros = net.fc.weight.val().equal_elem(0.0).int().sum().into_scalar::<i64>();
+/// assert_eq!(zeros, 8);
+/// # Ok::<(), dwlth_prune::PruneError>(())
+/// ```
+pub fn prune_optimizer_state<M: Module>(
+    optim: ModuleOptimizer,
+    model: &M,
+    masks: &MaskSet,
+) -> Result<ModuleOptimizer> {
+    Ok(param_masks(model, masks)?.mask_optimizer(model, optim)?)
 }
 
 /// Every mask of `masks` names a layer of `model` and has its weight's shape.

@@ -68,6 +68,11 @@ pub struct RoundContext {
     pub round: usize,
     /// Sparsity of the prunable weights in this round.
     pub sparsity: f64,
+    /// The round's masks. A model of plain Burn `Conv2d` / `Linear` layers must keep its pruned
+    /// weights at zero while it trains: mask its gradients with
+    /// [`param_masks`](crate::param_masks)`(&model, &context.masks)` (or train with
+    /// `dwlth_adv::Trainer::with_param_masks`).
+    pub masks: MaskSet,
 }
 
 /// The record of one finished round.
@@ -214,6 +219,31 @@ impl Imp {
     /// Runs (or resumes) IMP from the pre-trained `theta_p`, calling `retrain` once per round
     /// with the rewound, masked network. Returns the last trained model, its masks, and every
     /// round's record.
+    ///
+    /// ```
+    /// use burn::module::Module;
+    /// use burn::nn::conv::{Conv2d, Conv2dConfig};
+    /// use burn::tensor::Device;
+    /// use dwlth_prune::{Imp, ImpConfig, Prunable, RoundContext};
+    ///
+    /// #[derive(Module, Debug)]
+    /// struct Net {
+    ///     conv: Conv2d,
+    /// }
+    ///
+    /// let device = Device::flex();
+    /// let theta_p = Net { conv: Conv2dConfig::new([3, 8], [3, 3]).init(&device) };
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let config = ImpConfig { rounds: 2, ..ImpConfig::default() };
+    /// let imp = Imp::new(config, Prunable::convolutions(), dir.path())?;
+    /// let (_, masks, rounds) = imp.run(&theta_p, |model: Net, round: &RoundContext| {
+    ///     // Re-train `model` here, keeping `round.masks` (see `param_masks`).
+    ///     Ok::<_, String>((model, serde_json::json!({ "round": round.round })))
+    /// })?;
+    /// assert_eq!(rounds.len(), 2);
+    /// assert!((masks.sparsity() - 0.36).abs() < 0.01); // 1 − 0.8²
+    /// # Ok::<(), dwlth_prune::PruneError>(())
+    /// ```
     pub fn run<M, F, E>(&self, theta_p: &M, mut retrain: F) -> Result<(M, MaskSet, Vec<ImpRound>)>
     where
         M: Module,
@@ -240,7 +270,16 @@ impl Imp {
         let start = first + records.len();
         for round in start..=self.config.rounds {
             if round > 0 {
-                let layers = masked_weights(&trained);
+                // A plain layer's mask reads as its non-zero weights: a weight the round's
+                // training moved off zero stays pruned.
+                let mut layers = masked_weights(&trained);
+                for layer in &mut layers {
+                    if let Some(current) = masks.get(&layer.name) {
+                        for (m, keep) in layer.mask.iter_mut().zip(&current.keep) {
+                            *m &= *keep;
+                        }
+                    }
+                }
                 masks = self
                     .config
                     .method
@@ -251,6 +290,7 @@ impl Imp {
             let context = RoundContext {
                 round,
                 sparsity: masks.sparsity(),
+                masks: masks.clone(),
             };
             let (model, metrics) = retrain(rewound, &context).map_err(|e| PruneError::Retrain {
                 round,

@@ -1,9 +1,20 @@
-//! Finding and rewriting the masked weights of *any* Burn model.
+//! Finding the prunable weights of *any* Burn model.
 //!
-//! A masked layer is any module with two sibling parameters named `weight` and `mask` of the
-//! same shape — what `dwlth_models::MaskedConv2d` and `MaskedLinear` are, and what a user's own
-//! layer can be. Nothing here assumes a ResNet. A layer is named by the PyTorch key of its
-//! weight (`layer1.0.conv1.weight`), the name `torch.nn.utils.prune` masks go by.
+//! Two kinds of layer are found, and nothing here assumes a ResNet:
+//!
+//! - a **masked layer**: any module with two sibling parameters named `weight` and `mask` of the
+//!   same shape — what `dwlth_models::MaskedConv2d` and `MaskedLinear` are, and what a user's
+//!   own layer can be. Its mask is the `mask` parameter.
+//! - a **plain Burn layer**: `burn::nn::Conv2d` or `burn::nn::Linear`, what every Burn model is
+//!   made of. It has nowhere to keep a mask, so its pruned weights are the ones pruning set to
+//!   zero: its mask reads as `weight != 0`. Keep them at zero while training with
+//!   [`ParamMasks`](dwlth_models::ParamMasks) (see [`param_masks`](crate::param_masks)).
+//!   A Burn `Linear` stores its weight as `[in, out]`; it is reported (and its masks are
+//!   written) in PyTorch's `[out, in]`, so masks, structured criteria and saved mask files mean
+//!   the same for both kinds.
+//!
+//! A layer is named by the PyTorch key of its weight (`layer1.0.conv1.weight`), the name
+//! `torch.nn.utils.prune` masks go by.
 
 use std::collections::HashMap;
 
@@ -22,6 +33,43 @@ pub struct MaskedWeight {
     pub weight: Vec<f32>,
     /// Current mask (`true` = kept).
     pub mask: Vec<bool>,
+    /// Which kind of layer holds the weight.
+    pub kind: WeightKind,
+}
+
+/// The kind of layer a prunable weight belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WeightKind {
+    /// A layer with its own `mask` parameter (`MaskedConv2d`, `MaskedLinear`, a user's layer).
+    Masked,
+    /// Burn's `Conv2d`: no mask of its own; pruned weights are zeros.
+    BurnConv2d,
+    /// Burn's `Linear`: no mask of its own, weight stored `[in, out]` (reported `[out, in]`).
+    BurnLinear,
+}
+
+impl WeightKind {
+    /// The kind of a parameter named `weight` of rank `rank` inside a struct of
+    /// `container_type` (Burn's derive passes `"Struct:Conv2d"`), if it is a plain Burn layer.
+    pub(crate) fn plain(container_type: &str, rank: usize) -> Option<Self> {
+        match (container_type, rank) {
+            ("Struct:Conv2d", 4) => Some(Self::BurnConv2d),
+            ("Struct:Linear", 2) => Some(Self::BurnLinear),
+            _ => None,
+        }
+    }
+
+    /// Whether the layer keeps no mask of its own.
+    pub fn is_plain(self) -> bool {
+        self != Self::Masked
+    }
+}
+
+/// `values` of a `[rows, cols]` matrix, transposed to `[cols, rows]`.
+pub(crate) fn transpose<T: Copy>(values: &[T], rows: usize, cols: usize) -> Vec<T> {
+    (0..cols)
+        .flat_map(|c| (0..rows).map(move |r| values[r * cols + c]))
+        .collect()
 }
 
 impl MaskedWeight {
@@ -42,20 +90,46 @@ fn host_values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
 
 struct Finder {
     path: PathStack,
+    /// The container type of each entered field (the struct that holds it).
+    containers: Vec<String>,
     weights: HashMap<String, (Vec<usize>, Vec<f32>)>,
     found: Vec<MaskedWeight>,
 }
 
 impl ModuleVisitor for Finder {
-    fn enter_module(&mut self, name: &str, _container_type: &str) {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
         self.path.enter(name);
+        self.containers.push(container_type.to_string());
     }
 
     fn exit_module(&mut self, _name: &str, _container_type: &str) {
         self.path.exit();
+        self.containers.pop();
     }
 
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let container = self.containers.last().map(String::as_str).unwrap_or("");
+        if self.path.parts().last().map(String::as_str) == Some("weight") {
+            if let Some(kind) = WeightKind::plain(container, D) {
+                let name = torch_key(self.path.parts());
+                let value = param.val();
+                let mut shape = value.shape().to_vec();
+                let mut weight = host_values(value);
+                if kind == WeightKind::BurnLinear {
+                    weight = transpose(&weight, shape[0], shape[1]);
+                    shape.swap(0, 1);
+                }
+                let mask = weight.iter().map(|w| *w != 0.0).collect();
+                self.found.push(MaskedWeight {
+                    name,
+                    shape,
+                    weight,
+                    mask,
+                    kind,
+                });
+                return;
+            }
+        }
         let parts = self.path.parts();
         let Some((leaf, parent)) = parts.split_last() else {
             return;
@@ -78,6 +152,7 @@ impl ModuleVisitor for Finder {
                             shape,
                             weight,
                             mask,
+                            kind: WeightKind::Masked,
                         });
                     }
                 }
@@ -87,10 +162,45 @@ impl ModuleVisitor for Finder {
     }
 }
 
-/// Every masked weight of `model`, in module order.
+/// Every prunable weight of `model` — of masked layers and of plain Burn `Conv2d` / `Linear`
+/// layers — in module order.
+///
+/// ```
+/// use burn::module::Module;
+/// use burn::nn::conv::{Conv2d, Conv2dConfig};
+/// use burn::nn::{Linear, LinearConfig};
+/// use burn::tensor::Device;
+/// use dwlth_models::{MaskedConv2d, MaskedConv2dConfig};
+/// use dwlth_prune::{masked_weights, WeightKind};
+///
+/// #[derive(Module, Debug)]
+/// struct Mixed {
+///     stem: MaskedConv2d,
+///     body: Conv2d,
+///     head: Linear,
+/// }
+///
+/// let device = Device::flex();
+/// let model = Mixed {
+///     stem: MaskedConv2dConfig::new([3, 4], [3, 3]).init(&device),
+///     body: Conv2dConfig::new([4, 4], [1, 1]).init(&device),
+///     head: LinearConfig::new(4, 10).init(&device),
+/// };
+/// let found: Vec<_> = masked_weights(&model)
+///     .into_iter()
+///     .map(|l| (l.name, l.shape, l.kind))
+///     .collect();
+/// assert_eq!(found, [
+///     ("stem.weight".to_string(), vec![4, 3, 3, 3], WeightKind::Masked),
+///     ("body.weight".to_string(), vec![4, 4, 1, 1], WeightKind::BurnConv2d),
+///     // PyTorch's `[out, in]`, whatever Burn stores.
+///     ("head.weight".to_string(), vec![10, 4], WeightKind::BurnLinear),
+/// ]);
+/// ```
 pub fn masked_weights<M: Module>(model: &M) -> Vec<MaskedWeight> {
     let mut finder = Finder {
         path: PathStack::default(),
+        containers: Vec::new(),
         weights: HashMap::new(),
         found: Vec::new(),
     };

@@ -1,7 +1,9 @@
 //! # dwlth-prune
 //!
-//! Masks and pruning for any model built from `dwlth-models`' masked layers (any module with
-//! sibling `weight` and `mask` parameters — not only ResNets):
+//! Masks and pruning for any Burn model — not only ResNets: models built from `dwlth-models`'
+//! masked layers (any module with sibling `weight` and `mask` parameters) and models built from
+//! Burn's own `Conv2d` and `Linear` (see [`layers`] for how the two differ, and [`apply_masks`]
+//! for what keeps pruned weights at zero through training):
 //!
 //! - [`MaskSet`]: named binary masks, saved as compact `u8` safetensors with metadata; reads
 //!   Double-Win-LTH / `torch.nn.utils.prune` masks (`X.weight_mask`).
@@ -11,6 +13,8 @@
 //!   masks matched layer by layer.
 //! - [`Imp`]: iterative magnitude pruning with rewinding, resumable round by round.
 //! - [`learn_mask`]: learnable mask pruning (LMP) with the weights frozen at θ_p.
+//! - [`param_masks`] / [`prune_optimizer_state`]: zero gradients and optimiser state at pruned
+//!   positions, so that stored pruned weights stay exactly zero in every training path.
 //! - [`analysis`]: sparsity tables, mask similarity, zero kernels per stage, heat maps.
 //!
 //! ```
@@ -29,6 +33,9 @@
 //! let ticket = apply_masks(model, &masks).unwrap();
 //! ```
 
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
 pub mod analysis;
 pub mod apply;
 pub mod criteria;
@@ -41,11 +48,11 @@ pub mod rng;
 pub mod select;
 pub mod selection;
 
-pub use apply::apply_masks;
+pub use apply::{apply_masks, param_masks, prune_optimizer_state, pruned_nonzero};
 pub use criteria::{random_like, Granularity, Norm, PruneMethod, Scope};
 pub use error::{PruneError, Result};
 pub use imp::{Imp, ImpConfig, ImpRound, RoundContext};
-pub use layers::{masked_weights, MaskedWeight};
+pub use layers::{masked_weights, MaskedWeight, WeightKind};
 pub use lmp::{learn_mask, LmpConfig};
 pub use mask_set::{LayerMask, MaskSet};
 pub use selection::Prunable;

@@ -5,7 +5,8 @@
 //! The gradient of the loss with respect to a mask entry is `∂L/∂(w ⊙ m) · w`. Running each
 //! step with the hard mask baked into the weights (`w ← θ ⊙ m`, mask ← 1) gives
 //! `∂L/∂(w ⊙ m)` at *every* entry, pruned ones included, as the weights' gradient; so LMP needs
-//! nothing of the layers beyond the usual `weight`/`mask` pair and works on any masked model.
+//! nothing of the layers beyond the usual `weight`/`mask` pair and works on any masked model —
+//! and on Burn's plain `Conv2d` / `Linear`, which have the weight alone.
 //! BatchNorm runs on θ_p's running statistics (the whole model is frozen except for the
 //! gradients LMP reads). Scores start at |θ| so the first mask is the one-shot magnitude
 //! ticket.
@@ -19,7 +20,7 @@ use dwlth_models::mode::materialize;
 
 use crate::criteria::Scope;
 use crate::error::{check_fraction, PruneError, Result};
-use crate::layers::masked_weights;
+use crate::layers::{masked_weights, transpose, WeightKind};
 use crate::mask_set::{LayerMask, MaskSet};
 use crate::select::{count_to_prune, lowest_k};
 use crate::selection::Prunable;
@@ -43,16 +44,20 @@ type BakedLayer = (String, Vec<usize>, Vec<f32>, Vec<bool>);
 /// The model of one LMP step: weights `θ ⊙ m` requiring gradients, masks all ones.
 struct Bake<'a> {
     path: PathStack,
+    /// The container type of each entered field (the struct that holds it).
+    containers: Vec<String>,
     layers: &'a [BakedLayer],
 }
 
 impl ModuleMapper for Bake<'_> {
-    fn enter_module(&mut self, name: &str, _container_type: &str) {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
         self.path.enter(name);
+        self.containers.push(container_type.to_string());
     }
 
     fn exit_module(&mut self, _name: &str, _container_type: &str) {
         self.path.exit();
+        self.containers.pop();
     }
 
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
@@ -66,7 +71,7 @@ impl ModuleMapper for Bake<'_> {
         let Some((_, shape, theta, keep)) = self.layers.iter().find(|l| l.0 == name) else {
             return param;
         };
-        let values: Vec<f32> = match leaf.as_str() {
+        let mut values: Vec<f32> = match leaf.as_str() {
             "weight" => theta
                 .iter()
                 .zip(keep)
@@ -76,7 +81,13 @@ impl ModuleMapper for Bake<'_> {
             _ => return param,
         };
         let is_weight = leaf == "weight";
-        let shape = shape.clone();
+        let mut shape = shape.clone();
+        let container = self.containers.last().map(String::as_str).unwrap_or("");
+        if is_weight && WeightKind::plain(container, D) == Some(WeightKind::BurnLinear) {
+            // Layers are `[out, in]`; Burn's `Linear` stores `[in, out]`.
+            values = transpose(&values, shape[0], shape[1]);
+            shape.swap(0, 1);
+        }
         param.map(|old| {
             let t = Tensor::<D>::from_data(TensorData::new(values, shape), &old.device());
             if is_weight {
@@ -90,18 +101,22 @@ impl ModuleMapper for Bake<'_> {
 
 struct GradReader<'a> {
     path: PathStack,
+    /// The container type of each entered field (the struct that holds it).
+    containers: Vec<String>,
     grads: &'a Gradients,
     names: &'a [String],
     out: Vec<(String, Vec<f32>)>,
 }
 
 impl ModuleVisitor for GradReader<'_> {
-    fn enter_module(&mut self, name: &str, _container_type: &str) {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
         self.path.enter(name);
+        self.containers.push(container_type.to_string());
     }
 
     fn exit_module(&mut self, _name: &str, _container_type: &str) {
         self.path.exit();
+        self.containers.pop();
     }
 
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
@@ -113,7 +128,12 @@ impl ModuleVisitor for GradReader<'_> {
             return;
         }
         if let Some(g) = param.val().grad(self.grads) {
-            let values = g.into_data().try_to_vec_as::<f32>().unwrap_or_default();
+            let shape = g.shape().to_vec();
+            let mut values = g.into_data().try_to_vec_as::<f32>().unwrap_or_default();
+            let container = self.containers.last().map(String::as_str).unwrap_or("");
+            if WeightKind::plain(container, D) == Some(WeightKind::BurnLinear) {
+                values = transpose(&values, shape[0], shape[1]);
+            }
             self.out.push((name, values));
         }
     }
@@ -154,6 +174,28 @@ fn top_masks(
 /// classes; returns it at the target sparsity with the final training loss per epoch.
 ///
 /// `model` must live on an autodiff device.
+///
+/// ```
+/// use burn::module::Module;
+/// use burn::nn::{Linear, LinearConfig};
+/// use burn::tensor::{Device, Distribution, Int, Tensor};
+/// use dwlth_prune::{learn_mask, LmpConfig, Prunable, Scope};
+///
+/// #[derive(Module, Debug)]
+/// struct Net {
+///     fc: Linear,
+/// }
+///
+/// let device = Device::flex().autodiff();
+/// let model = Net { fc: LinearConfig::new(12, 3).init(&device) };
+/// let x = Tensor::<4>::random([6, 3, 2, 2], Distribution::Uniform(0.0, 1.0), &device);
+/// let y = Tensor::<1, Int>::from_ints([0, 1, 2, 0, 1, 2], &device);
+/// let config = LmpConfig { sparsity: 0.5, scope: Scope::Global, lr: 0.01, epochs: 2 };
+/// let (masks, losses) = learn_mask(&model, &Prunable::all(), &config, &[(x, y)],
+///     |m: &Net, images| m.fc.forward(images.flatten(1, 3)))?;
+/// assert_eq!((masks.kept(), losses.len()), (18, 2));
+/// # Ok::<(), dwlth_prune::PruneError>(())
+/// ```
 pub fn learn_mask<M: Module + Clone>(
     model: &M,
     prunable: &Prunable,
@@ -209,6 +251,7 @@ pub fn learn_mask<M: Module + Clone>(
                 .collect();
             let step = frozen.clone().map(&mut Bake {
                 path: PathStack::default(),
+                containers: Vec::new(),
                 layers: &baked,
             });
             let loss = ce.forward(logits(&step, x.clone().autodiff()), y.clone());
@@ -218,6 +261,7 @@ pub fn learn_mask<M: Module + Clone>(
             let grads = loss.backward();
             let mut reader = GradReader {
                 path: PathStack::default(),
+                containers: Vec::new(),
                 grads: &grads,
                 names: &names,
                 out: Vec::new(),

@@ -95,6 +95,22 @@ impl MaskSet {
     }
 
     /// The current masks of the layers of `model` that `prunable` selects.
+    ///
+    /// ```
+    /// use burn::module::Module;
+    /// use burn::nn::conv::{Conv2d, Conv2dConfig};
+    /// use burn::tensor::Device;
+    /// use dwlth_prune::{MaskSet, Prunable};
+    ///
+    /// #[derive(Module, Debug)]
+    /// struct Net {
+    ///     conv: Conv2d,
+    /// }
+    ///
+    /// let model = Net { conv: Conv2dConfig::new([2, 4], [3, 3]).init(&Device::flex()) };
+    /// let masks = MaskSet::from_model(&model, &Prunable::convolutions());
+    /// assert_eq!((masks.total(), masks.sparsity()), (72, 0.0));
+    /// ```
     pub fn from_model<M: Module>(model: &M, prunable: &Prunable) -> Self {
         let mut set = Self::new();
         for layer in masked_weights(model) {

@@ -32,6 +32,8 @@
 //! assert_eq!(logits.dims(), [2, 3]);
 //! ```
 
+#![warn(missing_docs)]
+
 mod activation;
 mod dense;
 pub mod error;

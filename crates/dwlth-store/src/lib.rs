@@ -34,6 +34,9 @@
 //! # Ok(()) }
 //! ```
 
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
 mod atomic;
 mod checkpoint;
 mod error;

@@ -127,6 +127,43 @@ impl TrainConfig {
         }
     }
 
+    /// These settings for a training set of `steps_per_epoch` batches, trained for at least
+    /// `min_steps` steps: the epochs grow (never shrink) to `⌈min_steps / steps_per_epoch⌉`,
+    /// and every epoch-valued setting — the learning-rate milestones, warm-up, the first
+    /// epoch with robust validation — stretches in proportion, so the schedule keeps its
+    /// shape. Data-limited transfer papers scale epochs to the subset this way: 4 epochs of
+    /// 100 images are a handful of steps, not a trained network.
+    ///
+    /// ```
+    /// use dwlth_adv::{Regime, Schedule, TrainConfig};
+    ///
+    /// let paper = TrainConfig::cifar_paper(Regime::Standard); // 100 epochs, ×0.1 at 50 and 75
+    /// let small = paper.stretched_to_steps(4, 1000);           // 4 batches per epoch
+    /// assert_eq!(small.epochs, 250);
+    /// assert_eq!(small.ra_from_epoch, 113);
+    /// let Schedule::MultiStep { milestones, .. } = small.lr.schedule else { unreachable!() };
+    /// assert_eq!(milestones, [125, 188]);
+    /// assert_eq!(paper.stretched_to_steps(400, 1000).epochs, 100); // never fewer epochs
+    /// ```
+    pub fn stretched_to_steps(&self, steps_per_epoch: usize, min_steps: usize) -> TrainConfig {
+        let wanted = min_steps.div_ceil(steps_per_epoch.max(1));
+        if wanted <= self.epochs {
+            return self.clone();
+        }
+        let factor = wanted as f64 / self.epochs as f64;
+        let stretch = |epoch: usize| (epoch as f64 * factor).round() as usize;
+        let mut out = self.clone();
+        out.epochs = wanted;
+        out.ra_from_epoch = stretch(self.ra_from_epoch).min(wanted - 1);
+        out.lr.warmup_epochs = stretch(self.lr.warmup_epochs);
+        if let Schedule::MultiStep { milestones, .. } = &mut out.lr.schedule {
+            for m in milestones.iter_mut() {
+                *m = stretch(*m);
+            }
+        }
+        out
+    }
+
     /// Checks every setting.
     pub fn validate(&self) -> Result<()> {
         if self.epochs == 0 {

@@ -32,6 +32,7 @@ use dwlth_models::io::{
     save_module,
 };
 use dwlth_models::mode::independent_copy;
+use dwlth_models::ParamMasks;
 use dwlth_store::{link_or_copy, write_file, Checkpoints, StoreError};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -103,6 +104,10 @@ pub struct Trainer {
     ///
     /// [`with_replicas`]: Trainer::with_replicas
     pub replicas: Vec<Device>,
+    /// Masks whose pruned positions get zero gradients every step (see [`with_param_masks`]).
+    ///
+    /// [`with_param_masks`]: Trainer::with_param_masks
+    pub param_masks: Option<ParamMasks>,
 }
 
 fn io_err(path: &Path, e: impl std::fmt::Display) -> AdvError {
@@ -124,7 +129,20 @@ impl Trainer {
             bars: None,
             inputs: serde_json::Value::Null,
             replicas: Vec::new(),
+            param_masks: None,
         })
+    }
+
+    /// Zeroes the gradients at the positions `masks` prunes before every optimiser step.
+    ///
+    /// A model of `dwlth-models`' masked layers needs none of this (its masks already give
+    /// pruned weights zero gradients); a model of Burn's own `Conv2d` / `Linear` does, or its
+    /// pruned weights come back to life on the first step. Build the masks with
+    /// `dwlth_prune::param_masks(&model, &mask_set)`. They are part of the settings a run
+    /// directory is bound to.
+    pub fn with_param_masks(mut self, masks: ParamMasks) -> Self {
+        self.param_masks = Some(masks);
+        self
     }
 
     /// Splits every batch across `devices` (data parallelism): the first must be the model's
@@ -167,11 +185,16 @@ impl Trainer {
         if let Some(map) = train.as_object_mut() {
             map.remove("snapshots");
         }
-        Ok(serde_json::json!({
+        let mut identity = serde_json::json!({
             "train": train,
             "start_weights": fingerprint_module(start)?,
             "inputs": self.inputs,
-        }))
+        });
+        // Only when set, so runs without masks keep the identity they always had.
+        if let (Some(masks), Some(map)) = (&self.param_masks, identity.as_object_mut()) {
+            map.insert("param_masks".into(), masks.fingerprint().into());
+        }
+        Ok(identity)
     }
 
     /// Opens the run directory (if any): refuses an earlier layout and other settings.
@@ -194,6 +217,51 @@ impl Trainer {
 
     /// Trains `model` on `train`, validating on `validation` (an eval-mode view is taken each
     /// epoch), for `classes` classes. `model` must live on an autodiff device.
+    ///
+    /// Any [`Classifier`] trains, a model of your own included:
+    ///
+    /// ```
+    /// use burn::module::Module;
+    /// use burn::nn::{Linear, LinearConfig};
+    /// use burn::tensor::{Device, Tensor};
+    /// use dwlth_adv::{Classifier, InMemory, LrSchedule, Regime, Schedule, TrainConfig, Trainer};
+    ///
+    /// #[derive(Module, Debug)]
+    /// struct Net {
+    ///     fc: Linear,
+    /// }
+    ///
+    /// impl Classifier for Net {
+    ///     fn logits(&self, images: Tensor<4>) -> Tensor<2> {
+    ///         self.fc.forward(images.flatten(1, 3))
+    ///     }
+    /// }
+    ///
+    /// let device = Device::flex().autodiff();
+    /// // Eight 2×2 grey images: dark ones are class 0, bright ones class 1.
+    /// let images: Vec<f32> = (0..8).flat_map(|i| [0.2 + 0.6 * (i % 2) as f32; 4]).collect();
+    /// let labels: Vec<i64> = (0..8).map(|i| i % 2).collect();
+    /// let mut train = InMemory::new(images, labels, [1, 2, 2], 4, 0, &device);
+    /// let validation = train.batches();
+    /// let config = TrainConfig {
+    ///     epochs: 2,
+    ///     lr: LrSchedule { base: 0.1, schedule: Schedule::Constant, warmup_epochs: 0 },
+    ///     momentum: 0.9,
+    ///     weight_decay: 5e-4,
+    ///     regime: Regime::Standard,
+    ///     eval_attack: None,
+    ///     ra_from_epoch: 0,
+    ///     overfit_guard: None,
+    ///     seed: 0,
+    ///     snapshots: false,
+    /// };
+    /// let mut trainer = Trainer::new(config, None)?;
+    /// trainer.progress = false;
+    /// let outcome = trainer.fit(Net { fc: LinearConfig::new(4, 2).init(&device) },
+    ///     &mut train, &validation, 2)?;
+    /// assert_eq!(outcome.history.len(), 2);
+    /// # Ok::<(), dwlth_adv::AdvError>(())
+    /// ```
     pub fn fit<M: Classifier, V: EvalSet + ?Sized>(
         &self,
         model: M,
@@ -305,6 +373,10 @@ impl Trainer {
                         "the training loss became {loss_value} at epoch {epoch}, step {step}; lower the learning rate"
                     )));
                 }
+                let grads = match &self.param_masks {
+                    Some(masks) => masks.mask_gradients(&model, grads)?,
+                    None => grads,
+                };
                 model = optim.step(lr, model, grads);
                 loss_sum += loss_value * n as f64;
                 correct += right;

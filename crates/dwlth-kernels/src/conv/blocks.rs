@@ -18,17 +18,29 @@ pub(crate) const TARGET_COLUMNS: usize = 1024;
 /// leading padding and dilation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Geometry {
+    /// Images in the batch.
     pub batch: usize,
+    /// Input channels.
     pub c_in: usize,
+    /// Input height.
     pub h: usize,
+    /// Input width.
     pub w: usize,
+    /// Output channels.
     pub c_out: usize,
+    /// Kernel height.
     pub kh: usize,
+    /// Kernel width.
     pub kw: usize,
+    /// Stride (rows, columns).
     pub stride: [usize; 2],
+    /// Leading zero padding (rows, columns).
     pub pad: [usize; 2],
+    /// Dilation (rows, columns).
     pub dilation: [usize; 2],
+    /// Output height.
     pub oh: usize,
+    /// Output width.
     pub ow: usize,
 }
 
@@ -165,6 +177,7 @@ pub struct View {
 }
 
 impl View {
+    /// A row-major matrix with `row_stride`.
     pub fn rows(data: &[f32], row_stride: usize) -> Self {
         Self {
             ptr: data.as_ptr(),
@@ -187,8 +200,11 @@ impl View {
 /// column-major with columns `ld ≥ m` apart (`dst[i, j]` at `i + j · ld`).
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Store {
+    /// Row-major, `[m][n]`.
     Rows,
+    /// Column-major, `[n][m]`.
     Columns,
+    /// Column-major with columns `ld` apart.
     ColumnsApart(usize),
 }
 
