@@ -77,8 +77,12 @@ fn run(args: Args) -> dwlth::Result<()> {
             .collect();
     let options = FetchOptions::default();
     let cifar10 = fetch(DatasetKind::Cifar10, args.data_dir.as_deref(), &options)?;
-    // CIFAR-100 is the source task only when θ_p are pre-trained here.
-    let cifar100 = if weights.len() == 3 {
+    // CIFAR-100 is needed to pre-train θ_p here and, with imported θ_p, as the
+    // out-of-distribution images the preset scores detection on.
+    let ood = ExperimentConfig::cifar10(preset, PathBuf::new(), PathBuf::new(), &weights)
+        .transfer
+        .ood;
+    let cifar100 = if weights.len() == 3 && !ood {
         PathBuf::new()
     } else {
         fetch(DatasetKind::Cifar100, args.data_dir.as_deref(), &options)?

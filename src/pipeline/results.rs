@@ -40,18 +40,20 @@ pub struct RunResult {
 }
 
 impl RunResult {
-    /// Whether validation SA had plateaued: the best of the last quarter of the epochs (at
-    /// least two) is within `tolerance` of the best before them. `None` without a curve of at
-    /// least four epochs to judge.
+    /// Whether validation SA had plateaued: the mean of the last quarter of the epochs (at
+    /// least two) is within `tolerance` of the mean of the same number of epochs before them.
+    /// Means of windows, not single epochs, so that a small validation set's noise does not
+    /// read as progress. `None` without a curve of at least four epochs to judge.
     pub fn plateaued(&self, tolerance: f64) -> Option<bool> {
         let n = self.val_sa.len();
         if n < 4 {
             return None;
         }
         let window = (n / 4).max(2);
-        let best = |v: &[f64]| v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let (before, last) = self.val_sa.split_at(n - window);
-        Some(best(last) - best(before) <= tolerance)
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+        let last = &self.val_sa[n - window..];
+        let before = &self.val_sa[n - 2 * window..n - window];
+        Some(mean(last) - mean(before) <= tolerance)
     }
 }
 

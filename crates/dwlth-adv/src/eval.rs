@@ -89,6 +89,39 @@ pub struct EvalReport {
 /// if given. `batches` yields batches, or results of making them (the first error ends the
 /// evaluation with it). Adversarial examples are crafted on `source` when given (a transfer, black-box
 /// attack), on `model` itself otherwise.
+///
+/// ```
+/// use burn::module::Module;
+/// use burn::nn::{Linear, LinearConfig};
+/// use burn::tensor::{Device, Distribution, Int, Tensor};
+/// use dwlth_adv::{evaluate, Attack, AttackMode, Classifier};
+///
+/// #[derive(Module, Debug)]
+/// struct Net {
+///     fc: Linear,
+/// }
+///
+/// impl Classifier for Net {
+///     fn logits(&self, images: Tensor<4>) -> Tensor<2> {
+///         self.fc.forward(images.flatten(1, 3))
+///     }
+/// }
+///
+/// let device = Device::flex().autodiff();
+/// let (model, source) = (
+///     Net { fc: LinearConfig::new(12, 2).init(&device) },
+///     Net { fc: LinearConfig::new(12, 2).init(&device) },
+/// );
+/// let x = Tensor::<4>::random([6, 3, 2, 2], Distribution::Uniform(0.0, 1.0), &device);
+/// let y = Tensor::<1, Int>::from_ints([0, 1, 0, 1, 0, 1], &device);
+/// let (view, source) = (AttackMode::Eval.view(&model), AttackMode::Eval.view(&source));
+/// let pgd = Attack::pgd(8.0 / 255.0, 2.0 / 255.0, 3);
+/// let white_box = evaluate(&view, [(x.clone(), y.clone())], Some(&pgd), None, 2)?;
+/// let black_box = evaluate(&view, [(x, y)], Some(&pgd), Some(&source), 2)?;
+/// assert_eq!(white_box.sa, black_box.sa); // the same clean images
+/// assert!(white_box.ra.unwrap() <= white_box.sa);
+/// # Ok::<(), dwlth_adv::AdvError>(())
+/// ```
 pub fn evaluate<C, I>(
     model: &C,
     batches: I,

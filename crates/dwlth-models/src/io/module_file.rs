@@ -27,6 +27,30 @@ pub fn module_bytes<M: Module>(module: &M) -> Result<Vec<u8>> {
 }
 
 /// Saves every tensor of `module` to a safetensors file at `path`, atomically.
+///
+/// Any Burn module, with PyTorch-style dotted names:
+///
+/// ```
+/// use burn::module::Module;
+/// use burn::nn::{Linear, LinearConfig};
+/// use burn::tensor::Device;
+/// use dwlth_models::io::{fingerprint_module, load_module, save_module};
+///
+/// #[derive(Module, Debug)]
+/// struct Net {
+///     fc: Linear,
+/// }
+///
+/// let device = Device::flex();
+/// let net = Net { fc: LinearConfig::new(3, 2).init(&device) };
+/// let dir = tempfile::tempdir().unwrap();
+/// let path = dir.path().join("net.safetensors");
+/// save_module(&net, &path)?;
+/// let mut other = Net { fc: LinearConfig::new(3, 2).init(&device) };
+/// load_module(&mut other, &path)?;
+/// assert_eq!(fingerprint_module(&other)?, fingerprint_module(&net)?);
+/// # Ok::<(), dwlth_models::ModelError>(())
+/// ```
 pub fn save_module<M: Module>(module: &M, path: &Path) -> Result<()> {
     let bytes = module_bytes(module)?;
     Ok(dwlth_store::atomic_write(path, &bytes)?)
