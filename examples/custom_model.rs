@@ -7,7 +7,7 @@
 //! cargo run --release --example custom_model
 //! ```
 //!
-//! The data are generated (two classes of textured 16×16 images), so the example runs offline
+//! The data are generated (two classes of faint, noisy stripes, 16×16), so the example runs offline
 //! in seconds. Sparse *inference* speed-ups come from `dwlth::sparse::SparseResNet`, which
 //! compiles torchvision-style ResNets; a model of another shape runs its pruned layers dense.
 
@@ -66,7 +66,7 @@ impl Classifier for SmallCnn {
     }
 }
 
-/// Two classes of 16×16 images: horizontal or vertical stripes, with noise.
+/// Two classes of 16×16 images: faint horizontal or vertical stripes under strong noise.
 fn stripes(n: usize, seed: u64, device: &Device) -> InMemory {
     let mut state = seed.wrapping_add(1);
     let mut noise = move || {
@@ -82,7 +82,7 @@ fn stripes(n: usize, seed: u64, device: &Device) -> InMemory {
             for y in 0..16 {
                 for x in 0..16 {
                     let along = if *label == 0 { y } else { x };
-                    let stripe = if (along / 2) % 2 == 0 { 0.7 } else { 0.3 };
+                    let stripe = if (along / 2) % 2 == 0 { 0.56 } else { 0.44 };
                     images.push((stripe + 0.4 * noise()).clamp(0.0, 1.0));
                 }
             }
@@ -116,8 +116,8 @@ fn main() -> Result<(), Box<dyn Error>> {
     device.seed(7);
     let mut train = stripes(512, 1, &device);
     let test = stripes(256, 2, &device).batches();
-    let fgsm = Attack::fgsm(2.0 / 255.0);
-    let pgd = Attack::pgd(2.0 / 255.0, 0.5 / 255.0, 10);
+    let fgsm = Attack::fgsm(8.0 / 255.0);
+    let pgd = Attack::pgd(8.0 / 255.0, 2.0 / 255.0, 10);
     let report = |name: &str, model: &SmallCnn| -> Result<(), Box<dyn Error>> {
         let view = AttackMode::Eval.view(model);
         let a = evaluate(&view, test.clone(), Some(&fgsm), None, 2)?;
@@ -163,7 +163,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     );
 
     // 4. Saved and reloaded: masks as `torch.nn.utils.prune`-style safetensors, weights with
-    //    PyTorch names.
+    //    PyTorch names. (SA and FGSM repeat exactly; PGD's random start draws anew.)
     let dir = std::env::temp_dir().join("dwlth-custom-model");
     std::fs::create_dir_all(&dir)?;
     masks.save(dir.join("masks.safetensors"))?;
