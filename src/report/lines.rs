@@ -12,7 +12,30 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, VPos};
 
 use super::draw::{text, trim, Area, Drawn, INK};
-use super::svg::{color, Series};
+
+/// One line of a plot.
+#[derive(Debug, Clone)]
+pub struct Series {
+    /// Legend label.
+    pub label: String,
+    /// (sparsity, mean, std) in [0, 1] units, sorted by sparsity.
+    pub points: Vec<(f64, f64, f64)>,
+}
+
+/// matplotlib's first six colours, the papers' figures' palette.
+const PALETTE: [RGBColor; 6] = [
+    RGBColor(0x1f, 0x77, 0xb4),
+    RGBColor(0xd6, 0x27, 0x28),
+    RGBColor(0x2c, 0xa0, 0x2c),
+    RGBColor(0x94, 0x67, 0xbd),
+    RGBColor(0xff, 0x7f, 0x0e),
+    RGBColor(0x8c, 0x56, 0x4b),
+];
+
+/// The colour of series `i`.
+pub(crate) fn color(i: usize) -> RGBColor {
+    PALETTE[i % PALETTE.len()]
+}
 
 /// Width and height in pixels.
 pub(crate) const SIZE: (u32, u32) = (640, 400);

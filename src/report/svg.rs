@@ -1,33 +1,9 @@
 //! Accuracy–sparsity plots as SVG (paper A, Fig. 3–5): one line per pre-training with a
 //! mean ± std band, sparsity levels evenly spaced on the x axis (drawn by `report::lines`).
 
-use plotters::style::RGBColor;
-
 use super::{draw, lines};
 
-/// One line of a plot.
-#[derive(Debug, Clone)]
-pub struct Series {
-    /// Legend label.
-    pub label: String,
-    /// (sparsity, mean, std) in [0, 1] units, sorted by sparsity.
-    pub points: Vec<(f64, f64, f64)>,
-}
-
-/// matplotlib's first six colours, the papers' figures' palette.
-const PALETTE: [RGBColor; 6] = [
-    RGBColor(0x1f, 0x77, 0xb4),
-    RGBColor(0xd6, 0x27, 0x28),
-    RGBColor(0x2c, 0xa0, 0x2c),
-    RGBColor(0x94, 0x67, 0xbd),
-    RGBColor(0xff, 0x7f, 0x0e),
-    RGBColor(0x8c, 0x56, 0x4b),
-];
-
-/// The colour of series `i`.
-pub(crate) fn color(i: usize) -> RGBColor {
-    PALETTE[i % PALETTE.len()]
-}
+pub use super::lines::Series;
 
 /// Renders a plot titled `title` with y label `metric`.
 pub fn plot(title: &str, metric: &str, series: &[Series]) -> String {
