@@ -84,6 +84,16 @@ impl RunResult {
         {
             return Err(bad(format!("`{name}` = {value:?} is outside [0, 1]")));
         }
+        if let Some((epoch, value)) = result
+            .val_sa
+            .iter()
+            .enumerate()
+            .find(|(_, v)| !(0.0..=1.0).contains(*v))
+        {
+            return Err(bad(format!(
+                "`val_sa` of epoch {epoch} = {value} is outside [0, 1]"
+            )));
+        }
         if !(result.fraction > 0.0 && result.fraction <= 1.0) {
             return Err(bad(format!(
                 "`fraction` = {} is outside (0, 1]",
@@ -126,6 +136,11 @@ mod tests {
             message.contains("`ra` = Some(1.5)") && message.contains("result.json"),
             "{message}"
         );
+        let mut bad = good.clone();
+        bad.val_sa = vec![0.5, 1.5];
+        std::fs::write(&path, serde_json::to_vec(&bad).unwrap()).unwrap();
+        let message = RunResult::read(&path).unwrap_err().to_string();
+        assert!(message.contains("`val_sa` of epoch 1"), "{message}");
         let mut bad = good;
         bad.fraction = 0.0;
         std::fs::write(&path, serde_json::to_vec(&bad).unwrap()).unwrap();

@@ -5,23 +5,21 @@
 use burn::module::{Module, ModuleMapper, Param};
 use burn::optim::ModuleOptimizer;
 use burn::tensor::{Tensor, TensorData};
-use dwlth_models::io::{torch_key, PathStack};
+use dwlth_models::io::torch_key;
 use dwlth_models::ParamMasks;
 
 use crate::error::{PruneError, Result};
-use crate::layers::{masked_weights, transpose, WeightKind};
+use crate::layers::{masked_weights, transpose, Walk, WeightKind};
 use crate::mask_set::MaskSet;
 
 struct Applier<'a> {
-    path: PathStack,
-    /// The container type of each entered field (the struct that holds it).
-    containers: Vec<String>,
+    walk: Walk,
     masks: &'a MaskSet,
 }
 
 impl Applier<'_> {
     fn layer(&self) -> Option<(String, bool)> {
-        let parts = self.path.parts();
+        let parts = self.walk.path.parts();
         let (leaf, parent) = parts.split_last()?;
         let is_mask = match leaf.as_str() {
             "weight" => false,
@@ -36,13 +34,11 @@ impl Applier<'_> {
 
 impl ModuleMapper for Applier<'_> {
     fn enter_module(&mut self, name: &str, container_type: &str) {
-        self.path.enter(name);
-        self.containers.push(container_type.to_string());
+        self.walk.enter(name, container_type);
     }
 
     fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.exit();
-        self.containers.pop();
+        self.walk.exit();
     }
 
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
@@ -54,8 +50,7 @@ impl ModuleMapper for Applier<'_> {
         };
         let mut values: Vec<f32> = layer.keep.iter().map(|k| f32::from(u8::from(*k))).collect();
         let mut shape = layer.shape.clone();
-        let container = self.containers.last().map(String::as_str).unwrap_or("");
-        if !is_mask && WeightKind::plain(container, D) == Some(WeightKind::BurnLinear) {
+        if self.walk.plain(D) == Some(WeightKind::BurnLinear) {
             // Masks are `[out, in]`; Burn's `Linear` stores `[in, out]`.
             values = transpose(&values, shape[0], shape[1]);
             shape.swap(0, 1);
@@ -118,8 +113,7 @@ impl ModuleMapper for Applier<'_> {
 pub fn apply_masks<M: Module>(model: M, masks: &MaskSet) -> Result<M> {
     check_masks_fit(&model, masks).map_err(|e| masks.in_file(e))?;
     let mut applier = Applier {
-        path: PathStack::default(),
-        containers: Vec::new(),
+        walk: Walk::default(),
         masks,
     };
     Ok(model.map(&mut applier))

@@ -65,6 +65,39 @@ impl WeightKind {
     }
 }
 
+/// Where a module traversal is: the path and, for each entered field, the struct that holds it
+/// (Burn's derive passes `"Struct:Conv2d"` when entering a `Conv2d`'s fields) — what tells a
+/// plain Burn layer's weight from any other parameter. Every visitor and mapper of this crate
+/// that treats plain layers walks with one.
+#[derive(Debug, Default)]
+pub(crate) struct Walk {
+    /// The module path.
+    pub path: PathStack,
+    containers: Vec<String>,
+}
+
+impl Walk {
+    /// Call from `enter_module`.
+    pub fn enter(&mut self, name: &str, container_type: &str) {
+        self.path.enter(name);
+        self.containers.push(container_type.to_string());
+    }
+
+    /// Call from `exit_module`.
+    pub fn exit(&mut self) {
+        self.path.exit();
+        self.containers.pop();
+    }
+
+    /// The plain Burn layer the visited parameter (of rank `rank`) is the weight of, if any.
+    pub fn plain(&self, rank: usize) -> Option<WeightKind> {
+        if self.path.parts().last().map(String::as_str) != Some("weight") {
+            return None;
+        }
+        WeightKind::plain(self.containers.last().map(String::as_str)?, rank)
+    }
+}
+
 /// `values` of a `[rows, cols]` matrix, transposed to `[cols, rows]`.
 pub(crate) fn transpose<T: Copy>(values: &[T], rows: usize, cols: usize) -> Vec<T> {
     (0..cols)
@@ -89,48 +122,41 @@ fn host_values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
 }
 
 struct Finder {
-    path: PathStack,
-    /// The container type of each entered field (the struct that holds it).
-    containers: Vec<String>,
+    walk: Walk,
     weights: HashMap<String, (Vec<usize>, Vec<f32>)>,
     found: Vec<MaskedWeight>,
 }
 
 impl ModuleVisitor for Finder {
     fn enter_module(&mut self, name: &str, container_type: &str) {
-        self.path.enter(name);
-        self.containers.push(container_type.to_string());
+        self.walk.enter(name, container_type);
     }
 
     fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.exit();
-        self.containers.pop();
+        self.walk.exit();
     }
 
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let container = self.containers.last().map(String::as_str).unwrap_or("");
-        if self.path.parts().last().map(String::as_str) == Some("weight") {
-            if let Some(kind) = WeightKind::plain(container, D) {
-                let name = torch_key(self.path.parts());
-                let value = param.val();
-                let mut shape = value.shape().to_vec();
-                let mut weight = host_values(value);
-                if kind == WeightKind::BurnLinear {
-                    weight = transpose(&weight, shape[0], shape[1]);
-                    shape.swap(0, 1);
-                }
-                let mask = weight.iter().map(|w| *w != 0.0).collect();
-                self.found.push(MaskedWeight {
-                    name,
-                    shape,
-                    weight,
-                    mask,
-                    kind,
-                });
-                return;
+        if let Some(kind) = self.walk.plain(D) {
+            let name = torch_key(self.walk.path.parts());
+            let value = param.val();
+            let mut shape = value.shape().to_vec();
+            let mut weight = host_values(value);
+            if kind == WeightKind::BurnLinear {
+                weight = transpose(&weight, shape[0], shape[1]);
+                shape.swap(0, 1);
             }
+            let mask = weight.iter().map(|w| *w != 0.0).collect();
+            self.found.push(MaskedWeight {
+                name,
+                shape,
+                weight,
+                mask,
+                kind,
+            });
+            return;
         }
-        let parts = self.path.parts();
+        let parts = self.walk.path.parts();
         let Some((leaf, parent)) = parts.split_last() else {
             return;
         };
@@ -199,8 +225,7 @@ impl ModuleVisitor for Finder {
 /// ```
 pub fn masked_weights<M: Module>(model: &M) -> Vec<MaskedWeight> {
     let mut finder = Finder {
-        path: PathStack::default(),
-        containers: Vec::new(),
+        walk: Walk::default(),
         weights: HashMap::new(),
         found: Vec::new(),
     };

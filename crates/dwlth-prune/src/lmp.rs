@@ -15,12 +15,12 @@ use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::tensor::Gradients;
 use burn::tensor::{Int, Tensor, TensorData};
-use dwlth_models::io::{torch_key, PathStack};
+use dwlth_models::io::torch_key;
 use dwlth_models::mode::materialize;
 
 use crate::criteria::Scope;
 use crate::error::{check_fraction, PruneError, Result};
-use crate::layers::{masked_weights, transpose, WeightKind};
+use crate::layers::{masked_weights, transpose, Walk, WeightKind};
 use crate::mask_set::{LayerMask, MaskSet};
 use crate::select::{count_to_prune, lowest_k};
 use crate::selection::Prunable;
@@ -43,25 +43,21 @@ type BakedLayer = (String, Vec<usize>, Vec<f32>, Vec<bool>);
 
 /// The model of one LMP step: weights `θ ⊙ m` requiring gradients, masks all ones.
 struct Bake<'a> {
-    path: PathStack,
-    /// The container type of each entered field (the struct that holds it).
-    containers: Vec<String>,
+    walk: Walk,
     layers: &'a [BakedLayer],
 }
 
 impl ModuleMapper for Bake<'_> {
     fn enter_module(&mut self, name: &str, container_type: &str) {
-        self.path.enter(name);
-        self.containers.push(container_type.to_string());
+        self.walk.enter(name, container_type);
     }
 
     fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.exit();
-        self.containers.pop();
+        self.walk.exit();
     }
 
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        let parts = self.path.parts().to_vec();
+        let parts = self.walk.path.parts().to_vec();
         let Some((leaf, parent)) = parts.split_last() else {
             return param;
         };
@@ -82,8 +78,7 @@ impl ModuleMapper for Bake<'_> {
         };
         let is_weight = leaf == "weight";
         let mut shape = shape.clone();
-        let container = self.containers.last().map(String::as_str).unwrap_or("");
-        if is_weight && WeightKind::plain(container, D) == Some(WeightKind::BurnLinear) {
+        if self.walk.plain(D) == Some(WeightKind::BurnLinear) {
             // Layers are `[out, in]`; Burn's `Linear` stores `[in, out]`.
             values = transpose(&values, shape[0], shape[1]);
             shape.swap(0, 1);
@@ -100,9 +95,7 @@ impl ModuleMapper for Bake<'_> {
 }
 
 struct GradReader<'a> {
-    path: PathStack,
-    /// The container type of each entered field (the struct that holds it).
-    containers: Vec<String>,
+    walk: Walk,
     grads: &'a Gradients,
     names: &'a [String],
     out: Vec<(String, Vec<f32>)>,
@@ -110,28 +103,25 @@ struct GradReader<'a> {
 
 impl ModuleVisitor for GradReader<'_> {
     fn enter_module(&mut self, name: &str, container_type: &str) {
-        self.path.enter(name);
-        self.containers.push(container_type.to_string());
+        self.walk.enter(name, container_type);
     }
 
     fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.exit();
-        self.containers.pop();
+        self.walk.exit();
     }
 
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        if self.path.parts().last().map(String::as_str) != Some("weight") {
+        if self.walk.path.parts().last().map(String::as_str) != Some("weight") {
             return;
         }
-        let name = torch_key(self.path.parts());
+        let name = torch_key(self.walk.path.parts());
         if !self.names.contains(&name) {
             return;
         }
         if let Some(g) = param.val().grad(self.grads) {
             let shape = g.shape().to_vec();
             let mut values = g.into_data().try_to_vec_as::<f32>().unwrap_or_default();
-            let container = self.containers.last().map(String::as_str).unwrap_or("");
-            if WeightKind::plain(container, D) == Some(WeightKind::BurnLinear) {
+            if self.walk.plain(D) == Some(WeightKind::BurnLinear) {
                 values = transpose(&values, shape[0], shape[1]);
             }
             self.out.push((name, values));
@@ -250,8 +240,7 @@ pub fn learn_mask<M: Module + Clone>(
                 .map(|(l, m)| (l.name.clone(), l.shape.clone(), l.weight.clone(), m.clone()))
                 .collect();
             let step = frozen.clone().map(&mut Bake {
-                path: PathStack::default(),
-                containers: Vec::new(),
+                walk: Walk::default(),
                 layers: &baked,
             });
             let loss = ce.forward(logits(&step, x.clone().autodiff()), y.clone());
@@ -260,8 +249,7 @@ pub fn learn_mask<M: Module + Clone>(
             n += batch;
             let grads = loss.backward();
             let mut reader = GradReader {
-                path: PathStack::default(),
-                containers: Vec::new(),
+                walk: Walk::default(),
                 grads: &grads,
                 names: &names,
                 out: Vec::new(),
