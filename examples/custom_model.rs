@@ -107,6 +107,7 @@ fn trainer(epochs: usize, lr: f64) -> Result<Trainer, Box<dyn Error>> {
         overfit_guard: None,
         seed: 1,
         snapshots: false,
+        validate_every: 1,
     };
     Ok(Trainer::new(config, None)?)
 }

@@ -108,6 +108,7 @@ fn run(args: Args) -> dwlth::Result<()> {
             replicas: Vec::new(),
             shard,
             verbose: true,
+            prepare_only: false,
         },
     )?;
     println!("{}", dwlth::commands::run::summary_text(&summary, &out));

@@ -22,7 +22,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     data.ensure()?;
     let mut config = ExperimentConfig::offline_demo(data.fashion, data.mnist);
     let sparsities = vec![0.5, 0.8, 0.95];
-    config.tickets = match method {
+    config.tickets = vec![match method {
         "omp" => TicketSpec::Omp { sparsities },
         "random" => TicketSpec::Random {
             sparsities,
@@ -36,6 +36,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             retrain.regime = Regime::Standard;
             TicketSpec::Imp {
                 rounds: 5,
+                sparsities: Vec::new(),
                 retrain,
                 downstream: method == "ds-imp",
             }
@@ -46,7 +47,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             )
             .into())
         }
-    };
+    }];
     config.transfer.linear = linear;
     config.transfer.fractions = vec![1.0];
     config.name = format!(

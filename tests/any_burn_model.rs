@@ -142,6 +142,7 @@ fn trainer(epochs: usize) -> Trainer {
         overfit_guard: None,
         seed: 5,
         snapshots: false,
+        validate_every: 1,
     };
     let mut t = Trainer::new(config, None).unwrap();
     t.progress = false;

@@ -73,6 +73,7 @@ fn cifar10_smoke_preset_runs_end_to_end() {
             replicas: Vec::new(),
             shard: None,
             verbose: false,
+            prepare_only: false,
         },
     )
     .unwrap();

@@ -95,11 +95,12 @@ fn experiment(source: &Path, target: &Path) -> ExperimentConfig {
         attack: pgd.clone(),
         mode: AttackMode::Train,
     };
-    c.tickets = TicketSpec::Imp {
+    c.tickets = vec![TicketSpec::Imp {
         rounds: 2,
+        sparsities: Vec::new(),
         retrain,
         downstream: false,
-    };
+    }];
     c.transfer.train.epochs = 2;
     c.transfer.train.ra_from_epoch = 0;
     c.transfer.seeds = vec![0];

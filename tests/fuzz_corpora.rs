@@ -157,6 +157,7 @@ fn run_result(sparsity: f64, sa: f64) -> RunResult {
         fraction: 0.1,
         regime: "st".into(),
         sparsity,
+        ticket: None,
         seed: 1,
         sa,
         ra: Some(sa / 2.0),

@@ -294,6 +294,7 @@ fn the_smoke_experiment_gives_the_cpu_results_on_the_gpu() {
             replicas: Vec::new(),
             shard: None,
             verbose: false,
+            prepare_only: false,
         };
         summaries.push(run_experiment(&config, &options).unwrap());
     }
@@ -372,6 +373,7 @@ fn a_batch_split_between_the_gpu_and_the_cpu_trains_as_on_the_gpu_alone() {
         overfit_guard: None,
         seed: 1,
         snapshots: false,
+        validate_every: 1,
     };
     let fit = |replicas: Vec<Device>| {
         let (images, labels) = batch(&Device::flex());

@@ -62,6 +62,7 @@ fn options(out: &Path, shard: Option<(usize, usize)>) -> RunOptions {
         replicas: Vec::new(),
         shard,
         verbose: false,
+        prepare_only: false,
     }
 }
 
@@ -231,7 +232,8 @@ fn shards_run_apart_and_merged_give_the_report_of_one_run() {
             .arg("--out")
             .arg(out);
         if let Some(shard) = shard {
-            command.args(["--shard", &shard]);
+            let (flag, value) = shard.split_once('=').unwrap_or(("--shard", &shard));
+            command.args([flag, value]);
         }
         let output = command.output().unwrap();
         assert!(
@@ -284,6 +286,19 @@ fn shards_run_apart_and_merged_give_the_report_of_one_run() {
         without_seconds(&merged.join("report/results.json")),
         without_seconds(&whole.join("report/results.json"))
     );
+    // Three worker processes on one folder (`--jobs`): the same report as one process.
+    let jobs = dir.path().join("jobs");
+    let text = run(&jobs, Some("--jobs=3".into()));
+    assert!(text.contains("6 of 6 transfer runs finished"), "{text}");
+    assert_eq!(
+        without_seconds(&jobs.join("report/results.json")),
+        without_seconds(&whole.join("report/results.json"))
+    );
+    for i in 0..3 {
+        let log = std::fs::read_to_string(jobs.join(format!("logs/worker-{i}.log"))).unwrap();
+        assert!(log.contains("2 to train here"), "worker {i}: {log}");
+    }
+
     // Merging again copies nothing.
     let again = dwlth::pipeline::merge_shards(&merged, &shards).unwrap();
     assert_eq!((again.copied, again.present), (0, 6 + 4));
@@ -387,12 +402,13 @@ fn imp_and_random_tickets_and_linear_evaluation_run() {
         config.pretrain.truncate(1);
         config.transfer.seeds = vec![0];
         config.transfer.linear = tickets == "random";
-        config.tickets = match tickets {
+        config.tickets = vec![match tickets {
             "imp" | "ds-imp" => {
                 let mut retrain = config.pretrain_train.clone();
                 retrain.regime = dwlth::adv::Regime::Standard;
                 dwlth::pipeline::TicketSpec::Imp {
                     rounds: 2,
+                    sparsities: Vec::new(),
                     retrain,
                     downstream: tickets == "ds-imp",
                 }
@@ -411,7 +427,7 @@ fn imp_and_random_tickets_and_linear_evaluation_run() {
                 sparsities: vec![0.7],
                 seed: 1,
             },
-        };
+        }];
         let dir = tempfile::tempdir().unwrap();
         let summary = run_experiment(&config, &options(dir.path(), None)).unwrap();
         let mut levels: Vec<f64> = summary.results.iter().map(|r| r.sparsity).collect();
@@ -510,11 +526,12 @@ fn upstream_imp_reads_an_image_folder_and_transfers_to_tar_shards() {
     config.transfer.seeds = vec![0];
     let mut retrain = config.pretrain_train.clone();
     retrain.regime = dwlth::adv::Regime::Standard;
-    config.tickets = TicketSpec::Imp {
+    config.tickets = vec![TicketSpec::Imp {
         rounds: 2,
+        sparsities: Vec::new(),
         retrain,
         downstream: false,
-    };
+    }];
     let out = dir.path().join("out");
     let summary = run_experiment(&config, &options(&out, None)).unwrap();
     let mut levels: Vec<f64> = summary.results.iter().map(|r| r.sparsity).collect();
@@ -615,9 +632,9 @@ fn upsampled_inputs_are_streamed_and_run_end_to_end() {
     config.source.resize = Some(36);
     config.target.resize = Some(36);
     config.transfer.seeds = vec![0];
-    config.tickets = TicketSpec::Omp {
+    config.tickets = vec![TicketSpec::Omp {
         sparsities: vec![0.5],
-    };
+    }];
     let dir = tempfile::tempdir().unwrap();
     let summary = run_experiment(&config, &options(dir.path(), None)).unwrap();
     assert_eq!(summary.results.len(), summary.planned);
@@ -658,9 +675,9 @@ fn tickets_from_files_are_transferred_at_their_sparsity() {
         .collect();
     let mut missing = files.clone();
     missing.remove("fat");
-    config.tickets = TicketSpec::Files { files: missing };
+    config.tickets = vec![TicketSpec::Files { files: missing }];
     assert!(config.validate().unwrap_err().to_string().contains("`fat`"));
-    config.tickets = TicketSpec::Files { files };
+    config.tickets = vec![TicketSpec::Files { files }];
     let text = config.to_toml();
     assert!(text.contains("method = \"files\""), "{text}");
     assert_eq!(ExperimentConfig::from_toml(&text).unwrap(), config);
@@ -678,7 +695,7 @@ fn tickets_from_files_are_transferred_at_their_sparsity() {
     // Two files at one level would name the same runs: refused, naming both.
     let copy = dir.path().join("copy.safetensors");
     std::fs::copy(&file, &copy).unwrap();
-    if let TicketSpec::Files { files } = &mut config.tickets {
+    if let TicketSpec::Files { files } = &mut config.tickets[0] {
         files.values_mut().for_each(|f| f.push(copy.clone()));
     }
     let err = run_experiment(&config, &options(&out, None)).unwrap_err();
@@ -686,4 +703,120 @@ fn tickets_from_files_are_transferred_at_their_sparsity() {
         err.to_string().contains("both at sparsity 60.00 %"),
         "{err}"
     );
+}
+
+#[test]
+fn omp_and_imp_tickets_are_compared_side_by_side() {
+    use dwlth::pipeline::TicketSpec;
+    let data = data();
+    let mut config = ExperimentConfig::smoke(data.fashion, data.mnist);
+    config.pretrain.truncate(1);
+    config.transfer.seeds = vec![0];
+    let mut retrain = config.pretrain_train.clone();
+    retrain.regime = dwlth::adv::Regime::Standard;
+    config.tickets = vec![
+        TicketSpec::Omp {
+            sparsities: vec![0.5],
+        },
+        TicketSpec::Imp {
+            rounds: 0,
+            sparsities: vec![0.3, 0.5],
+            retrain,
+            downstream: false,
+        },
+    ];
+    // Written as an array of tables and read back.
+    let text = config.to_toml();
+    assert!(text.contains("[[tickets]]"), "{text}");
+    assert_eq!(ExperimentConfig::from_toml(&text).unwrap(), config);
+
+    let dir = tempfile::tempdir().unwrap();
+    let summary = run_experiment(&config, &options(dir.path(), None)).unwrap();
+    // The dense model once (ST and AT), OMP at 0.5, IMP at 0.3 and 0.5.
+    let mut runs: Vec<(Option<String>, u32, String)> = summary
+        .results
+        .iter()
+        .map(|r| {
+            (
+                r.ticket.clone(),
+                (r.sparsity * 100.0).round() as u32,
+                r.regime.clone(),
+            )
+        })
+        .collect();
+    runs.sort();
+    let expected: Vec<(Option<String>, u32, String)> = [
+        (None, 0, "at"),
+        (None, 0, "st"),
+        (Some("imp"), 30, "at"),
+        (Some("imp"), 30, "st"),
+        (Some("imp"), 50, "at"),
+        (Some("imp"), 50, "st"),
+        (Some("omp"), 50, "at"),
+        (Some("omp"), 50, "st"),
+    ]
+    .into_iter()
+    .map(|(t, s, r)| (t.map(str::to_string), s, r.to_string()))
+    .collect();
+    assert_eq!(runs, expected);
+    assert_eq!(summary.planned, 8);
+    // One verdict per method, each against the shared dense runs.
+    let verdicts: Vec<(Option<&str>, Vec<u32>)> = summary
+        .verdicts
+        .iter()
+        .map(|v| {
+            let levels = v.levels.iter().map(|l| (l.sparsity * 100.0).round() as u32);
+            (v.ticket.as_deref(), levels.collect())
+        })
+        .collect();
+    assert_eq!(
+        verdicts,
+        [(Some("imp"), vec![30, 50]), (Some("omp"), vec![50])]
+    );
+    // Each method's tickets are a stage of their own; IMP's second round follows a
+    // re-training, so its 50 % mask is not the one-shot one.
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("experiment.json")).unwrap())
+            .unwrap();
+    let tickets = index["tickets"].as_object().unwrap();
+    assert_eq!(
+        tickets.keys().collect::<Vec<_>>(),
+        ["std-imp", "std-omp"],
+        "{index}"
+    );
+    let mask = |name: &str| {
+        let stage = dir
+            .path()
+            .join("tickets")
+            .join(tickets[name].as_str().unwrap());
+        dwlth::prune::MaskSet::load(stage.join("s0.5000.safetensors")).unwrap()
+    };
+    let (omp, imp) = (mask("std-omp"), mask("std-imp"));
+    assert!((imp.sparsity() - 0.5).abs() < 1e-3 && (omp.sparsity() - 0.5).abs() < 1e-3);
+    assert_ne!(
+        omp.iter().collect::<Vec<_>>(),
+        imp.iter().collect::<Vec<_>>()
+    );
+    // The report names each row's method and compares them.
+    let md = std::fs::read_to_string(dir.path().join("report/double_win.md")).unwrap();
+    for needle in [
+        "| θ_STD · OMP |",
+        "| θ_STD · IMP |",
+        "IMP tickets",
+        "Side by side",
+    ] {
+        assert!(md.contains(needle), "{needle} missing:\n{md}");
+    }
+    let csv = std::fs::read_to_string(dir.path().join("report/curves.csv")).unwrap();
+    assert!(
+        csv.contains("std,imp,") && csv.contains("std,omp,"),
+        "{csv}"
+    );
+
+    // The same method twice is refused by name.
+    let mut twice = config.clone();
+    twice.tickets.truncate(1);
+    twice.tickets.push(twice.tickets[0].clone());
+    let message = twice.validate().unwrap_err().to_string();
+    assert!(message.contains("method `omp` twice"), "{message}");
 }

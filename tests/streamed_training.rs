@@ -74,6 +74,7 @@ fn train(dir: &Path, workers: usize) -> dwlth::adv::Result<Vec<f32>> {
         overfit_guard: None,
         seed: 3,
         snapshots: false,
+        validate_every: 1,
     };
     let mut trainer = Trainer::new(train, None)?;
     trainer.progress = false;

@@ -131,6 +131,11 @@ enum Command {
         /// Number of shards of the emitted job array.
         #[arg(long, requires = "emit", allow_negative_numbers = true)]
         shards: Option<usize>,
+        /// Train the transfer runs on this many worker processes of this machine (each a
+        /// shard of the same results folder; the results are those of one process). Small
+        /// networks leave cores idle, so one worker per core is fastest for them.
+        #[arg(long, default_value_t = 1, conflicts_with_all = ["shard", "emit"])]
+        jobs: usize,
         /// Compute device: cpu, cuda[:N], wgpu; several, comma-separated (cuda:0,cuda:1),
         /// split every training batch across them (data parallelism).
         #[arg(long, alias = "devices", default_value = "cpu", value_parser = parse::<DeviceList>)]
@@ -159,12 +164,15 @@ enum Command {
         #[arg(long, num_args = 1..)]
         merge: Vec<PathBuf>,
     },
-    /// The offline double-win experiment: Fashion-MNIST → MNIST with a tiny ResNet (~8 min on
-    /// two cores); fetches its data with tools/setup-test-data.sh when absent.
+    /// The offline double-win experiment: Fashion-MNIST → MNIST with a tiny ResNet (under 20
+    /// minutes on two cores); fetches its data with tools/setup-test-data.sh when absent.
     Demo {
         /// Results folder.
         #[arg(long, default_value = "results/offline-demo")]
         out: PathBuf,
+        /// Worker processes for the transfer runs (default: one per core).
+        #[arg(long)]
+        jobs: Option<usize>,
         /// Compute device: cpu, cuda[:N], wgpu.
         #[arg(long, default_value = "cpu", value_parser = parse::<DeviceSpec>)]
         device: DeviceSpec,
@@ -306,6 +314,7 @@ fn run(cli: Cli) -> dwlth::Result<()> {
             shard,
             emit,
             shards,
+            jobs,
             device,
         } => {
             let data = experiment::DemoData::locate();
@@ -376,7 +385,14 @@ fn run(cli: Cli) -> dwlth::Result<()> {
             };
             let shard = shard.as_deref().map(experiment::parse_shard).transpose()?;
             let out = out.unwrap_or_else(|| PathBuf::from("results").join(&experiment.name));
-            say!("{}", experiment::run(&experiment, &out, &device, shard)?);
+            if jobs > 1 {
+                say!(
+                    "{}",
+                    dwlth::commands::jobs::run_with_jobs(&experiment, &out, &device, jobs)?
+                );
+            } else {
+                say!("{}", experiment::run(&experiment, &out, &device, shard)?);
+            }
         }
         Command::Train {
             config,
@@ -398,14 +414,15 @@ fn run(cli: Cli) -> dwlth::Result<()> {
             }
             say!("{}", experiment::report(&dir)?)
         }
-        Command::Demo { out, device } => {
+        Command::Demo { out, jobs, device } => {
             let data = experiment::DemoData::locate();
             data.ensure()?;
             let experiment =
                 dwlth::pipeline::ExperimentConfig::offline_demo(data.fashion, data.mnist);
+            let jobs = jobs.unwrap_or_else(dwlth::commands::jobs::default_jobs);
             say!(
                 "{}",
-                experiment::run(&experiment, &out, &device.into(), None)?
+                dwlth::commands::jobs::run_with_jobs(&experiment, &out, &device.into(), jobs)?
             );
         }
         Command::CheckImport {

@@ -6,6 +6,7 @@ pub mod data;
 pub mod demo;
 pub mod eval;
 pub mod import;
+pub mod jobs;
 pub mod predict;
 pub mod prune;
 pub mod run;

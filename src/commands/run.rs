@@ -254,6 +254,7 @@ pub fn run(
         replicas: devices.replicas(),
         shard,
         verbose: true,
+        prepare_only: false,
     };
     let summary = run_experiment(config, &options)?;
     Ok(summary_text(&summary, out))

@@ -6,6 +6,7 @@ use dwlth_adv::{Attack, Regime, TrainConfig};
 use dwlth_models::{Arch, Stem};
 use serde::{Deserialize, Serialize};
 
+use super::tickets::TicketSpec;
 use crate::error::{DwlthError, Result};
 
 /// The network every stage uses.
@@ -130,66 +131,6 @@ impl PretrainSpec {
     }
 }
 
-/// How tickets are found on the source task.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "method", rename_all = "lowercase")]
-// A configuration value, built once per experiment: its size does not matter.
-#[allow(clippy::large_enum_variant)]
-pub enum TicketSpec {
-    /// One-shot global magnitude pruning of θ_p to each sparsity.
-    Omp {
-        /// Sparsity levels (0 is always added: the dense model).
-        sparsities: Vec<f64>,
-    },
-    /// Random pruning to each sparsity (a baseline).
-    Random {
-        /// Sparsity levels.
-        sparsities: Vec<f64>,
-        /// Seed.
-        seed: u64,
-    },
-    /// Structured pruning of θ_p (paper B): whole rows, k×k kernels or output channels with
-    /// the smallest ℓ1 norm, `sparsity` being the fraction of structures pruned.
-    Structured {
-        /// Sparsity levels (fractions of structures).
-        sparsities: Vec<f64>,
-        /// `row`, `kernel` or `channel`.
-        granularity: dwlth_prune::Granularity,
-        /// Per layer (as `torch.nn.utils.prune.ln_structured`) or global.
-        scope: dwlth_prune::Scope,
-    },
-    /// Learnable masks (LMP, paper B) on the source task, weights frozen at θ_p: one mask per
-    /// sparsity, scores trained for `epochs` with step `lr`.
-    Lmp {
-        /// Sparsity levels.
-        sparsities: Vec<f64>,
-        /// Step of the score updates.
-        lr: f64,
-        /// Passes over the source training set.
-        epochs: usize,
-    },
-    /// Tickets found elsewhere, per pre-training name: mask files (`dwlth prune` output,
-    /// `torch.nn.utils.prune` state dicts, the Double-Win-LTH release's ImageNet IMP tickets).
-    /// Each file's sparsity over the convolutions names its level.
-    Files {
-        /// Pre-training name → mask files.
-        files: std::collections::BTreeMap<String, Vec<PathBuf>>,
-    },
-    /// IMP on the source task: `rounds` rounds of 20 %, re-training with `retrain` after each
-    /// (the reference prunes before the first re-training); every round's mask is a ticket.
-    /// With `downstream`, IMP runs on the target task instead (paper B's DS-IMP): θ_p with a
-    /// target head, re-trained on the target training set, rewound to θ_p each round.
-    Imp {
-        /// Rounds (sparsity 1 − 0.8^k).
-        rounds: usize,
-        /// Re-training of each round (regime ST for IMP, AT for A-IMP).
-        retrain: TrainConfig,
-        /// On the target task (DS-IMP) rather than the source task.
-        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-        downstream: bool,
-    },
-}
-
 /// The downstream stage.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TransferSpec {
@@ -242,8 +183,10 @@ pub struct ExperimentConfig {
     pub pretrain_train: TrainConfig,
     /// Batch size on the source task.
     pub source_batch_size: usize,
-    /// Ticket search.
-    pub tickets: TicketSpec,
+    /// Ticket search: one method (`[tickets]` in a file) or several compared side by side
+    /// (`[[tickets]]`), each with its own label in the results (`TicketSpec::label`).
+    #[serde(with = "super::tickets::one_or_many")]
+    pub tickets: Vec<TicketSpec>,
     /// Transfer.
     pub transfer: TransferSpec,
 }
@@ -298,15 +241,20 @@ impl ExperimentConfig {
             },
             TicketSpec::Imp {
                 rounds: 1,
+                sparsities: vec![0.5],
                 retrain: base.pretrain_train.clone(),
                 downstream: true,
             },
         ];
         let mut examples = vec![base.clone()];
-        examples.extend(tickets.into_iter().map(|tickets| Self {
-            tickets,
+        examples.extend(tickets.iter().map(|t| Self {
+            tickets: vec![t.clone()],
             ..base.clone()
         }));
+        examples.push(Self {
+            tickets: tickets.to_vec(),
+            ..base
+        });
         examples
     }
 
@@ -343,47 +291,8 @@ impl ExperimentConfig {
                 && self.transfer.regimes.iter().any(|(n, _)| n == "at"),
             "the double-win verdict needs regimes named `st` and `at`",
         )?;
-        let sparsities = match &self.tickets {
-            TicketSpec::Omp { sparsities }
-            | TicketSpec::Random { sparsities, .. }
-            | TicketSpec::Structured { sparsities, .. } => sparsities.clone(),
-            TicketSpec::Lmp {
-                sparsities,
-                lr,
-                epochs,
-            } => {
-                check(
-                    lr.is_finite() && *lr > 0.0 && *epochs > 0,
-                    "LMP needs a finite positive lr and epochs",
-                )?;
-                sparsities.clone()
-            }
-            TicketSpec::Imp {
-                rounds, retrain, ..
-            } => {
-                retrain.validate()?;
-                check(*rounds > 0, "IMP needs at least one round")?;
-                Vec::new()
-            }
-            TicketSpec::Files { files } => {
-                for p in &self.pretrain {
-                    check(
-                        files.get(&p.name).is_some_and(|f| !f.is_empty()),
-                        &format!(
-                            "`tickets.files` has no mask file for pre-training `{}`",
-                            p.name
-                        ),
-                    )?;
-                }
-                Vec::new()
-            }
-        };
-        if let Some(s) = sparsities.iter().find(|s| !(0.0..1.0).contains(*s)) {
-            check(
-                false,
-                &format!("`tickets.sparsities` holds {s}; sparsities must be in [0, 1)"),
-            )?;
-        }
+        let names: Vec<&str> = self.pretrain.iter().map(|p| p.name.as_str()).collect();
+        super::tickets::validate_methods(&self.tickets, &names)?;
         self.pretrain_train.validate()?;
         self.transfer.train.validate()?;
         for (_, r) in &self.transfer.regimes {
@@ -455,9 +364,9 @@ impl ExperimentConfig {
                 ..pretrain_train
             },
             source_batch_size: 64,
-            tickets: TicketSpec::Omp {
+            tickets: vec![TicketSpec::Omp {
                 sparsities: vec![0.5, 0.8, 0.95],
-            },
+            }],
             transfer: TransferSpec {
                 train: transfer_train,
                 regimes: vec![
@@ -496,9 +405,9 @@ impl ExperimentConfig {
         c.target.test_limit = Some(32);
         c.pretrain_train.epochs = 1;
         c.transfer.train.epochs = 1;
-        c.tickets = TicketSpec::Omp {
+        c.tickets = vec![TicketSpec::Omp {
             sparsities: vec![0.5, 0.9],
-        };
+        }];
         c.transfer.fractions = vec![1.0];
         c.transfer.seeds = vec![0, 1];
         c.transfer.min_steps = None;
@@ -636,9 +545,9 @@ impl ExperimentConfig {
                 c.transfer.regimes = smoke.transfer.regimes;
                 c.transfer.test_attack = smoke.transfer.test_attack;
                 c.transfer.fractions = vec![1.0];
-                c.tickets = TicketSpec::Omp {
+                c.tickets = vec![TicketSpec::Omp {
                     sparsities: vec![0.5, 0.9],
-                };
+                }];
                 for p in &mut c.pretrain {
                     if let Regime::Adversarial { attack, .. } = &mut p.regime {
                         attack.steps = 1;
@@ -672,9 +581,9 @@ impl ExperimentConfig {
                 c.transfer.fractions = vec![1.0, 0.1, 0.01];
                 c.transfer.seeds = vec![0, 1, 2];
                 c.transfer.stratified = false;
-                c.tickets = TicketSpec::Omp {
+                c.tickets = vec![TicketSpec::Omp {
                     sparsities: imp_levels(),
-                };
+                }];
             }
         }
         c

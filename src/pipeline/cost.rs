@@ -17,7 +17,8 @@ use std::collections::BTreeMap;
 use dwlth_adv::{Attack, Regime};
 use serde::Serialize;
 
-use super::config::{DataSpec, ExperimentConfig, TicketSpec};
+use super::config::{DataSpec, ExperimentConfig};
+use super::tickets::TicketSpec;
 use crate::error::{DwlthError, Result};
 
 /// Measured speeds on one device, in images per second, for the experiment's model at its
@@ -53,11 +54,12 @@ impl Speeds {
             .map(|p| p.regime.clone())
             .chain(config.transfer.regimes.iter().map(|(_, r)| r.clone()))
             .collect();
-        if let TicketSpec::Imp { retrain, .. } = &config.tickets {
-            all.push(retrain.regime.clone());
-        }
-        if matches!(config.tickets, TicketSpec::Lmp { .. }) {
-            all.push(Regime::Standard);
+        for method in &config.tickets {
+            match method {
+                TicketSpec::Imp { retrain, .. } => all.push(retrain.regime.clone()),
+                TicketSpec::Lmp { .. } => all.push(Regime::Standard),
+                _ => {}
+            }
         }
         let mut seen = std::collections::BTreeSet::new();
         all.retain(|r| seen.insert(Self::key(r)));
@@ -173,34 +175,41 @@ pub fn estimate(config: &ExperimentConfig, speeds: &Speeds) -> Result<CostEstima
             (source_train, source_val),
         )?;
     }
-    let (levels, tickets_seconds) = match &config.tickets {
-        TicketSpec::Omp { sparsities }
-        | TicketSpec::Random { sparsities, .. }
-        | TicketSpec::Structured { sparsities, .. } => (sparsities.len(), 0.0),
-        TicketSpec::Lmp {
-            sparsities, epochs, ..
-        } => {
-            // Score training: a standard step's cost per image and epoch.
-            let per = *epochs as f64 * source_train as f64 / speeds.train(&Regime::Standard)?;
-            (sparsities.len(), per * sparsities.len() as f64)
-        }
-        TicketSpec::Files { files } => (files.values().map(Vec::len).max().unwrap_or(0), 0.0),
-        TicketSpec::Imp {
-            rounds,
-            retrain,
-            downstream,
-        } => {
-            let data = if *downstream {
-                (target_train, target_val)
-            } else {
-                (source_train, source_val)
-            };
-            let round = training_secs(speeds, retrain, &retrain.regime, data)?;
-            (*rounds, round * *rounds as f64)
-        }
-    };
+    let (mut levels, mut tickets_seconds) = (0, 0.0);
+    for method in &config.tickets {
+        let (n, seconds) = match method {
+            TicketSpec::Omp { sparsities }
+            | TicketSpec::Random { sparsities, .. }
+            | TicketSpec::Structured { sparsities, .. } => (sparsities.len(), 0.0),
+            TicketSpec::Lmp {
+                sparsities, epochs, ..
+            } => {
+                // Score training: a standard step's cost per image and epoch.
+                let per = *epochs as f64 * source_train as f64 / speeds.train(&Regime::Standard)?;
+                (sparsities.len(), per * sparsities.len() as f64)
+            }
+            TicketSpec::Files { files } => (files.values().map(Vec::len).max().unwrap_or(0), 0.0),
+            TicketSpec::Imp {
+                rounds,
+                sparsities,
+                retrain,
+                downstream,
+            } => {
+                let data = if *downstream {
+                    (target_train, target_val)
+                } else {
+                    (source_train, source_val)
+                };
+                let round = training_secs(speeds, retrain, &retrain.regime, data)?;
+                let rounds = TicketSpec::imp_rounds(*rounds, sparsities);
+                (rounds, round * rounds as f64)
+            }
+        };
+        levels += n;
+        tickets_seconds += seconds;
+    }
     let tickets_seconds = tickets_seconds * config.pretrain.len() as f64;
-    // Every θ_p is transferred dense and at each ticket level.
+    // Every θ_p is transferred dense (once, whatever the methods) and at each method's levels.
     let per_kind = config.pretrain.len() * (levels + 1) * config.transfer.seeds.len();
     let mut runs = Vec::new();
     let mut transfer_seconds = 0.0;

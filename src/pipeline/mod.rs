@@ -9,14 +9,15 @@ pub mod merge;
 pub(crate) mod records;
 pub mod results;
 pub mod run;
+pub mod tickets;
 mod transfer;
 pub mod verdict;
 
 pub use config::{
-    imp_levels, Cifar10Preset, DataSpec, ExperimentConfig, ModelSpec, PretrainSpec, TicketSpec,
-    TransferSpec,
+    imp_levels, Cifar10Preset, DataSpec, ExperimentConfig, ModelSpec, PretrainSpec, TransferSpec,
 };
 pub use merge::{merge_shards, MergeSummary};
 pub use results::RunResult;
 pub use run::{run_experiment, ExperimentSummary, RunOptions};
+pub use tickets::TicketSpec;
 pub use verdict::{curves, verdicts, LevelVerdict, Stat, Verdict};

@@ -17,6 +17,10 @@ use crate::error::{DwlthError, Result};
 pub(super) struct Planned {
     pub(super) pretrain: String,
     pub(super) sparsity: f64,
+    /// The ticket method, only when an experiment compares several (so the run keys of
+    /// single-method experiments stay what they were); `None` for dense runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) ticket: Option<String>,
     pub(super) fraction: f64,
     pub(super) regime: String,
     pub(super) seed: u64,

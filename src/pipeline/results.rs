@@ -15,6 +15,10 @@ pub struct RunResult {
     pub regime: String,
     /// Sparsity of the ticket (0 for the dense model).
     pub sparsity: f64,
+    /// The ticket method (`TicketSpec::label`) when an experiment compares several; `None`
+    /// for the dense model (every method's reference) and for single-method experiments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket: Option<String>,
     /// Seed of the run.
     pub seed: u64,
     /// Test standard accuracy (of the best-SA checkpoint on validation).
@@ -118,6 +122,7 @@ mod tests {
             fraction: 0.1,
             regime: "st".into(),
             sparsity: 0.5,
+            ticket: None,
             seed: 0,
             sa: 0.9,
             ra: Some(0.4),

@@ -40,10 +40,11 @@ use dwlth_store::{Stage, StageKey, Store, StoreError, STORE_MARKER};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 
-use super::config::{ExperimentConfig, PretrainSpec, TicketSpec};
+use super::config::{ExperimentConfig, PretrainSpec};
 use super::data::{batches, eval_set, training, Splits};
 use super::records::{fnv, json_bytes, say, ExperimentIndex, Planned, Theta, TicketIndex};
 use super::results::RunResult;
+use super::tickets::TicketSpec;
 use super::transfer::{Downstream, Run};
 use super::verdict::Verdict;
 use crate::error::{DwlthError, Result};
@@ -65,6 +66,11 @@ pub struct RunOptions {
     pub shard: Option<(usize, usize)>,
     /// Progress bars and per-run lines.
     pub verbose: bool,
+    /// Stop once every stage the transfer runs share is published — θ_p, tickets, the
+    /// transfer attack's source model — and train no transfer run: what a coordinator does
+    /// before starting workers on shards (`dwlth run --jobs`), so they never compute those
+    /// stages twice. The summary's `pending` lists the runs left.
+    pub prepare_only: bool,
 }
 
 /// What an experiment produced.
@@ -80,12 +86,27 @@ pub struct ExperimentSummary {
     pub trained: usize,
     /// Transfer runs of the whole experiment.
     pub planned: usize,
+    /// The stage folders of the runs not finished when this invocation ended (each appears,
+    /// with its `manifest.json`, once its run is done): a coordinator's progress.
+    pub pending: Vec<PathBuf>,
 }
 
-/// One θ_p's tickets: the stage's key and `(sparsity, masks)` per level, the dense one first.
-struct Tickets {
+/// One θ_p's tickets of one method: the stage's key and `(sparsity, masks)` per level, the
+/// dense one first.
+struct Found {
     key: StageKey,
     levels: Vec<(f64, MaskSet)>,
+}
+
+/// The tickets a planned run fine-tunes: its method's, or the first method's (whose dense
+/// level every method shares).
+fn found_for<'a>(
+    tickets: &'a BTreeMap<(String, String), Found>,
+    first_method: &str,
+    p: &Planned,
+) -> &'a Found {
+    let method = p.ticket.as_deref().unwrap_or(first_method);
+    &tickets[&(p.pretrain.clone(), method.to_string())]
 }
 
 /// Refuses a results folder written before the stage store: its caches were keyed by names
@@ -151,13 +172,7 @@ pub fn run_experiment(
     );
     // The source task is needed only to pre-train here or to run IMP.
     let needs_source = config.pretrain.iter().any(|p| p.weights.is_none())
-        || matches!(
-            config.tickets,
-            TicketSpec::Imp {
-                downstream: false,
-                ..
-            } | TicketSpec::Lmp { .. }
-        )
+        || config.tickets.iter().any(TicketSpec::needs_source)
         || config.transfer.ood;
     let source = needs_source
         .then(|| Splits::load(&config.source))
@@ -215,35 +230,50 @@ pub fn run_experiment(
         thetas.insert(spec.name.clone(), theta);
     }
 
-    // 2. Tickets on the source task.
-    let mut tickets: BTreeMap<String, Tickets> = BTreeMap::new();
+    // 2. Tickets on the source task, per θ_p and method.
+    let mut tickets: BTreeMap<(String, String), Found> = BTreeMap::new();
     for spec in &config.pretrain {
-        let found = find_tickets(
-            &store,
-            config,
-            &spec.name,
-            &thetas[&spec.name],
-            (source.as_ref(), &target, &ids),
-            (&device, &replicas),
-            verbose,
-        )?;
-        tickets.insert(spec.name.clone(), found);
+        for method in &config.tickets {
+            let found = find_tickets(
+                &store,
+                (config, method),
+                &spec.name,
+                &thetas[&spec.name],
+                (source.as_ref(), &target, &ids),
+                (&device, &replicas),
+                verbose,
+            )?;
+            tickets.insert((spec.name.clone(), method.label().to_string()), found);
+        }
     }
+    // With several methods, runs carry their method's label and the dense model (every
+    // method's reference) is transferred once; with one, runs are keyed as they always were.
+    let several = config.tickets.len() > 1;
+    let first_method = config.tickets[0].label();
+    let found_for = |p: &Planned| found_for(&tickets, first_method, p);
 
     // 3–4. Transfer runs and their evaluation.
     let mut plan = Vec::new();
     for spec in &config.pretrain {
-        for (sparsity, _) in &tickets[&spec.name].levels {
-            for &f in &config.transfer.fractions {
-                for (regime, _) in &config.transfer.regimes {
-                    for &seed in &config.transfer.seeds {
-                        plan.push(Planned {
-                            pretrain: spec.name.clone(),
-                            sparsity: *sparsity,
-                            fraction: f,
-                            regime: regime.clone(),
-                            seed,
-                        });
+        for (i, method) in config.tickets.iter().enumerate() {
+            let found = &tickets[&(spec.name.clone(), method.label().to_string())];
+            for (sparsity, _) in &found.levels {
+                let dense = *sparsity == 0.0;
+                if dense && i > 0 {
+                    continue;
+                }
+                for &f in &config.transfer.fractions {
+                    for (regime, _) in &config.transfer.regimes {
+                        for &seed in &config.transfer.seeds {
+                            plan.push(Planned {
+                                pretrain: spec.name.clone(),
+                                sparsity: *sparsity,
+                                ticket: (several && !dense).then(|| method.label().to_string()),
+                                fraction: f,
+                                regime: regime.clone(),
+                                seed,
+                            });
+                        }
                     }
                 }
             }
@@ -280,12 +310,17 @@ pub fn run_experiment(
     });
     // Only when set, so experiments without it keep the run keys they always had.
     if let (Some(min_steps), Some(map)) = (config.transfer.min_steps, shared.as_object_mut()) {
-        map.insert("min_steps".into(), min_steps.into());
+        // Stretched runs validate as often as unstretched ones (`TrainConfig::validate_every`).
+        let stretch = json!({ "steps": min_steps, "validations": "as many as unstretched" });
+        map.insert("min_steps".into(), stretch);
     }
     let run_stage = |p: &Planned| -> Result<Stage> {
         let regime = regime_of(config, &p.regime)?;
-        let ticket = &tickets[&p.pretrain];
-        let mut inputs = vec![&thetas[&p.pretrain].key, &ticket.key];
+        let mut inputs = vec![&thetas[&p.pretrain].key];
+        // A dense run of several methods depends on θ_p alone.
+        if !several || p.ticket.is_some() {
+            inputs.push(&found_for(p).key);
+        }
         if let Some(stage) = &source_stage {
             inputs.push(stage.key());
         }
@@ -309,6 +344,23 @@ pub fn run_experiment(
     // Crafted only when a run needs it: a finished experiment reruns in seconds.
     if let (Some(stage), false) = (&source_stage, todo.is_empty()) {
         downstream.crafted = Some(downstream.transfer_attack_set(stage, &thetas, verbose)?);
+    }
+    let pending = |stages: &[Stage]| -> Vec<PathBuf> {
+        stages
+            .iter()
+            .filter(|s| s.done().is_none())
+            .map(|s| out.join("runs").join(&s.key().key))
+            .collect()
+    };
+    if options.prepare_only {
+        return Ok(ExperimentSummary {
+            results: Vec::new(),
+            verdicts: Vec::new(),
+            report_files: Vec::new(),
+            trained: 0,
+            planned: plan.len(),
+            pending: pending(&stages),
+        });
     }
     say(
         verbose,
@@ -334,15 +386,18 @@ pub fn run_experiment(
     );
     for (k, (p, stage)) in todo.iter().enumerate() {
         let what = format!(
-            "θ_{} sparsity {:.2}% {} {}% data seed {}",
+            "θ_{}{} sparsity {:.2}% {} {}% data seed {}",
             p.pretrain.to_uppercase(),
+            p.ticket
+                .as_ref()
+                .map_or(String::new(), |t| format!(" {}", t.to_uppercase())),
             100.0 * p.sparsity,
             p.regime.to_uppercase(),
             100.0 * p.fraction,
             p.seed
         );
         sweep.set_message(what.clone());
-        let masks = tickets[&p.pretrain]
+        let masks = found_for(p)
             .levels
             .iter()
             .find(|(s, _)| *s == p.sparsity)
@@ -391,9 +446,17 @@ pub fn run_experiment(
     let index = ExperimentIndex {
         name: config.name.clone(),
         runs: stages.iter().map(|s| s.key().key.clone()).collect(),
+        // The mask report names each θ_p's tickets `<pretrain>`, or `<pretrain>-<method>`.
         tickets: tickets
             .iter()
-            .map(|(name, t)| (name.clone(), t.key.key.clone()))
+            .map(|((name, method), t)| {
+                let name = if several {
+                    format!("{name}-{method}")
+                } else {
+                    name.clone()
+                };
+                (name, t.key.key.clone())
+            })
             .collect(),
     };
     atomic_write(&out.join("experiment.json"), &json_bytes(&index)?)?;
@@ -404,6 +467,7 @@ pub fn run_experiment(
         report_files: written.files,
         trained: todo.len(),
         planned: plan.len(),
+        pending: pending(&stages),
     })
 }
 
@@ -539,9 +603,13 @@ fn pretrain(
     })
 }
 
-/// The method and settings of `config.tickets` as stage settings; mask files by content.
-fn ticket_settings(config: &ExperimentConfig, ids: &DataIds) -> Result<serde_json::Value> {
-    Ok(match &config.tickets {
+/// The method and its settings as stage settings; mask files by content.
+fn ticket_settings(
+    config: &ExperimentConfig,
+    method: &TicketSpec,
+    ids: &DataIds,
+) -> Result<serde_json::Value> {
+    Ok(match method {
         TicketSpec::Files { files } => {
             let mut content = BTreeMap::new();
             for (name, paths) in files {
@@ -560,31 +628,31 @@ fn ticket_settings(config: &ExperimentConfig, ids: &DataIds) -> Result<serde_jso
             json!({ "method": "files", "files": content })
         }
         TicketSpec::Imp { downstream, .. } => json!({
-            "spec": config.tickets,
+            "spec": method,
             "data": if *downstream { Some(&ids.target) } else { ids.source.as_ref() },
             "batch_size": if *downstream { config.transfer.batch_size } else { config.source_batch_size },
         }),
         TicketSpec::Lmp { .. } => json!({
-            "spec": config.tickets, "data": ids.source, "batch_size": config.source_batch_size,
+            "spec": method, "data": ids.source, "batch_size": config.source_batch_size,
         }),
         other => json!({ "spec": other }),
     })
 }
 
-/// One θ_p's tickets (a stage keyed by θ_p's key and the ticket method's settings), the dense
-/// level first.
+/// One θ_p's tickets of one method (a stage keyed by θ_p's key and the method's settings), the
+/// dense level first.
 fn find_tickets(
     store: &Store,
-    config: &ExperimentConfig,
+    (config, method): (&ExperimentConfig, &TicketSpec),
     name: &str,
     theta: &Theta,
     (source, target, ids): (Option<&Splits>, &Splits, &DataIds),
     (device, replicas): (&Device, &[Device]),
     verbose: bool,
-) -> Result<Tickets> {
+) -> Result<Found> {
     let stage = store.stage(
         "tickets",
-        &json!({ "tickets": ticket_settings(config, ids)?, "prunable": Prunable::convolutions() }),
+        &json!({ "tickets": ticket_settings(config, method, ids)?, "prunable": Prunable::convolutions() }),
         &[&theta.key],
     )?;
     let load = |dir: &Path| -> Result<Vec<(f64, MaskSet)>> {
@@ -597,7 +665,7 @@ fn find_tickets(
     };
     let compute = |work: &Path| {
         search_tickets(
-            config,
+            (config, method),
             name,
             &theta.model,
             (source, target),
@@ -621,16 +689,16 @@ fn find_tickets(
     let mut levels = stage.load_or_compute(load, compute, save)?;
     let dense = MaskSet::from_model(&theta.model, &Prunable::convolutions());
     levels.insert(0, (0.0, dense));
-    Ok(Tickets {
+    Ok(Found {
         key: stage.key().clone(),
         levels,
     })
 }
 
-/// Searches one θ_p's tickets with the experiment's method (`work` holds IMP's rounds and LMP's
-/// masks while it runs).
+/// Searches one θ_p's tickets with one method (`work` holds IMP's rounds and LMP's masks while
+/// it runs).
 fn search_tickets(
-    config: &ExperimentConfig,
+    (config, method): (&ExperimentConfig, &TicketSpec),
     name: &str,
     theta: &ResNet,
     (source, target): (Option<&Splits>, &Splits),
@@ -640,11 +708,11 @@ fn search_tickets(
 ) -> Result<Vec<(f64, MaskSet)>> {
     let prunable = Prunable::convolutions();
     let mut found = Vec::new();
-    match &config.tickets {
+    match method {
         TicketSpec::Omp { sparsities }
         | TicketSpec::Random { sparsities, .. }
         | TicketSpec::Structured { sparsities, .. } => {
-            let method = match &config.tickets {
+            let criterion = match method {
                 TicketSpec::Random { seed, .. } => PruneMethod::Random {
                     scope: Scope::Global,
                     seed: *seed,
@@ -660,7 +728,7 @@ fn search_tickets(
             };
             let layers = masked_weights(theta);
             for &s in sparsities {
-                let mut m = method.prune(&layers, &prunable, s)?;
+                let mut m = criterion.prune(&layers, &prunable, s)?;
                 m.metadata.insert("pretrain".into(), name.into());
                 found.push((s, m));
             }
@@ -740,12 +808,15 @@ fn search_tickets(
         }
         TicketSpec::Imp {
             rounds,
+            sparsities,
             retrain,
             downstream,
         } => {
+            let rounds = TicketSpec::imp_rounds(*rounds, sparsities);
             let imp = Imp::new(
                 ImpConfig {
-                    rounds: *rounds,
+                    rounds,
+                    sparsities: sparsities.clone(),
                     ..ImpConfig::default()
                 },
                 prunable,

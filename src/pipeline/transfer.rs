@@ -167,6 +167,7 @@ impl Downstream<'_> {
             let p = Planned {
                 pretrain: pretrain.clone(),
                 sparsity: 0.0,
+                ticket: None,
                 fraction: 1.0,
                 regime: "at".into(),
                 seed: TRANSFER_SOURCE_SEED,
@@ -255,6 +256,7 @@ impl Downstream<'_> {
             fraction: p.fraction,
             regime: p.regime.clone(),
             sparsity: p.sparsity,
+            ticket: p.ticket.clone(),
             seed: p.seed,
             sa,
             ra,

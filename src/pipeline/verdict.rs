@@ -53,12 +53,38 @@ impl Stat {
 pub struct CurveKey {
     /// Pre-training.
     pub pretrain: String,
+    /// Ticket method, when the results compare several (the dense point is in each).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ticket: Option<String>,
     /// Target dataset.
     pub dataset: String,
     /// Data fraction, in thousandths (to be orderable).
     pub fraction_milli: u32,
     /// Downstream regime.
     pub regime: String,
+}
+
+/// How reports name a pre-training and, when results compare several, the ticket method:
+/// `θ_AT`, `θ_AT · IMP`.
+pub fn label(pretrain: &str, ticket: Option<&str>) -> String {
+    match ticket {
+        Some(t) => format!("θ_{} · {}", pretrain.to_uppercase(), t.to_uppercase()),
+        None => format!("θ_{}", pretrain.to_uppercase()),
+    }
+}
+
+impl CurveKey {
+    /// The curve's pre-training and ticket method, as reports name them ([`label`]).
+    pub fn label(&self) -> String {
+        label(&self.pretrain, self.ticket.as_deref())
+    }
+}
+
+impl Verdict {
+    /// The row's pre-training and ticket method, as reports name them ([`label`]).
+    pub fn label(&self) -> String {
+        label(&self.pretrain, self.ticket.as_deref())
+    }
 }
 
 /// Mean ± std of SA and RA at one sparsity.
@@ -82,23 +108,43 @@ pub struct Point {
     pub ra_by_seed: Vec<(u64, f64)>,
 }
 
-/// Every curve of a result set: points sorted by sparsity.
+/// Every curve of a result set: points sorted by sparsity. When runs carry ticket methods,
+/// each method has its own curves and the dense runs (no method) are the first point of each.
 pub fn curves(results: &[RunResult]) -> BTreeMap<CurveKey, Vec<Point>> {
+    let mut methods: BTreeMap<(&str, &str), Vec<&str>> = BTreeMap::new();
+    for r in results {
+        if let Some(t) = &r.ticket {
+            let known = methods.entry((&r.pretrain, &r.dataset)).or_default();
+            if !known.contains(&t.as_str()) {
+                known.push(t);
+            }
+        }
+    }
     let mut grouped: BTreeMap<CurveKey, BTreeMap<u64, Vec<&RunResult>>> = BTreeMap::new();
     for r in results {
-        let key = CurveKey {
+        let key = |ticket: Option<&str>| CurveKey {
             pretrain: r.pretrain.clone(),
+            ticket: ticket.map(str::to_string),
             dataset: r.dataset.clone(),
             fraction_milli: (r.fraction * 1000.0).round() as u32,
             regime: r.regime.clone(),
         };
+        let keys = match (
+            &r.ticket,
+            methods.get(&(r.pretrain.as_str(), r.dataset.as_str())),
+        ) {
+            (None, Some(all)) if r.sparsity == 0.0 => all.iter().map(|t| key(Some(t))).collect(),
+            (ticket, _) => vec![key(ticket.as_deref())],
+        };
         let s = (r.sparsity * 1e6).round() as u64;
-        grouped
-            .entry(key)
-            .or_default()
-            .entry(s)
-            .or_default()
-            .push(r);
+        for key in keys {
+            grouped
+                .entry(key)
+                .or_default()
+                .entry(s)
+                .or_default()
+                .push(r);
+        }
     }
     grouped
         .into_iter()
@@ -147,11 +193,14 @@ pub struct LevelVerdict {
     pub at_ra_diff: Option<Difference>,
 }
 
-/// The verdict of one (pre-training, dataset, fraction).
+/// The verdict of one (pre-training, ticket method, dataset, fraction).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Verdict {
     /// Pre-training.
     pub pretrain: String,
+    /// Ticket method, when the results compare several.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ticket: Option<String>,
     /// Target dataset.
     pub dataset: String,
     /// Data fraction.
@@ -167,33 +216,31 @@ pub struct Verdict {
 /// measurement are not double-win.
 pub fn verdicts(results: &[RunResult]) -> Vec<Verdict> {
     let curves = curves(results);
-    let mut groups: BTreeMap<(String, String, u32), ()> = BTreeMap::new();
-    for key in curves.keys() {
-        groups.insert(
-            (
-                key.pretrain.clone(),
-                key.dataset.clone(),
-                key.fraction_milli,
-            ),
-            (),
-        );
-    }
-    let find = |p: &str, d: &str, f: u32, regime: &str| {
+    let groups: std::collections::BTreeSet<CurveKey> = curves
+        .keys()
+        .map(|k| CurveKey {
+            regime: String::new(),
+            ..k.clone()
+        })
+        .collect();
+    let find = |group: &CurveKey, regime: &str| {
         curves.get(&CurveKey {
-            pretrain: p.to_string(),
-            dataset: d.to_string(),
-            fraction_milli: f,
             regime: regime.to_string(),
+            ..group.clone()
         })
     };
     let mut out = Vec::new();
-    for (pretrain, dataset, fraction_milli) in groups.into_keys() {
-        let (Some(st), Some(at)) = (
-            find(&pretrain, &dataset, fraction_milli, "st"),
-            find(&pretrain, &dataset, fraction_milli, "at"),
-        ) else {
+    for group in groups {
+        let (Some(st), Some(at)) = (find(&group, "st"), find(&group, "at")) else {
             continue;
         };
+        let CurveKey {
+            pretrain,
+            ticket,
+            dataset,
+            fraction_milli,
+            ..
+        } = group;
         let dense = |c: &Vec<Point>| c.iter().find(|p| p.sparsity == 0.0).cloned();
         let (Some(st0), Some(at0)) = (dense(st), dense(at)) else {
             continue;
@@ -242,6 +289,7 @@ pub fn verdicts(results: &[RunResult]) -> Vec<Verdict> {
             .fold(None, |m: Option<f64>, s| Some(m.map_or(s, |m| m.max(s))));
         out.push(Verdict {
             pretrain,
+            ticket,
             dataset,
             fraction: fraction_milli as f64 / 1000.0,
             levels: level_verdicts,
@@ -262,6 +310,7 @@ mod tests {
             fraction: 1.0,
             regime: regime.into(),
             sparsity,
+            ticket: None,
             seed,
             sa,
             ra,

@@ -113,8 +113,8 @@ pub fn differences_table(verdicts: &[Verdict]) -> String {
             .collect();
             let _ = writeln!(
                 out,
-                "| θ_{} | {} | {}% | {:.2}% | {} | {} | {} | {} |",
-                v.pretrain.to_uppercase(),
+                "| {} | {} | {}% | {:.2}% | {} | {} | {} | {} |",
+                v.label(),
                 v.dataset,
                 100.0 * v.fraction,
                 100.0 * l.sparsity,
@@ -137,11 +137,14 @@ fn percent(s: Option<f64>) -> String {
 }
 
 /// One paragraph on paper A's claim — robust pre-training gives double-win tickets at higher
-/// sparsity, also when little target data is used — drawn from `verdicts`, whatever they show.
+/// sparsity, also when little target data is used — drawn from `verdicts`, whatever they show;
+/// with several ticket methods, each is judged on its own and then compared.
 pub fn what_this_shows(verdicts: &[Verdict], unconverged: &BTreeSet<Group>) -> String {
-    let mut settings: BTreeMap<(String, std::cmp::Reverse<u32>), Vec<&Verdict>> = BTreeMap::new();
+    type Setting = (Option<String>, String, std::cmp::Reverse<u32>);
+    let mut settings: BTreeMap<Setting, Vec<&Verdict>> = BTreeMap::new();
     for v in verdicts {
         let key = (
+            v.ticket.clone(),
             v.dataset.clone(),
             std::cmp::Reverse((v.fraction * 1000.0).round() as u32),
         );
@@ -157,7 +160,7 @@ pub fn what_this_shows(verdicts: &[Verdict], unconverged: &BTreeSet<Group>) -> S
     }
     let (mut supported, mut judged) = (0, 0);
     let mut sentences = Vec::new();
-    for ((dataset, std::cmp::Reverse(milli)), group) in &settings {
+    for ((ticket, dataset, std::cmp::Reverse(milli)), group) in &settings {
         let extremes: Vec<String> = group
             .iter()
             .map(|v| {
@@ -168,8 +171,12 @@ pub fn what_this_shows(verdicts: &[Verdict], unconverged: &BTreeSet<Group>) -> S
                 )
             })
             .collect();
+        let method = ticket.as_ref().map_or(String::new(), |t| {
+            format!(" and {} tickets", t.to_uppercase())
+        });
         let mut sentence = format!(
-            "With {}% of the {dataset} training data, the sparsest double-win tickets are at {}",
+            "With {}% of the {dataset} training data{method}, the sparsest double-win tickets \
+             are at {}",
             *milli as f64 / 10.0,
             extremes.join(", ")
         );
@@ -208,6 +215,7 @@ pub fn what_this_shows(verdicts: &[Verdict], unconverged: &BTreeSet<Group>) -> S
          with full and with limited data — holds in {supported} of the {judged} settings that \
          have both a standard and a robust pre-training."
     );
+    out.push_str(&methods_compared(verdicts));
     let (mut losses, mut noise) = (0, 0);
     for l in verdicts.iter().flat_map(|v| &v.levels) {
         for (ok, d) in [
@@ -245,6 +253,51 @@ pub fn what_this_shows(verdicts: &[Verdict], unconverged: &BTreeSet<Group>) -> S
     out
 }
 
+/// With several ticket methods: for how many (pre-training, dataset, fraction) each method's
+/// extreme sparsity is the highest. Empty with one method.
+fn methods_compared(verdicts: &[Verdict]) -> String {
+    let mut by_row: BTreeMap<Group, Vec<&Verdict>> = BTreeMap::new();
+    for v in verdicts.iter().filter(|v| v.ticket.is_some()) {
+        by_row
+            .entry(group_of(&v.pretrain, &v.dataset, v.fraction))
+            .or_default()
+            .push(v);
+    }
+    let rows: Vec<&Vec<&Verdict>> = by_row.values().filter(|r| r.len() > 1).collect();
+    if rows.is_empty() {
+        return String::new();
+    }
+    let mut higher: BTreeMap<String, usize> = BTreeMap::new();
+    let mut ties = 0;
+    for row in &rows {
+        let e = |v: &Verdict| v.extreme_sparsity.unwrap_or(0.0);
+        let best = row.iter().map(|v| e(v)).fold(0.0, f64::max);
+        let winners: Vec<&&Verdict> = row.iter().filter(|v| e(v) == best).collect();
+        match winners.as_slice() {
+            [one] => {
+                *higher
+                    .entry(one.ticket.clone().unwrap_or_default().to_uppercase())
+                    .or_default() += 1
+            }
+            _ => ties += 1,
+        }
+    }
+    let counts: Vec<String> = higher
+        .iter()
+        .map(|(method, n)| format!("{method} tickets in {n}"))
+        .collect();
+    format!(
+        " Side by side on the same pre-trainings, the higher extreme sparsity comes from {}, \
+         and the methods tie in {ties}, of {} (pre-training, data) pairs.",
+        if counts.is_empty() {
+            "neither method".to_string()
+        } else {
+            counts.join(" and ")
+        },
+        rows.len()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -257,6 +310,7 @@ mod tests {
             fraction: 0.1,
             regime: regime.into(),
             sparsity,
+            ticket: None,
             seed,
             sa,
             ra: (regime == "at").then_some(sa / 2.0),

@@ -69,7 +69,7 @@ pub fn markdown_table_marked(
         let _ = write!(
             out,
             "| {}{mark} | {} | {}% |",
-            v.pretrain,
+            v.label(),
             v.dataset,
             100.0 * v.fraction
         );
@@ -104,8 +104,8 @@ pub fn markdown_table_marked(
 /// The first cells of a per-sparsity table row: pre-training, dataset, data, regime, sparsity.
 fn row_key(key: &CurveKey, p: &Point) -> String {
     format!(
-        "| θ_{} | {} | {}% | {} | {:.2}% |",
-        key.pretrain.to_uppercase(),
+        "| {} | {} | {}% | {} | {:.2}% |",
+        key.label(),
         key.dataset,
         key.fraction_milli as f64 / 10.0,
         key.regime.to_uppercase(),
@@ -166,14 +166,14 @@ pub fn ood_table(curves: &BTreeMap<CurveKey, Vec<Point>>) -> String {
     )
 }
 
-/// One pre-training's points in a plot panel.
+/// One pre-training's (and ticket method's) points in a plot panel.
 type Line<'a> = (String, &'a Vec<crate::pipeline::verdict::Point>);
 
 /// Writes `results.json`, `curves.csv`, `double_win.md` and one SVG and PNG per (dataset,
 /// fraction, regime, metric) into `dir`, and, when `dir` is an experiment's `report/` folder
 /// next to its `tickets/`, the mask report of [`masks::write_mask_report`]. Returns the
 /// verdicts and the files. Runs are listed in one order — pre-training, sparsity, dataset,
-/// fraction, regime, seed — whatever order they are given in, so a report rebuilt from a
+/// fraction, regime, seed (then ticket method) — whatever order they are given in, so a report rebuilt from a
 /// folder (or merged from shards) is the same file as the one the run wrote.
 pub fn write_report(results: &[RunResult], dir: &Path) -> Result<(Vec<Verdict>, Written)> {
     let mut sorted = results.to_vec();
@@ -186,6 +186,7 @@ pub fn write_report(results: &[RunResult], dir: &Path) -> Result<(Vec<Verdict>, 
                 r.fraction.to_bits(),
                 r.regime.clone(),
                 r.seed,
+                r.ticket.clone(),
             )
         };
         key(a).cmp(&key(b))
@@ -203,7 +204,7 @@ pub fn write_report(results: &[RunResult], dir: &Path) -> Result<(Vec<Verdict>, 
 
     let curves = curves(results);
     let mut csv =
-        String::from("pretrain,dataset,fraction,regime,sparsity,n,sa_mean,sa_std,ra_mean,ra_std,transfer_ra_mean,transfer_ra_std,ood_auroc_mean,ood_auroc_std\n");
+        String::from("pretrain,ticket,dataset,fraction,regime,sparsity,n,sa_mean,sa_std,ra_mean,ra_std,transfer_ra_mean,transfer_ra_std,ood_auroc_mean,ood_auroc_std\n");
     for (key, points) in &curves {
         for p in points {
             let cells = |stat: Option<Stat>| {
@@ -216,8 +217,9 @@ pub fn write_report(results: &[RunResult], dir: &Path) -> Result<(Vec<Verdict>, 
             let (ood_m, ood_s) = cells(p.ood_auroc);
             let _ = writeln!(
                 csv,
-                "{},{},{},{},{:.6},{},{:.6},{:.6},{},{},{},{},{},{}",
+                "{},{},{},{},{},{:.6},{},{:.6},{:.6},{},{},{},{},{},{}",
                 key.pretrain,
+                key.ticket.as_deref().unwrap_or(""),
                 key.dataset,
                 key.fraction_milli as f64 / 1000.0,
                 key.regime,
@@ -247,21 +249,21 @@ pub fn write_report(results: &[RunResult], dir: &Path) -> Result<(Vec<Verdict>, 
     md.push_str(&ood_table(&curves));
     put("double_win.md".into(), md.as_bytes())?;
 
-    // Plots: one per (dataset, fraction, regime, metric), a line per pre-training.
+    // Plots: one per (dataset, fraction, regime, metric), a line per pre-training (and method).
     let mut panels: std::collections::BTreeMap<(String, u32, String), Vec<Line<'_>>> =
         Default::default();
     for (key, points) in &curves {
         panels
             .entry((key.dataset.clone(), key.fraction_milli, key.regime.clone()))
             .or_default()
-            .push((key.pretrain.clone(), points));
+            .push((key.label(), points));
     }
     for ((dataset, fraction, regime), lines) in panels {
         for metric in ["sa", "ra"] {
             let series: Vec<svg::Series> = lines
                 .iter()
-                .map(|(pretrain, points)| svg::Series {
-                    label: format!("θ_{}", pretrain.to_uppercase()),
+                .map(|(label, points)| svg::Series {
+                    label: label.clone(),
                     points: points
                         .iter()
                         .filter_map(|p| {

@@ -62,6 +62,7 @@ fn config(epochs: usize, regime: Regime) -> TrainConfig {
         overfit_guard: None,
         seed: 3,
         snapshots: false,
+        validate_every: 1,
     }
 }
 
@@ -97,6 +98,33 @@ fn standard_training_learns_and_keeps_the_best_checkpoints() {
     let (best, _) = outcome.best_sa.as_ref().unwrap();
     assert_eq!(best.value, best_sa);
     assert!(outcome.best_ra.is_some() && outcome.stopped.is_none());
+}
+
+#[test]
+fn validation_every_k_epochs_and_after_the_last() {
+    let device = Device::flex().autodiff();
+    let mut train = toy(32, 1, &device);
+    let val = toy(16, 2, &device).batches();
+    let mut c = config(5, Regime::Standard);
+    c.validate_every = 2;
+    let outcome = quiet(c.clone(), None)
+        .fit(tiny(&device), &mut train, &val, 2)
+        .unwrap();
+    let validated: Vec<usize> = outcome
+        .history
+        .iter()
+        .filter(|r| r.val_sa.is_some())
+        .map(|r| r.epoch)
+        .collect();
+    assert_eq!(validated, [1, 3, 4], "{:?}", outcome.history);
+    let (best, _) = outcome.best_sa.as_ref().unwrap();
+    assert!(validated.contains(&best.epoch));
+    c.validate_every = 0;
+    assert!(Trainer::new(c, None)
+        .err()
+        .unwrap()
+        .to_string()
+        .contains("validate_every"));
 }
 
 /// Training data that "kills" the process (panics) in the middle of epoch `killed_at`.

@@ -131,6 +131,10 @@ pub enum PruneError {
         /// The caller's error message.
         message: String,
     },
+
+    /// IMP's sparsity schedule does not fit its rounds or does not increase.
+    #[error("invalid IMP schedule: {0}")]
+    ImpSchedule(String),
 }
 
 /// Result alias of this crate.

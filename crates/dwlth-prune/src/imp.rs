@@ -41,6 +41,12 @@ pub struct ImpConfig {
     pub prune_first: bool,
     /// The criterion of each round (papers: global magnitude).
     pub method: PruneMethod,
+    /// A schedule of sparsities instead of a constant rate: round `k` prunes to
+    /// `sparsities[k − 1]` of the prunable weights (so `rounds` must be its length). Lets a few
+    /// rounds reach the levels one-shot tickets are taken at (50, 80, 95 %), for comparing the
+    /// two at equal sparsity. Empty: `rate` every round.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sparsities: Vec<f64>,
 }
 
 impl Default for ImpConfig {
@@ -50,14 +56,55 @@ impl Default for ImpConfig {
             rounds: 19,
             prune_first: true,
             method: PruneMethod::global_magnitude(),
+            sparsities: Vec::new(),
         }
     }
 }
 
 impl ImpConfig {
-    /// The sparsity after round `k`: `1 − (1 − rate)^k` (before rounding to whole weights).
+    /// The sparsity after round `k`: `1 − (1 − rate)^k`, or the schedule's `k`-th sparsity
+    /// (before rounding to whole weights).
     pub fn sparsity_after(&self, round: usize) -> f64 {
-        1.0 - (1.0 - self.rate).powi(round as i32)
+        match round.checked_sub(1).and_then(|k| self.sparsities.get(k)) {
+            Some(s) => *s,
+            None => 1.0 - (1.0 - self.rate).powi(round as i32),
+        }
+    }
+
+    /// The fraction of the still-kept weights that round `round` prunes when the masks have
+    /// sparsity `current`.
+    fn amount(&self, round: usize, current: f64) -> f64 {
+        if self.sparsities.is_empty() {
+            return self.rate;
+        }
+        let target = self.sparsity_after(round);
+        (1.0 - (1.0 - target) / (1.0 - current).max(f64::MIN_POSITIVE)).clamp(0.0, 1.0)
+    }
+
+    /// Checks the rate and the schedule (increasing sparsities in (0, 1), one per round).
+    fn validate(&self) -> Result<()> {
+        check_fraction("IMP pruning rate", self.rate)?;
+        if self.sparsities.is_empty() {
+            return Ok(());
+        }
+        if self.sparsities.len() != self.rounds {
+            return Err(PruneError::ImpSchedule(format!(
+                "{} sparsities for {} rounds; give one per round",
+                self.sparsities.len(),
+                self.rounds
+            )));
+        }
+        let mut previous = 0.0;
+        for s in &self.sparsities {
+            if !(s.is_finite() && *s > previous && *s < 1.0) {
+                return Err(PruneError::ImpSchedule(format!(
+                    "{:?} must increase strictly within (0, 1); {s} does not",
+                    self.sparsities
+                )));
+            }
+            previous = *s;
+        }
+        Ok(())
     }
 }
 
@@ -136,7 +183,7 @@ pub struct Imp {
 impl Imp {
     /// An IMP run with the given settings.
     pub fn new(config: ImpConfig, prunable: Prunable, dir: impl Into<PathBuf>) -> Result<Self> {
-        check_fraction("IMP pruning rate", config.rate)?;
+        config.validate()?;
         Ok(Self {
             config,
             prunable,
@@ -280,10 +327,8 @@ impl Imp {
                         }
                     }
                 }
-                masks = self
-                    .config
-                    .method
-                    .prune(&layers, &self.prunable, self.config.rate)?;
+                let amount = self.config.amount(round, masks.sparsity());
+                masks = self.config.method.prune(&layers, &self.prunable, amount)?;
             }
             // Rewind: the whole pre-trained state, with the round's masks.
             let rewound = apply_masks(independent_copy(theta_p), &masks)?;

@@ -162,3 +162,60 @@ fn a_killed_run_resumes_with_identical_masks() {
         .unwrap_err();
     assert!(err.to_string().contains("`inputs`"), "{err}");
 }
+
+#[test]
+fn a_sparsity_schedule_reaches_each_level_and_keeps_masks_nested() {
+    let device = Device::flex().autodiff();
+    let theta = theta_p(&device);
+    let dir = tempfile::tempdir().unwrap();
+    let schedule = vec![0.5, 0.8, 0.95];
+    let config = ImpConfig {
+        rounds: 3,
+        sparsities: schedule.clone(),
+        ..ImpConfig::default()
+    };
+    assert_eq!(config.sparsity_after(2), 0.8);
+    let imp = Imp::new(config, Prunable::convolutions(), dir.path()).unwrap();
+    let kept = RefCell::new(Vec::new());
+    let (_, _, rounds) = imp
+        .run(&theta, |model: ResNet, ctx| {
+            kept.borrow_mut().push(ctx.masks.clone());
+            Ok::<_, String>((retrain(model, ctx.round, &device), serde_json::json!({})))
+        })
+        .unwrap();
+    for (record, target) in rounds.iter().zip(&schedule) {
+        // Rounding to whole weights per round: within a weight or two of the target.
+        assert!(
+            (record.sparsity - target).abs() < 1e-3,
+            "round {}: {} for {target}",
+            record.round,
+            record.sparsity
+        );
+    }
+    let kept = kept.into_inner();
+    for pair in kept.windows(2) {
+        for (name, later) in pair[1].iter() {
+            let earlier = pair[0].get(name).unwrap();
+            assert!(
+                later.keep.iter().zip(&earlier.keep).all(|(l, e)| !l || *e),
+                "{name}: a weight pruned earlier is kept again"
+            );
+        }
+    }
+    // A schedule that does not fit the rounds or does not increase is refused.
+    for (rounds, sparsities) in [
+        (2, vec![0.5, 0.8, 0.9]),
+        (2, vec![0.8, 0.5]),
+        (1, vec![1.0]),
+    ] {
+        let config = ImpConfig {
+            rounds,
+            sparsities,
+            ..ImpConfig::default()
+        };
+        let message = Imp::new(config, Prunable::convolutions(), dir.path())
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("invalid IMP schedule"), "{message}");
+    }
+}

@@ -40,6 +40,14 @@ fn is_false(flag: &bool) -> bool {
     !*flag
 }
 
+fn one() -> usize {
+    1
+}
+
+fn is_one(n: &usize) -> bool {
+    *n == 1
+}
+
 /// Everything a training run needs besides model and data.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
@@ -69,6 +77,10 @@ pub struct TrainConfig {
     /// --checkpoints`).
     #[serde(default, skip_serializing_if = "is_false")]
     pub snapshots: bool,
+    /// Validate after every `validate_every`-th epoch and after the last (1: every epoch). The
+    /// best-SA / best-RA weights are chosen among validated epochs.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub validate_every: usize,
 }
 
 impl TrainConfig {
@@ -93,6 +105,7 @@ impl TrainConfig {
             overfit_guard: None,
             seed: 0,
             snapshots: false,
+            validate_every: 1,
         }
     }
 
@@ -130,8 +143,8 @@ impl TrainConfig {
     /// These settings for a training set of `steps_per_epoch` batches, trained for at least
     /// `min_steps` steps: the epochs grow (never shrink) to `⌈min_steps / steps_per_epoch⌉`,
     /// and every epoch-valued setting — the learning-rate milestones, warm-up, the first
-    /// epoch with robust validation — stretches in proportion, so the schedule keeps its
-    /// shape. Data-limited transfer papers scale epochs to the subset this way: 4 epochs of
+    /// epoch with robust validation, the validation interval — stretches in proportion, so the
+    /// schedule keeps its shape and its number of validations. Data-limited transfer papers scale epochs to the subset this way: 4 epochs of
     /// 100 images are a handful of steps, not a trained network.
     ///
     /// ```
@@ -143,6 +156,7 @@ impl TrainConfig {
     /// assert_eq!(small.ra_from_epoch, 113);
     /// let Schedule::MultiStep { milestones, .. } = small.lr.schedule else { unreachable!() };
     /// assert_eq!(milestones, [125, 188]);
+    /// assert_eq!(small.validate_every, 3); // 250 / 3: about as many validations as before
     /// assert_eq!(paper.stretched_to_steps(400, 1000).epochs, 100); // never fewer epochs
     /// ```
     pub fn stretched_to_steps(&self, steps_per_epoch: usize, min_steps: usize) -> TrainConfig {
@@ -154,6 +168,9 @@ impl TrainConfig {
         let stretch = |epoch: usize| (epoch as f64 * factor).round() as usize;
         let mut out = self.clone();
         out.epochs = wanted;
+        // As many validations as the schedule it stretches: on a small subset an epoch is a
+        // few steps, and validating after each would cost more than the training.
+        out.validate_every = stretch(self.validate_every.max(1)).max(1);
         out.ra_from_epoch = stretch(self.ra_from_epoch).min(wanted - 1);
         out.lr.warmup_epochs = stretch(self.lr.warmup_epochs);
         if let Schedule::MultiStep { milestones, .. } = &mut out.lr.schedule {
@@ -168,6 +185,9 @@ impl TrainConfig {
     pub fn validate(&self) -> Result<()> {
         if self.epochs == 0 {
             return Err(invalid("epochs", 0, "train for at least one epoch"));
+        }
+        if self.validate_every == 0 {
+            return Err(invalid("validate_every", 0, "must be at least 1"));
         }
         if !(self.momentum.is_finite() && (0.0..1.0).contains(&self.momentum)) {
             return Err(invalid("momentum", self.momentum, "must be in [0, 1)"));

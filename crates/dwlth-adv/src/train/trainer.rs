@@ -254,6 +254,7 @@ impl Trainer {
     ///     overfit_guard: None,
     ///     seed: 0,
     ///     snapshots: false,
+    ///     validate_every: 1,
     /// };
     /// let mut trainer = Trainer::new(config, None)?;
     /// trainer.progress = false;
@@ -399,7 +400,9 @@ impl Trainer {
                 guard_ra: None,
                 seconds: 0.0,
             };
-            if !validation.is_empty() {
+            let every = self.config.validate_every.max(1);
+            let validates = (epoch + 1) % every == 0 || epoch + 1 == self.config.epochs;
+            if validates && !validation.is_empty() {
                 let view = AttackMode::Eval.view(&model);
                 let attack = self
                     .config
