@@ -720,7 +720,7 @@ fn omp_and_imp_tickets_are_compared_side_by_side() {
         },
         TicketSpec::Imp {
             rounds: 0,
-            sparsities: vec![0.3, 0.5],
+            sparsities: vec![0.5, 0.8],
             retrain,
             downstream: false,
         },
@@ -732,7 +732,7 @@ fn omp_and_imp_tickets_are_compared_side_by_side() {
 
     let dir = tempfile::tempdir().unwrap();
     let summary = run_experiment(&config, &options(dir.path(), None)).unwrap();
-    // The dense model once (ST and AT), OMP at 0.5, IMP at 0.3 and 0.5.
+    // The dense model once (ST and AT), OMP at 0.5, IMP at 0.5 and 0.8.
     let mut runs: Vec<(Option<String>, u32, String)> = summary
         .results
         .iter()
@@ -748,10 +748,10 @@ fn omp_and_imp_tickets_are_compared_side_by_side() {
     let expected: Vec<(Option<String>, u32, String)> = [
         (None, 0, "at"),
         (None, 0, "st"),
-        (Some("imp"), 30, "at"),
-        (Some("imp"), 30, "st"),
         (Some("imp"), 50, "at"),
         (Some("imp"), 50, "st"),
+        (Some("imp"), 80, "at"),
+        (Some("imp"), 80, "st"),
         (Some("omp"), 50, "at"),
         (Some("omp"), 50, "st"),
     ]
@@ -760,6 +760,19 @@ fn omp_and_imp_tickets_are_compared_side_by_side() {
     .collect();
     assert_eq!(runs, expected);
     assert_eq!(summary.planned, 8);
+    // IMP's first round prunes θ_p itself, as one-shot pruning does: the same ticket, so the
+    // same runs, trained once and counted for both methods.
+    assert_eq!(summary.trained, 6);
+    assert_eq!(stages(dir.path(), "runs").len(), 6);
+    let at = |t: &str, s: f64, regime: &str| {
+        let r = summary
+            .results
+            .iter()
+            .find(|r| r.ticket.as_deref() == Some(t) && r.sparsity == s && r.regime == regime)
+            .unwrap();
+        (r.sa, r.ra, r.seconds)
+    };
+    assert_eq!(at("omp", 0.5, "at"), at("imp", 0.5, "at"));
     // One verdict per method, each against the shared dense runs.
     let verdicts: Vec<(Option<&str>, Vec<u32>)> = summary
         .verdicts
@@ -771,10 +784,10 @@ fn omp_and_imp_tickets_are_compared_side_by_side() {
         .collect();
     assert_eq!(
         verdicts,
-        [(Some("imp"), vec![30, 50]), (Some("omp"), vec![50])]
+        [(Some("imp"), vec![50, 80]), (Some("omp"), vec![50])]
     );
-    // Each method's tickets are a stage of their own; IMP's second round follows a
-    // re-training, so its 50 % mask is not the one-shot one.
+    // Each method's tickets are a stage of their own; IMP's first round is the one-shot
+    // ticket, its second follows a re-training.
     let index: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("experiment.json")).unwrap())
             .unwrap();
@@ -784,19 +797,18 @@ fn omp_and_imp_tickets_are_compared_side_by_side() {
         ["std-imp", "std-omp"],
         "{index}"
     );
-    let mask = |name: &str| {
+    let mask = |name: &str, file: &str| {
         let stage = dir
             .path()
             .join("tickets")
             .join(tickets[name].as_str().unwrap());
-        dwlth::prune::MaskSet::load(stage.join("s0.5000.safetensors")).unwrap()
+        dwlth::prune::MaskSet::load(stage.join(file)).unwrap()
     };
-    let (omp, imp) = (mask("std-omp"), mask("std-imp"));
-    assert!((imp.sparsity() - 0.5).abs() < 1e-3 && (omp.sparsity() - 0.5).abs() < 1e-3);
-    assert_ne!(
-        omp.iter().collect::<Vec<_>>(),
-        imp.iter().collect::<Vec<_>>()
-    );
+    let omp = mask("std-omp", "s0.5000.safetensors");
+    let imp = mask("std-imp", "s0.5000.safetensors");
+    assert_eq!(omp.fingerprint(), imp.fingerprint());
+    let imp2 = mask("std-imp", "s0.8000.safetensors");
+    assert!((imp2.sparsity() - 0.8).abs() < 1e-3, "{}", imp2.sparsity());
     // The report names each row's method and compares them.
     let md = std::fs::read_to_string(dir.path().join("report/double_win.md")).unwrap();
     for needle in [
@@ -812,6 +824,15 @@ fn omp_and_imp_tickets_are_compared_side_by_side() {
         csv.contains("std,imp,") && csv.contains("std,omp,"),
         "{csv}"
     );
+    // `dwlth report` rebuilds the same report from the folder (each run's method included).
+    let output = Command::new(env!("CARGO_BIN_EXE_dwlth"))
+        .arg("report")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let rebuilt = std::fs::read_to_string(dir.path().join("report/double_win.md")).unwrap();
+    assert_eq!(rebuilt, md);
 
     // The same method twice is refused by name.
     let mut twice = config.clone();

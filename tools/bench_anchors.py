@@ -2,7 +2,8 @@
 """The inference engines a user would otherwise pick, on the very networks dwlth's bench times.
 
 `cargo run --release --example bench -- --only sparse --export DIR` writes the input batch and
-every ResNet-50 ticket it times (dense, 50-98 % global magnitude, 90 % layer-wise; BatchNorm
+every ResNet-50 ticket it times (dense, 50-98 % global magnitude, 90 % layer-wise, half of
+every layer's output channels; BatchNorm
 statistics calibrated on the input) as safetensors with torchvision's names and masks, with the
 logits dwlth computes. This script builds an ONNX graph of each from those weights (no PyTorch
 needed), checks every engine's logits against dwlth's, and times ONNX Runtime, OpenVINO and
@@ -28,7 +29,16 @@ import time
 
 import numpy as np
 
-TICKETS = ["r50_s0", "r50_s50", "r50_s80", "r50_s90", "r50_s95", "r50_s98", "r50_s90_layerwise"]
+TICKETS = [
+    "r50_s0",
+    "r50_s50",
+    "r50_s80",
+    "r50_s90",
+    "r50_s95",
+    "r50_s98",
+    "r50_s90_layerwise",
+    "r50_c50_channel",
+]
 # dwlth's bench keys for the same tickets (images/s of its sparse engine).
 DWLTH_KEYS = {
     "r50_s0": "r50_sparse0_infer_img_s",
@@ -38,6 +48,7 @@ DWLTH_KEYS = {
     "r50_s95": "r50_sparse95_infer_img_s",
     "r50_s98": "r50_sparse98_infer_img_s",
     "r50_s90_layerwise": "r50_sparse90_layerwise_infer_img_s",
+    "r50_c50_channel": "r50_channel50_infer_img_s",
 }
 
 

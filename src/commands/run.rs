@@ -138,10 +138,14 @@ fn finished_runs(dir: &Path) -> Result<Vec<RunResult>> {
     let index_path = dir.join("experiment.json");
     if index_path.exists() {
         let index = crate::pipeline::records::ExperimentIndex::read(&index_path)?;
-        for key in &index.runs {
+        for (k, key) in index.runs.iter().enumerate() {
             let path = runs.join(key).join("result.json");
             if path.exists() {
-                results.push(RunResult::read(&path)?);
+                let mut result = RunResult::read(&path)?;
+                if let Some(ticket) = index.run_tickets.get(k) {
+                    result.ticket = ticket.clone();
+                }
+                results.push(result);
             }
         }
         return Ok(results);

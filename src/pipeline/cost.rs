@@ -122,11 +122,16 @@ fn training_secs(
 ) -> Result<f64> {
     let epochs = train_config.epochs as f64;
     let mut secs = epochs * train as f64 / speeds.train(regime)?;
-    secs += epochs * validation as f64 / speeds.clean;
+    // Validated epochs: every `validate_every`-th and the last.
+    let every = train_config.validate_every.max(1);
+    let validated = |from: usize| {
+        (from..train_config.epochs)
+            .filter(|e| (e + 1) % every == 0 || e + 1 == train_config.epochs)
+            .count() as f64
+    };
+    secs += validated(0) * validation as f64 / speeds.clean;
     if let Some(attack) = &train_config.eval_attack {
-        let robust_epochs = train_config
-            .epochs
-            .saturating_sub(train_config.ra_from_epoch) as f64;
+        let robust_epochs = validated(train_config.ra_from_epoch);
         secs += robust_epochs * validation as f64 * speeds.attacked(attack);
     }
     Ok(secs)
@@ -209,7 +214,8 @@ pub fn estimate(config: &ExperimentConfig, speeds: &Speeds) -> Result<CostEstima
         tickets_seconds += seconds;
     }
     let tickets_seconds = tickets_seconds * config.pretrain.len() as f64;
-    // Every θ_p is transferred dense (once, whatever the methods) and at each method's levels.
+    // Every θ_p is transferred dense (once, whatever the methods) and at each method's levels
+    // (a ticket two methods share is transferred once, but counted here for each).
     let per_kind = config.pretrain.len() * (levels + 1) * config.transfer.seeds.len();
     let mut runs = Vec::new();
     let mut transfer_seconds = 0.0;

@@ -44,6 +44,10 @@ pub(crate) struct TicketIndex {
 pub(crate) struct ExperimentIndex {
     pub(crate) name: String,
     pub(crate) runs: Vec<String>,
+    /// The ticket method of each run, when the experiment compares several (a run found by
+    /// two methods appears once per method); empty otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) run_tickets: Vec<Option<String>>,
     pub(crate) tickets: BTreeMap<String, String>,
 }
 
@@ -71,6 +75,17 @@ impl ExperimentIndex {
     /// outside it.
     pub(crate) fn read(path: &Path) -> Result<Self> {
         let index: Self = read_json(path, "experiment index")?;
+        if !index.run_tickets.is_empty() && index.run_tickets.len() != index.runs.len() {
+            return Err(bad_index(
+                path,
+                "experiment index",
+                format!(
+                    "{} run methods for {} runs",
+                    index.run_tickets.len(),
+                    index.runs.len()
+                ),
+            ));
+        }
         if let Some(key) = index
             .runs
             .iter()

@@ -109,6 +109,16 @@ fn found_for<'a>(
     &tickets[&(p.pretrain.clone(), method.to_string())]
 }
 
+/// The masks of a planned run's ticket level.
+fn masks_of<'a>(found: &'a Found, p: &Planned) -> Result<&'a MaskSet> {
+    found
+        .levels
+        .iter()
+        .find(|(s, _)| *s == p.sparsity)
+        .map(|(_, m)| m)
+        .ok_or_else(|| DwlthError::InvalidArgument(format!("no ticket at {}", p.sparsity)))
+}
+
 /// Refuses a results folder written before the stage store: its caches were keyed by names
 /// only, so a changed setting could have reused a stale result.
 fn refuse_old_layout(out: &Path) -> Result<()> {
@@ -246,8 +256,11 @@ pub fn run_experiment(
             tickets.insert((spec.name.clone(), method.label().to_string()), found);
         }
     }
-    // With several methods, runs carry their method's label and the dense model (every
-    // method's reference) is transferred once; with one, runs are keyed as they always were.
+    // With several methods, runs carry their method's label, but a run is keyed by what it
+    // computes — θ_p, the ticket's masks, the settings — not by the label: the dense model
+    // (every method's reference) and a ticket two methods both found (IMP's first round prunes
+    // θ_p itself, as one-shot pruning does) are transferred once and count for each. With one
+    // method, runs are keyed as they always were.
     let several = config.tickets.len() > 1;
     let first_method = config.tickets[0].label();
     let found_for = |p: &Planned| found_for(&tickets, first_method, p);
@@ -316,24 +329,38 @@ pub fn run_experiment(
     }
     let run_stage = |p: &Planned| -> Result<Stage> {
         let regime = regime_of(config, &p.regime)?;
-        let mut inputs = vec![&thetas[&p.pretrain].key];
-        // A dense run of several methods depends on θ_p alone.
-        if !several || p.ticket.is_some() {
-            inputs.push(&found_for(p).key);
+        let mut inputs = vec![thetas[&p.pretrain].key.clone()];
+        if !several {
+            inputs.push(found_for(p).key.clone());
+        } else if p.sparsity > 0.0 {
+            inputs.push(StageKey {
+                kind: "masks".into(),
+                key: masks_of(found_for(p), p)?.fingerprint(),
+            });
         }
         if let Some(stage) = &source_stage {
-            inputs.push(stage.key());
+            inputs.push(stage.key().clone());
         }
+        let unlabelled = Planned {
+            ticket: None,
+            ..p.clone()
+        };
         Ok(store.stage(
             "runs",
-            &json!({ "shared": shared, "run": p, "regime": regime }),
-            &inputs,
+            &json!({ "shared": shared, "run": unlabelled, "regime": regime }),
+            &inputs.iter().collect::<Vec<_>>(),
         )?)
     };
     let stages = plan.iter().map(run_stage).collect::<Result<Vec<_>>>()?;
-    let todo: Vec<(&Planned, &Stage)> = plan
+    // Shards take every n-th *distinct* run, so no two of them train the same one.
+    let mut seen = std::collections::HashSet::new();
+    let distinct: Vec<(&Planned, &Stage)> = plan
         .iter()
         .zip(&stages)
+        .filter(|(_, stage)| seen.insert(stage.key().key.clone()))
+        .collect();
+    let todo: Vec<(&Planned, &Stage)> = distinct
+        .into_iter()
         .enumerate()
         .filter(|(k, (_, stage))| {
             let mine = options.shard.is_none_or(|(i, n)| k % n == i);
@@ -397,15 +424,15 @@ pub fn run_experiment(
             p.seed
         );
         sweep.set_message(what.clone());
-        let masks = found_for(p)
-            .levels
-            .iter()
-            .find(|(s, _)| *s == p.sparsity)
-            .map(|(_, m)| m)
-            .ok_or_else(|| DwlthError::InvalidArgument(format!("no ticket at {}", p.sparsity)))?;
+        let masks = masks_of(found_for(p), p)?;
         let t0 = Instant::now();
+        // What the run computes does not depend on the method's label (see above).
+        let unlabelled = Planned {
+            ticket: None,
+            ..(*p).clone()
+        };
         let run = Run {
-            p,
+            p: if several { &unlabelled } else { p },
             theta: &thetas[&p.pretrain].model,
             masks,
             regime: regime_of(config, &p.regime)?,
@@ -422,7 +449,7 @@ pub fn run_experiment(
         )?;
         sweep.inc(1);
         if verbose {
-            let _ = group.println(format!(
+            let line = format!(
                 "[{}/{}] {what}: SA {:.2}%{} ({:.1} s)",
                 k + 1,
                 todo.len(),
@@ -431,21 +458,35 @@ pub fn run_experiment(
                     .ra
                     .map_or(String::new(), |r| format!(" RA {:.2}%", 100.0 * r)),
                 t0.elapsed().as_secs_f64(),
-            ));
+            );
+            // Without a terminal (a worker's log, a batch job) the bars draw nothing: plain lines.
+            if group.is_hidden() {
+                say(true, line);
+            } else {
+                let _ = group.println(line);
+            }
         }
     }
     sweep.finish_and_clear();
 
     // 5–6. Verdict and report over every finished run of this experiment.
     let mut results = Vec::new();
-    for stage in &stages {
-        if let Some(result) = stage.load_done(|dir| RunResult::read(&dir.join("result.json")))? {
+    for (p, stage) in plan.iter().zip(&stages) {
+        if let Some(mut result) =
+            stage.load_done(|dir| RunResult::read(&dir.join("result.json")))?
+        {
+            result.ticket = p.ticket.clone();
             results.push(result);
         }
     }
     let index = ExperimentIndex {
         name: config.name.clone(),
         runs: stages.iter().map(|s| s.key().key.clone()).collect(),
+        run_tickets: if several {
+            plan.iter().map(|p| p.ticket.clone()).collect()
+        } else {
+            Vec::new()
+        },
         // The mask report names each θ_p's tickets `<pretrain>`, or `<pretrain>-<method>`.
         tickets: tickets
             .iter()

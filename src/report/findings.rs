@@ -254,7 +254,8 @@ pub fn what_this_shows(verdicts: &[Verdict], unconverged: &BTreeSet<Group>) -> S
 }
 
 /// With several ticket methods: for how many (pre-training, dataset, fraction) each method's
-/// extreme sparsity is the highest. Empty with one method.
+/// extreme sparsity is the highest, and each method's mean ticket − dense difference at the
+/// levels every method has. Empty with one method.
 fn methods_compared(verdicts: &[Verdict]) -> String {
     let mut by_row: BTreeMap<Group, Vec<&Verdict>> = BTreeMap::new();
     for v in verdicts.iter().filter(|v| v.ticket.is_some()) {
@@ -267,35 +268,91 @@ fn methods_compared(verdicts: &[Verdict]) -> String {
     if rows.is_empty() {
         return String::new();
     }
+    let method = |v: &Verdict| v.ticket.clone().unwrap_or_default().to_uppercase();
     let mut higher: BTreeMap<String, usize> = BTreeMap::new();
-    let mut ties = 0;
+    // Per method: sums and counts of ticket − dense (ST SA, AT SA, AT RA) at shared levels.
+    let mut diffs: BTreeMap<String, [(f64, usize); 3]> = BTreeMap::new();
     for row in &rows {
         let e = |v: &Verdict| v.extreme_sparsity.unwrap_or(0.0);
         let best = row.iter().map(|v| e(v)).fold(0.0, f64::max);
-        let winners: Vec<&&Verdict> = row.iter().filter(|v| e(v) == best).collect();
-        match winners.as_slice() {
-            [one] => {
-                *higher
-                    .entry(one.ticket.clone().unwrap_or_default().to_uppercase())
-                    .or_default() += 1
+        if let [one] = row
+            .iter()
+            .filter(|v| e(v) == best)
+            .collect::<Vec<_>>()
+            .as_slice()
+        {
+            *higher.entry(method(one)).or_default() += 1;
+        }
+        let shared: Vec<u64> = row[0]
+            .levels
+            .iter()
+            .map(|l| l.sparsity.to_bits())
+            .filter(|s| {
+                row.iter()
+                    .all(|v| v.levels.iter().any(|l| l.sparsity.to_bits() == *s))
+            })
+            .collect();
+        for v in row.iter() {
+            let sums = diffs.entry(method(v)).or_default();
+            for l in v
+                .levels
+                .iter()
+                .filter(|l| shared.contains(&l.sparsity.to_bits()))
+            {
+                for (k, d) in [l.st_sa_diff, l.at_sa_diff, l.at_ra_diff]
+                    .iter()
+                    .enumerate()
+                {
+                    if let Some(d) = d {
+                        sums[k].0 += d.mean;
+                        sums[k].1 += 1;
+                    }
+                }
             }
-            _ => ties += 1,
         }
     }
-    let counts: Vec<String> = higher
-        .iter()
-        .map(|(method, n)| format!("{method} tickets in {n}"))
-        .collect();
-    format!(
-        " Side by side on the same pre-trainings, the higher extreme sparsity comes from {}, \
-         and the methods tie in {ties}, of {} (pre-training, data) pairs.",
-        if counts.is_empty() {
-            "neither method".to_string()
-        } else {
+    let n = rows.len();
+    let mut out = if higher.is_empty() {
+        format!(
+            " Side by side on the same pre-trainings, neither ticket method reaches a higher \
+             extreme sparsity than the other in any of the {n} (pre-training, data) pairs."
+        )
+    } else {
+        let counts: Vec<String> = higher
+            .iter()
+            .map(|(m, k)| format!("{m} tickets in {k}"))
+            .collect();
+        format!(
+            " Side by side on the same pre-trainings, the higher extreme sparsity comes from {} \
+             of the {n} (pre-training, data) pairs (the rest tie).",
             counts.join(" and ")
-        },
-        rows.len()
-    )
+        )
+    };
+    let means: Vec<String> = diffs
+        .iter()
+        .map(|(m, sums)| {
+            let cell = |(sum, count): (f64, usize)| {
+                if count == 0 {
+                    "–".to_string()
+                } else {
+                    format!("{:+.1}", 100.0 * sum / count as f64)
+                }
+            };
+            format!(
+                "{m} {} / {} / {}",
+                cell(sums[0]),
+                cell(sums[1]),
+                cell(sums[2])
+            )
+        })
+        .collect();
+    let _ = write!(
+        out,
+        " At the sparsities both have, the mean ticket − dense difference in points (ST SA / AT \
+         SA / AT RA) is {}.",
+        means.join("; ")
+    );
+    out
 }
 
 #[cfg(test)]

@@ -197,6 +197,21 @@ impl MaskSet {
         }
     }
 
+    /// A fingerprint of what the masks keep — layer names, shapes and kept positions, not the
+    /// metadata: two methods that found the same ticket have the same fingerprint.
+    pub fn fingerprint(&self) -> String {
+        let mut f = dwlth_store::Fingerprint::new();
+        for (name, mask) in &self.layers {
+            f.update(name.as_bytes()).update(&[0]);
+            for d in &mask.shape {
+                f.update(&(*d as u64).to_le_bytes());
+            }
+            let bits: Vec<u8> = mask.keep.iter().map(|k| u8::from(*k)).collect();
+            f.update(&bits);
+        }
+        f.finish()
+    }
+
     /// Saves the masks atomically as safetensors: one `u8` tensor `<layer>_mask` per layer
     /// (`layer1.0.conv1.weight_mask`, the name `torch.nn.utils.prune` uses), the metadata, and
     /// `format = dwlth.masks.v1`.

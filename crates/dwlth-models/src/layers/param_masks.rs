@@ -39,6 +39,7 @@
 //! ```
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::optim::{GradientsParams, ModuleOptimizer};
@@ -60,9 +61,20 @@ struct ParamMask {
 ///
 /// Keyed by name, not by Burn's `ParamId`, so the masks survive anything that renumbers
 /// parameters (a reload, a copy, a trainer giving parameters stable ids).
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default)]
 pub struct ParamMasks {
     masks: BTreeMap<String, ParamMask>,
+    /// Each mask as a flat tensor on the device the gradients last lived on, so masking a
+    /// step's gradients uploads nothing (on a GPU, a host-to-device copy of every masked
+    /// weight per step otherwise). Shared by clones; emptied when a mask changes.
+    on_device: Arc<Mutex<BTreeMap<String, Tensor<1>>>>,
+}
+
+/// Equal masks; what is cached on a device does not matter.
+impl PartialEq for ParamMasks {
+    fn eq(&self, other: &Self) -> bool {
+        self.masks == other.masks
+    }
 }
 
 impl ParamMasks {
@@ -92,6 +104,8 @@ impl ParamMasks {
         }
         let values = keep.iter().map(|k| f32::from(u8::from(*k))).collect();
         self.masks.insert(name, ParamMask { shape, values });
+        // Clones share the cache: give this set a fresh one.
+        self.on_device = Arc::default();
         Ok(())
     }
 
@@ -308,9 +322,24 @@ impl ModuleVisitor for GradientMasker<'_> {
             return;
         };
         if let Some(grad) = self.grads.remove::<D>(param.id) {
-            let data = TensorData::new(mask.values.clone(), mask.shape.clone());
-            let mask = Tensor::<D>::from_data(data, &grad.device());
-            self.grads.register(param.id, grad * mask);
+            let device = grad.device();
+            let name = name_of(&self.path);
+            let mut cache = self
+                .masks
+                .on_device
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let flat = match cache.get(&name) {
+                Some(t) if t.device() == device => t.clone(),
+                _ => {
+                    let data = TensorData::new(mask.values.clone(), [mask.values.len()]);
+                    let t = Tensor::<1>::from_data(data, &device);
+                    cache.insert(name, t.clone());
+                    t
+                }
+            };
+            let shape: [usize; D] = grad.shape().dims();
+            self.grads.register(param.id, grad * flat.reshape(shape));
         }
     }
 }
