@@ -402,3 +402,53 @@ fn a_batch_split_between_the_gpu_and_the_cpu_trains_as_on_the_gpu_alone() {
     let diff = max_abs_diff(&alone, &split);
     assert!(diff < 1e-4, "weights differ by {diff}");
 }
+
+/// Plain Burn layers, as a library user's model: pruned weights have no mask in `forward`.
+#[derive(burn::module::Module, Debug)]
+struct PlainNet {
+    conv: burn::nn::conv::Conv2d,
+    fc: burn::nn::Linear,
+}
+
+impl PlainNet {
+    fn new(device: &Device) -> Self {
+        device.seed(5);
+        Self {
+            conv: burn::nn::conv::Conv2dConfig::new([3, 4], [3, 3]).init(device),
+            fc: burn::nn::LinearConfig::new(4 * 6 * 6, 3).init(device),
+        }
+    }
+
+    fn logits(&self, x: Tensor<4>) -> Tensor<2> {
+        let maps = burn::tensor::activation::relu(self.conv.forward(x));
+        let [n, c, h, w] = maps.dims();
+        self.fc.forward(maps.reshape([n, c * h * w]))
+    }
+}
+
+#[test]
+fn masked_gradients_keep_a_plain_models_pruned_weights_at_zero_on_every_device() {
+    use burn::optim::{GradientsParams, Optimizer, SgdConfig};
+    let _serial = serial();
+    // One set of masks, used on the CPU and then on the GPU: the masks cached on the first
+    // device are replaced, not applied to the second device's gradients.
+    let cpu = Device::flex().autodiff();
+    let model = PlainNet::new(&cpu);
+    let masks = PruneMethod::global_magnitude()
+        .prune(&masked_weights(&model), &Prunable::all(), 0.7)
+        .unwrap();
+    let param_masks = dwlth::prune::param_masks(&model, &masks).unwrap();
+    for device in [cpu, gpu().autodiff()] {
+        let mut model = param_masks.mask_weights(PlainNet::new(&device)).unwrap();
+        let mut optim = SgdConfig::new().init();
+        for step in 0..3 {
+            let x = Tensor::<4>::ones([2, 3, 8, 8], &device).mul_scalar(0.1 * (step + 1) as f64);
+            let loss = model.logits(x).sum();
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            let grads = param_masks.mask_gradients(&model, grads).unwrap();
+            model = optim.step(0.5, model, grads);
+        }
+        let revived = dwlth::prune::pruned_nonzero(&model, &masks).unwrap();
+        assert_eq!(revived, 0, "{device:?}: {revived} pruned weights moved");
+    }
+}

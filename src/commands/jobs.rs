@@ -7,7 +7,10 @@
 //! Threads cannot share the work: Burn's random generator is one per process, so two runs in
 //! one process would draw from each other's stream and stop being reproducible. Workers are the
 //! same mechanism as machines sharing a sweep — each runs `--shard i/N` on the same results
-//! folder — so every result is bit for bit the one a single process gets.
+//! folder. Each worker computes with its share of the cores ([`worker_threads`]); a CPU's sums
+//! depend on how the work is split between threads, in the last bits, so the results are bit
+//! for bit those of one process run with as many threads (`RAYON_NUM_THREADS`), and agree with
+//! other thread counts up to that rounding — as runs on two machines do.
 //!
 //! The coordinator first publishes every stage the runs share (θ_p, tickets, the transfer
 //! attack's source model: `RunOptions::prepare_only`), so no two workers compute one; then it
@@ -27,6 +30,12 @@ use crate::pipeline::{run_experiment, ExperimentConfig, RunOptions};
 /// The default number of workers: one per core.
 pub fn default_jobs() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The threads each of `workers` workers computes with: its share of the cores, at least one.
+/// A worker that also spread its operations over every core would only contend with the others.
+pub fn worker_threads(workers: usize) -> usize {
+    (default_jobs() / workers.max(1)).max(1)
 }
 
 /// Runs `config` into `out` with `jobs` worker processes of the running executable (which must
@@ -80,9 +89,7 @@ fn run_workers(
         path: logs.clone(),
         source: e,
     })?;
-    // The cores shared out: a worker that also spread its operations over every core would
-    // only contend with the others.
-    let threads = (default_jobs() / workers).max(1);
+    let threads = worker_threads(workers);
     let mut children: Vec<(usize, PathBuf, Child)> = Vec::new();
     for i in 0..workers {
         let log = logs.join(format!("worker-{i}.log"));
