@@ -437,6 +437,10 @@ impl ExperimentConfig {
         c.target.test_limit = Some(32);
         c.pretrain_train.epochs = 1;
         c.transfer.train.epochs = 1;
+        // A cosine over one epoch (the rate decays step by step): a milder step than the
+        // demo's constant first epochs, so two backends' runs stay close after it.
+        c.transfer.train.lr.schedule = dwlth_adv::Schedule::Cosine;
+        c.transfer.train.ra_from_epoch = 4;
         c.tickets = vec![TicketSpec::Omp {
             sparsities: vec![0.5, 0.9],
         }];
