@@ -11,8 +11,9 @@
 //! inference, (e) the global magnitude threshold over ResNet-50's 23.5 M conv weights (ms),
 //! the peak resident memory, and the GFLOP/s of (a) as a fraction of a dense 2048² matrix
 //! product measured here, and (f) sparse inference of ResNet-50 tickets: global magnitude
-//! masks over the convolutions at 50–98 % sparsity (and the unpruned model, 0 %), run by
-//! `SparseResNet` at the batch of (d), with the speed-up over the dense Burn model of (d).
+//! masks over the convolutions at 50–98 % sparsity (and the unpruned model, 0 %), layer-wise
+//! 90 % and half of every layer's output channels, run by `SparseResNet` at the batch of (d),
+//! with the speed-up over the dense Burn model of (d).
 //! `tools/bench_torch.py` runs the same in PyTorch; compare them in one session on a quiet
 //! machine (docs/performance.md). `--export DIR` also writes the input and every timed ticket
 //! (torchvision names, masks) with dwlth's logits, for `tools/bench_anchors.py` to time the
