@@ -174,6 +174,17 @@ pub fn what_this_shows(verdicts: &[Verdict], unconverged: &BTreeSet<Group>) -> S
         let method = ticket.as_ref().map_or(String::new(), |t| {
             format!(" and {} tickets", t.to_uppercase())
         });
+        if group.iter().all(|v| v.extreme_sparsity.is_none()) {
+            if group.iter().any(|v| v.pretrain == "std") && group.len() > 1 {
+                judged += 1;
+            }
+            sentences.push(format!(
+                "With {}% of the {dataset} training data{method}, no pre-training gives a \
+                 double-win ticket at any sparsity.",
+                *milli as f64 / 10.0
+            ));
+            continue;
+        }
         let mut sentence = format!(
             "With {}% of the {dataset} training data{method}, the sparsest double-win tickets \
              are at {}",
@@ -418,11 +429,58 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("1 of the 2 rows (†)"), "{text}");
+        // No double-win ticket anywhere: one short sentence, still judged against the claim.
+        let losing: Vec<RunResult> = results
+            .iter()
+            .map(|r| RunResult {
+                sa: if r.sparsity > 0.0 { r.sa - 0.2 } else { r.sa },
+                ..r.clone()
+            })
+            .collect();
+        let none = what_this_shows(&verdicts(&losing), &unconverged);
+        assert!(
+            none.contains("no pre-training gives a double-win ticket at any sparsity")
+                && none.contains("holds in 0 of the 1 settings"),
+            "{none}"
+        );
         let table = differences_table(&v);
         assert!(table.contains("ST-SA (loss)"), "{table}");
         assert!(
             table.contains("| θ_AT | mnist | 10% | 50.00% | +0.0 [+0.0, +0.0]"),
             "{table}"
+        );
+    }
+
+    #[test]
+    fn methods_side_by_side_are_compared() {
+        // The same runs as two methods: OMP's tickets as above, IMP's 5 points better.
+        let mut results: Vec<RunResult> = Vec::new();
+        for r in self::results() {
+            if r.sparsity == 0.0 {
+                results.push(r);
+                continue;
+            }
+            for (ticket, gain) in [("omp", 0.0), ("imp", 0.05)] {
+                results.push(RunResult {
+                    ticket: Some(ticket.into()),
+                    sa: r.sa + gain,
+                    ..r.clone()
+                });
+            }
+        }
+        let v = verdicts(&results);
+        assert_eq!(v.len(), 4, "(θ_STD, θ_AT) × (OMP, IMP)");
+        let text = what_this_shows(&v, &BTreeSet::new());
+        assert!(text.contains("and IMP tickets") && text.contains("and OMP tickets"));
+        // θ_STD's IMP ticket (−5 points) fails like its OMP ticket (−10), θ_AT's both pass:
+        // a tie in both rows; IMP's mean SA difference is 5 points above OMP's (RA unchanged).
+        assert!(
+            text.contains("neither ticket method reaches a higher"),
+            "{text}"
+        );
+        assert!(
+            text.contains("IMP +0.0 / +0.0 / -2.5; OMP -5.0 / -5.0 / -2.5"),
+            "{text}"
         );
     }
 }
