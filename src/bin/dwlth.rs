@@ -385,7 +385,7 @@ fn run(cli: Cli) -> dwlth::Result<()> {
             };
             let shard = shard.as_deref().map(experiment::parse_shard).transpose()?;
             let out = out.unwrap_or_else(|| PathBuf::from("results").join(&experiment.name));
-            if jobs > 1 {
+            if jobs != 1 {
                 say!(
                     "{}",
                     dwlth::commands::jobs::run_with_jobs(&experiment, &out, &device, jobs)?

@@ -37,8 +37,9 @@ pub struct RunResult {
     /// Training time in seconds.
     #[serde(default)]
     pub seconds: f64,
-    /// Validation SA after every epoch: whether the run had stopped improving (a verdict on
-    /// undertrained networks says nothing). Empty for runs recorded before it was kept.
+    /// Validation SA after every validated epoch (every `validate_every`-th and the last):
+    /// whether the run had stopped improving (a verdict on undertrained networks says
+    /// nothing). Empty for runs recorded before it was kept.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub val_sa: Vec<f64>,
 }

@@ -45,7 +45,7 @@ use super::data::{batches, eval_set, training, Splits};
 use super::records::{fnv, json_bytes, say, ExperimentIndex, Planned, Theta, TicketIndex};
 use super::results::RunResult;
 use super::tickets::TicketSpec;
-use super::transfer::{Downstream, Run};
+use super::transfer::{min_steps_key, Downstream, Run};
 use super::verdict::Verdict;
 use crate::error::{DwlthError, Result};
 use crate::report::write_report;
@@ -322,9 +322,7 @@ pub fn run_experiment(
         "target": ids.target, "ood_images": config.transfer.ood.then(|| ids.source.clone()),
     });
     // Only when set, so experiments without it keep the run keys they always had.
-    if let (Some(min_steps), Some(map)) = (config.transfer.min_steps, shared.as_object_mut()) {
-        // Stretched runs validate as often as unstretched ones (`TrainConfig::validate_every`).
-        let stretch = json!({ "steps": min_steps, "validations": "as many as unstretched" });
+    if let (Some(stretch), Some(map)) = (min_steps_key(config), shared.as_object_mut()) {
         map.insert("min_steps".into(), stretch);
     }
     let run_stage = |p: &Planned| -> Result<Stage> {
@@ -910,7 +908,14 @@ fn search_tickets(
                 Ok::<_, String>((outcome.model, serde_json::json!({ "val_sa": sa })))
             })?;
             for r in records {
-                found.push((r.sparsity, MaskSet::load(imp.masks_path(r.round))?));
+                // A schedule's round is named by its level, as one-shot tickets are, so equal
+                // levels of two methods are one column and an identical ticket one run.
+                let level = if sparsities.is_empty() {
+                    r.sparsity
+                } else {
+                    imp.config.sparsity_after(r.round)
+                };
+                found.push((level, MaskSet::load(imp.masks_path(r.round))?));
             }
         }
     }

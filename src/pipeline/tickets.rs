@@ -10,7 +10,8 @@ use crate::error::{DwlthError, Result};
 
 /// How tickets are found on the source task.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-// Internally tagged, so the strict reader cannot see inside: unknown keys are refused here.
+// Internally tagged, so the strict reader cannot see inside: a method's own unknown keys are
+// refused here (those of its nested tables, such as IMP's `retrain`, are not checked).
 #[serde(tag = "method", rename_all = "lowercase", deny_unknown_fields)]
 // A configuration value, built once per experiment: its size does not matter.
 #[allow(clippy::large_enum_variant)]
@@ -152,6 +153,11 @@ impl TicketSpec {
                         "IMP has {rounds} rounds but {} `sparsities`; give one per round or \
                          leave `rounds` out",
                         sparsities.len()
+                    ));
+                }
+                if let Some(s) = sparsities.iter().find(|s| **s <= 0.0) {
+                    return bad(format!(
+                        "IMP's `sparsities` holds {s}; every round prunes, so each level is above 0"
                     ));
                 }
                 if sparsities.windows(2).any(|w| w[1] <= w[0]) {
@@ -299,6 +305,7 @@ mod tests {
             (0, vec![0.9, 0.5], "must increase"),
             (0, vec![], "at least one round"),
             (0, vec![0.5, 1.0], "sparsities must be in [0, 1)"),
+            (0, vec![0.0, 0.5], "each level is above 0"),
         ] {
             let mut config = with_two_methods();
             if let TicketSpec::Imp {

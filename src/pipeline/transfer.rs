@@ -21,6 +21,16 @@ use super::results::RunResult;
 use crate::analysis::{max_softmax_probability, roc_auc};
 use crate::error::{DwlthError, Result};
 
+/// How `transfer.min_steps` enters the keys of the stages trained through `fine_tune`: the
+/// step budget and that stretched runs validate as often as unstretched ones
+/// (`TrainConfig::validate_every`). `None` when unset.
+pub(super) fn min_steps_key(config: &ExperimentConfig) -> Option<serde_json::Value> {
+    config
+        .transfer
+        .min_steps
+        .map(|steps| serde_json::json!({ "steps": steps, "validations": "as many as unstretched" }))
+}
+
 /// Seed of the transfer attack's source model: no transfer run uses it.
 const TRANSFER_SOURCE_SEED: u64 = 1_000_003;
 
@@ -123,12 +133,17 @@ impl Downstream<'_> {
         let config = self.config;
         let from = self.source_pretrain(thetas);
         let regime = self.at_regime()?;
-        let settings = serde_json::json!({
+        let mut settings = serde_json::json!({
             "model": config.model, "from": from, "train": config.transfer.train,
             "regime": regime, "linear": config.transfer.linear,
             "batch_size": config.transfer.batch_size, "target": target,
             "seed": TRANSFER_SOURCE_SEED,
         });
+        // Trained through `fine_tune`, so stretched like the runs: keyed like them (only when
+        // set, so experiments without it keep their key).
+        if let (Some(stretch), Some(map)) = (min_steps_key(config), settings.as_object_mut()) {
+            map.insert("min_steps".into(), stretch);
+        }
         Ok(store.stage("transfer_source", &settings, &[&thetas[&from].key])?)
     }
 

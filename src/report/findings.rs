@@ -43,10 +43,10 @@ pub fn convergence(results: &[RunResult]) -> (BTreeSet<Group>, String) {
     let mut out = String::from("\n## Convergence\n\n");
     let _ = write!(
         out,
-        "A run has converged when the mean validation SA of its last quarter of epochs (at least \
-         two) is within {:.0} points of the mean of the quarter before. Of {} dense reference runs, {} had \
+        "A run has converged when the mean validation SA of its last quarter of validations \
+         (at least two) is within {:.0} points of the mean of the quarter before. Of {} dense reference runs, {} had \
          converged, {} were still improving and {} had too short a curve to judge (fewer than \
-         four epochs).",
+         four validations).",
         100.0 * PLATEAU_TOLERANCE,
         dense.len(),
         dense.len() - rising.len() - unjudged,
@@ -297,10 +297,13 @@ fn methods_compared(verdicts: &[Verdict]) -> String {
         let shared: Vec<u64> = row[0]
             .levels
             .iter()
-            .map(|l| l.sparsity.to_bits())
+            .map(|l| (l.sparsity * 1e6).round() as u64)
             .filter(|s| {
-                row.iter()
-                    .all(|v| v.levels.iter().any(|l| l.sparsity.to_bits() == *s))
+                row.iter().all(|v| {
+                    v.levels
+                        .iter()
+                        .any(|l| (l.sparsity * 1e6).round() as u64 == *s)
+                })
             })
             .collect();
         for v in row.iter() {
@@ -308,7 +311,7 @@ fn methods_compared(verdicts: &[Verdict]) -> String {
             for l in v
                 .levels
                 .iter()
-                .filter(|l| shared.contains(&l.sparsity.to_bits()))
+                .filter(|l| shared.contains(&((l.sparsity * 1e6).round() as u64)))
             {
                 for (k, d) in [l.st_sa_diff, l.at_sa_diff, l.at_ra_diff]
                     .iter()

@@ -428,11 +428,16 @@ impl Trainer {
                         improved.1 = true;
                     }
                 }
+            }
+            // The guard probes after every epoch, validated or not: it restores the previous
+            // epoch's weights, which must be the last good ones.
+            if !validation.is_empty() {
                 let first = match &self.config.overfit_guard {
                     Some(_) => validation.batches().next().transpose()?,
                     None => None,
                 };
                 if let (Some(guard), Some(first)) = (&self.config.overfit_guard, first) {
+                    let view = AttackMode::Eval.view(&model);
                     let probe = evaluate(&view, [first], Some(&guard.attack), None, classes)?
                         .ra
                         .unwrap_or(0.0);
