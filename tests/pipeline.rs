@@ -879,3 +879,66 @@ fn omp_and_imp_tickets_are_compared_side_by_side() {
     let message = twice.validate().unwrap_err().to_string();
     assert!(message.contains("method `omp` twice"), "{message}");
 }
+
+/// The command lines of the running processes that mention `needle`.
+#[cfg(target_os = "linux")]
+fn processes_mentioning(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
+            let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if text.contains(needle) {
+                found.push(text);
+            }
+        }
+    }
+    found
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn workers_end_when_their_coordinator_is_killed() {
+    let data = data();
+    let mut config = ExperimentConfig::smoke(data.fashion, data.mnist);
+    config.name = "orphans".into();
+    config.pretrain.truncate(1);
+    config.transfer.seeds = vec![0];
+    // Runs long enough that the workers would outlive the coordinator by far.
+    config.transfer.train.epochs = 40;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("orphans.toml");
+    std::fs::write(&file, config.to_toml()).unwrap();
+    let out = dir.path().join("out");
+    let mut coordinator = Command::new(env!("CARGO_BIN_EXE_dwlth"))
+        .args(["run", "--jobs", "2", "--config"])
+        .arg(&file)
+        .arg("--out")
+        .arg(&out)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until both workers have started, then kill the coordinator alone.
+    let needle = format!("{} --shard", out.display());
+    let started = std::time::Instant::now();
+    while processes_mentioning(&needle).len() < 2 {
+        assert!(
+            started.elapsed().as_secs() < 120,
+            "the workers did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    coordinator.kill().unwrap();
+    coordinator.wait().unwrap();
+    let killed = std::time::Instant::now();
+    while !processes_mentioning(&needle).is_empty() {
+        assert!(
+            killed.elapsed().as_secs() < 5,
+            "workers outlived their coordinator: {:?}",
+            processes_mentioning(&needle)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // Nothing half-published is left behind: the next run resumes (crash consistency is
+    // tested elsewhere for every write).
+    assert!(out.join("store.json").exists());
+}

@@ -383,6 +383,7 @@ fn run(cli: Cli) -> dwlth::Result<()> {
                     ))
                 }
             };
+            dwlth::commands::jobs::exit_with_coordinator();
             let shard = shard.as_deref().map(experiment::parse_shard).transpose()?;
             let out = out.unwrap_or_else(|| PathBuf::from("results").join(&experiment.name));
             if jobs != 1 {

@@ -27,6 +27,32 @@ use super::run::summary_text;
 use crate::error::{DwlthError, Result};
 use crate::pipeline::{run_experiment, ExperimentConfig, RunOptions};
 
+/// The variable through which a worker learns its coordinator's process id.
+const WORKER_OF: &str = "DWLTH_WORKER_OF";
+
+/// In a worker started by [`run_with_jobs`], ends the process once its coordinator is gone
+/// (killed on its own, not with its process group): otherwise a second `--jobs` run on the
+/// same folder would race the orphans on the same runs. Ending at any point is safe — every
+/// write is crash-consistent — and the next run resumes. Does nothing in other processes.
+pub fn exit_with_coordinator() {
+    #[cfg(unix)]
+    if let Some(coordinator) = std::env::var(WORKER_OF)
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+    {
+        if std::os::unix::process::parent_id() != coordinator {
+            std::process::exit(130);
+        }
+        std::thread::spawn(move || loop {
+            std::thread::sleep(Duration::from_millis(500));
+            // An orphan is adopted by another process: its parent id changes.
+            if std::os::unix::process::parent_id() != coordinator {
+                std::process::exit(130);
+            }
+        });
+    }
+}
+
 /// The default number of workers: one per core.
 pub fn default_jobs() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -108,6 +134,7 @@ fn run_workers(
             .arg("--device")
             .arg(devices.to_string())
             .env("RAYON_NUM_THREADS", threads.to_string())
+            .env(WORKER_OF, std::process::id().to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(file)
