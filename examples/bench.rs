@@ -307,64 +307,45 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         errors.insert(pct.to_string(), f64::from(err).into());
         gmacs.insert(pct.to_string(), (engine.macs(224, 224) as f64 / 1e9).into());
     }
-    // The same 90 % with every layer pruned alike (layer-wise magnitude): global masks of
-    // random weights leave the early layers dense, layer-wise ones cut every layer's work.
+    // Two more ticket shapes, each exported and timed alike. The same 90 % with every layer
+    // pruned alike (layer-wise magnitude): global masks of random weights leave the early
+    // layers dense, layer-wise ones cut every layer's work. Channel-structured: half of every
+    // convolution's output channels (smallest ℓ1 norm, per layer) — whole rows of each weight
+    // matrix are zero, the structure dense engines can use.
     let layerwise = PruneMethod::Magnitude {
         scope: dwlth::prune::Scope::Layer,
     }
     .prune(&layers, &Prunable::convolutions(), 0.9)?;
-    let layerwise_ticket = calibrated(apply_masks(r50.clone(), &layerwise)?, &x50);
-    if let Some(dir) = &export {
-        let logits = layerwise_ticket
-            .forward(x50.clone())
-            .into_data()
-            .try_to_vec_as::<f32>()?;
-        export_ticket(dir, "r50_s90_layerwise", &layerwise_ticket, &logits, n50)?;
-    }
-    let engine = SparseResNet::from_resnet(&layerwise_ticket)?;
-    let secs = time(repeats, || {
-        let _ = engine
-            .forward(&input, n50, 224, 224)
-            .expect("sparse forward");
-    });
-    out.insert(
-        "r50_sparse90_layerwise_infer_img_s".into(),
-        (n50 as f64 / secs).into(),
-    );
-    out.insert(
-        "r50_sparse90_layerwise_gmac_per_img".into(),
-        (engine.macs(224, 224) as f64 / 1e9).into(),
-    );
-    // Channel-structured: half of every convolution's output channels (smallest ℓ1 norm, per
-    // layer) — whole rows of each weight matrix are zero, the structure dense engines can use.
     let channel = PruneMethod::Structured {
         granularity: dwlth::prune::Granularity::Channel,
         norm: dwlth::prune::Norm::L1,
         scope: dwlth::prune::Scope::Layer,
     }
     .prune(&layers, &Prunable::convolutions(), 0.5)?;
-    let channel_ticket = calibrated(apply_masks(r50.clone(), &channel)?, &x50);
-    if let Some(dir) = &export {
-        let logits = channel_ticket
-            .forward(x50.clone())
-            .into_data()
-            .try_to_vec_as::<f32>()?;
-        export_ticket(dir, "r50_c50_channel", &channel_ticket, &logits, n50)?;
+    for (masks, export_name, key) in [
+        (&layerwise, "r50_s90_layerwise", "r50_sparse90_layerwise"),
+        (&channel, "r50_c50_channel", "r50_channel50"),
+    ] {
+        let ticket = calibrated(apply_masks(r50.clone(), masks)?, &x50);
+        if let Some(dir) = &export {
+            let logits = ticket
+                .forward(x50.clone())
+                .into_data()
+                .try_to_vec_as::<f32>()?;
+            export_ticket(dir, export_name, &ticket, &logits, n50)?;
+        }
+        let engine = SparseResNet::from_resnet(&ticket)?;
+        let secs = time(repeats, || {
+            let _ = engine
+                .forward(&input, n50, 224, 224)
+                .expect("sparse forward");
+        });
+        out.insert(format!("{key}_infer_img_s"), (n50 as f64 / secs).into());
+        out.insert(
+            format!("{key}_gmac_per_img"),
+            (engine.macs(224, 224) as f64 / 1e9).into(),
+        );
     }
-    let engine = SparseResNet::from_resnet(&channel_ticket)?;
-    let secs = time(repeats, || {
-        let _ = engine
-            .forward(&input, n50, 224, 224)
-            .expect("sparse forward");
-    });
-    out.insert(
-        "r50_channel50_infer_img_s".into(),
-        (n50 as f64 / secs).into(),
-    );
-    out.insert(
-        "r50_channel50_gmac_per_img".into(),
-        (engine.macs(224, 224) as f64 / 1e9).into(),
-    );
     out.insert("r50_sparse_speedup_vs_dense".into(), speedups.into());
     out.insert("r50_sparse_max_rel_logit_err".into(), errors.into());
     out.insert("r50_sparse_gmac_per_img".into(), gmacs.into());
