@@ -68,7 +68,8 @@ struct Args {
     #[arg(long, default_value = "1")]
     repeats: NonZeroUsize,
     /// Run only part of the measurements: `train` (the matrix product, training steps and
-    /// PGD-20) or `sparse` (ResNet-50 inference, dense and sparse).
+    /// PGD-20), `sparse` (ResNet-50 inference, dense and sparse) or `tickets` (PGD-10
+    /// training steps of ResNet-18-CIFAR tickets, sparse passes against the dense path).
     #[arg(long, value_enum)]
     only: Option<Only>,
     /// CPU threads (sets RAYON_NUM_THREADS) [default: every logical CPU].
@@ -92,6 +93,7 @@ struct Args {
 enum Only {
     Train,
     Sparse,
+    Tickets,
 }
 
 /// The CPU convolution `--conv` selects.
@@ -136,12 +138,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let device = args.device.device()?;
     let repeats = args.repeats.get();
-    let (train_part, other_parts) = match args.only {
-        None => (true, true),
-        Some(Only::Train) => (true, false),
-        Some(Only::Sparse) => (false, true),
+    let (train_part, other_parts, tickets_part) = match args.only {
+        None => (true, true, true),
+        Some(Only::Train) => (true, false, false),
+        Some(Only::Sparse) => (false, true, false),
+        Some(Only::Tickets) => (false, false, true),
     };
-    let only_sparse = !train_part;
     let conv = match args.conv {
         Conv::Native => ConvImpl::Native,
         Conv::Burn => ConvImpl::Burn,
@@ -159,7 +161,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         format!("{conv:?}").to_lowercase().into(),
     );
 
-    if !only_sparse {
+    if tickets_part {
+        let batch = args.batch.map_or(128, NonZeroUsize::get);
+        ticket_training(&device.clone().autodiff(), batch, repeats, &mut out)?;
+        if !train_part && !other_parts {
+            return finish(out);
+        }
+    }
+
+    if train_part {
         // Dense matrix-product rate: the fastest of ten products after a warm-up, the
         // machine's peak (medians of three moved between 160 and 300 GFLOP/s from run to run,
         // and with them (a)'s fraction).
@@ -226,6 +236,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if !other_parts {
         return finish(out);
     }
+    let only_sparse = !train_part;
 
     // (d) ResNet-50 224×224 inference, BatchNorm statistics calibrated on the input.
     let n50 = 8;
@@ -522,4 +533,151 @@ fn finish(
         serde_json::to_string_pretty(&serde_json::Value::Object(out))?
     );
     Ok(())
+}
+
+/// (g) PGD-10 adversarial training steps of ResNet-18-CIFAR tickets (global magnitude masks
+/// over the convolutions at 0–98 % sparsity) with the sparse passes of
+/// `dwlth::kernels::conv::sparse`, the 90 % ticket also on the dense path (sparse passes off);
+/// and how far the parameters after one step of both paths from the same start differ
+/// (largest difference relative to each tensor's largest value).
+fn ticket_training(
+    ad: &burn::tensor::Device,
+    batch: usize,
+    repeats: usize,
+    out: &mut serde_json::Map<String, serde_json::Value>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use dwlth::kernels::conv::sparse::{set_sparse_density_limit, sparse_density_limit};
+    ad.seed(0);
+    let r18 = ResNetConfig::new(Arch::ResNet18)
+        .with_stem(Stem::Cifar)
+        .with_num_classes(10)
+        .init(ad);
+    let x = Tensor::<4>::random([batch, 3, 32, 32], Distribution::Uniform(0.0, 1.0), ad);
+    let y = Tensor::<1, Int>::from_data(
+        burn::tensor::TensorData::new(
+            (0..batch as i64).map(|i| i % 10).collect::<Vec<_>>(),
+            [batch],
+        ),
+        ad,
+    );
+    let layers = masked_weights(&r18);
+    let limit = sparse_density_limit();
+    let regime = Regime::pgd10();
+    for sparsity in [0.0, 0.5, 0.8, 0.9, 0.95, 0.98] {
+        let pct = (sparsity * 100.0f64).round() as usize;
+        let ticket = if sparsity > 0.0 {
+            let masks = PruneMethod::global_magnitude().prune(
+                &layers,
+                &Prunable::convolutions(),
+                sparsity,
+            )?;
+            apply_masks(r18.clone(), &masks)?
+        } else {
+            r18.clone()
+        };
+        let rate = train_rate(&ticket, &regime, (&x, &y), repeats);
+        out.insert(format!("r18_pgd10_ticket{pct}_b{batch}_img_s"), rate.into());
+        if pct == 90 {
+            set_sparse_density_limit(0.0);
+            let dense_path = train_rate(&ticket, &regime, (&x, &y), repeats);
+            let dense_examples = adversarial_examples(&ticket, &regime, (&x, &y));
+            let dense_after = one_step(&ticket, &dense_examples, &y);
+            set_sparse_density_limit(limit);
+            let sparse_examples = adversarial_examples(&ticket, &regime, (&x, &y));
+            let same_examples = one_step(&ticket, &dense_examples, &y);
+            let sparse_after = one_step(&ticket, &sparse_examples, &y);
+            let differing = dense_examples
+                .not_equal(sparse_examples)
+                .float()
+                .mean()
+                .into_scalar::<f32>();
+            out.insert(
+                format!("r18_pgd10_ticket90_dense_path_b{batch}_img_s"),
+                dense_path.into(),
+            );
+            // The kernels alone: one training step on the same adversarial examples.
+            out.insert(
+                "r18_pgd10_ticket90_max_rel_param_diff_same_examples".into(),
+                f64::from(max_relative_difference(&same_examples, &dense_after)).into(),
+            );
+
+            // The whole step: PGD's sign(∇) turns rounding differences of gradients near
+            // zero into pixels moved the other way.
+            out.insert(
+                "r18_pgd10_ticket90_adv_pixels_differing".into(),
+                f64::from(differing).into(),
+            );
+            out.insert(
+                "r18_pgd10_ticket90_max_rel_param_diff".into(),
+                f64::from(max_relative_difference(&sparse_after, &dense_after)).into(),
+            );
+        }
+    }
+    out.insert(
+        "sparse_density_limit".into(),
+        f64::from(sparse_density_limit()).into(),
+    );
+    Ok(())
+}
+
+/// `regime`'s training inputs for `model`, seeded (PGD starts from a random point).
+fn adversarial_examples(
+    model: &dwlth::models::ResNet,
+    regime: &Regime,
+    (x, y): (&Tensor<4>, &Tensor<1, Int>),
+) -> Tensor<4> {
+    x.device().seed(7);
+    let model = dwlth::models::mode::independent_copy(model);
+    regime.inputs(&model, x.clone(), y.clone()).expect("inputs")
+}
+
+/// Every float parameter of `model` after one SGD step (momentum 0.9, rate 0.1) on `inputs`.
+fn one_step(
+    model: &dwlth::models::ResNet,
+    inputs: &Tensor<4>,
+    y: &Tensor<1, Int>,
+) -> Vec<Vec<f32>> {
+    struct Collect(Vec<Vec<f32>>);
+    impl burn::module::ModuleVisitor for Collect {
+        fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+            let values = param
+                .val()
+                .into_data()
+                .try_to_vec_as::<f32>()
+                .unwrap_or_default();
+            self.0.push(values);
+        }
+    }
+    let model = dwlth::models::mode::independent_copy(model);
+    let ce = CrossEntropyLossConfig::new().init(&y.device());
+    let mut optim = SgdConfig::new()
+        .with_momentum(Some(
+            MomentumConfig::new().with_momentum(0.9).with_dampening(0.0),
+        ))
+        .init();
+    let loss = ce.forward(model.forward(inputs.clone().autodiff()), y.clone());
+    let grads = GradientsParams::from_grads(loss.backward(), &model);
+    let model = optim.step(0.1, model, grads);
+    let mut collect = Collect(Vec::new());
+    model.visit(&mut collect);
+    collect.0
+}
+
+/// The largest over tensors of `max |a − b| / max |b|`.
+fn max_relative_difference(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(a, b)| {
+            let scale = b.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            let diff = a
+                .iter()
+                .zip(b)
+                .fold(0.0f32, |m, (p, q)| m.max((p - q).abs()));
+            if scale > 0.0 {
+                diff / scale
+            } else {
+                diff
+            }
+        })
+        .fold(0.0, f32::max)
 }

@@ -9,6 +9,9 @@
 //! - [`batch_norm`]: BatchNorm's training pass (statistics, normalisation, ReLU and a
 //!   residual's addition) fused into four passes over the activations, forward and backward
 //!   together.
+//! - [`conv::sparse`]: the forward pass and input gradient over a pruned weight's nonzero
+//!   values, which [`conv::conv2d`] runs when a weight is sparse enough: an attack on a
+//!   ticket, or its training forward, costs its kept weights' products.
 //! - [`conv::blocks`] and [`conv::winograd`]: the building blocks other CPU kernels are made
 //!   of (the sparse inference engine of `dwlth-sparse` is).
 //!

@@ -21,6 +21,7 @@ use super::filter::SparseConv;
 use super::pool::{max_pool_plane, pooled_size};
 use crate::error::{Result, SparseError};
 use dwlth_kernels::conv::blocks::with_scratch;
+pub(super) use dwlth_kernels::conv::blocks::{isa, Isa};
 
 /// Everything a task needs, shared by all tasks of one convolution.
 pub(super) struct Job<'a> {
@@ -318,28 +319,6 @@ fn run_block_avx2(
     then: impl FnOnce(&mut [f32]),
 ) {
     run_block::<true, TILE>(job, x, first, dst, then)
-}
-
-/// The widest instruction set this CPU runs, detected once.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Isa {
-    Avx512,
-    Avx2,
-    Baseline,
-}
-
-pub(super) fn isa() -> Isa {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::is_x86_feature_detected as has;
-        if has!("avx512f") && has!("avx2") && has!("fma") {
-            return Isa::Avx512;
-        }
-        if has!("avx2") && has!("fma") {
-            return Isa::Avx2;
-        }
-    }
-    Isa::Baseline
 }
 
 fn dispatch(

@@ -475,3 +475,29 @@ pub(crate) fn sum_over_chunks(
     }
     sum
 }
+
+/// The widest instruction set this CPU runs, for kernels compiled once per set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Isa {
+    /// AVX-512F with AVX2 and FMA.
+    Avx512,
+    /// AVX2 with FMA.
+    Avx2,
+    /// Neither: the portable build.
+    Baseline,
+}
+
+/// Detects [`Isa`] (cached by the standard library's feature detection).
+pub fn isa() -> Isa {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::is_x86_feature_detected as has;
+        if has!("avx512f") && has!("avx2") && has!("fma") {
+            return Isa::Avx512;
+        }
+        if has!("avx2") && has!("fma") {
+            return Isa::Avx2;
+        }
+    }
+    Isa::Baseline
+}

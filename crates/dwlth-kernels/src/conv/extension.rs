@@ -22,6 +22,7 @@ use std::mem::MaybeUninit;
 
 use super::blocks::Geometry;
 use super::kernel;
+use super::sparse;
 
 /// Convolution operations with a CPU implementation of all three passes.
 #[backend_extension(Flex, Autodiff)]
@@ -117,8 +118,8 @@ fn computed(shape: [usize; 4], fill: impl FnOnce(&mut [MaybeUninit<f32>])) -> Fl
     let mut out: Vec<f32> = Vec::with_capacity(len);
     fill(&mut out.spare_capacity_mut()[..len]);
     // SAFETY: `fill` is one of the kernels, each of which writes every value of its output
-    // (`kernel::forward`, `backward_input`, `backward_weight`; their tests run on outputs
-    // pre-filled with NaN and compare every value).
+    // (`kernel::forward`, `backward_input`, `backward_weight`, and the sparse passes when they
+    // return `true`; their tests run on outputs pre-filled with NaN and compare every value).
     unsafe { out.set_len(len) };
     FlexTensor::from_data(TensorData::new(out, Shape::new(shape)))
 }
@@ -129,8 +130,11 @@ impl CpuConvBackend for Flex {
             return Flex::conv2d(x, weight, None, options);
         };
         let (x, weight) = (x.to_contiguous(), weight.to_contiguous());
+        let (x, w) = (values(&x), values(&weight));
         computed([g.batch, g.c_out, g.oh, g.ow], |y| {
-            kernel::forward(&g, values(&x), values(&weight), y)
+            if !(sparse::applies(&g, w) && sparse::forward(&g, x, w, y)) {
+                kernel::forward(&g, x, w, y)
+            }
         })
     }
 
@@ -144,8 +148,12 @@ impl CpuConvBackend for Flex {
             return Flex::conv2d_x_backward(x, weight, grad, options);
         };
         let (weight, grad) = (weight.to_contiguous(), grad.to_contiguous());
+        let (w, gy) = (values(&weight), values(&grad));
         computed([g.batch, g.c_in, g.h, g.w], |gx| {
-            kernel::backward_input(&g, values(&weight), values(&grad), gx)
+            if !(sparse::applies_to_input_gradient(&g, w) && sparse::backward_input(&g, w, gy, gx))
+            {
+                kernel::backward_input(&g, w, gy, gx)
+            }
         })
     }
 

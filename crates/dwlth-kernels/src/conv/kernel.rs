@@ -30,7 +30,7 @@ use super::winograd;
 /// width and stride are ResNet's, the whole loop is compiled for them, so each row is a
 /// few vector moves: a `memcpy` call per row of 4–32 values costs more than the copy (deep
 /// layers' 4×4 and 8×8 maps made an earlier version's per-row calls a fifth of their time).
-fn im2col(
+pub(super) fn im2col(
     g: &Geometry,
     image: &[f32],
     col: &mut [f32],
@@ -360,7 +360,7 @@ const FLIP_BLOCK: usize = 16;
 /// The input gradient of a stride-1 convolution as a forward convolution: `gy` convolved
 /// with the weight flipped in space and with input and output channels swapped, padded so
 /// that its output has the input's size. `None` where that padding would be negative.
-fn as_flipped_forward(g: &Geometry, w: &[f32]) -> Option<(Geometry, Vec<f32>)> {
+pub(super) fn as_flipped_forward(g: &Geometry, w: &[f32]) -> Option<(Geometry, Vec<f32>)> {
     let reach = [g.dilation[0] * (g.kh - 1), g.dilation[1] * (g.kw - 1)];
     if g.stride != [1, 1] || g.pad[0] > reach[0] || g.pad[1] > reach[1] {
         return None;
@@ -550,17 +550,7 @@ mod tests {
         y
     }
 
-    fn values(n: usize, seed: u32) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 17;
-                s ^= s << 5;
-                (s % 2001) as f32 / 1000.0 - 1.0
-            })
-            .collect()
-    }
+    use super::super::test_values as values;
 
     fn geometry(
         batch: usize,

@@ -40,6 +40,8 @@ mod extension;
 #[cfg(feature = "flex")]
 pub(crate) mod kernel;
 #[cfg(feature = "flex")]
+pub mod sparse;
+#[cfg(feature = "flex")]
 pub mod winograd;
 
 #[cfg(feature = "flex")]
@@ -124,4 +126,18 @@ fn native_applies(x: &Tensor<4>, weight: &Tensor<4>, options: &ConvOptions<2>) -
         && x.dtype() == DType::F32
         && weight.dtype() == DType::F32
         && x.dims()[1] == weight.dims()[1]
+}
+
+/// Deterministic values in `[-1, 1]` (xorshift), for the kernels' tests.
+#[cfg(all(test, feature = "flex"))]
+pub(crate) fn test_values(n: usize, seed: u32) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            (s % 2001) as f32 / 1000.0 - 1.0
+        })
+        .collect()
 }

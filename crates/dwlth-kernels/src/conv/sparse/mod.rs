@@ -1,0 +1,322 @@
+//! Sparse convolution passes for training and attacking pruned networks on the CPU.
+//!
+//! A pruned network's convolutions multiply mostly zeros: at 90 % sparsity nine of ten
+//! products of a dense pass are wasted. When a weight's density (its share of nonzero values)
+//! is at most [`sparse_density_limit`], [`conv2d`](super::conv2d) runs its forward pass and
+//! its input gradient over the nonzero weights only:
+//!
+//! - forward: `y[o] = Σ w[o, ci, ki, kj] · x[ci] shifted by (ki, kj)`, a sum over the nonzero
+//!   taps of output channel `o`;
+//! - input gradient: the transposed convolution, `gx[ci] = Σ w[o, ci, ki, kj] · gy[o] shifted
+//!   back by (ki, kj)`, a sum over the nonzero taps reading input channel `ci`, split by
+//!   stride phase so that a strided convolution's gradient is one stride-1 sum per phase.
+//!
+//! Both are one kernel, `out[r][q] = Σ v · src[off + q]` over the nonzero taps `(off, v)` of
+//! each output row, on layouts where every tap is a constant offset:
+//!
+//! - a *grid*: the padded planes of a chunk of images one after another, split by stride
+//!   phase, for large maps (the forward pass, and the input gradient of strided layers);
+//! - the *patch matrix* (im2col), for maps whose padding would make the grid compute 30 %
+//!   more positions than it keeps (8×8 and smaller) and for 1×1 stride-2 shortcuts: no
+//!   waste, and every load aligned.
+//!
+//! A stride-1 input gradient is the forward pass of the output gradient with the flipped
+//! weight, as in the dense passes. An adversarial attack's passes are exactly these two (its
+//! parameters take no gradient), so a PGD step of a sparse ticket costs its kept weights'
+//! products. The weight gradient stays the dense product: one pass in a PGD-10 training
+//! step's 23, and its values at pruned positions are masked away by the layer anyway.
+//!
+//! [`DEFAULT_SPARSE_DENSITY_LIMIT`] is where the sparse passes overtake the dense ones on
+//! ResNet-18-CIFAR's shapes at batch 128 (2-core AVX-512 machine, `examples/sparse_conv_speed`
+//! of this crate): at density 0.1 they take 45–80 % of the dense time, at 0.16 they are level
+//! on 4×4 maps and ahead elsewhere, at 0.2 behind on 16×16 and 4×4 maps.
+//! [`sparse_passes`] counts the passes that ran sparse.
+//!
+//! Results equal the dense passes up to the order of the sums (the tests compare every value:
+//! odd sizes, strides 2 and 3, 1×1 and 7×7 kernels, empty channels, a pruned ResNet-18's
+//! logits, input gradient and parameters after a step). A weight that holds infinities or
+//! NaNs gives the dense pass's results only at its nonzero positions: `0 · ∞` is never formed.
+
+mod gather;
+mod layout;
+mod patches;
+
+use std::mem::MaybeUninit;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use rayon::prelude::*;
+
+use super::blocks::{with_scratch, Geometry};
+use layout::Layout;
+
+/// The default of [`sparse_density_limit`]: see `docs/performance.md` for the measurements it
+/// comes from.
+pub const DEFAULT_SPARSE_DENSITY_LIMIT: f32 = 0.15;
+
+static DENSITY_LIMIT: AtomicU32 = AtomicU32::new(DEFAULT_SPARSE_DENSITY_LIMIT.to_bits());
+
+/// Sets, for the whole process, the largest share of nonzero weights at which a CPU
+/// convolution runs its sparse passes (0 turns them off; the bench compares both).
+pub fn set_sparse_density_limit(limit: f32) {
+    let limit = if limit.is_nan() {
+        0.0
+    } else {
+        limit.clamp(0.0, 1.0)
+    };
+    DENSITY_LIMIT.store(limit.to_bits(), Ordering::Relaxed);
+}
+
+/// The largest share of nonzero weights at which a CPU convolution runs its sparse passes.
+pub fn sparse_density_limit() -> f32 {
+    f32::from_bits(DENSITY_LIMIT.load(Ordering::Relaxed))
+}
+
+static PASSES: AtomicU64 = AtomicU64::new(0);
+
+/// Sparse passes (forward passes and input gradients) run in this process so far: how a
+/// caller sees whether its convolutions were sparse enough for them.
+pub fn sparse_passes() -> u64 {
+    PASSES.load(Ordering::Relaxed)
+}
+
+/// Whether the sparse passes take a convolution of geometry `g` with weight `w`: no dilation,
+/// and at most [`sparse_density_limit`] of `w` nonzero.
+pub(crate) fn applies(g: &Geometry, w: &[f32]) -> bool {
+    let limit = sparse_density_limit();
+    if limit <= 0.0 || g.dilation != [1, 1] || w.is_empty() {
+        return false;
+    }
+    let nonzero = w.iter().filter(|v| **v != 0.0).count();
+    let sparse = nonzero as f64 <= f64::from(limit) * w.len() as f64;
+    if sparse {
+        PASSES.fetch_add(1, Ordering::Relaxed);
+    }
+    sparse
+}
+
+/// Whether the sparse input gradient takes a convolution: as [`applies`], but for kernels
+/// smaller than their stride (ResNet's 1×1 stride-2 shortcuts), whose gradient's grid would
+/// keep every phase of which only one is written, where the dense pass is faster.
+pub(crate) fn applies_to_input_gradient(g: &Geometry, w: &[f32]) -> bool {
+    g.kh * g.kw >= g.stride[0] * g.stride[1] && applies(g, w)
+}
+
+/// Nonzero taps by output row, compressed: row `r`'s are `starts[r]..starts[r + 1]` of
+/// `offsets` (into the source grids) and `values`, in the order of their source channels.
+///
+/// Each row's taps are also split by chunks of source channels (`split`): the kernel runs
+/// one chunk for every row before the next, so that the chunk's input window of a tile
+/// stays in the L1 cache while all rows read it.
+pub(super) struct Taps {
+    starts: Vec<usize>,
+    offsets: Vec<u32>,
+    values: Vec<f32>,
+    max_offset: u32,
+    /// Chunks of source channels.
+    chunks: usize,
+    /// `split[r · (chunks + 1) + k]..split[r · (chunks + 1) + k + 1]`: row `r`'s taps that
+    /// read chunk `k`.
+    split: Vec<usize>,
+}
+
+impl Taps {
+    fn with_rows(rows: usize) -> Self {
+        let mut starts = Vec::with_capacity(rows + 1);
+        starts.push(0);
+        Taps {
+            starts,
+            offsets: Vec::new(),
+            values: Vec::new(),
+            max_offset: 0,
+            chunks: 0,
+            split: Vec::new(),
+        }
+    }
+
+    /// Splits every row's taps by chunks of source grids: as many channels as fit `budget`
+    /// bytes with a tile's `window` values each (`channel_len` values apart).
+    fn split(mut self, channels: usize, channel_len: usize, window: usize, budget: usize) -> Self {
+        let per_chunk = (budget / (4 * window)).clamp(1, channels.max(1));
+        let chunks = channels.div_ceil(per_chunk).max(1);
+        let bound = per_chunk * channel_len;
+        let mut split = Vec::with_capacity((self.starts.len() - 1) * (chunks + 1));
+        for r in self.starts.windows(2) {
+            let row = &self.offsets[r[0]..r[1]];
+            split.push(r[0]);
+            for k in 1..chunks {
+                split.push(r[0] + row.partition_point(|&o| (o as usize) < k * bound));
+            }
+            split.push(r[1]);
+        }
+        self.chunks = chunks;
+        self.split = split;
+        self
+    }
+
+    /// The taps of `rows` rows, row `r`'s pushed by `row(r, taps)` as `(offset, value)`, the
+    /// rows found in parallel (a 512-channel 3×3 weight is 2.4 M values to scan, on every
+    /// pass).
+    fn par_rows(rows: usize, row: impl Fn(usize, &mut Vec<(usize, f32)>) + Sync) -> Self {
+        let found: Vec<Vec<(usize, f32)>> = (0..rows)
+            .into_par_iter()
+            .map(|r| {
+                let mut taps = Vec::new();
+                row(r, &mut taps);
+                taps
+            })
+            .collect();
+        let mut taps = Taps::with_rows(rows);
+        let total = found.iter().map(Vec::len).sum();
+        taps.offsets.reserve(total);
+        taps.values.reserve(total);
+        for r in found {
+            for (offset, value) in r {
+                taps.push(offset, value);
+            }
+            taps.end_row();
+        }
+        taps
+    }
+
+    /// Adds a tap to the current row. Offsets fit 32 bits: [`images_per_chunk`] keeps a
+    /// chunk's grids within the caches' size.
+    fn push(&mut self, offset: usize, value: f32) {
+        let offset = u32::try_from(offset).expect("a chunk's grids are below 4 G values");
+        self.max_offset = self.max_offset.max(offset);
+        self.offsets.push(offset);
+        self.values.push(value);
+    }
+
+    fn end_row(&mut self) {
+        self.starts.push(self.offsets.len());
+    }
+
+    fn max_offset(&self) -> u32 {
+        self.max_offset
+    }
+}
+
+/// Bytes of source grids and output rows a chunk of images aims at: within a core's L2
+/// cache.
+const CHUNK_BYTES: usize = 1 << 20;
+
+/// Bytes of input a tile reads from one chunk of source channels: within the L1 cache.
+const WINDOW_BYTES: usize = 32 << 10;
+
+/// [`WINDOW_BYTES`] for the patch matrix, whose rows hold one tap each: an L1-sized chunk
+/// of them holds so few of a row's taps at ResNet's densities that reloading the row's
+/// accumulators per chunk cost more than the L2's reads (4×4 maps at 512 channels, 10 %:
+/// 22 → 16 ms).
+const PATCH_WINDOW_BYTES: usize = 128 << 10;
+
+/// Images per chunk: as many as fit [`CHUNK_BYTES`], but at least two chunks per thread
+/// while the batch allows it.
+fn images_per_chunk(g: &Geometry, in_rows: usize, out_rows: usize) -> usize {
+    let balance = g.batch.div_ceil(2 * rayon::current_num_threads());
+    let mut images = balance.max(1);
+    while images > 1 && Layout::footprint(g, images, in_rows, out_rows) > CHUNK_BYTES {
+        images = images.div_ceil(2);
+    }
+    images
+}
+
+/// Values in a cache line.
+const ALIGN: usize = 16;
+
+/// `len` values of `buffer` (`len + ALIGN` long) from its first cache-line boundary: tiles
+/// start at multiples of the tile, so the loads of taps whose offset is a multiple of 16 do
+/// not straddle two lines (a straddling load costs two).
+fn aligned(buffer: &mut [f32], len: usize) -> &mut [f32] {
+    let skip = buffer.as_ptr().align_offset(64).min(ALIGN);
+    &mut buffer[skip..skip + len]
+}
+
+/// Whether a chunk of `images` images' grids keeps its offsets within 32 bits.
+fn fits_u32(layout: &Layout, rows: usize) -> bool {
+    (rows as u64 + 1) * layout.channel_len as u64 <= u64::from(u32::MAX)
+}
+
+/// `y = conv(x, w)` over `w`'s nonzero values, or `false` (nothing written) when one image's
+/// grids are too large for the kernel's 32-bit offsets. Shapes as in the dense
+/// [`forward`](super::kernel::forward).
+pub(crate) fn forward(g: &Geometry, x: &[f32], w: &[f32], y: &mut [MaybeUninit<f32>]) -> bool {
+    let tile = gather::tile();
+    let phases = g.stride[0] * g.stride[1];
+    let images = images_per_chunk(g, g.c_in * phases, g.c_out);
+    let layout = Layout::new(g, images, tile);
+    if patches::preferred(g, layout.len(1)) {
+        return patches::forward(g, x, w, y);
+    }
+    if !fits_u32(&layout, g.c_in * phases) {
+        return false;
+    }
+    let taps = layout.forward_taps(g, w).split(
+        g.c_in * phases,
+        layout.channel_len,
+        tile + layout.reach(),
+        WINDOW_BYTES,
+    );
+    let (src_len, out_len) = (
+        g.c_in * phases * layout.channel_len,
+        g.c_out * layout.out_stride,
+    );
+    x.par_chunks(images * g.input_len())
+        .zip(y.par_chunks_mut(images * g.output_len()))
+        .for_each(|(x, y)| {
+            let n = x.len() / g.input_len();
+            with_scratch(src_len + ALIGN, out_len, |src, out| {
+                let src = aligned(src, src_len);
+                layout.place_input(g, x, src);
+                gather::gather(&taps, src, layout.len(n), out, layout.out_stride);
+                layout.take_output(g, out, y);
+            });
+        });
+    true
+}
+
+/// The input gradient of `y = conv(x, w)` for output gradient `gy`, over `w`'s nonzero
+/// values, or `false` (nothing written) as [`forward`]. Shapes as in the dense
+/// [`backward_input`](super::kernel::backward_input).
+pub(crate) fn backward_input(
+    g: &Geometry,
+    w: &[f32],
+    gy: &[f32],
+    gx: &mut [MaybeUninit<f32>],
+) -> bool {
+    // Stride 1: a forward pass of `gy` with the flipped weight.
+    if let Some((flipped_geometry, flipped)) = super::kernel::as_flipped_forward(g, w) {
+        return forward(&flipped_geometry, gy, &flipped, gx);
+    }
+    let tile = gather::tile();
+    let phases = g.stride[0] * g.stride[1];
+    let images = images_per_chunk(g, g.c_out, g.c_in * phases);
+    let layout = Layout::new(g, images, tile);
+    if !fits_u32(&layout, g.c_out) {
+        return false;
+    }
+    let taps = layout.input_gradient_taps(g, w).split(
+        g.c_out,
+        layout.channel_len,
+        tile + layout.reach(),
+        WINDOW_BYTES,
+    );
+    let (src_len, out_len) = (
+        g.c_out * layout.channel_len,
+        g.c_in * phases * layout.out_stride,
+    );
+    gy.par_chunks(images * g.output_len())
+        .zip(gx.par_chunks_mut(images * g.input_len()))
+        .for_each(|(gy, gx)| {
+            let n = gy.len() / g.output_len();
+            with_scratch(src_len + ALIGN, out_len, |src, out| {
+                let src = aligned(src, src_len);
+                layout.place_output_gradient(g, gy, src);
+                gather::gather(&taps, src, layout.len(n), out, layout.out_stride);
+                layout.take_input_gradient(g, out, gx);
+            });
+        });
+    true
+}
+
+#[cfg(test)]
+mod tests;
