@@ -13,13 +13,17 @@
 //! product measured here, and (f) sparse inference of ResNet-50 tickets: global magnitude
 //! masks over the convolutions at 50–98 % sparsity (and the unpruned model, 0 %), layer-wise
 //! 90 % and half of every layer's output channels, run by `SparseResNet` at the batch of (d),
-//! with the speed-up over the dense Burn model of (d).
+//! with the speed-up over the dense Burn model of (d), and (g) PGD-10 training steps of
+//! ResNet-18-CIFAR tickets (global magnitude at `--sparsities`, 90 % layer-wise too) with the
+//! sparse convolution passes, the 90 % tickets also with them off, and how far one step's
+//! parameters move from the dense path's (and, for scale, Burn's convolution's from dwlth's).
 //! `tools/bench_torch.py` runs the same in PyTorch; compare them in one session on a quiet
 //! machine (docs/performance.md). `--export DIR` also writes the input and every timed ticket
 //! (torchvision names, masks) with dwlth's logits, for `tools/bench_anchors.py` to time the
 //! same networks in ONNX Runtime, OpenVINO and DeepSparse. Each figure is the median of `--repeats` timed runs after
 //! one warm-up (the matrix product: the fastest of ten, the machine's peak). `--only sparse`
-//! runs (d) and (f) alone, `--only train` the matrix product, (a), (b) and (c). `--conv burn`
+//! runs (d) and (f) alone, `--only train` the matrix product, (a), (b) and (c), `--only
+//! tickets` (g) (`tools/bench_torch.py --only pgd10` is its reference). `--conv burn`
 //! runs Burn's own CPU convolution instead of `dwlth_kernels::conv`'s (for comparison).
 //!
 //! `--preset quick|paper` measures instead what that preset of `examples/double_win_cifar10`
@@ -72,6 +76,10 @@ struct Args {
     /// training steps of ResNet-18-CIFAR tickets, sparse passes against the dense path).
     #[arg(long, value_enum)]
     only: Option<Only>,
+    /// Sparsities of the ResNet-18 tickets `--only tickets` trains (0.9 adds the comparison
+    /// with the dense path).
+    #[arg(long, value_delimiter = ',', default_value = "0,0.5,0.8,0.9,0.95,0.98")]
+    sparsities: Vec<f64>,
     /// CPU threads (sets RAYON_NUM_THREADS) [default: every logical CPU].
     #[arg(long)]
     threads: Option<NonZeroUsize>,
@@ -163,7 +171,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     if tickets_part {
         let batch = args.batch.map_or(128, NonZeroUsize::get);
-        ticket_training(&device.clone().autodiff(), batch, repeats, &mut out)?;
+        let sparsities = &args.sparsities;
+        ticket_training(
+            &device.clone().autodiff(),
+            batch,
+            sparsities,
+            repeats,
+            &mut out,
+        )?;
         if !train_part && !other_parts {
             return finish(out);
         }
@@ -543,10 +558,11 @@ fn finish(
 fn ticket_training(
     ad: &burn::tensor::Device,
     batch: usize,
+    sparsities: &[f64],
     repeats: usize,
     out: &mut serde_json::Map<String, serde_json::Value>,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    use dwlth::kernels::conv::sparse::{set_sparse_density_limit, sparse_density_limit};
+    use dwlth::kernels::conv::sparse::{set_sparse_limit, sparse_limit, SparseLimit};
     ad.seed(0);
     let r18 = ResNetConfig::new(Arch::ResNet18)
         .with_stem(Stem::Cifar)
@@ -561,9 +577,9 @@ fn ticket_training(
         ad,
     );
     let layers = masked_weights(&r18);
-    let limit = sparse_density_limit();
+    let limit = sparse_limit();
     let regime = Regime::pgd10();
-    for sparsity in [0.0, 0.5, 0.8, 0.9, 0.95, 0.98] {
+    for &sparsity in sparsities {
         let pct = (sparsity * 100.0f64).round() as usize;
         let ticket = if sparsity > 0.0 {
             let masks = PruneMethod::global_magnitude().prune(
@@ -578,11 +594,18 @@ fn ticket_training(
         let rate = train_rate(&ticket, &regime, (&x, &y), repeats);
         out.insert(format!("r18_pgd10_ticket{pct}_b{batch}_img_s"), rate.into());
         if pct == 90 {
-            set_sparse_density_limit(0.0);
+            set_sparse_limit(SparseLimit::Density(0.0));
             let dense_path = train_rate(&ticket, &regime, (&x, &y), repeats);
             let dense_examples = adversarial_examples(&ticket, &regime, (&x, &y));
             let dense_after = one_step(&ticket, &dense_examples, &y);
-            set_sparse_density_limit(limit);
+            set_sparse_limit(limit);
+            // Two dense implementations of the same step (Burn's own convolution against
+            // dwlth's): how far a step moves when only the order of its sums changes.
+            set_conv_impl(ConvImpl::Burn);
+            set_sparse_limit(SparseLimit::Density(0.0));
+            let burn_after = one_step(&ticket, &dense_examples, &y);
+            set_conv_impl(ConvImpl::Native);
+            set_sparse_limit(limit);
             let sparse_examples = adversarial_examples(&ticket, &regime, (&x, &y));
             let same_examples = one_step(&ticket, &dense_examples, &y);
             let sparse_after = one_step(&ticket, &sparse_examples, &y);
@@ -595,12 +618,20 @@ fn ticket_training(
                 format!("r18_pgd10_ticket90_dense_path_b{batch}_img_s"),
                 dense_path.into(),
             );
-            // The kernels alone: one training step on the same adversarial examples.
-            out.insert(
-                "r18_pgd10_ticket90_max_rel_param_diff_same_examples".into(),
-                f64::from(max_relative_difference(&same_examples, &dense_after)).into(),
-            );
 
+            for (key, a, b) in [
+                ("sparse_vs_dense", &same_examples, &dense_after),
+                ("burn_vs_dense", &burn_after, &dense_after),
+            ] {
+                out.insert(
+                    format!("r18_pgd10_ticket90_{key}_max_rel_weight_diff"),
+                    f64::from(max_relative_weight_difference(a, b)).into(),
+                );
+                out.insert(
+                    format!("r18_pgd10_ticket90_{key}_max_rel_param_diff"),
+                    f64::from(max_relative_difference(a, b)).into(),
+                );
+            }
             // The whole step: PGD's sign(∇) turns rounding differences of gradients near
             // zero into pixels moved the other way.
             out.insert(
@@ -613,9 +644,30 @@ fn ticket_training(
             );
         }
     }
+    // The same 90 % with every convolution pruned alike (layer-wise magnitude): global masks
+    // of random weights keep half of the first stage's weights and 5 % of the last's.
+    if sparsities.contains(&0.9) {
+        let masks = PruneMethod::Magnitude {
+            scope: dwlth::prune::Scope::Layer,
+        }
+        .prune(&layers, &Prunable::convolutions(), 0.9)?;
+        let ticket = apply_masks(r18.clone(), &masks)?;
+        let rate = train_rate(&ticket, &regime, (&x, &y), repeats);
+        set_sparse_limit(SparseLimit::Density(0.0));
+        let dense_path = train_rate(&ticket, &regime, (&x, &y), repeats);
+        set_sparse_limit(limit);
+        out.insert(
+            format!("r18_pgd10_ticket90_layerwise_b{batch}_img_s"),
+            rate.into(),
+        );
+        out.insert(
+            format!("r18_pgd10_ticket90_layerwise_dense_path_b{batch}_img_s"),
+            dense_path.into(),
+        );
+    }
     out.insert(
-        "sparse_density_limit".into(),
-        f64::from(sparse_density_limit()).into(),
+        "sparse_limit".into(),
+        format!("{:?}", sparse_limit()).to_lowercase().into(),
     );
     Ok(())
 }
@@ -661,6 +713,19 @@ fn one_step(
     let mut collect = Collect(Vec::new());
     model.visit(&mut collect);
     collect.0
+}
+
+/// [`max_relative_difference`] over the convolutions' and the head's weights (tensors of
+/// 1,024 values or more), leaving out BatchNorm's shifts: they start at zero, so after one
+/// step their largest value is the step itself.
+fn max_relative_weight_difference(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
+    let (a, b): (Vec<_>, Vec<_>) = a
+        .iter()
+        .zip(b)
+        .filter(|(a, _)| a.len() >= 1024)
+        .map(|(a, b)| (a.clone(), b.clone()))
+        .unzip();
+    max_relative_difference(&a, &b)
 }
 
 /// The largest over tensors of `max |a − b| / max |b|`.

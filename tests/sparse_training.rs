@@ -7,7 +7,7 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{GradientsParams, SgdConfig};
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
-use dwlth::kernels::conv::sparse::{set_sparse_density_limit, sparse_passes};
+use dwlth::kernels::conv::sparse::{set_sparse_limit, sparse_passes, SparseLimit};
 use dwlth::models::mode::{attack_view, independent_copy};
 use dwlth::models::{Arch, ResNet, ResNetConfig, Stem};
 use dwlth::prune::{apply_masks, masked_weights, Prunable, PruneMethod};
@@ -78,11 +78,11 @@ fn sparse_passes_give_the_dense_paths_results() {
 
     // Every convolution sparse (the densest layers of a global ticket keep half their
     // weights), so that every geometry of the network takes its sparse passes.
-    set_sparse_density_limit(0.0);
+    set_sparse_limit(SparseLimit::Density(0.0));
     let before = sparse_passes();
     let dense = passes(&ticket, &x, &y);
     assert_eq!(sparse_passes(), before, "the dense path ran sparse passes");
-    set_sparse_density_limit(1.0);
+    set_sparse_limit(SparseLimit::Density(1.0));
     let sparse = passes(&ticket, &x, &y);
     assert!(
         sparse_passes() > before,

@@ -57,6 +57,7 @@ def main():
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--compile", action="store_true", help="channels_last + torch.compile")
+    ap.add_argument("--only", choices=["pgd10"], help="the PGD-10 training step alone (the reference of `bench --only tickets`)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -79,7 +80,8 @@ def main():
     x = torch.rand(args.batch, 3, 32, 32).to(memory_format=fmt)
     y = torch.arange(args.batch) % 10
     ce = nn.CrossEntropyLoss()
-    for key, adversarial in [("r18_train_b{b}_img_s", False), ("r18_pgd10_train_b{b}_img_s", True)]:
+    steps = [("r18_train_b{b}_img_s", False), ("r18_pgd10_train_b{b}_img_s", True)]
+    for key, adversarial in steps[1:] if args.only == "pgd10" else steps:
         model = ResNet("resnet18", 64, "cifar", 3, 10)
         model.load_state_dict(r18.state_dict())
         model.train()
@@ -98,6 +100,9 @@ def main():
             out["r18_train_gflop_s"] = 3.3 * rate
             out["r18_train_fraction_of_matmul"] = 3.3 * rate / matmul
 
+    if args.only == "pgd10":
+        print(json.dumps(out, indent=2))
+        return
     r18.eval()
     for p in r18.parameters():
         p.requires_grad_(False)

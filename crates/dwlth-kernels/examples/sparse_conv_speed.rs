@@ -11,7 +11,7 @@
 use std::time::Instant;
 
 use burn::tensor::{ops::ConvOptions, Device, Distribution, Tensor};
-use dwlth_kernels::conv::sparse::set_sparse_density_limit;
+use dwlth_kernels::conv::sparse::{set_sparse_limit, SparseLimit};
 use dwlth_kernels::conv::CpuConvBackend;
 
 fn main() {
@@ -78,7 +78,7 @@ fn main() {
             for limit in
                 std::env::var("LIMITS").map_or(vec![0.0f32, 0.5], |d| vec![d.parse().unwrap()])
             {
-                set_sparse_density_limit(limit);
+                set_sparse_limit(SparseLimit::Density(limit));
                 let f = time(&|| {
                     let _ = <burn::backend::Dispatch as CpuConvBackend>::cpu_conv2d(
                         xp.clone(),

@@ -62,17 +62,17 @@ fn accumulate<const FMA: bool, const T: usize>(
 fn gather_with<const FMA: bool, const T: usize>(
     taps: &Taps,
     src: &[f32],
-    len: usize,
+    starts: &[usize],
     out: &mut [f32],
     stride: usize,
 ) {
     let chunks = taps.chunks;
-    for q0 in (0..len).step_by(T) {
+    for (j, &q0) in starts.iter().enumerate() {
         for k in 0..chunks {
             for (r, row) in out.chunks_exact_mut(stride).enumerate() {
                 let at = r * (chunks + 1) + k;
                 let (a, b) = (taps.split[at], taps.split[at + 1]);
-                let dst: &mut [f32; T] = (&mut row[q0..q0 + T]).try_into().expect("a tile");
+                let dst: &mut [f32; T] = (&mut row[j * T..][..T]).try_into().expect("a tile");
                 let mut acc = if k == 0 { [0.0f32; T] } else { *dst };
                 accumulate::<FMA, T>(&mut acc, src, q0, &taps.offsets[a..b], &taps.values[a..b]);
                 *dst = acc;
@@ -83,32 +83,46 @@ fn gather_with<const FMA: bool, const T: usize>(
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
-fn gather_avx512(taps: &Taps, src: &[f32], len: usize, out: &mut [f32], stride: usize) {
-    gather_with::<true, TILE_AVX512>(taps, src, len, out, stride)
+fn gather_avx512(taps: &Taps, src: &[f32], starts: &[usize], out: &mut [f32], stride: usize) {
+    gather_with::<true, TILE_AVX512>(taps, src, starts, out, stride)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn gather_avx2(taps: &Taps, src: &[f32], len: usize, out: &mut [f32], stride: usize) {
-    gather_with::<true, TILE_AVX2>(taps, src, len, out, stride)
+fn gather_avx2(taps: &Taps, src: &[f32], starts: &[usize], out: &mut [f32], stride: usize) {
+    gather_with::<true, TILE_AVX2>(taps, src, starts, out, stride)
 }
 
 /// `out[r · stride + q] = Σ v · src[off + q]` over the taps of row `r`, for `q` in
 /// `0..len.next_multiple_of(tile())` (positions past `len` are computed and written too, so
 /// `stride` must leave room for them).
+pub(super) fn gather(taps: &Taps, src: &[f32], len: usize, out: &mut [f32], stride: usize) {
+    let starts: Vec<usize> = (0..len).step_by(tile()).collect();
+    gather_tiles(taps, src, &starts, out, stride);
+}
+
+/// For every tile `j` of [`tile()`] positions: `out[r · stride + j · tile + i] = Σ v ·
+/// src[starts[j] + off + i]` over the taps of row `r`.
 ///
 /// # Panics
 /// If a read or write would leave `src` or `out`: the callers size both from the same layout,
 /// so this is a bug, never a user's input.
-pub(super) fn gather(taps: &Taps, src: &[f32], len: usize, out: &mut [f32], stride: usize) {
-    let end = len.next_multiple_of(tile());
+pub(super) fn gather_tiles(
+    taps: &Taps,
+    src: &[f32],
+    starts: &[usize],
+    out: &mut [f32],
+    stride: usize,
+) {
+    let t = tile();
     let rows = taps.starts.len() - 1;
     assert!(
-        stride >= end && out.len() >= rows * stride,
+        stride >= starts.len() * t && out.len() >= rows * stride,
         "sparse convolution: output rows too short"
     );
+    let last = starts.iter().max().copied().unwrap_or(0);
     assert!(
-        taps.max_offset() as usize + end <= src.len(),
+        taps.max_offset() as usize + last + t <= src.len(),
         "sparse convolution: reads past its input"
     );
     let out = &mut out[..rows * stride];
@@ -117,10 +131,10 @@ pub(super) fn gather(taps: &Taps, src: &[f32], len: usize, out: &mut [f32], stri
         // CPU, all `gather_avx512` assumes; its body is safe Rust but for the reads checked
         // above.
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => unsafe { gather_avx512(taps, src, len, out, stride) },
+        Isa::Avx512 => unsafe { gather_avx512(taps, src, starts, out, stride) },
         // SAFETY: as above, with AVX2 and FMA detected.
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => unsafe { gather_avx2(taps, src, len, out, stride) },
-        _ => gather_with::<false, TILE>(taps, src, len, out, stride),
+        Isa::Avx2 => unsafe { gather_avx2(taps, src, starts, out, stride) },
+        _ => gather_with::<false, TILE>(taps, src, starts, out, stride),
     }
 }

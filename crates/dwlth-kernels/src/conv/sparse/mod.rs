@@ -2,42 +2,46 @@
 //!
 //! A pruned network's convolutions multiply mostly zeros: at 90 % sparsity nine of ten
 //! products of a dense pass are wasted. When a weight's density (its share of nonzero values)
-//! is at most [`sparse_density_limit`], [`conv2d`](super::conv2d) runs its forward pass and
-//! its input gradient over the nonzero weights only:
+//! is low enough ([`SparseLimit`]), [`conv2d`](super::conv2d) runs its forward pass and its
+//! input gradient over the nonzero weights only:
 //!
 //! - forward: `y[o] = Σ w[o, ci, ki, kj] · x[ci] shifted by (ki, kj)`, a sum over the nonzero
 //!   taps of output channel `o`;
 //! - input gradient: the transposed convolution, `gx[ci] = Σ w[o, ci, ki, kj] · gy[o] shifted
-//!   back by (ki, kj)`, a sum over the nonzero taps reading input channel `ci`, split by
-//!   stride phase so that a strided convolution's gradient is one stride-1 sum per phase.
+//!   back by (ki, kj)`. At stride 1 it is the forward pass of `gy` with the flipped weight (as
+//!   in the dense passes); strided, one stride-1 sum per stride phase.
 //!
 //! Both are one kernel, `out[r][q] = Σ v · src[off + q]` over the nonzero taps `(off, v)` of
 //! each output row, on layouts where every tap is a constant offset:
 //!
+//! - *lanes*: one pixel of 16 images per cache line, for stride-1 layers of training batches
+//!   (16 images or more) with maps at least 8 wide: every load aligned, nothing computed that
+//!   is not kept; the price is a transposition in and out;
 //! - a *grid*: the padded planes of a chunk of images one after another, split by stride
-//!   phase, for large maps (the forward pass, and the input gradient of strided layers);
-//! - the *patch matrix* (im2col), for maps whose padding would make the grid compute 30 %
-//!   more positions than it keeps (8×8 and smaller) and for 1×1 stride-2 shortcuts: no
-//!   waste, and every load aligned.
+//!   phase (strided layers, small batches);
+//! - the *patch matrix* (im2col), where the grid's padding would compute 30 % more positions
+//!   than it keeps (4×4 maps) and for 1×1 stride-2 shortcuts.
 //!
-//! A stride-1 input gradient is the forward pass of the output gradient with the flipped
-//! weight, as in the dense passes. An adversarial attack's passes are exactly these two (its
-//! parameters take no gradient), so a PGD step of a sparse ticket costs its kept weights'
-//! products. The weight gradient stays the dense product: one pass in a PGD-10 training
-//! step's 23, and its values at pruned positions are masked away by the layer anyway.
+//! An adversarial attack's passes are exactly these two (its parameters take no gradient), so
+//! a PGD step of a sparse ticket costs its kept weights' products. The weight gradient stays
+//! the dense product: one pass in a PGD-10 training step's 23, and its values at pruned
+//! positions are masked away by the layer anyway.
 //!
-//! [`DEFAULT_SPARSE_DENSITY_LIMIT`] is where the sparse passes overtake the dense ones on
-//! ResNet-18-CIFAR's shapes at batch 128 (2-core AVX-512 machine, `examples/sparse_conv_speed`
-//! of this crate): at density 0.1 they take 45–80 % of the dense time, at 0.16 they are level
-//! on 4×4 maps and ahead elsewhere, at 0.2 behind on 16×16 and 4×4 maps.
-//! [`sparse_passes`] counts the passes that ran sparse.
+//! By default ([`SparseLimit::Measured`]) each layout runs where it beat the dense passes on
+//! ResNet-18-CIFAR's shapes at batch 128 (2-core AVX-512 machine, this crate's
+//! `examples/sparse_conv_speed`): lanes up to density 0.3 (at 0.1 they take 35–50 % of the
+//! dense time, at 0.3 65–95 %, at 0.4 they lose on 8×8 maps), the grid up to 0.25, the patch
+//! matrix up to 0.15 (at 0.1, 70 %; at 0.2 it loses). [`sparse_passes`] counts the passes
+//! that ran sparse.
 //!
 //! Results equal the dense passes up to the order of the sums (the tests compare every value:
-//! odd sizes, strides 2 and 3, 1×1 and 7×7 kernels, empty channels, a pruned ResNet-18's
-//! logits, input gradient and parameters after a step). A weight that holds infinities or
-//! NaNs gives the dense pass's results only at its nonzero positions: `0 · ∞` is never formed.
+//! odd sizes, strides 2 and 3, 1×1 and 7×7 kernels, empty channels, partial groups of lanes,
+//! a pruned ResNet-18's logits, input gradient and parameters after a step). A weight that
+//! holds infinities or NaNs gives the dense pass's results only at its nonzero positions:
+//! `0 · ∞` is never formed.
 
 mod gather;
+mod lanes;
 mod layout;
 mod patches;
 
@@ -49,26 +53,56 @@ use rayon::prelude::*;
 use super::blocks::{with_scratch, Geometry};
 use layout::Layout;
 
-/// The default of [`sparse_density_limit`]: see `docs/performance.md` for the measurements it
-/// comes from.
-pub const DEFAULT_SPARSE_DENSITY_LIMIT: f32 = 0.15;
-
-static DENSITY_LIMIT: AtomicU32 = AtomicU32::new(DEFAULT_SPARSE_DENSITY_LIMIT.to_bits());
-
-/// Sets, for the whole process, the largest share of nonzero weights at which a CPU
-/// convolution runs its sparse passes (0 turns them off; the bench compares both).
-pub fn set_sparse_density_limit(limit: f32) {
-    let limit = if limit.is_nan() {
-        0.0
-    } else {
-        limit.clamp(0.0, 1.0)
-    };
-    DENSITY_LIMIT.store(limit.to_bits(), Ordering::Relaxed);
+/// When a CPU convolution runs its sparse passes.
+#[derive(Clone, Copy, Debug, PartialEq, Default)]
+pub enum SparseLimit {
+    /// Up to the density at which the layout the convolution would use beat the dense passes
+    /// (the module documentation lists them): the default.
+    #[default]
+    Measured,
+    /// Up to this share of nonzero weights, whatever the layout (0: never; 1: always).
+    Density(f32),
 }
 
-/// The largest share of nonzero weights at which a CPU convolution runs its sparse passes.
-pub fn sparse_density_limit() -> f32 {
-    f32::from_bits(DENSITY_LIMIT.load(Ordering::Relaxed))
+/// `NaN` stands for [`SparseLimit::Measured`].
+static DENSITY_LIMIT: AtomicU32 = AtomicU32::new(0x7fc0_0000);
+
+/// Sets, for the whole process, when a CPU convolution runs its sparse passes.
+pub fn set_sparse_limit(limit: SparseLimit) {
+    let bits = match limit {
+        SparseLimit::Measured => f32::NAN.to_bits(),
+        SparseLimit::Density(d) if d.is_nan() => 0.0f32.to_bits(),
+        SparseLimit::Density(d) => d.clamp(0.0, 1.0).to_bits(),
+    };
+    DENSITY_LIMIT.store(bits, Ordering::Relaxed);
+}
+
+/// When a CPU convolution runs its sparse passes.
+pub fn sparse_limit() -> SparseLimit {
+    let limit = f32::from_bits(DENSITY_LIMIT.load(Ordering::Relaxed));
+    if limit.is_nan() {
+        SparseLimit::Measured
+    } else {
+        SparseLimit::Density(limit)
+    }
+}
+
+/// Densities up to which each layout beat the dense passes (module documentation).
+const LANES_LIMIT: f32 = 0.3;
+const GRID_LIMIT: f32 = 0.25;
+const PATCHES_LIMIT: f32 = 0.15;
+
+/// The density limit for a forward pass of `g` under [`SparseLimit::Measured`]: that of the
+/// layout [`forward`] picks.
+fn measured_limit(g: &Geometry) -> f32 {
+    let grid_positions = Layout::new(g, 1, gather::tile()).len(1);
+    if lanes::applies(g) {
+        LANES_LIMIT
+    } else if patches::preferred(g, grid_positions) {
+        PATCHES_LIMIT
+    } else {
+        GRID_LIMIT
+    }
 }
 
 static PASSES: AtomicU64 = AtomicU64::new(0);
@@ -79,11 +113,23 @@ pub fn sparse_passes() -> u64 {
     PASSES.load(Ordering::Relaxed)
 }
 
-/// Whether the sparse passes take a convolution of geometry `g` with weight `w`: no dilation,
-/// and at most [`sparse_density_limit`] of `w` nonzero.
+/// Whether the sparse forward pass takes a convolution of geometry `g` with weight `w`: no
+/// dilation, and `w` sparse enough ([`sparse_limit`]).
 pub(crate) fn applies(g: &Geometry, w: &[f32]) -> bool {
-    let limit = sparse_density_limit();
-    if limit <= 0.0 || g.dilation != [1, 1] || w.is_empty() {
+    within_limit(g, w, || measured_limit(g))
+}
+
+/// Whether `w` is within the limit (`measured` under [`SparseLimit::Measured`]); counts the
+/// passes it lets through.
+fn within_limit(g: &Geometry, w: &[f32], measured: impl FnOnce() -> f32) -> bool {
+    if g.dilation != [1, 1] || w.is_empty() {
+        return false;
+    }
+    let limit = match sparse_limit() {
+        SparseLimit::Density(d) => d,
+        SparseLimit::Measured => measured(),
+    };
+    if limit <= 0.0 {
         return false;
     }
     let nonzero = w.iter().filter(|v| **v != 0.0).count();
@@ -98,7 +144,15 @@ pub(crate) fn applies(g: &Geometry, w: &[f32]) -> bool {
 /// smaller than their stride (ResNet's 1×1 stride-2 shortcuts), whose gradient's grid would
 /// keep every phase of which only one is written, where the dense pass is faster.
 pub(crate) fn applies_to_input_gradient(g: &Geometry, w: &[f32]) -> bool {
-    g.kh * g.kw >= g.stride[0] * g.stride[1] && applies(g, w)
+    // Stride 1 runs the forward pass of a geometry of the same sizes; strided, the grid.
+    let measured = || {
+        if g.stride == [1, 1] {
+            measured_limit(g)
+        } else {
+            GRID_LIMIT
+        }
+    };
+    g.kh * g.kw >= g.stride[0] * g.stride[1] && within_limit(g, w, measured)
 }
 
 /// Nonzero taps by output row, compressed: row `r`'s are `starts[r]..starts[r + 1]` of
@@ -240,6 +294,9 @@ fn fits_u32(layout: &Layout, rows: usize) -> bool {
 /// grids are too large for the kernel's 32-bit offsets. Shapes as in the dense
 /// [`forward`](super::kernel::forward).
 pub(crate) fn forward(g: &Geometry, x: &[f32], w: &[f32], y: &mut [MaybeUninit<f32>]) -> bool {
+    if lanes::applies(g) && lanes::forward(g, x, w, y) {
+        return true;
+    }
     let tile = gather::tile();
     let phases = g.stride[0] * g.stride[1];
     let images = images_per_chunk(g, g.c_in * phases, g.c_out);

@@ -140,6 +140,27 @@ fn large_batches_are_split_into_chunks() {
         &sparse_weight(&g, 0.1, &[], &[5]),
         "37 images, stride 2",
     );
+    // Images in lanes: a partial last group, odd channels, strides, uneven kernels.
+    let g = geometry(17, [5, 7], [7, 16], [3, 3], [1, 1], [1, 1]);
+    check(&g, &sparse_weight(&g, 0.3, &[2], &[]), "17 images in lanes");
+    let g = geometry(18, [4, 6], [10, 32], [3, 3], [2, 2], [1, 1]);
+    check(
+        &g,
+        &sparse_weight(&g, 0.3, &[], &[1]),
+        "18 images in lanes, stride 2",
+    );
+    let g = geometry(16, [3, 2], [7, 17], [3, 2], [2, 1], [1, 0]);
+    check(
+        &g,
+        &sparse_weight(&g, 0.5, &[], &[]),
+        "16 images in lanes, uneven kernel",
+    );
+    let g = geometry(33, [6, 4], [9, 16], [1, 1], [2, 2], [0, 0]);
+    check(
+        &g,
+        &sparse_weight(&g, 0.5, &[], &[]),
+        "33 images in lanes, 1×1 stride 2",
+    );
     // ResNet-18-CIFAR's stem: its input gradient has 3 channels from 64.
     let g = geometry(32, [3, 64], [32, 32], [3, 3], [1, 1], [1, 1]);
     check(&g, &sparse_weight(&g, 0.3, &[], &[]), "the stem");
@@ -162,6 +183,7 @@ fn the_density_limit_decides() {
     let g = geometry(1, [4, 4], [5, 5], [3, 3], [1, 1], [1, 1]);
     let sparse = sparse_weight(&g, 0.1, &[], &[]);
     let dense = sparse_weight(&g, 1.0, &[], &[]);
+    // The measured limits (the default): a grid or patch matrix, at most 0.25.
     assert!(applies(&g, &sparse));
     assert!(!applies(&g, &dense));
     let dilated = Geometry {
@@ -169,4 +191,8 @@ fn the_density_limit_decides() {
         ..g
     };
     assert!(!applies(&dilated, &sparse));
+    // 1×1 stride-2 input gradients stay dense.
+    let shortcut = geometry(1, [32, 32], [6, 6], [1, 1], [2, 2], [0, 0]);
+    let w = sparse_weight(&shortcut, 0.1, &[], &[]);
+    assert!(applies(&shortcut, &w) && !applies_to_input_gradient(&shortcut, &w));
 }
