@@ -601,10 +601,11 @@ fn ticket_training(
             set_sparse_limit(limit);
             // Two dense implementations of the same step (Burn's own convolution against
             // dwlth's): how far a step moves when only the order of its sums changes.
+            let conv = dwlth::kernels::conv::conv_impl();
             set_conv_impl(ConvImpl::Burn);
             set_sparse_limit(SparseLimit::Density(0.0));
             let burn_after = one_step(&ticket, &dense_examples, &y);
-            set_conv_impl(ConvImpl::Native);
+            set_conv_impl(conv);
             set_sparse_limit(limit);
             let sparse_examples = adversarial_examples(&ticket, &regime, (&x, &y));
             let same_examples = one_step(&ticket, &dense_examples, &y);

@@ -132,7 +132,9 @@ impl CpuConvBackend for Flex {
         let (x, weight) = (x.to_contiguous(), weight.to_contiguous());
         let (x, w) = (values(&x), values(&weight));
         computed([g.batch, g.c_out, g.oh, g.ow], |y| {
-            if !(sparse::applies(&g, w) && sparse::forward(&g, x, w, y)) {
+            if sparse::applies(&g, w) && sparse::forward(&g, x, w, y) {
+                sparse::count_pass();
+            } else {
                 kernel::forward(&g, x, w, y)
             }
         })
@@ -150,8 +152,9 @@ impl CpuConvBackend for Flex {
         let (weight, grad) = (weight.to_contiguous(), grad.to_contiguous());
         let (w, gy) = (values(&weight), values(&grad));
         computed([g.batch, g.c_in, g.h, g.w], |gx| {
-            if !(sparse::applies_to_input_gradient(&g, w) && sparse::backward_input(&g, w, gy, gx))
-            {
+            if sparse::applies_to_input_gradient(&g, w) && sparse::backward_input(&g, w, gy, gx) {
+                sparse::count_pass();
+            } else {
                 kernel::backward_input(&g, w, gy, gx)
             }
         })

@@ -9,7 +9,7 @@
 //! output tile.
 
 use super::super::blocks::{isa, Isa};
-use super::Taps;
+use super::taps::Taps;
 
 /// Grid positions per tile on AVX-512: 8 registers of accumulators.
 const TILE_AVX512: usize = 128;
@@ -66,15 +66,13 @@ fn gather_with<const FMA: bool, const T: usize>(
     out: &mut [f32],
     stride: usize,
 ) {
-    let chunks = taps.chunks;
     for (j, &q0) in starts.iter().enumerate() {
-        for k in 0..chunks {
+        for k in 0..taps.chunks() {
             for (r, row) in out.chunks_exact_mut(stride).enumerate() {
-                let at = r * (chunks + 1) + k;
-                let (a, b) = (taps.split[at], taps.split[at + 1]);
+                let (offsets, values) = taps.chunk(r, k);
                 let dst: &mut [f32; T] = (&mut row[j * T..][..T]).try_into().expect("a tile");
                 let mut acc = if k == 0 { [0.0f32; T] } else { *dst };
-                accumulate::<FMA, T>(&mut acc, src, q0, &taps.offsets[a..b], &taps.values[a..b]);
+                accumulate::<FMA, T>(&mut acc, src, q0, offsets, values);
                 *dst = acc;
             }
         }
@@ -115,14 +113,14 @@ pub(super) fn gather_tiles(
     stride: usize,
 ) {
     let t = tile();
-    let rows = taps.starts.len() - 1;
+    let rows = taps.rows();
     assert!(
         stride >= starts.len() * t && out.len() >= rows * stride,
         "sparse convolution: output rows too short"
     );
     let last = starts.iter().max().copied().unwrap_or(0);
     assert!(
-        taps.max_offset() as usize + last + t <= src.len(),
+        taps.max_offset() + last + t <= src.len(),
         "sparse convolution: reads past its input"
     );
     let out = &mut out[..rows * stride];

@@ -16,7 +16,8 @@ use std::mem::MaybeUninit;
 use rayon::prelude::*;
 
 use super::super::blocks::{as_slots, transpose4, with_scratch, Geometry};
-use super::{aligned, gather, Taps, ALIGN, WINDOW_BYTES};
+use super::taps::{Split, Taps};
+use super::{aligned, gather, ALIGN, WINDOW_BYTES};
 
 /// Images per group: the lanes of an AVX-512 register.
 pub(super) const LANES: usize = 16;
@@ -87,7 +88,14 @@ pub(super) fn forward(g: &Geometry, x: &[f32], w: &[f32], y: &mut [MaybeUninit<f
     if src_len as u64 + tile as u64 > u64::from(u32::MAX) {
         return false;
     }
-    let taps = Taps::par_rows(g.c_out, |o, taps| {
+    // A tile reads `⌈kh / s⌉` rows of `positions + ⌊(kw − 1) / s⌋` positions per channel.
+    let split = Split {
+        channels: g.c_in * phases,
+        channel_len: planes.channel_len,
+        window: ((g.kh - 1) / s0 + 1) * (positions + (g.kw - 1) / s1) * LANES,
+        budget: WINDOW_BYTES,
+    };
+    let taps = Taps::build(g.c_out, split, |o, taps| {
         for (t, &v) in w[o * g.k()..][..g.k()].iter().enumerate() {
             if v != 0.0 {
                 let (ci, ki, kj) = (t / (g.kh * g.kw), t / g.kw % g.kh, t % g.kw);
@@ -97,9 +105,9 @@ pub(super) fn forward(g: &Geometry, x: &[f32], w: &[f32], y: &mut [MaybeUninit<f
             }
         }
     });
-    // A tile reads `⌈kh / s⌉` rows of `positions + ⌊(kw − 1) / s⌋` positions per channel.
-    let window = ((g.kh - 1) / s0 + 1) * (positions + (g.kw - 1) / s1) * LANES;
-    let taps = taps.split(g.c_in * phases, planes.channel_len, window, WINDOW_BYTES);
+    let Some(taps) = taps else {
+        return false;
+    };
     let starts: Vec<usize> = (0..g.oh)
         .flat_map(|oy| {
             let wq = planes.wq;

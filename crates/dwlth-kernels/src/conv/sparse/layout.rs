@@ -12,7 +12,7 @@
 use std::mem::MaybeUninit;
 
 use super::super::blocks::Geometry;
-use super::Taps;
+use super::taps::{Split, Taps};
 
 /// The grid of a convolution's chunks of images, for both sparse passes.
 #[derive(Clone, Copy, Debug)]
@@ -107,9 +107,9 @@ impl Layout {
 
     /// The forward pass's taps: row `o` holds `w[o, ci, ki, kj] ≠ 0` at the grid offset of
     /// phase `(ki mod s, kj mod s)` of channel `ci`, `⌊ki/s⌋` rows and `⌊kj/s⌋` columns ahead.
-    pub fn forward_taps(&self, g: &Geometry, w: &[f32]) -> Taps {
+    pub fn forward_taps(&self, g: &Geometry, w: &[f32], split: Split) -> Option<Taps> {
         let [s0, s1] = self.s;
-        Taps::par_rows(g.c_out, |o, taps| {
+        Taps::build(g.c_out, split, |o, taps| {
             for (t, &v) in w[o * g.k()..][..g.k()].iter().enumerate() {
                 if v != 0.0 {
                     let (ci, ki, kj) = (t / (g.kh * g.kw), t / g.kw % g.kh, t % g.kw);
@@ -123,11 +123,11 @@ impl Layout {
     /// The input gradient's taps: row `(ci, phase)` holds `w[o, ci, ki, kj] ≠ 0` of that phase
     /// at the offset of output channel `o`'s grid, `⌊ki/s⌋` rows and `⌊kj/s⌋` columns behind
     /// (relative to the [`reach`](Self) every placed gradient is shifted by).
-    pub fn input_gradient_taps(&self, g: &Geometry, w: &[f32]) -> Taps {
+    pub fn input_gradient_taps(&self, g: &Geometry, w: &[f32], split: Split) -> Option<Taps> {
         let [s0, s1] = self.s;
         let taps_per_channel = g.kh * g.kw;
         let phases = self.phases();
-        Taps::par_rows(g.c_in * phases, |r, taps| {
+        Taps::build(g.c_in * phases, split, |r, taps| {
             let (ci, a, c) = (r / phases, r % phases / s1, r % s1);
             for o in 0..g.c_out {
                 let filter = &w[(o * g.c_in + ci) * taps_per_channel..][..taps_per_channel];

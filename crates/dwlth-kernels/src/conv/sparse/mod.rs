@@ -15,12 +15,15 @@
 //! each output row, on layouts where every tap is a constant offset:
 //!
 //! - *lanes*: one pixel of 16 images per cache line, for stride-1 layers of training batches
-//!   (16 images or more) with maps at least 8 wide: every load aligned, nothing computed that
-//!   is not kept; the price is a transposition in and out;
+//!   (16 images or more) whose output rows fill their tiles to at least 1/1.3 (8 positions
+//!   per tile on AVX-512: widths 7, 8 and 13 or more; 4 on AVX2): every load aligned, nothing
+//!   computed but a row's last tile's overhang and a short group's empty lanes; the price is
+//!   a transposition in and out;
 //! - a *grid*: the padded planes of a chunk of images one after another, split by stride
 //!   phase (strided layers, small batches);
 //! - the *patch matrix* (im2col), where the grid's padding would compute 30 % more positions
-//!   than it keeps (4×4 maps) and for 1×1 stride-2 shortcuts.
+//!   than it keeps (small maps the lanes do not take, such as 4×4 on AVX-512) and for 1×1
+//!   stride-2 shortcuts.
 //!
 //! An adversarial attack's passes are exactly these two (its parameters take no gradient), so
 //! a PGD step of a sparse ticket costs its kept weights' products. The weight gradient stays
@@ -28,7 +31,7 @@
 //! positions are masked away by the layer anyway.
 //!
 //! By default ([`SparseLimit::Measured`]) each layout runs where it beat the dense passes on
-//! ResNet-18-CIFAR's shapes at batch 128 (2-core AVX-512 machine, this crate's
+//! ResNet-18-CIFAR's shapes at batch 128 (measured on a 2-core AVX-512 machine, this crate's
 //! `examples/sparse_conv_speed`): lanes up to density 0.3 (at 0.1 they take 35–50 % of the
 //! dense time, at 0.3 65–95 %, at 0.4 they lose on 8×8 maps), the grid up to 0.25, the patch
 //! matrix up to 0.15 (at 0.1, 70 %; at 0.2 it loses). [`sparse_passes`] counts the passes
@@ -36,14 +39,16 @@
 //!
 //! Results equal the dense passes up to the order of the sums (the tests compare every value:
 //! odd sizes, strides 2 and 3, 1×1 and 7×7 kernels, empty channels, partial groups of lanes,
-//! a pruned ResNet-18's logits, input gradient and parameters after a step). A weight that
-//! holds infinities or NaNs gives the dense pass's results only at its nonzero positions:
-//! `0 · ∞` is never formed.
+//! a pruned ResNet-18's logits, input gradient and parameters after a step). One difference
+//! is by design: a pruned weight's zero never multiplies its input, so an infinite or NaN
+//! input value reaches only the outputs of the weights that read it (the dense pass's
+//! `0 · ∞` would spread a NaN further).
 
 mod gather;
 mod lanes;
 mod layout;
 mod patches;
+mod taps;
 
 use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -52,6 +57,7 @@ use rayon::prelude::*;
 
 use super::blocks::{with_scratch, Geometry};
 use layout::Layout;
+use taps::Split;
 
 /// When a CPU convolution runs its sparse passes.
 #[derive(Clone, Copy, Debug, PartialEq, Default)]
@@ -119,8 +125,10 @@ pub(crate) fn applies(g: &Geometry, w: &[f32]) -> bool {
     within_limit(g, w, || measured_limit(g))
 }
 
-/// Whether `w` is within the limit (`measured` under [`SparseLimit::Measured`]); counts the
-/// passes it lets through.
+/// Whether `w` is within the limit (`measured` under [`SparseLimit::Measured`]).
+///
+/// The count of nonzero values stops once it passes the limit: a dense weight costs a
+/// few thousand values' look, not a pass over all of them, on every convolution.
 fn within_limit(g: &Geometry, w: &[f32], measured: impl FnOnce() -> f32) -> bool {
     if g.dilation != [1, 1] || w.is_empty() {
         return false;
@@ -132,12 +140,20 @@ fn within_limit(g: &Geometry, w: &[f32], measured: impl FnOnce() -> f32) -> bool
     if limit <= 0.0 {
         return false;
     }
-    let nonzero = w.iter().filter(|v| **v != 0.0).count();
-    let sparse = nonzero as f64 <= f64::from(limit) * w.len() as f64;
-    if sparse {
-        PASSES.fetch_add(1, Ordering::Relaxed);
+    let allowed = (f64::from(limit) * w.len() as f64) as usize;
+    let mut nonzero = 0;
+    for block in w.chunks(4096) {
+        nonzero += block.iter().filter(|v| **v != 0.0).count();
+        if nonzero > allowed {
+            return false;
+        }
     }
-    sparse
+    true
+}
+
+/// Counts a pass that ran sparse (see [`sparse_passes`]).
+pub(crate) fn count_pass() {
+    PASSES.fetch_add(1, Ordering::Relaxed);
 }
 
 /// Whether the sparse input gradient takes a convolution: as [`applies`], but for kernels
@@ -153,101 +169,6 @@ pub(crate) fn applies_to_input_gradient(g: &Geometry, w: &[f32]) -> bool {
         }
     };
     g.kh * g.kw >= g.stride[0] * g.stride[1] && within_limit(g, w, measured)
-}
-
-/// Nonzero taps by output row, compressed: row `r`'s are `starts[r]..starts[r + 1]` of
-/// `offsets` (into the source grids) and `values`, in the order of their source channels.
-///
-/// Each row's taps are also split by chunks of source channels (`split`): the kernel runs
-/// one chunk for every row before the next, so that the chunk's input window of a tile
-/// stays in the L1 cache while all rows read it.
-pub(super) struct Taps {
-    starts: Vec<usize>,
-    offsets: Vec<u32>,
-    values: Vec<f32>,
-    max_offset: u32,
-    /// Chunks of source channels.
-    chunks: usize,
-    /// `split[r · (chunks + 1) + k]..split[r · (chunks + 1) + k + 1]`: row `r`'s taps that
-    /// read chunk `k`.
-    split: Vec<usize>,
-}
-
-impl Taps {
-    fn with_rows(rows: usize) -> Self {
-        let mut starts = Vec::with_capacity(rows + 1);
-        starts.push(0);
-        Taps {
-            starts,
-            offsets: Vec::new(),
-            values: Vec::new(),
-            max_offset: 0,
-            chunks: 0,
-            split: Vec::new(),
-        }
-    }
-
-    /// Splits every row's taps by chunks of source grids: as many channels as fit `budget`
-    /// bytes with a tile's `window` values each (`channel_len` values apart).
-    fn split(mut self, channels: usize, channel_len: usize, window: usize, budget: usize) -> Self {
-        let per_chunk = (budget / (4 * window)).clamp(1, channels.max(1));
-        let chunks = channels.div_ceil(per_chunk).max(1);
-        let bound = per_chunk * channel_len;
-        let mut split = Vec::with_capacity((self.starts.len() - 1) * (chunks + 1));
-        for r in self.starts.windows(2) {
-            let row = &self.offsets[r[0]..r[1]];
-            split.push(r[0]);
-            for k in 1..chunks {
-                split.push(r[0] + row.partition_point(|&o| (o as usize) < k * bound));
-            }
-            split.push(r[1]);
-        }
-        self.chunks = chunks;
-        self.split = split;
-        self
-    }
-
-    /// The taps of `rows` rows, row `r`'s pushed by `row(r, taps)` as `(offset, value)`, the
-    /// rows found in parallel (a 512-channel 3×3 weight is 2.4 M values to scan, on every
-    /// pass).
-    fn par_rows(rows: usize, row: impl Fn(usize, &mut Vec<(usize, f32)>) + Sync) -> Self {
-        let found: Vec<Vec<(usize, f32)>> = (0..rows)
-            .into_par_iter()
-            .map(|r| {
-                let mut taps = Vec::new();
-                row(r, &mut taps);
-                taps
-            })
-            .collect();
-        let mut taps = Taps::with_rows(rows);
-        let total = found.iter().map(Vec::len).sum();
-        taps.offsets.reserve(total);
-        taps.values.reserve(total);
-        for r in found {
-            for (offset, value) in r {
-                taps.push(offset, value);
-            }
-            taps.end_row();
-        }
-        taps
-    }
-
-    /// Adds a tap to the current row. Offsets fit 32 bits: [`images_per_chunk`] keeps a
-    /// chunk's grids within the caches' size.
-    fn push(&mut self, offset: usize, value: f32) {
-        let offset = u32::try_from(offset).expect("a chunk's grids are below 4 G values");
-        self.max_offset = self.max_offset.max(offset);
-        self.offsets.push(offset);
-        self.values.push(value);
-    }
-
-    fn end_row(&mut self) {
-        self.starts.push(self.offsets.len());
-    }
-
-    fn max_offset(&self) -> u32 {
-        self.max_offset
-    }
 }
 
 /// Bytes of source grids and output rows a chunk of images aims at: within a core's L2
@@ -307,12 +228,15 @@ pub(crate) fn forward(g: &Geometry, x: &[f32], w: &[f32], y: &mut [MaybeUninit<f
     if !fits_u32(&layout, g.c_in * phases) {
         return false;
     }
-    let taps = layout.forward_taps(g, w).split(
-        g.c_in * phases,
-        layout.channel_len,
-        tile + layout.reach(),
-        WINDOW_BYTES,
-    );
+    let split = Split {
+        channels: g.c_in * phases,
+        channel_len: layout.channel_len,
+        window: tile + layout.reach(),
+        budget: WINDOW_BYTES,
+    };
+    let Some(taps) = layout.forward_taps(g, w, split) else {
+        return false;
+    };
     let (src_len, out_len) = (
         g.c_in * phases * layout.channel_len,
         g.c_out * layout.out_stride,
@@ -351,12 +275,15 @@ pub(crate) fn backward_input(
     if !fits_u32(&layout, g.c_out) {
         return false;
     }
-    let taps = layout.input_gradient_taps(g, w).split(
-        g.c_out,
-        layout.channel_len,
-        tile + layout.reach(),
-        WINDOW_BYTES,
-    );
+    let split = Split {
+        channels: g.c_out,
+        channel_len: layout.channel_len,
+        window: tile + layout.reach(),
+        budget: WINDOW_BYTES,
+    };
+    let Some(taps) = layout.input_gradient_taps(g, w, split) else {
+        return false;
+    };
     let (src_len, out_len) = (
         g.c_out * layout.channel_len,
         g.c_in * phases * layout.out_stride,

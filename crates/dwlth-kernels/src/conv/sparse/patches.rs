@@ -14,7 +14,8 @@ use rayon::prelude::*;
 use super::super::blocks::{with_scratch, Geometry};
 use super::super::kernel::im2col;
 use super::layout::rows_into;
-use super::{aligned, gather, Taps, ALIGN, CHUNK_BYTES, PATCH_WINDOW_BYTES};
+use super::taps::{Split, Taps};
+use super::{aligned, gather, ALIGN, CHUNK_BYTES, PATCH_WINDOW_BYTES};
 
 /// Whether the patch matrix beats the grid for `g`: the grid would compute more than 30 %
 /// more positions than the output has, or hold more values than the patch matrix (strided
@@ -41,14 +42,22 @@ pub(super) fn forward(g: &Geometry, x: &[f32], w: &[f32], y: &mut [MaybeUninit<f
     if (k as u64 + 1) * ld as u64 > u64::from(u32::MAX) {
         return false;
     }
-    let taps = Taps::par_rows(g.c_out, |o, taps| {
+    let split = Split {
+        channels: k,
+        channel_len: ld,
+        window: tile,
+        budget: PATCH_WINDOW_BYTES,
+    };
+    let taps = Taps::build(g.c_out, split, |o, taps| {
         for (t, &v) in w[o * k..][..k].iter().enumerate() {
             if v != 0.0 {
                 taps.push((t * ld, v));
             }
         }
     });
-    let taps = taps.split(k, ld, tile, PATCH_WINDOW_BYTES);
+    let Some(taps) = taps else {
+        return false;
+    };
     let (col_len, out_len) = (k * ld, g.c_out * ld);
     x.par_chunks(images * g.input_len())
         .zip(y.par_chunks_mut(images * g.output_len()))

@@ -131,36 +131,52 @@ fn sparse_passes_match_the_dense_ones() {
 
 #[test]
 fn large_batches_are_split_into_chunks() {
-    // Enough images and channels for several chunks per thread, and a last, shorter chunk.
+    // Enough images for several groups of lanes and a last, shorter group.
     let g = geometry(37, [32, 48], [16, 16], [3, 3], [1, 1], [1, 1]);
-    check(&g, &sparse_weight(&g, 0.1, &[3], &[]), "37 images");
+    check(&g, &sparse_weight(&g, 0.1, &[3], &[]), "lanes, 37 images");
     let g = geometry(37, [32, 48], [16, 16], [3, 3], [2, 2], [1, 1]);
     check(
         &g,
         &sparse_weight(&g, 0.1, &[], &[5]),
         "37 images, stride 2",
     );
-    // Images in lanes: a partial last group, odd channels, strides, uneven kernels.
+    // Images in lanes: a partial last group, odd channels, an empty output channel, widths
+    // that are not a multiple of the transpositions' 4 or of a tile (the last tile of a row
+    // reaches past the map).
     let g = geometry(17, [5, 7], [7, 16], [3, 3], [1, 1], [1, 1]);
-    check(&g, &sparse_weight(&g, 0.3, &[2], &[]), "17 images in lanes");
+    check(&g, &sparse_weight(&g, 0.3, &[2], &[]), "lanes, 17 images");
+    let g = geometry(18, [3, 5], [7, 7], [3, 3], [1, 1], [1, 1]);
+    check(
+        &g,
+        &sparse_weight(&g, 0.3, &[], &[1]),
+        "lanes, 18 images of 7×7",
+    );
+    // The grid at stride 1 (maps large enough that its padding costs little; several chunks
+    // of source channels), strided, and with an uneven kernel and stride.
+    let g = geometry(3, [40, 8], [16, 16], [3, 3], [1, 1], [1, 1]);
+    check(&g, &sparse_weight(&g, 0.3, &[], &[]), "grid, stride 1");
     let g = geometry(18, [4, 6], [10, 32], [3, 3], [2, 2], [1, 1]);
     check(
         &g,
         &sparse_weight(&g, 0.3, &[], &[1]),
-        "18 images in lanes, stride 2",
+        "grid, 18 images, stride 2",
     );
     let g = geometry(16, [3, 2], [7, 17], [3, 2], [2, 1], [1, 0]);
     check(
         &g,
         &sparse_weight(&g, 0.5, &[], &[]),
-        "16 images in lanes, uneven kernel",
+        "grid, uneven kernel and stride",
     );
+    // The patch matrix of a 1×1 stride-2 shortcut; a 1×1 kernel padded by more than it
+    // reaches (its input gradient cannot be a flipped forward pass: the grid, one phase).
     let g = geometry(33, [6, 4], [9, 16], [1, 1], [2, 2], [0, 0]);
     check(
         &g,
         &sparse_weight(&g, 0.5, &[], &[]),
-        "33 images in lanes, 1×1 stride 2",
+        "patches, 1×1 stride 2",
     );
+    let g = geometry(2, [3, 4], [6, 6], [1, 1], [1, 1], [1, 1]);
+    check(&g, &sparse_weight(&g, 0.5, &[], &[]), "1×1 padded by 1");
     // ResNet-18-CIFAR's stem: its input gradient has 3 channels from 64.
     let g = geometry(32, [3, 64], [32, 32], [3, 3], [1, 1], [1, 1]);
     check(&g, &sparse_weight(&g, 0.3, &[], &[]), "the stem");
