@@ -16,7 +16,7 @@
 //!
 //! - *lanes*: one pixel of 16 images per cache line, for stride-1 layers of training batches
 //!   (16 images or more) whose output rows fill their tiles to at least 1/1.3 (8 positions
-//!   per tile on AVX-512: widths 7, 8 and 13 or more; 4 on AVX2): every load aligned, nothing
+//!   per tile on AVX-512: widths 7–8, 13–16 and 19 or more; 4 on AVX2): every load aligned, nothing
 //!   computed but a row's last tile's overhang and a short group's empty lanes; the price is
 //!   a transposition in and out;
 //! - a *grid*: the padded planes of a chunk of images one after another, split by stride
