@@ -32,9 +32,10 @@
 //!
 //! By default ([`SparseLimit::Measured`]) each layout runs where it beat the dense passes on
 //! ResNet-18-CIFAR's shapes at batch 128 (measured on a 2-core AVX-512 machine, this crate's
-//! `examples/sparse_conv_speed`): lanes up to density 0.3 (at 0.1 they take 35–50 % of the
-//! dense time, at 0.3 65–95 %, at 0.4 they lose on 8×8 maps), the grid up to 0.25, the patch
-//! matrix up to 0.15 (at 0.1, 70 %; at 0.2 it loses). [`sparse_passes`] counts the passes
+//! `examples/sparse_conv_speed`): lanes up to density 0.38 on maps of 16×16 or more (at 0.1
+//! they take 35–40 % of the dense time, at 0.33 65–80 %; level at 0.4 on 16×16, at 0.47 on
+//! 32×32) and up to 0.3 on smaller ones (8×8: 50 % at 0.1, level at 0.3), the grid up to 0.25,
+//! the patch matrix up to 0.15 (at 0.1, 70 %; at 0.2 it loses). [`sparse_passes`] counts the passes
 //! that ran sparse.
 //!
 //! Results equal the dense passes up to the order of the sums (the tests compare every value:
@@ -93,7 +94,9 @@ pub fn sparse_limit() -> SparseLimit {
     }
 }
 
-/// Densities up to which each layout beat the dense passes (module documentation).
+/// Densities up to which each layout beat the dense passes (module documentation): the
+/// lanes on maps of 256 positions or more, and on smaller ones.
+const LANES_WIDE_LIMIT: f32 = 0.38;
 const LANES_LIMIT: f32 = 0.3;
 const GRID_LIMIT: f32 = 0.25;
 const PATCHES_LIMIT: f32 = 0.15;
@@ -103,7 +106,11 @@ const PATCHES_LIMIT: f32 = 0.15;
 fn measured_limit(g: &Geometry) -> f32 {
     let grid_positions = Layout::new(g, 1, gather::tile()).len(1);
     if lanes::applies(g) {
-        LANES_LIMIT
+        if g.oh * g.ow >= 256 {
+            LANES_WIDE_LIMIT
+        } else {
+            LANES_LIMIT
+        }
     } else if patches::preferred(g, grid_positions) {
         PATCHES_LIMIT
     } else {
