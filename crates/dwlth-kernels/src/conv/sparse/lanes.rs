@@ -13,11 +13,9 @@
 
 use std::mem::MaybeUninit;
 
-use rayon::prelude::*;
-
-use super::super::blocks::{as_slots, transpose4, with_scratch, Geometry};
+use super::super::blocks::{as_slots, transpose4, Geometry};
 use super::taps::{Split, Taps};
-use super::{aligned, gather, ALIGN, WINDOW_BYTES};
+use super::{for_each_chunk, gather, WINDOW_BYTES};
 
 /// Images per group: the lanes of an AVX-512 register.
 pub(super) const LANES: usize = 16;
@@ -78,16 +76,14 @@ impl Planes {
 }
 
 /// `y = conv(x, w)` over `w`'s nonzero values with images in lanes, or `false` (nothing
-/// written) when a group's planes are too large for the kernel's 32-bit offsets.
+/// written) when a group's planes are too large for the kernel's 32-bit offsets
+/// ([`Taps::build`]).
 pub(super) fn forward(g: &Geometry, x: &[f32], w: &[f32], y: &mut [MaybeUninit<f32>]) -> bool {
     let (tile, positions) = (gather::tile(), positions_per_tile());
     let planes = Planes::new(g, positions);
     let [s0, s1] = g.stride;
     let phases = planes.phases();
     let src_len = g.c_in * phases * planes.channel_len;
-    if src_len as u64 + tile as u64 > u64::from(u32::MAX) {
-        return false;
-    }
     // A tile reads `⌈kh / s⌉` rows of `positions + ⌊(kw − 1) / s⌋` positions per channel.
     let split = Split {
         channels: g.c_in * phases,
@@ -118,16 +114,18 @@ pub(super) fn forward(g: &Geometry, x: &[f32], w: &[f32], y: &mut [MaybeUninit<f
         .collect();
     let out_stride = starts.len() * tile;
     let out_len = g.c_out * out_stride;
-    x.par_chunks(LANES * g.input_len())
-        .zip(y.par_chunks_mut(LANES * g.output_len()))
-        .for_each(|(x, y)| {
-            with_scratch(src_len + ALIGN, out_len, |src, out| {
-                let src = aligned(src, src_len);
-                place(g, &planes, x, src);
-                gather::gather_tiles(&taps, src, &starts, out, out_stride);
-                take(g, positions, out, out_stride, y);
-            });
-        });
+    let (input, output) = ((x, g.input_len()), (y, g.output_len()));
+    for_each_chunk(
+        input,
+        output,
+        LANES,
+        (src_len, out_len),
+        |x, y, src, out| {
+            place(g, &planes, x, src);
+            gather::gather_tiles(&taps, src, &starts, out, out_stride);
+            take(g, positions, out, out_stride, y);
+        },
+    );
     true
 }
 

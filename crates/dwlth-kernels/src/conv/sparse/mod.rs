@@ -213,9 +213,25 @@ fn aligned(buffer: &mut [f32], len: usize) -> &mut [f32] {
     &mut buffer[skip..skip + len]
 }
 
-/// Whether a chunk of `images` images' grids keeps its offsets within 32 bits.
-fn fits_u32(layout: &Layout, rows: usize) -> bool {
-    (rows as u64 + 1) * layout.channel_len as u64 <= u64::from(u32::MAX)
+/// Runs `pass(input, output, src, out)` on every chunk of `images` images in parallel:
+/// the chunk's inputs (`input_len` values per image) and outputs (`output_len` per image),
+/// and this thread's scratch, `src` (`src_len` values from a cache line's start: see
+/// [`aligned`]) and `out` (`out_len` values). Every layout's pass is this loop.
+fn for_each_chunk(
+    (input, input_len): (&[f32], usize),
+    (output, output_len): (&mut [MaybeUninit<f32>], usize),
+    images: usize,
+    (src_len, out_len): (usize, usize),
+    pass: impl Fn(&[f32], &mut [MaybeUninit<f32>], &mut [f32], &mut [f32]) + Sync,
+) {
+    input
+        .par_chunks(images * input_len)
+        .zip(output.par_chunks_mut(images * output_len))
+        .for_each(|(input, output)| {
+            with_scratch(src_len + ALIGN, out_len, |src, out| {
+                pass(input, output, aligned(src, src_len), out)
+            });
+        });
 }
 
 /// `y = conv(x, w)` over `w`'s nonzero values, or `false` (nothing written) when one image's
@@ -232,9 +248,6 @@ pub(crate) fn forward(g: &Geometry, x: &[f32], w: &[f32], y: &mut [MaybeUninit<f
     if patches::preferred(g, layout.len(1)) {
         return patches::forward(g, x, w, y);
     }
-    if !fits_u32(&layout, g.c_in * phases) {
-        return false;
-    }
     let split = Split {
         channels: g.c_in * phases,
         channel_len: layout.channel_len,
@@ -248,17 +261,19 @@ pub(crate) fn forward(g: &Geometry, x: &[f32], w: &[f32], y: &mut [MaybeUninit<f
         g.c_in * phases * layout.channel_len,
         g.c_out * layout.out_stride,
     );
-    x.par_chunks(images * g.input_len())
-        .zip(y.par_chunks_mut(images * g.output_len()))
-        .for_each(|(x, y)| {
+    let scratch = (src_len, out_len);
+    for_each_chunk(
+        (x, g.input_len()),
+        (y, g.output_len()),
+        images,
+        scratch,
+        |x, y, src, out| {
             let n = x.len() / g.input_len();
-            with_scratch(src_len + ALIGN, out_len, |src, out| {
-                let src = aligned(src, src_len);
-                layout.place_input(g, x, src);
-                gather::gather(&taps, src, layout.len(n), out, layout.out_stride);
-                layout.take_output(g, out, y);
-            });
-        });
+            layout.place_input(g, x, src);
+            gather::gather(&taps, src, layout.len(n), out, layout.out_stride);
+            layout.take_output(g, out, y);
+        },
+    );
     true
 }
 
@@ -279,9 +294,6 @@ pub(crate) fn backward_input(
     let phases = g.stride[0] * g.stride[1];
     let images = images_per_chunk(g, g.c_out, g.c_in * phases);
     let layout = Layout::new(g, images, tile);
-    if !fits_u32(&layout, g.c_out) {
-        return false;
-    }
     let split = Split {
         channels: g.c_out,
         channel_len: layout.channel_len,
@@ -295,17 +307,14 @@ pub(crate) fn backward_input(
         g.c_out * layout.channel_len,
         g.c_in * phases * layout.out_stride,
     );
-    gy.par_chunks(images * g.output_len())
-        .zip(gx.par_chunks_mut(images * g.input_len()))
-        .for_each(|(gy, gx)| {
-            let n = gy.len() / g.output_len();
-            with_scratch(src_len + ALIGN, out_len, |src, out| {
-                let src = aligned(src, src_len);
-                layout.place_output_gradient(g, gy, src);
-                gather::gather(&taps, src, layout.len(n), out, layout.out_stride);
-                layout.take_input_gradient(g, out, gx);
-            });
-        });
+    let scratch = (src_len, out_len);
+    let (input, output) = ((gy, g.output_len()), (gx, g.input_len()));
+    for_each_chunk(input, output, images, scratch, |gy, gx, src, out| {
+        let n = gy.len() / g.output_len();
+        layout.place_output_gradient(g, gy, src);
+        gather::gather(&taps, src, layout.len(n), out, layout.out_stride);
+        layout.take_input_gradient(g, out, gx);
+    });
     true
 }
 

@@ -9,13 +9,11 @@
 
 use std::mem::MaybeUninit;
 
-use rayon::prelude::*;
-
-use super::super::blocks::{with_scratch, Geometry};
+use super::super::blocks::Geometry;
 use super::super::kernel::im2col;
 use super::layout::rows_into;
 use super::taps::{Split, Taps};
-use super::{aligned, gather, ALIGN, CHUNK_BYTES, PATCH_WINDOW_BYTES};
+use super::{for_each_chunk, gather, CHUNK_BYTES, PATCH_WINDOW_BYTES};
 
 /// Whether the patch matrix beats the grid for `g`: the grid would compute more than 30 %
 /// more positions than the output has, or hold more values than the patch matrix (strided
@@ -26,7 +24,8 @@ pub(super) fn preferred(g: &Geometry, grid_positions: usize) -> bool {
 }
 
 /// `y = conv(x, w)` over `w`'s nonzero values through the patch matrix, or `false` (nothing
-/// written) when a chunk's matrix is too large for the kernel's 32-bit offsets.
+/// written) when a chunk's matrix is too large for the kernel's 32-bit offsets
+/// ([`Taps::build`]).
 pub(super) fn forward(g: &Geometry, x: &[f32], w: &[f32], y: &mut [MaybeUninit<f32>]) -> bool {
     let tile = gather::tile();
     let (k, p) = (g.k(), g.p());
@@ -39,9 +38,6 @@ pub(super) fn forward(g: &Geometry, x: &[f32], w: &[f32], y: &mut [MaybeUninit<f
         images = images.div_ceil(2);
     }
     let ld = (images * p).next_multiple_of(tile);
-    if (k as u64 + 1) * ld as u64 > u64::from(u32::MAX) {
-        return false;
-    }
     let split = Split {
         channels: k,
         channel_len: ld,
@@ -59,23 +55,25 @@ pub(super) fn forward(g: &Geometry, x: &[f32], w: &[f32], y: &mut [MaybeUninit<f
         return false;
     };
     let (col_len, out_len) = (k * ld, g.c_out * ld);
-    x.par_chunks(images * g.input_len())
-        .zip(y.par_chunks_mut(images * g.output_len()))
-        .for_each(|(x, y)| {
+    let (input, output) = ((x, g.input_len()), (y, g.output_len()));
+    for_each_chunk(
+        input,
+        output,
+        images,
+        (col_len, out_len),
+        |x, y, col, out| {
             let n = x.len() / g.input_len();
             let mut plane = vec![0.0; g.padded_len()];
-            with_scratch(col_len + ALIGN, out_len, |col, out| {
-                let col = aligned(col, col_len);
-                for (i, image) in x.chunks_exact(g.input_len()).enumerate() {
-                    im2col(g, image, col, ld, i * p, &mut plane);
-                }
-                gather::gather(&taps, col, n * p, out, ld);
-                for (i, image) in y.chunks_exact_mut(g.output_len()).enumerate() {
-                    rows_into(&out[i * p..], ld, image, p, [g.c_out, p], |d, v| {
-                        d.write(v);
-                    });
-                }
-            });
-        });
+            for (i, image) in x.chunks_exact(g.input_len()).enumerate() {
+                im2col(g, image, col, ld, i * p, &mut plane);
+            }
+            gather::gather(&taps, col, n * p, out, ld);
+            for (i, image) in y.chunks_exact_mut(g.output_len()).enumerate() {
+                rows_into(&out[i * p..], ld, image, p, [g.c_out, p], |d, v| {
+                    d.write(v);
+                });
+            }
+        },
+    );
     true
 }
