@@ -93,8 +93,12 @@ fn sparse_passes_give_the_dense_paths_results() {
     assert!(logits < 1e-5, "logits differ by {logits}");
     let gx = rel(&sparse.1, &dense.1);
     assert!(gx < 1e-4, "input gradients differ by {gx}");
+    // The dense path runs its 3×3 stride-1 layers by Winograd's F(4×4, 3×3), which rounds
+    // at about 1e-5 of a layer's scale (`dwlth_kernels::conv::winograd`); the sparse passes
+    // sum directly (measured: 1.04e-5 at most, 5.9e-6 for the next parameter). A wrong tap
+    // or offset moves a parameter by far more.
     for (i, (a, b)) in sparse.2.iter().zip(&dense.2).enumerate() {
         let d = rel(a, b);
-        assert!(d < 1e-5, "parameter {i} differs by {d} after a step");
+        assert!(d < 5e-5, "parameter {i} differs by {d} after a step");
     }
 }

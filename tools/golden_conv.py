@@ -35,8 +35,8 @@ from golden import DEFAULT_OUT, save_file, update_manifest
 CASES = {
     # ResNet's 3×3 convolution, several images per product chunk (small maps, batch 24).
     "k3_s1": (1, 24, 8, 6, 6, 12, 3, 3, (1, 1), ((1, 1), (1, 1)), (1, 1), False),
-    # ResNet's 3×3 convolution at 16 channels or more and 64 positions or more (Winograd's
-    # F(2×2, 3×3) forward pass, and its input gradient as one), odd height.
+    # ResNet's 3×3 convolution at 16 channels or more and 16 positions or more (Winograd's
+    # F(4×4, 3×3) forward pass, its input gradient as one, and its weight gradient), odd height.
     "k3_s1_wide": (7, 3, 16, 9, 10, 24, 3, 3, (1, 1), ((1, 1), (1, 1)), (1, 1), True),
     # The downsampling 3×3 convolution, odd input size.
     "k3_s2": (2, 3, 5, 9, 7, 6, 3, 3, (2, 2), ((1, 1), (1, 1)), (1, 1), False),

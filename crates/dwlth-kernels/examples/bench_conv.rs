@@ -48,6 +48,9 @@ fn timed(repeats: usize, mut f: impl FnMut()) -> f64 {
 }
 
 fn main() {
+    // As training does (the `dwlth` binary and the bench): without it, every pass's buffers of
+    // 32 MiB or more are fresh memory maps, and page faults distort the large layers' timings.
+    dwlth_kernels::memory::keep_freed_memory();
     let batch = arg("--batch", 128);
     let repeats = arg("--repeats", 3);
     let device = Device::flex().autodiff();

@@ -4,7 +4,7 @@
 //! Burn's own operations everywhere else (GPUs, other float types):
 //!
 //! - [`conv`]: 2-D convolution whose forward pass, input gradient and weight gradient are
-//!   each one matrix product per chunk of images (im2col), or Winograd's F(2×2, 3×3) for 3×3
+//!   each one matrix product per chunk of images (im2col), or Winograd's F(4×4, 3×3) for 3×3
 //!   stride-1 layers — a training step costs about three forward passes instead of six.
 //! - [`batch_norm`]: BatchNorm's training pass (statistics, normalisation, ReLU and a
 //!   residual's addition) fused into four passes over the activations, forward and backward

@@ -8,10 +8,9 @@
 //! density ([`prefers_dense`](super::filter::prefers_dense)) it wins even though it multiplies the zeros too.
 //!
 //! Dense 3×3 stride-1 layers with 16 channels or more on maps of 16 positions or more run
-//! Winograd's F(2×2, 3×3) instead (`dwlth_kernels::conv::winograd`, weights transformed once at
-//! compile time): the unpruned ResNet-50's stride-1 3×3 layers of stages 2 and 3 7.4 → 5.1 and
-//! 7.0 → 4.1 ms at batch 8 (stage 1's, 64 channels at 56×56, about even; stage 4's, 7×7,
-//! about even too).
+//! Winograd's F(4×4, 3×3) instead (`dwlth_kernels::conv::winograd`, weights transformed once at
+//! compile time; with F(2×2, 3×3) the unpruned ResNet-50's stride-1 3×3 layers of stages 2
+//! and 3 had gone 7.4 → 5.1 and 7.0 → 4.1 ms at batch 8).
 //!
 //! No input copy is laid out for it: in the engine's layouts (padded planes, or phase planes
 //! for strides), the value tap `(c, ky, kx)` reads for output position `q` sits at
@@ -85,7 +84,7 @@ fn finish_block(isa: Isa, job: &Job, dst: &mut [f32], q0: usize, cols: usize, bi
     }
 }
 
-/// The geometry of a layer with Winograd weights on `input`, when Winograd's F(2×2, 3×3)
+/// The geometry of a layer with Winograd weights on `input`, when Winograd's F(4×4, 3×3)
 /// applies there (a stride-1 input read in place, enough output positions).
 fn winograd_geometry(conv: &SparseConv, input: &ConvInput, batch: usize) -> Option<Geometry> {
     let s = &conv.shape;
@@ -106,7 +105,7 @@ fn winograd_geometry(conv: &SparseConv, input: &ConvInput, batch: usize) -> Opti
     (input.grid == input.out_w + 2 && winograd::applies(&g)).then_some(g)
 }
 
-/// A dense 3×3 stride-1 layer by Winograd's F(2×2, 3×3) (`dwlth_kernels::conv::winograd`, 2.25×
+/// A dense 3×3 stride-1 layer by Winograd's F(4×4, 3×3) (`dwlth_kernels::conv::winograd`, 4×
 /// fewer multiplications than a product over gathered patches): the batch's input gathered
 /// into plain NCHW maps, the transformed weights `u` applied, and the outputs stored into
 /// `out`'s planes with the epilogue (bias, shortcut, ReLU, border).

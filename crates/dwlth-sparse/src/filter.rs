@@ -42,7 +42,7 @@ pub(crate) struct SparseConv {
     /// The taps' input offsets for the last input size seen.
     pub offsets: OffsetCache,
     /// For a dense 3×3 stride-1 layer with enough channels, its weights transformed for
-    /// Winograd's F(2×2, 3×3) ([`super::dense`] runs it that way on maps large enough).
+    /// Winograd's F(4×4, 3×3) ([`super::dense`] runs it that way on maps large enough).
     pub winograd: Option<Vec<f32>>,
 }
 

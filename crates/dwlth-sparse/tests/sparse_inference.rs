@@ -224,7 +224,7 @@ fn ninety_eight_percent_sparse_masks_match() {
 
 #[test]
 fn dense_3x3_layers_on_large_maps_match() {
-    // 16 channels or more on 8×8 maps or larger: dense 3×3 layers run Winograd's F(2×2, 3×3)
+    // 16 channels or more on maps of 16 positions or more: dense 3×3 layers run Winograd's F(4×4, 3×3)
     // (unpruned and half-pruned masks), sparse ones the kernel (90 %).
     let device = Device::flex();
     for (seed, masking) in [
@@ -256,7 +256,7 @@ fn dense_3x3_layers_on_large_maps_match() {
 #[test]
 fn tiny_and_odd_inputs_match() {
     // Maps down to 1×1 at every stage: single-tile planes, tiles overhanging every plane,
-    // shortcuts subsampling 1- and 2-pixel maps, Winograd's minimum (8×8) crossed.
+    // shortcuts subsampling 1- and 2-pixel maps, Winograd's minimum (16 positions) crossed.
     let device = Device::flex();
     for (i, (arch, stem)) in [
         (Arch::ResNet18, Stem::Cifar),

@@ -464,7 +464,7 @@ pub(crate) fn sum_over_chunks(
     };
     let mut sum = partials.swap_remove(0);
     for partial in &partials {
-        // In parallel: 16 MB per partial sum at 512 channels' Winograd weight gradient.
+        // In parallel: 38 MB per partial sum at 512 channels' Winograd weight gradient.
         sum.par_chunks_mut(SUM_BLOCK)
             .zip(partial.par_chunks(SUM_BLOCK))
             .for_each(|(a, b)| {

@@ -602,8 +602,9 @@ mod tests {
             geometry(2, [16, 3], [19, 18], [7, 7], 2, 3),
             geometry(40, [16, 3], [8, 8], [3, 3], 1, 1),
             // Winograd (3×3, stride 1, 16 channels or more on both sides, 16 positions or
-            // more): odd and even sizes, chunks of many images, maps of 4×4 and 3×6 (one
-            // tile row or column overhanging), weights of several channel blocks.
+            // more): odd and even sizes, chunks of many images, maps of 4×4 and 3×6 (tiles
+            // overhanging the map by one to three rows or columns), weights of several
+            // channel blocks.
             geometry(3, [16, 17], [9, 8], [3, 3], 1, 1),
             geometry(2, [18, 20], [7, 11], [3, 3], 1, 1),
             geometry(2, [16, 16], [8, 9], [3, 3], 1, 1),
@@ -622,7 +623,10 @@ mod tests {
             let mut y = vec![f32::NAN; g.batch * g.output_len()];
             forward(&g, &x, &w, as_slots(&mut y));
             let d = close(&y, &naive_forward(&g, &x, &w));
-            assert!(d < 1e-5, "{g:?}: {d}");
+            // Winograd's F(4×4, 3×3) rounds a few times more than a direct sum (its module
+            // docs): 1–2e-5 of the scale here, where a wrong tap or transform is off by O(1).
+            let tolerance = if winograd::applies(&g) { 5e-5 } else { 1e-5 };
+            assert!(d < tolerance, "{g:?}: {d}");
         }
     }
 
@@ -734,6 +738,8 @@ mod tests {
             geometry(2, [17, 20], [7, 11], [3, 3], 1, 1),
             geometry(5, [36, 33], [4, 4], [3, 3], 1, 1),
             geometry(3, [20, 40], [3, 6], [3, 3], 1, 1),
+            // Tiles overhanging by three rows and columns.
+            geometry(2, [16, 18], [9, 9], [3, 3], 1, 1),
         ] {
             let x = values(g.batch * g.input_len(), 3);
             let w = values(g.c_out * g.k(), 4);

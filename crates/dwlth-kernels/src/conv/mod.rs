@@ -5,8 +5,8 @@
 //! ([`CpuConvBackend`]): each a single matrix product per chunk of images over one im2col
 //! matrix, except 3×3 stride-1 convolutions of 16 channels or more on maps of 16 positions or
 //! more, whose three passes (the input gradient is a forward pass of the flipped kernel, the
-//! weight gradient the algorithm's adjoint) use Winograd's F(2×2, 3×3): 16 products with
-//! 2.25× fewer multiply-adds in all. Everywhere else
+//! weight gradient the algorithm's adjoint) use Winograd's F(4×4, 3×3): 36 products with
+//! 4× fewer multiply-adds in all. Everywhere else
 //! (GPU devices, other float types, grouped convolutions) it calls Burn's convolution
 //! unchanged.
 //!

@@ -1,19 +1,23 @@
-//! 3×3 stride-1 convolutions by Winograd's minimal filtering, F(2×2, 3×3).
+//! 3×3 stride-1 convolutions by Winograd's minimal filtering, F(4×4, 3×3).
 //!
-//! Each 2×2 block of outputs ("tile") of one channel is `Aᵀ [Σ_ci (G g Gᵀ) ⊙ (Bᵀ d B)] A`,
-//! with `d` the 4×4 input patch under the tile and `g` the 3×3 kernel: 16 multiplications
-//! per tile and input channel instead of the 36 of the direct form. Written as 16 matrix
-//! products (one per position `e` of the 4×4 transformed tile), each
+//! Each 4×4 block of outputs ("tile") of one channel is `Aᵀ [Σ_ci (G g Gᵀ) ⊙ (Bᵀ d B)] A`,
+//! with `d` the 6×6 input patch under the tile and `g` the 3×3 kernel: 36 multiplications
+//! per tile and input channel instead of the 144 of the direct form. Written as 36 matrix
+//! products (one per position `e` of the 6×6 transformed tile), each
 //! `M_e [tiles × c_out] = V_e [tiles × c_in] · U_e [c_in × c_out]`, the convolution costs
-//! 2.25× fewer multiply-adds than im2col's single product, and its transformed input is 4×
+//! 4× fewer multiply-adds than im2col's single product, and its transformed input is 2.25×
 //! the input where im2col's patch matrix is 9×.
 //!
-//! The transforms use only ±1 and ½ (exact in binary), so the results differ from the direct
-//! form by a few `f32` roundings of the sums (Lavin and Gray, "Fast Algorithms for
-//! Convolutional Neural Networks", 2016: F(2×2, 3×3) is the accurate one of the family).
+//! The transforms interpolate at 0, 1, −1, 2, −½ and ∞: `Bᵀ` and `Aᵀ` hold only dyadic
+//! values (exact in binary, so they round only their sums), and of the point sets tried this
+//! one rounds least — the common 0, ±1, ±2 rounds about 3× more at 512 channels, and ±½ in
+//! place of ±2 2× more (float32 against the float64 direct form, random ResNet-like layers).
+//! Its results differ from the direct form's by about 1e-5 of the output's scale, where
+//! F(2×2, 3×3) (Lavin and Gray, "Fast Algorithms for Convolutional Neural Networks", 2016)
+//! differs by about 2e-6: a few roundings more, for 1.8× fewer multiplications.
 //!
 //! Everything runs channels-last, so that both transforms are vector operations over whole
-//! channel rows (a tile row of a small map is only 2–16 tiles wide): each image is first
+//! channel rows (a tile row of a small map is only 1–8 tiles wide): each image is first
 //! transposed into a zero-padded `[y][x][c_in]` plane, `V_e` is stored `[tiles][c_in]`, and
 //! the products compute `M_eᵀ = U_eᵀ · V_eᵀ` into `[tiles][c_out]` (`U_e` stored
 //! `[c_in][c_out]`: `gemm`'s fastest layout, both operands and the destination contiguous
@@ -54,17 +58,33 @@ macro_rules! widest {
 /// `c_in` as depth and `c_out` as height, and narrower ones run far below `gemm`'s rate.
 pub const MIN_CHANNELS: usize = 16;
 
-/// Output positions per map from which [`applies`] takes this path. At batch 128 and 512
-/// channels, 4×4 maps take 24 ms this way against 34 ms through im2col (forward; input
-/// gradient 28 against 38, weight gradient 23 against 42); 8×8 maps at 256 channels: 20
-/// against 36 ms; 16×16 at 128: 24 against 35; 32×32 at 64: 31 against 49.
+/// Output positions per map from which [`applies`] takes this path. Measured with F(2×2, 3×3)
+/// at batch 128: 4×4 maps at 512 channels took 24 ms this way against 34 ms through im2col
+/// (forward; input gradient 28 against 38, weight gradient 23 against 42); 8×8 maps at 256
+/// channels: 20 against 36 ms; 16×16 at 128: 24 against 35; 32×32 at 64: 31 against 49.
+/// F(4×4, 3×3) runs the larger maps faster still and 4×4 maps (one tile per image) as fast
+/// forward, its weight gradient there slower (docs/performance.md, change 14).
 pub const MIN_POSITIONS: usize = 16;
 
-/// Tiles per chunk of images: the width of the 16 products.
+/// Tiles per chunk of images: the width of the 36 products.
 const TILES_PER_CHUNK: usize = 512;
 
+/// Outputs per tile side.
+const M: usize = 4;
+
+/// Inputs per tile side: a tile reads `M + 2` rows and columns.
+const N: usize = M + 2;
+
 /// Positions of a transformed tile.
-const E: usize = 16;
+const E: usize = N * N;
+
+/// Values between the starts of consecutive planes `V_e` (or `M_e`, `Ŷ_e`) of `t` tiles of
+/// `c` channels: the planes' `t · c` values and one cache line more. A transform writes (or
+/// reads) a tile's `E` values one per plane; at a whole number of 4 KiB apart, as `t · c`
+/// usually is, those 36 lines all fall into one cache set, which holds 12–16.
+fn plane_stride(c: usize, t: usize) -> usize {
+    t * c + 16
+}
 
 /// Whether [`forward`] computes `g`: a 3×3 kernel, stride 1, dilation 1, padding 1, at
 /// least [`MIN_CHANNELS`] channels on both sides and [`MIN_POSITIONS`] output positions.
@@ -102,26 +122,27 @@ pub fn forward_transformed(g: &Geometry, x: &[f32], u: &[f32], y: &mut [MaybeUni
     let chunk = |xc: &[f32], yc: &mut [MaybeUninit<f32>]| {
         let n = yc.len() / out_len;
         let t = n * tiles.per_image;
-        with_scratch(E * c_in * t, E * c_out * t, |v, m| {
+        let (vs, ms) = (plane_stride(c_in, t), plane_stride(c_out, t));
+        with_scratch(E * vs, E * ms, |v, m| {
             let layout = Layout::input(g, &tiles);
             for (j, image) in xc.chunks_exact(in_len).enumerate() {
                 with_plane(&layout, image, |plane| {
-                    transform_input(g, &tiles, plane, v, t, j * tiles.per_image)
+                    transform_input(g, &tiles, plane, v, vs, j * tiles.per_image)
                 });
             }
             for e in 0..E {
                 matmul(
                     (c_out, t, c_in),
-                    (&mut m[e * c_out * t..][..c_out * t], Store::Columns),
+                    (&mut m[e * ms..][..c_out * t], Store::Columns),
                     false,
                     View::transposed(&u[e * c_in * c_out..][..c_in * c_out], c_out),
-                    View::transposed(&v[e * c_in * t..][..c_in * t], c_in),
+                    View::transposed(&v[e * vs..][..c_in * t], c_in),
                     parallelism,
                 );
             }
             let mut channels_last = vec![0.0f32; out_len];
             for (j, out) in yc.chunks_exact_mut(out_len).enumerate() {
-                transform_output(g, &tiles, m, t, j * tiles.per_image, &mut channels_last);
+                transform_output(g, &tiles, m, ms, j * tiles.per_image, &mut channels_last);
                 transpose(&channels_last, g.oh * g.ow, c_out, out);
             }
         });
@@ -142,10 +163,10 @@ pub fn forward_transformed(g: &Geometry, x: &[f32], u: &[f32], y: &mut [MaybeUni
 /// The weight gradient `gw` (`[c_out, c_in, 3, 3]`) of a geometry [`applies`] accepts, from
 /// the input `x` and the output gradient `gy`, summed over the batch.
 ///
-/// The adjoint of [`forward`]'s algorithm: with `Ŷ = A gy Aᵀ` per 2×2 tile of `gy` (4×4,
-/// `A = [[1, 0], [1, 1], [1, −1], [0, −1]]`) and `V = Bᵀ d B` as in the forward pass,
-/// `∂L/∂g = Gᵀ (Σ_tiles Ŷ ⊙ V) G`: 16 products `[c_out × tiles] · [tiles × c_in]`, 2.25×
-/// fewer multiply-adds than im2col's product. Tiles overhanging the map read zeros of `gy`.
+/// The adjoint of [`forward`]'s algorithm: with `Ŷ = A gy Aᵀ` per 4×4 tile of `gy` (6×6)
+/// and `V = Bᵀ d B` as in the forward pass, `∂L/∂g = Gᵀ (Σ_tiles Ŷ ⊙ V) G`: 36 products
+/// `[c_out × tiles] · [tiles × c_in]`, 4× fewer multiply-adds than im2col's product. Tiles
+/// overhanging the map read zeros of `gy`.
 pub(crate) fn backward_weight(g: &Geometry, x: &[f32], gy: &[f32], gw: &mut [MaybeUninit<f32>]) {
     debug_assert!(applies(g));
     let (c_in, c_out) = (g.c_in, g.c_out);
@@ -164,16 +185,17 @@ pub(crate) fn backward_weight(g: &Geometry, x: &[f32], gy: &[f32], gw: &mut [May
             let t = images * tiles.per_image;
             let xc = &x[start * in_len..][..images * in_len];
             let gyc = &gy[start * out_len..][..images * out_len];
-            with_scratch(E * c_in * t, E * c_out * t, |v, yhat| {
+            let (vs, ys) = (plane_stride(c_in, t), plane_stride(c_out, t));
+            with_scratch(E * vs, E * ys, |v, yhat| {
                 let input = Layout::input(g, &tiles);
                 let gradient = Layout::gradient(g, &tiles);
                 for j in 0..images {
                     let at = j * tiles.per_image;
                     with_plane(&input, &xc[j * in_len..][..in_len], |plane| {
-                        transform_input(g, &tiles, plane, v, t, at)
+                        transform_input(g, &tiles, plane, v, vs, at)
                     });
                     with_plane(&gradient, &gyc[j * out_len..][..out_len], |plane| {
-                        transform_gradient(g, &tiles, plane, yhat, t, at)
+                        transform_gradient(g, &tiles, plane, yhat, ys, at)
                     });
                 }
                 for e in 0..E {
@@ -181,22 +203,15 @@ pub(crate) fn backward_weight(g: &Geometry, x: &[f32], gy: &[f32], gw: &mut [May
                         (c_out, c_in, t),
                         (&mut acc[e * c_in * c_out..][..c_in * c_out], Store::Columns),
                         accumulate,
-                        View::transposed(&yhat[e * c_out * t..][..c_out * t], c_out),
-                        View::rows(&v[e * c_in * t..][..c_in * t], c_in),
+                        View::transposed(&yhat[e * ys..][..c_out * t], c_out),
+                        View::rows(&v[e * vs..][..c_in * t], c_in),
                         plan.parallelism,
                     );
                 }
             });
         },
     );
-    // gw = Gᵀ M G per (c_out, c_in): rows of Gᵀ are (1, ½, ½, 0), (0, ½, −½, 0), (0, ½, ½, 1).
-    let gt = |v: [f32; 4]| {
-        [
-            v[0] + 0.5 * (v[1] + v[2]),
-            0.5 * (v[1] - v[2]),
-            0.5 * (v[1] + v[2]) + v[3],
-        ]
-    };
+    // gw = Gᵀ M G per (c_out, c_in).
     // Blocks of 16 output channels in parallel: each reads whole lines of `m` (the 16
     // channels of one `(e, ci)`), where one kernel at a time read 16 values a plane apart
     // (a third of a 4×4-map layer's weight gradient at 512 channels).
@@ -214,14 +229,15 @@ pub(crate) fn backward_weight(g: &Geometry, x: &[f32], gy: &[f32], gw: &mut [May
                 for co in 0..channels {
                     let kernel = &mut gw_block[(co * c_in + ci) * 9..][..9];
                     let at = |e: usize| at[e][co];
-                    // Gᵀ M: three rows of four, column by column; then each row through
+                    // Gᵀ M: three rows of six, column by column; then each row through
                     // Gᵀ again.
-                    let columns: [[f32; 3]; 4] =
-                        std::array::from_fn(|c| gt([at(c), at(4 + c), at(8 + c), at(12 + c)]));
-                    let gm: [[f32; 4]; 3] =
+                    let columns: [[f32; 3]; N] = std::array::from_fn(|c| {
+                        weight_gradient_rows(std::array::from_fn(|r| at(r * N + c)))
+                    });
+                    let gm: [[f32; N]; 3] =
                         std::array::from_fn(|r| std::array::from_fn(|c| columns[c][r]));
                     for (ky, row) in gm.iter().enumerate() {
-                        for (kx, v) in gt(*row).into_iter().enumerate() {
+                        for (kx, v) in weight_gradient_rows(*row).into_iter().enumerate() {
                             kernel[ky * 3 + kx].write(v);
                         }
                     }
@@ -264,7 +280,7 @@ impl Plan {
 
 /// The tile grid of one image.
 struct Tiles {
-    /// Tile rows and columns (the last ones may overhang the output by one).
+    /// Tile rows and columns (the last ones may overhang the output by up to `M − 1`).
     rows: usize,
     cols: usize,
     per_image: usize,
@@ -272,7 +288,7 @@ struct Tiles {
 
 impl Tiles {
     fn new(g: &Geometry) -> Self {
-        let (rows, cols) = (g.oh.div_ceil(2), g.ow.div_ceil(2));
+        let (rows, cols) = (g.oh.div_ceil(M), g.ow.div_ceil(M));
         Self {
             rows,
             cols,
@@ -280,10 +296,10 @@ impl Tiles {
         }
     }
 
-    /// Rows and columns of the padded plane the tiles read: a border of one, and one more
-    /// row or column of zeros where the last tile overhangs.
+    /// Rows and columns of the padded plane the tiles read: a border of one, and more rows
+    /// or columns of zeros where the last tile overhangs.
     fn plane(&self) -> (usize, usize) {
-        (2 * self.rows + 2, 2 * self.cols + 2)
+        (M * self.rows + 2, M * self.cols + 2)
     }
 }
 
@@ -306,7 +322,7 @@ struct Layout {
 }
 
 impl Layout {
-    /// The input as the tiles read it: a border of 1, and one more row or column of zeros
+    /// The input as the tiles read it: a border of 1, and more rows or columns of zeros
     /// where the last tile overhangs.
     fn input(g: &Geometry, tiles: &Tiles) -> Self {
         let (rows, cols) = tiles.plane();
@@ -327,8 +343,8 @@ impl Layout {
             height: g.oh,
             width: g.ow,
             border: 0,
-            rows: 2 * tiles.rows,
-            cols: 2 * tiles.cols,
+            rows: M * tiles.rows,
+            cols: M * tiles.cols,
         }
     }
 }
@@ -366,19 +382,20 @@ fn with_plane<R>(layout: &Layout, image: &[f32], f: impl FnOnce(&[f32]) -> R) ->
     out
 }
 
-/// `U_e = (G g Gᵀ)_e` for every kernel, stored `[e][c_in][c_out]`, with
-/// `G = [[1, 0, 0], [½, ½, ½], [½, −½, ½], [0, 0, 1]]`.
+/// `U_e = (G g Gᵀ)_e` for every kernel, stored `[e][c_in][c_out]` (`G`: the 6×3 kernel
+/// transform at the points 0, 1, −1, 2, −½, ∞).
 ///
 /// Blocks of `CHANNEL_BLOCK` input channels run in parallel, each first transposing its
 /// kernels to output channels contiguous, then transforming 16 output channels at a time as
 /// vectors, each result one contiguous run of `U_e`'s row (kernel by kernel, input channel
 /// outermost, it read 9 values 18 KiB apart at 512 channels: 8 ms per call, a fifth of a
-/// 4×4-map layer's forward pass; 16 channels gathered from their kernels: 3.7 ms).
+/// 4×4-map layer's forward pass; 16 channels gathered from their kernels: 3.7 ms, both with
+/// F(2×2, 3×3)'s 16 positions).
 pub fn transformed_weight(w: &[f32], c_out: usize, c_in: usize) -> Vec<f32> {
     let len = E * c_in * c_out;
-    // Written in full below, not zeroed first (a `memset` of 16 MB at 512 channels).
+    // Written in full below, not zeroed first (a `memset` of 38 MB at 512 channels).
     let mut u: Vec<f32> = Vec::with_capacity(len);
-    // Each block's 16 row ranges, one per `e`: `[ci_local][co]` of `U_e`.
+    // Each block's `E` row ranges, one per `e`: `[ci_local][co]` of `U_e`.
     let block_len = CHANNEL_BLOCK * c_out;
     let mut blocks: Vec<Vec<&mut [MaybeUninit<f32>]>> = (0..c_in.div_ceil(CHANNEL_BLOCK))
         .map(|_| Vec::with_capacity(E))
@@ -419,7 +436,7 @@ pub fn transformed_weight(w: &[f32], c_out: usize, c_in: usize) -> Vec<f32> {
                 }
             }
         });
-    // SAFETY: the blocks cover all `len` slots (16 row ranges each, one per `e`, of whole
+    // SAFETY: the blocks cover all `len` slots (`E` row ranges each, one per `e`, of whole
     // rows), and each block wrote every output channel of each of its rows above.
     unsafe { u.set_len(len) };
     u
@@ -444,28 +461,176 @@ fn block_taps(w: &[f32], c_in: usize, c_out: usize, first: usize, channels: usiz
 /// Output channels [`transformed_weight`] transforms at once.
 const LANES: usize = 16;
 
+/// `G a` for a column `a` of three taps: the kernel transform (`G` is 6×3; it alone holds
+/// values that are not dyadic, applied once per weight).
+#[inline(always)]
+fn kernel_rows([a0, a1, a2]: [f32; 3]) -> [f32; N] {
+    [
+        a0,
+        -(a0 + a1 + a2) * (1.0 / 3.0),
+        (a0 - a1 + a2) * (1.0 / 3.0),
+        (a0 + 2.0 * a1 + 4.0 * a2) * (1.0 / 15.0),
+        -(16.0 * a0 - 8.0 * a1 + 4.0 * a2) * (1.0 / 15.0),
+        a2,
+    ]
+}
+
+/// `Bᵀ d` for a column `d` of six inputs: the input transform.
+#[inline(always)]
+fn input_rows([d0, d1, d2, d3, d4, d5]: [f32; N]) -> [f32; N] {
+    [
+        d0 + 1.5 * d1 - 2.0 * d2 - 1.5 * d3 + d4,
+        d4 - d1 - 2.5 * d2 - 0.5 * d3,
+        d4 + d1 + 0.5 * d2 - 2.5 * d3,
+        d4 - 0.5 * d1 - d2 + 0.5 * d3,
+        d4 + 2.0 * d1 - d2 - 2.0 * d3,
+        d5 + d1 + 1.5 * d2 - 2.0 * d3 - 1.5 * d4,
+    ]
+}
+
+/// `Aᵀ m` for a column `m` of six products: the output transform.
+#[inline(always)]
+fn output_rows([m0, m1, m2, m3, m4, m5]: [f32; N]) -> [f32; M] {
+    let (sum, difference) = (m1 + m2, m1 - m2);
+    [
+        m0 + sum + m3 + m4,
+        difference + 2.0 * m3 - 0.5 * m4,
+        sum + 4.0 * m3 + 0.25 * m4,
+        difference + 8.0 * m3 - 0.125 * m4 + m5,
+    ]
+}
+
+/// `A y` for a column `y` of four output gradients: the transposed output transform.
+#[inline(always)]
+fn gradient_rows([y0, y1, y2, y3]: [f32; M]) -> [f32; N] {
+    [
+        y0,
+        y0 + y1 + y2 + y3,
+        y0 - y1 + y2 - y3,
+        y0 + 2.0 * y1 + 4.0 * y2 + 8.0 * y3,
+        y0 - 0.5 * y1 + 0.25 * y2 - 0.125 * y3,
+        y3,
+    ]
+}
+
+/// `Gᵀ m` for a column `m` of six summed products: the transposed kernel transform.
+#[inline(always)]
+fn weight_gradient_rows([m0, m1, m2, m3, m4, m5]: [f32; N]) -> [f32; 3] {
+    const THIRD: f32 = 1.0 / 3.0;
+    const FIFTEENTH: f32 = 1.0 / 15.0;
+    [
+        m0 + (m2 - m1) * THIRD + (m3 - 16.0 * m4) * FIFTEENTH,
+        -(m1 + m2) * THIRD + (2.0 * m3 + 8.0 * m4) * FIFTEENTH,
+        (m2 - m1) * THIRD + (4.0 * m3 - 4.0 * m4) * FIFTEENTH + m5,
+    ]
+}
+
+/// Lanes the transforms compute at once: one AVX-512 register.
+const W: usize = 16;
+
+/// `K` channel vectors of one transform's inputs or outputs: `base + i · stride` for
+/// `i < K`, each `len` values long.
+#[derive(Clone, Copy)]
+struct Spaced {
+    base: usize,
+    stride: usize,
+}
+
+impl Spaced {
+    fn new(base: usize, stride: usize) -> Self {
+        Self { base, stride }
+    }
+
+    /// One past the last value of the `K` vectors of `len` values (`usize::MAX` where that
+    /// overflows, which no slice holds).
+    fn end<const K: usize>(self, len: usize) -> usize {
+        (K - 1)
+            .checked_mul(self.stride)
+            .and_then(|span| span.checked_add(self.base))
+            .and_then(|last| last.checked_add(len))
+            .unwrap_or(usize::MAX)
+    }
+}
+
+/// `dst[o][k] = f([src[0][k], …, src[I − 1][k]])[o]` for `k < len`, where `src[i]` starts at
+/// `from[src.base + i · src.stride]` and `dst[o]` at `to[dst.base + o · dst.stride]`: one
+/// transform applied across channel vectors, [`W`] lanes at a time through fixed-size
+/// arrays the compiler keeps in registers.
+///
+/// The `dst` vectors must not overlap each other (checked: `len ≤ dst.stride`).
+#[inline(always)]
+fn combine<const I: usize, const O: usize>(
+    (from, src): (&[f32], Spaced),
+    (to, dst): (&mut [f32], Spaced),
+    len: usize,
+    f: impl Fn([f32; I]) -> [f32; O],
+) {
+    assert!(
+        src.end::<I>(len) <= from.len() && dst.end::<O>(len) <= to.len() && len <= dst.stride,
+        "transform vectors out of bounds"
+    );
+    let (from, to) = (from.as_ptr(), to.as_mut_ptr());
+    let full = len / W * W;
+    let mut k = 0;
+    while k < full {
+        let mut a = [[0.0f32; W]; I];
+        for (i, a) in a.iter_mut().enumerate() {
+            // SAFETY: `src.base + i · src.stride + k + W ≤ src.end(len) ≤ from.len()`
+            // (asserted above; `k + W ≤ full ≤ len`).
+            *a = unsafe {
+                from.add(src.base + i * src.stride + k)
+                    .cast::<[f32; W]>()
+                    .read_unaligned()
+            };
+        }
+        let mut r = [[0.0f32; W]; O];
+        for l in 0..W {
+            let mut x = [0.0f32; I];
+            for (x, a) in x.iter_mut().zip(&a) {
+                *x = a[l];
+            }
+            for (r, v) in r.iter_mut().zip(f(x)) {
+                r[l] = v;
+            }
+        }
+        for (o, r) in r.into_iter().enumerate() {
+            // SAFETY: within `to` as above (`from` is a shared borrow, so no write reaches
+            // it). `len ≤ stride` keeps the `O` vectors apart: each output lands where
+            // `dst[o]` says.
+            unsafe {
+                to.add(dst.base + o * dst.stride + k)
+                    .cast::<[f32; W]>()
+                    .write_unaligned(r)
+            };
+        }
+        k += W;
+    }
+    for k in full..len {
+        let mut x = [0.0f32; I];
+        for (i, x) in x.iter_mut().enumerate() {
+            // SAFETY: `k < len`, bounds as above.
+            *x = unsafe { *from.add(src.base + i * src.stride + k) };
+        }
+        for (o, v) in f(x).into_iter().enumerate() {
+            // SAFETY: as above.
+            unsafe { *to.add(dst.base + o * dst.stride + k) = v };
+        }
+    }
+}
+
 /// `G g Gᵀ` of [`LANES`] kernels (`k[tap][lane]`, taps row by row), as `[e][lane]`.
 #[inline(always)]
 fn transform_kernels(k: &[[f32; LANES]; 9]) -> [[f32; LANES]; E] {
-    let lanes = |f: &dyn Fn(usize) -> f32| -> [f32; LANES] { std::array::from_fn(f) };
-    // G a for a column `a` of three taps: (a0, (a0 + a1 + a2) / 2, (a0 − a1 + a2) / 2, a2).
-    let g_rows = |a: [&[f32; LANES]; 3]| -> [[f32; LANES]; 4] {
-        [
-            *a[0],
-            lanes(&|l| (a[0][l] + a[1][l] + a[2][l]) * 0.5),
-            lanes(&|l| (a[0][l] - a[1][l] + a[2][l]) * 0.5),
-            *a[2],
-        ]
-    };
-    // G g: 4 rows of 3, column by column.
-    let columns: [[[f32; LANES]; 4]; 3] =
-        std::array::from_fn(|c| g_rows([&k[c], &k[3 + c], &k[6 + c]]));
     let mut u = [[0.0f32; LANES]; E];
-    // (G g) Gᵀ: each row through G.
-    for r in 0..4 {
-        let row = g_rows([&columns[0][r], &columns[1][r], &columns[2][r]]);
-        for (c, v) in row.into_iter().enumerate() {
-            u[r * 4 + c] = v;
+    for l in 0..LANES {
+        // G g: six rows of three, column by column; then each row through G again.
+        let columns: [[f32; N]; 3] =
+            std::array::from_fn(|c| kernel_rows([k[c][l], k[3 + c][l], k[6 + c][l]]));
+        for r in 0..N {
+            let row = kernel_rows([columns[0][r], columns[1][r], columns[2][r]]);
+            for (c, v) in row.into_iter().enumerate() {
+                u[r * N + c][l] = v;
+            }
         }
     }
     u
@@ -477,68 +642,41 @@ widest!(transform_input => transform_input_any(
     tiles: &Tiles,
     plane: &[f32],
     v: &mut [f32],
-    t: usize,
+    stride: usize,
     first: usize
 ));
 
-/// Writes `V_e = (Bᵀ d B)_e` of every tile of one image into `v` (`[e][t][c_in]`, this
-/// image's tiles from `first`), `Bᵀ = [[1, 0, −1, 0], [0, 1, 1, 0], [0, −1, 1, 0],
-/// [0, 1, 0, −1]]`, each value a vector over the input channels.
+/// Writes `V_e = (Bᵀ d B)_e` of every tile of one image into `v` (`[e][t][c_in]`, planes `stride` apart, this
+/// image's tiles from `first`), each value a vector over the input channels.
 #[inline(always)]
 fn transform_input_any(
     g: &Geometry,
     tiles: &Tiles,
     plane: &[f32],
     v: &mut [f32],
-    t: usize,
+    stride: usize,
     first: usize,
 ) {
     let c = g.c_in;
     let (_, pw) = tiles.plane();
-    let mut rows = vec![0.0f32; 4 * 4 * c];
+    // Bᵀ d: row `i` of the 6×6 patch (each entry a channel vector) at `rows[i · N · c..]`.
+    let mut rows = vec![0.0f32; E * c];
     for ty in 0..tiles.rows {
         for tx in 0..tiles.cols {
-            // Bᵀ d: row i of the 4×4 patch (each entry a channel vector) into rows[i][..].
-            let d = |r: usize| &plane[((2 * ty + r) * pw + 2 * tx) * c..][..4 * c];
-            let (d0, d1, d2, d3) = (d(0), d(1), d(2), d(3));
-            let (r0, rest) = rows.split_at_mut(4 * c);
-            let (r1, rest) = rest.split_at_mut(4 * c);
-            let (r2, r3) = rest.split_at_mut(4 * c);
-            for ((((o0, o1), (o2, o3)), (a, b)), (cc, dd)) in r0
-                .iter_mut()
-                .zip(r1.iter_mut())
-                .zip(r2.iter_mut().zip(r3.iter_mut()))
-                .zip(d0.iter().zip(d1))
-                .zip(d2.iter().zip(d3))
-            {
-                *o0 = a - cc;
-                *o1 = b + cc;
-                *o2 = cc - b;
-                *o3 = b - dd;
-            }
-            // (Bᵀ d) B: the same combination of each row's four entries.
+            let patch = Spaced::new((M * ty * pw + M * tx) * c, pw * c);
+            combine(
+                (plane, patch),
+                (&mut rows, Spaced::new(0, N * c)),
+                N * c,
+                input_rows,
+            );
+            // (Bᵀ d) B: the same combination of each row's six entries, into
+            // V_{6i}, …, V_{6i + 5} of this tile (`t · c` apart).
             let tile = first + ty * tiles.cols + tx;
-            for (i, row) in rows.chunks_exact(4 * c).enumerate() {
-                let (p, rest) = row.split_at(c);
-                let (q, rest) = rest.split_at(c);
-                let (r, s) = rest.split_at(c);
-                // V_{4i}, …, V_{4i + 3} of this tile: `t · c` apart.
-                let at = |jj: usize| ((i * 4 + jj) * t + tile) * c;
-                let (v0, rest) = v[at(0)..at(3) + c].split_at_mut(t * c);
-                let (v1, rest) = rest.split_at_mut(t * c);
-                let (v2, v3) = rest.split_at_mut(t * c);
-                let lanes = v0[..c]
-                    .iter_mut()
-                    .zip(&mut v1[..c])
-                    .zip(v2[..c].iter_mut().zip(&mut v3[..c]));
-                for (((o0, o1), (o2, o3)), (((p, q), r), s)) in
-                    lanes.zip(p.iter().zip(q).zip(r).zip(s))
-                {
-                    *o0 = p - r;
-                    *o1 = q + r;
-                    *o2 = r - q;
-                    *o3 = q - s;
-                }
+            for i in 0..N {
+                let row = Spaced::new(i * N * c, c);
+                let out = Spaced::new(i * N * stride + tile * c, stride);
+                combine((&rows, row), (&mut *v, out), c, input_rows);
             }
         }
     }
@@ -550,54 +688,40 @@ widest!(transform_gradient => transform_gradient_any(
     tiles: &Tiles,
     plane: &[f32],
     yhat: &mut [f32],
-    t: usize,
+    stride: usize,
     first: usize
 ));
 
-/// Writes `Ŷ_e = (A gy Aᵀ)_e` of every 2×2 tile of one image's output gradient (channels-last
-/// `plane` of [`Layout::gradient`]) into `yhat` (`[e][t][c_out]`, this image's tiles from
-/// `first`), `A = [[1, 0], [1, 1], [1, −1], [0, −1]]`.
+/// Writes `Ŷ_e = (A gy Aᵀ)_e` of every 4×4 tile of one image's output gradient
+/// (channels-last `plane` of [`Layout::gradient`]) into `yhat` (`[e][t][c_out]`, planes `stride` apart, this
+/// image's tiles from `first`).
 #[inline(always)]
 fn transform_gradient_any(
     g: &Geometry,
     tiles: &Tiles,
     plane: &[f32],
     yhat: &mut [f32],
-    t: usize,
+    stride: usize,
     first: usize,
 ) {
     let c = g.c_out;
-    let pw = 2 * tiles.cols;
+    let pw = M * tiles.cols;
+    // A gy: six rows of four channel vectors.
+    let mut rows = vec![0.0f32; N * M * c];
     for ty in 0..tiles.rows {
         for tx in 0..tiles.cols {
-            let px = |dy: usize, dx: usize| &plane[((2 * ty + dy) * pw + 2 * tx + dx) * c..][..c];
-            let (a, b, cc, d) = (px(0, 0), px(0, 1), px(1, 0), px(1, 1));
+            let patch = Spaced::new((M * ty * pw + M * tx) * c, pw * c);
+            combine(
+                (plane, patch),
+                (&mut rows, Spaced::new(0, M * c)),
+                M * c,
+                gradient_rows,
+            );
             let tile = first + ty * tiles.cols + tx;
-            // A gy: rows (a, b), (a + c, b + d), (a − c, b − d), (−c, −d); each row (p, q)
-            // then through Aᵀ: (p, p + q, p − q, −q).
-            for i in 0..4 {
-                let at = |j: usize| ((i * 4 + j) * t + tile) * c;
-                let (y0, rest) = yhat[at(0)..at(3) + c].split_at_mut(t * c);
-                let (y1, rest) = rest.split_at_mut(t * c);
-                let (y2, y3) = rest.split_at_mut(t * c);
-                let lanes = y0[..c]
-                    .iter_mut()
-                    .zip(&mut y1[..c])
-                    .zip(y2[..c].iter_mut().zip(&mut y3[..c]));
-                for ((((o0, o1), (o2, o3)), (a, b)), (cc, d)) in
-                    lanes.zip(a.iter().zip(b)).zip(cc.iter().zip(d))
-                {
-                    let (p, q) = match i {
-                        0 => (*a, *b),
-                        1 => (a + cc, b + d),
-                        2 => (a - cc, b - d),
-                        _ => (-cc, -d),
-                    };
-                    *o0 = p;
-                    *o1 = p + q;
-                    *o2 = p - q;
-                    *o3 = -q;
-                }
+            for i in 0..N {
+                let row = Spaced::new(i * M * c, c);
+                let out = Spaced::new(i * N * stride + tile * c, stride);
+                combine((&rows, row), (&mut *yhat, out), c, gradient_rows);
             }
         }
     }
@@ -608,60 +732,98 @@ widest!(transform_output => transform_output_any(
     g: &Geometry,
     tiles: &Tiles,
     m: &[f32],
-    t: usize,
+    stride: usize,
     first: usize,
     out: &mut [f32]
 ));
 
 /// Writes one image's outputs, channels-last (`[oy][ox][c_out]`), from the products `m`
-/// (`[e][t][c_out]`, this image's tiles from `first`): `Y = Aᵀ M A` per tile,
-/// `Aᵀ = [[1, 1, 1, 0], [0, 1, −1, −1]]`, cropped to the map.
+/// (`[e][t][c_out]`, planes `stride` apart, this image's tiles from `first`): `Y = Aᵀ M A` per tile, cropped to
+/// the map. (Transposing each tile row straight into the channels' planes instead was
+/// slower: at 32×32 the planes are 4 KiB apart, so a tile row's stores all fall into one
+/// cache set; the separate transpose writes each plane front to back.)
 #[inline(always)]
 fn transform_output_any(
     g: &Geometry,
     tiles: &Tiles,
     m: &[f32],
-    t: usize,
+    stride: usize,
     first: usize,
     out: &mut [f32],
 ) {
     let c = g.c_out;
-    // Aᵀ M: s[i][j] = (m_0j + m_1j + m_2j, m_1j − m_2j − m_3j)[i], m_ij = M_{4i + j}.
-    let mut s = vec![0.0f32; 8 * c];
+    // Aᵀ M: four rows of six channel vectors, `s[(i · N + j) · c..]`.
+    let mut s = vec![0.0f32; M * N * c];
+    // One output row of a tile overhanging the map on the right.
+    let mut cropped = vec![0.0f32; M * c];
     for ty in 0..tiles.rows {
         for tx in 0..tiles.cols {
             let tile = first + ty * tiles.cols + tx;
-            let me = |e: usize| &m[(e * t + tile) * c..][..c];
-            for j in 0..4 {
-                let (a, b, cc, d) = (me(j), me(4 + j), me(8 + j), me(12 + j));
-                let (s0, s1) = s[2 * j * c..][..2 * c].split_at_mut(c);
-                for ((o0, o1), (((a, b), cc), d)) in s0
-                    .iter_mut()
-                    .zip(s1.iter_mut())
-                    .zip(a.iter().zip(b).zip(cc).zip(d))
-                {
-                    *o0 = a + b + cc;
-                    *o1 = b - cc - d;
+            for j in 0..N {
+                let column = Spaced::new(j * stride + tile * c, N * stride);
+                combine(
+                    (m, column),
+                    (&mut s, Spaced::new(j * c, N * c)),
+                    c,
+                    output_rows,
+                );
+            }
+            // · A along j, row by row of the tile.
+            let (ox, columns) = (M * tx, M.min(g.ow - M * tx));
+            for i in 0..M.min(g.oh - M * ty) {
+                let row = (&s[..], Spaced::new(i * N * c, c));
+                let at = ((M * ty + i) * g.ow + ox) * c;
+                if columns == M {
+                    combine(row, (&mut *out, Spaced::new(at, c)), c, output_rows);
+                } else {
+                    combine(row, (&mut cropped, Spaced::new(0, c)), c, output_rows);
+                    out[at..][..columns * c].copy_from_slice(&cropped[..columns * c]);
                 }
             }
-            // · A along j: y[i][0] = s_i0 + s_i1 + s_i2, y[i][1] = s_i1 − s_i2 − s_i3.
-            for i in 0..2 {
-                let oy = 2 * ty + i;
-                if oy >= g.oh {
-                    break;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The row transforms as matrices: column `k` is the image of the `k`-th unit vector.
+    fn matrix<const I: usize, const O: usize>(f: fn([f32; I]) -> [f32; O]) -> [[f64; I]; O] {
+        let mut m = [[0.0; I]; O];
+        for k in 0..I {
+            let mut unit = [0.0f32; I];
+            unit[k] = 1.0;
+            for (row, v) in m.iter_mut().zip(f(unit)) {
+                row[k] = f64::from(v);
+            }
+        }
+        m
+    }
+
+    #[test]
+    #[allow(clippy::needless_range_loop)] // the identity's indices, as written in the comment
+    fn the_transforms_compute_a_correlation_and_its_adjoints() {
+        let (bt, g, at) = (matrix(input_rows), matrix(kernel_rows), matrix(output_rows));
+        // Aᵀ [(G k) ⊙ (Bᵀ d)] = the correlation of d with k, for every unit d and k: the
+        // trilinear identity Σ_e Aᵀ[i][e] G[e][t] Bᵀ[e][s] = [s = i + t].
+        for i in 0..M {
+            for t in 0..3 {
+                for s in 0..N {
+                    let sum: f64 = (0..N).map(|e| at[i][e] * g[e][t] * bt[e][s]).sum();
+                    let want = if s == i + t { 1.0 } else { 0.0 };
+                    assert!((sum - want).abs() < 1e-6, "({i}, {t}, {s}): {sum}");
                 }
-                let sj = |j: usize| &s[(2 * j + i) * c..][..c];
-                let (s0, s1, s2, s3) = (sj(0), sj(1), sj(2), sj(3));
-                let ox = 2 * tx;
-                let (left, right) = out[(oy * g.ow + ox) * c..].split_at_mut(c);
-                for (o, ((a, b), cc)) in left.iter_mut().zip(s0.iter().zip(s1).zip(s2)) {
-                    *o = a + b + cc;
-                }
-                if ox + 1 < g.ow {
-                    for (o, ((b, cc), d)) in right[..c].iter_mut().zip(s1.iter().zip(s2).zip(s3)) {
-                        *o = b - cc - d;
-                    }
-                }
+            }
+        }
+        // The gradient's transforms are the transposes of the output and kernel transforms.
+        let (a, gt) = (matrix(gradient_rows), matrix(weight_gradient_rows));
+        for e in 0..N {
+            for i in 0..M {
+                assert_eq!(a[e][i], at[i][e], "A[{e}][{i}]");
+            }
+            for t in 0..3 {
+                assert!((gt[t][e] - g[e][t]).abs() < 1e-7, "Gᵀ[{t}][{e}]");
             }
         }
     }

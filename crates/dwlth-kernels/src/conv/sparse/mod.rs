@@ -32,11 +32,13 @@
 //!
 //! By default ([`SparseLimit::Measured`]) each layout runs where it beat the dense passes on
 //! ResNet-18-CIFAR's shapes at batch 128 (measured on a 2-core AVX-512 machine, this crate's
-//! `examples/sparse_conv_speed`): lanes up to density 0.38 on maps of 16×16 or more (at 0.1
-//! they take 35–40 % of the dense time, at 0.33 65–80 %; level at 0.4 on 16×16, at 0.47 on
-//! 32×32) and up to 0.3 on smaller ones (8×8: 50 % at 0.1, level at 0.3), the grid up to 0.25,
-//! the patch matrix up to 0.15 (at 0.1, 70 %; at 0.2 it loses). [`sparse_passes`] counts the passes
-//! that ran sparse.
+//! `examples/sparse_conv_speed`, against the dense passes' Winograd F(4×4, 3×3)): lanes up to
+//! density 0.3 on maps of 16×16 or more (at 0.1 they take 45–50 % of the dense time, at 0.2
+//! 70–95 %; level at 0.3 on 16×16, at 0.35 on 32×32) and up to 0.2 on smaller ones (8×8: 65 %
+//! at 0.1, level at 0.2), the grid up to 0.25, the patch matrix up to 0.15 (at 0.1, 70 %; at
+//! 0.2 it loses). Where the dense passes are not Winograd's (1×1 kernels, fewer than 16
+//! channels) the lanes keep the limits measured against im2col's product: 0.38 on maps of
+//! 16×16 or more, 0.3 below. [`sparse_passes`] counts the passes that ran sparse.
 //!
 //! Results equal the dense passes up to the order of the sums (the tests compare every value:
 //! odd sizes, strides 2 and 3, 1×1 and 7×7 kernels, empty channels, partial groups of lanes,
@@ -57,6 +59,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use rayon::prelude::*;
 
 use super::blocks::{with_scratch, Geometry};
+use super::winograd;
 use layout::Layout;
 use taps::Split;
 
@@ -95,9 +98,13 @@ pub fn sparse_limit() -> SparseLimit {
 }
 
 /// Densities up to which each layout beat the dense passes (module documentation): the
-/// lanes on maps of 256 positions or more, and on smaller ones.
-const LANES_WIDE_LIMIT: f32 = 0.38;
-const LANES_LIMIT: f32 = 0.3;
+/// lanes on maps of 256 positions or more, and on smaller ones, against dense passes by
+/// Winograd's F(4×4, 3×3), and against the patch matrix's products where Winograd does not
+/// apply (1×1 kernels, fewer than 16 channels).
+const LANES_WIDE_LIMIT: f32 = 0.3;
+const LANES_LIMIT: f32 = 0.2;
+const LANES_WIDE_LIMIT_IM2COL: f32 = 0.38;
+const LANES_LIMIT_IM2COL: f32 = 0.3;
 const GRID_LIMIT: f32 = 0.25;
 const PATCHES_LIMIT: f32 = 0.15;
 
@@ -106,10 +113,11 @@ const PATCHES_LIMIT: f32 = 0.15;
 fn measured_limit(g: &Geometry) -> f32 {
     let grid_positions = Layout::new(g, 1, gather::tile()).len(1);
     if lanes::applies(g) {
-        if g.oh * g.ow >= 256 {
-            LANES_WIDE_LIMIT
-        } else {
-            LANES_LIMIT
+        match (g.oh * g.ow >= 256, winograd::applies(g)) {
+            (true, true) => LANES_WIDE_LIMIT,
+            (false, true) => LANES_LIMIT,
+            (true, false) => LANES_WIDE_LIMIT_IM2COL,
+            (false, false) => LANES_LIMIT_IM2COL,
         }
     } else if patches::preferred(g, grid_positions) {
         PATCHES_LIMIT
