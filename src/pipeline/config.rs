@@ -204,8 +204,12 @@ fn check(ok: bool, what: &str) -> Result<()> {
 impl ExperimentConfig {
     /// Reads a TOML file; an unknown key is an error naming the nearest known one.
     pub fn from_toml(text: &str) -> Result<Self> {
-        let config: Self = crate::toml_keys::from_str_strict(text, &Self::key_examples())
-            .map_err(|e| DwlthError::InvalidArgument(format!("experiment configuration: {e}")))?;
+        let invalid = |e| DwlthError::InvalidArgument(format!("experiment configuration: {e}"));
+        let examples = Self::key_examples();
+        // First: a misspelt key there also leaves a required one missing, which the typed
+        // parse would report instead of the cause.
+        super::tickets::check_retrain_keys(text, &examples[0].pretrain_train).map_err(invalid)?;
+        let config: Self = crate::toml_keys::from_str_strict(text, &examples).map_err(invalid)?;
         config.validate()?;
         Ok(config)
     }

@@ -9,6 +9,7 @@ pub mod merge;
 pub(crate) mod records;
 pub mod results;
 pub mod run;
+mod stages;
 pub mod tickets;
 mod transfer;
 pub mod verdict;

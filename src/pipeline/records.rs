@@ -153,3 +153,46 @@ pub(crate) fn read_json<T: serde::de::DeserializeOwned>(
         .into()
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn indexes_name_folders_of_the_store_never_paths_outside_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("experiment.json");
+        let write = |runs: &[&str], tickets: &str| {
+            let index = json!({"name": "x", "runs": runs, "tickets": {"std": tickets}});
+            std::fs::write(&path, serde_json::to_vec(&index).unwrap()).unwrap();
+        };
+        write(&["a1b2", "c3d4"], "e5f6");
+        assert_eq!(ExperimentIndex::read(&path).unwrap().runs, ["a1b2", "c3d4"]);
+        for (runs, tickets) in [
+            (vec!["../../etc"], "e5f6"),
+            (vec!["a1b2"], "/tmp/x"),
+            (vec![""], "e5f6"),
+            (vec!["a/b"], "e5f6"),
+            (vec!["a1b2"], ".."),
+        ] {
+            write(&runs, tickets);
+            let message = ExperimentIndex::read(&path).unwrap_err().to_string();
+            assert!(message.contains("is not a stage key"), "{message}");
+        }
+        let tickets = dir.path().join("tickets.json");
+        for (levels, ok) in [
+            (json!([[0.5, "s0.5000.safetensors"]]), true),
+            (json!([[1.5, "s0.5000.safetensors"]]), false),
+            (json!([[0.5, "../../weights.safetensors"]]), false),
+        ] {
+            std::fs::write(
+                &tickets,
+                serde_json::to_vec(&json!({ "levels": levels })).unwrap(),
+            )
+            .unwrap();
+            assert_eq!(TicketIndex::read(&tickets).is_ok(), ok, "{levels}");
+        }
+    }
+}

@@ -11,7 +11,7 @@ use crate::error::{DwlthError, Result};
 /// How tickets are found on the source task.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 // Internally tagged, so the strict reader cannot see inside: a method's own unknown keys are
-// refused here (those of its nested tables, such as IMP's `retrain`, are not checked).
+// refused here, those of IMP's `retrain` table by `check_retrain_keys`.
 #[serde(tag = "method", rename_all = "lowercase", deny_unknown_fields)]
 // A configuration value, built once per experiment: its size does not matter.
 #[allow(clippy::large_enum_variant)]
@@ -254,6 +254,45 @@ pub(crate) mod one_or_many {
     }
 }
 
+/// Refuses an unknown key in the `retrain` table of a `[tickets]` / `[[tickets]]` method of
+/// `text` (a method is read through serde's internally tagged enums, which hand the strict
+/// reader no unknown keys from inside), naming it and the nearest known one; `example` holds
+/// the keys a training table may use. Other errors in the table are left to the typed parse
+/// of the whole file, which reports them with their line.
+pub(crate) fn check_retrain_keys(
+    text: &str,
+    example: &TrainConfig,
+) -> std::result::Result<(), String> {
+    let Ok(root) = text.parse::<toml::Table>() else {
+        return Ok(()); // the typed parse reports syntax errors with their position
+    };
+    let methods: Vec<(String, &toml::Table)> = match root.get("tickets") {
+        Some(toml::Value::Table(t)) => vec![("tickets".to_string(), t)],
+        Some(toml::Value::Array(a)) => a
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| Some((format!("tickets.{i}"), v.as_table()?)))
+            .collect(),
+        _ => Vec::new(),
+    };
+    for (path, method) in methods {
+        let Some(toml::Value::Table(retrain)) = method.get("retrain") else {
+            continue;
+        };
+        let retrain = toml::to_string(retrain).map_err(|e| e.to_string())?;
+        let parsed = crate::toml_keys::from_str_strict::<TrainConfig>(
+            &retrain,
+            std::slice::from_ref(example),
+        );
+        if let Err(e) = parsed {
+            if let Some(rest) = e.strip_prefix("unknown key `") {
+                return Err(format!("unknown key `{path}.retrain.{rest}"));
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;
@@ -287,6 +326,15 @@ mod tests {
         let message = ExperimentConfig::from_toml(&bad).unwrap_err().to_string();
         assert!(
             message.contains("unknown field `sparsitys`") && message.contains("`sparsities`"),
+            "{message}"
+        );
+        // So is one inside IMP's `retrain` table, which the strict reader cannot see into.
+        let retrain = text.find("[tickets.retrain]").expect("IMP's retrain table");
+        let epochs = retrain + text[retrain..].find("\nepochs = ").expect("its epochs");
+        let bad = format!("{}\nepochz = {}", &text[..epochs], &text[epochs + 10..]);
+        let message = ExperimentConfig::from_toml(&bad).unwrap_err().to_string();
+        assert!(
+            message.contains("unknown key `tickets.1.retrain.epochz`; did you mean `epochs`?"),
             "{message}"
         );
     }
