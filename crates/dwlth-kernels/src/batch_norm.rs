@@ -317,10 +317,32 @@ fn affine_plane_any(dst: &mut [MaybeUninit<f32>], x: &[f32], z: &[f32], map: Aff
 /// Values per parallel task of [`CpuBatchNormBackend::cpu_relu_gate`].
 const GATE_CHUNK: usize = 1 << 14;
 
-/// `dst = g` where `y > 0`, 0 elsewhere (a memory-bound pass: no wider build of its own).
+/// `dst = g` where `y > 0`, 0 elsewhere, in the widest instructions this CPU has.
 fn relu_gate(dst: &mut [MaybeUninit<f32>], y: &[f32], g: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: AVX-512F was detected on this CPU, all `relu_gate_avx512` assumes; its body
+        // is safe Rust.
+        return unsafe { relu_gate_avx512(dst, y, g) };
+    }
+    relu_gate_any(dst, y, g)
+}
+
+/// AVX-512 build of [`relu_gate_any`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn relu_gate_avx512(dst: &mut [MaybeUninit<f32>], y: &[f32], g: &[f32]) {
+    relu_gate_any(dst, y, g)
+}
+
+/// The gate as a bit mask (`g`'s bits, or those of +0), not a branch: ReLU outputs are
+/// positive about half the time in no pattern a predictor learns, and the compiler kept
+/// `if y > 0 { g } else { 0 }` a branch per value (9 % of an attack's time, mispredicted).
+#[inline(always)]
+fn relu_gate_any(dst: &mut [MaybeUninit<f32>], y: &[f32], g: &[f32]) {
     for ((d, y), g) in dst.iter_mut().zip(y).zip(g) {
-        d.write(if *y > 0.0 { *g } else { 0.0 });
+        let keep = u32::from(*y > 0.0).wrapping_neg();
+        d.write(f32::from_bits(g.to_bits() & keep));
     }
 }
 
