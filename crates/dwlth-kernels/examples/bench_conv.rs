@@ -1,14 +1,14 @@
 //! Benchmark: the three passes of every convolution shape of a ResNet-18-CIFAR training step.
 //!
 //! ```sh
-//! cargo run --release -p dwlth-models --example bench_conv [-- --batch 128 --repeats 3]
-//! cargo run --release -p dwlth-models --example bench_conv -- --only layer4 --native
+//! cargo run --release -p dwlth-kernels --example bench_conv [-- --batch 128 --repeats 3]
+//! cargo run --release -p dwlth-kernels --example bench_conv -- --only layer4 --native
 //! ```
 //!
 //! For each shape (batch 128 by default) and for both CPU convolutions (`native`:
 //! `dwlth_kernels::conv`, `burn`: Burn's own), prints JSON with the seconds and GFLOP/s of the
 //! forward pass, the input gradient and the weight gradient, each the median of `--repeats`
-//! runs after one warm-up (`--only NAME` for one shape, `--native` to skip Burn's, e.g. under a
+//! runs after one warm-up (`--only NAME[,NAME…]` for some shapes, `--native` to skip Burn's, e.g. under a
 //! profiler). One pass is `2 · batch · c_out · oh · ow · c_in · kh · kw` FLOP.
 
 use std::time::Instant;
@@ -73,7 +73,10 @@ fn main() {
         &[ConvImpl::Native, ConvImpl::Burn]
     };
     for (name, c_in, c_out, size, k, stride, pad) in shapes {
-        if only.as_deref().is_some_and(|o| o != name) {
+        if only
+            .as_deref()
+            .is_some_and(|o| !o.split(',').any(|o| o == name))
+        {
             continue;
         }
         let x0 = Tensor::<4>::random([batch, c_in, size, size], Distribution::Default, &device);

@@ -354,6 +354,11 @@ fn forward_channels_last(g: &Geometry, x: &[f32], w: &[f32], y: &mut [MaybeUnini
     );
 }
 
+/// Input channels from which [`backward_input`] of a spatial kernel runs the flipped forward
+/// pass rather than a product and a scatter (Winograd's minimum: below it the flipped pass is
+/// a product with few rows over a patch matrix of all the output channels).
+const FLIPPED_FROM: usize = winograd::MIN_CHANNELS;
+
 /// Input channels per parallel block of [`as_flipped_forward`]'s flipped weight.
 const FLIP_BLOCK: usize = 16;
 
@@ -409,11 +414,17 @@ pub(super) fn as_flipped_forward(g: &Geometry, w: &[f32]) -> Option<(Geometry, V
 ///
 /// Stride-1 convolutions (all of ResNet's but the downsampling ones, 1×1 included) take it as a forward
 /// convolution of `gy` ([`as_flipped_forward`]): one product as wide as the forward pass's
-/// instead of a `K × columns` product followed by a scatter of all its values.
+/// instead of a `K × columns` product followed by a scatter of all its values. Except where
+/// the input has few channels (a stem's 3): the flipped forward pass's patch matrix has
+/// `c_out · kh · kw` rows for `c_in` outputs, the scatter's `c_in · kh · kw` (at ResNet-18-CIFAR's
+/// stem, 576 rows of patches for 3 channels of results against 27 rows scattered).
 pub(crate) fn backward_input(g: &Geometry, w: &[f32], gy: &[f32], gx: &mut [MaybeUninit<f32>]) {
-    if let Some((flipped_geometry, flipped)) = as_flipped_forward(g, w) {
-        forward(&flipped_geometry, gy, &flipped, gx);
-        return;
+    let scatter_is_smaller = g.kh * g.kw > 1 && g.c_in < FLIPPED_FROM && g.c_in < g.c_out;
+    if !scatter_is_smaller {
+        if let Some((flipped_geometry, flipped)) = as_flipped_forward(g, w) {
+            forward(&flipped_geometry, gy, &flipped, gx);
+            return;
+        }
     }
     let plan = Plan::new(g);
     let (k, p, in_len, out_len) = (g.k(), g.p(), g.input_len(), g.output_len());

@@ -30,8 +30,8 @@ use gemm::Parallelism;
 use rayon::prelude::*;
 
 use super::blocks::{
-    as_slots, matmul, sum_over_chunks, transpose, transpose_strided, with_scratch, Geometry, Store,
-    View,
+    as_slots, matmul, matmul_into, sum_over_chunks, transpose, transpose_strided, with_scratch,
+    Geometry, Store, View,
 };
 
 /// `fn $name(args)`: runs `$body` (an `#[inline(always)]` function) compiled for AVX-512 when
@@ -172,45 +172,11 @@ pub(crate) fn backward_weight(g: &Geometry, x: &[f32], gy: &[f32], gw: &mut [May
     let (c_in, c_out) = (g.c_in, g.c_out);
     let tiles = Tiles::new(g);
     let plan = Plan::new(g, &tiles);
-    let (in_len, out_len) = (g.input_len(), g.output_len());
-    let chunks = g.batch.div_ceil(plan.images);
-    // Σ Ŷ ⊙ V over the chunks, `[e][c_in][c_out]`.
-    let m = sum_over_chunks(
-        chunks,
-        plan.chunks_in_parallel,
-        E * c_in * c_out,
-        |chunk, acc, accumulate| {
-            let start = chunk * plan.images;
-            let images = plan.images.min(g.batch - start);
-            let t = images * tiles.per_image;
-            let xc = &x[start * in_len..][..images * in_len];
-            let gyc = &gy[start * out_len..][..images * out_len];
-            let (vs, ys) = (plane_stride(c_in, t), plane_stride(c_out, t));
-            with_scratch(E * vs, E * ys, |v, yhat| {
-                let input = Layout::input(g, &tiles);
-                let gradient = Layout::gradient(g, &tiles);
-                for j in 0..images {
-                    let at = j * tiles.per_image;
-                    with_plane(&input, &xc[j * in_len..][..in_len], |plane| {
-                        transform_input(g, &tiles, plane, v, vs, at)
-                    });
-                    with_plane(&gradient, &gyc[j * out_len..][..out_len], |plane| {
-                        transform_gradient(g, &tiles, plane, yhat, ys, at)
-                    });
-                }
-                for e in 0..E {
-                    matmul(
-                        (c_out, c_in, t),
-                        (&mut acc[e * c_in * c_out..][..c_in * c_out], Store::Columns),
-                        accumulate,
-                        View::transposed(&yhat[e * ys..][..c_out * t], c_out),
-                        View::rows(&v[e * vs..][..c_in * t], c_in),
-                        plan.parallelism,
-                    );
-                }
-            });
-        },
-    );
+    let m = if products_in_parallel(g, &plan) {
+        sum_by_products(g, &tiles, x, gy)
+    } else {
+        sum_by_chunks(g, &tiles, &plan, x, gy)
+    };
     // gw = Gᵀ M G per (c_out, c_in).
     // Blocks of 16 output channels in parallel: each reads whole lines of `m` (the 16
     // channels of one `(e, ci)`), where one kernel at a time read 16 values a plane apart
@@ -223,8 +189,13 @@ pub(crate) fn backward_weight(g: &Geometry, x: &[f32], gy: &[f32], gw: &mut [May
             for ci in 0..c_in {
                 let mut at = [[0.0f32; CHANNEL_BLOCK]; E];
                 for (e, row) in at.iter_mut().enumerate() {
-                    row[..channels]
-                        .copy_from_slice(&m[(e * c_in + ci) * c_out + first..][..channels]);
+                    let src = &m[(e * c_in + ci) * c_out + first..][..channels];
+                    if channels == CHANNEL_BLOCK {
+                        // A fixed-length copy: a call to `memcpy` per row otherwise.
+                        row.copy_from_slice(&src[..CHANNEL_BLOCK]);
+                    } else {
+                        row[..channels].copy_from_slice(src);
+                    }
                 }
                 for co in 0..channels {
                     let kernel = &mut gw_block[(co * c_in + ci) * 9..][..9];
@@ -244,6 +215,122 @@ pub(crate) fn backward_weight(g: &Geometry, x: &[f32], gy: &[f32], gw: &mut [May
                 }
             }
         });
+}
+
+/// Weights of at least this many values (`c_in · c_out`) have [`backward_weight`] sum its
+/// chunks one after another, each chunk's 36 products spread over the threads, instead of
+/// one accumulator per thread: at 512 channels those are 38 MB each, written, then added
+/// together, for products only as deep as a thread's share of the batch.
+const PRODUCTS_IN_PARALLEL_FROM: usize = 512 * 512;
+
+/// Whether [`backward_weight`] takes [`sum_by_products`].
+fn products_in_parallel(g: &Geometry, plan: &Plan) -> bool {
+    plan.chunks_in_parallel
+        && rayon::current_num_threads() > 1
+        && g.c_in * g.c_out >= PRODUCTS_IN_PARALLEL_FROM
+}
+
+/// `V` and `Ŷ` of images `first..first + images` into `v` and `yhat` (plane strides `vs`,
+/// `ys`).
+#[allow(clippy::too_many_arguments)]
+fn transform_chunk(
+    g: &Geometry,
+    tiles: &Tiles,
+    (x, gy): (&[f32], &[f32]),
+    (first, images): (usize, usize),
+    (v, vs): (&mut [f32], usize),
+    (yhat, ys): (&mut [f32], usize),
+) {
+    let (in_len, out_len) = (g.input_len(), g.output_len());
+    let input = Layout::input(g, tiles);
+    let gradient = Layout::gradient(g, tiles);
+    for j in 0..images {
+        let at = j * tiles.per_image;
+        let image = first + j;
+        with_plane(&input, &x[image * in_len..][..in_len], |plane| {
+            transform_input(g, tiles, plane, v, vs, at)
+        });
+        with_plane(&gradient, &gy[image * out_len..][..out_len], |plane| {
+            transform_gradient(g, tiles, plane, yhat, ys, at)
+        });
+    }
+}
+
+/// `Σ Ŷ ⊙ V` over the batch, `[e][c_in][c_out]`: chunks of images spread over the threads,
+/// each thread summing its chunks' products into an accumulator of its own, the
+/// accumulators added at the end.
+fn sum_by_chunks(g: &Geometry, tiles: &Tiles, plan: &Plan, x: &[f32], gy: &[f32]) -> Vec<f32> {
+    let (c_in, c_out) = (g.c_in, g.c_out);
+    let chunks = g.batch.div_ceil(plan.images);
+    sum_over_chunks(
+        chunks,
+        plan.chunks_in_parallel,
+        E * c_in * c_out,
+        |chunk, acc, accumulate| {
+            let start = chunk * plan.images;
+            let images = plan.images.min(g.batch - start);
+            let t = images * tiles.per_image;
+            let (vs, ys) = (plane_stride(c_in, t), plane_stride(c_out, t));
+            with_scratch(E * vs, E * ys, |v, yhat| {
+                transform_chunk(g, tiles, (x, gy), (start, images), (v, vs), (yhat, ys));
+                for e in 0..E {
+                    matmul(
+                        (c_out, c_in, t),
+                        (&mut acc[e * c_in * c_out..][..c_in * c_out], Store::Columns),
+                        accumulate,
+                        View::transposed(&yhat[e * ys..][..c_out * t], c_out),
+                        View::rows(&v[e * vs..][..c_in * t], c_in),
+                        plan.parallelism,
+                    );
+                }
+            });
+        },
+    )
+}
+
+/// [`sum_by_chunks`]'s sum with the chunks in turn, each transformed by the calling thread
+/// and its 36 products `M_e += Ŷ_eᵀ V_e` spread over the threads: one accumulator, written
+/// in place, and products as deep as a chunk.
+fn sum_by_products(g: &Geometry, tiles: &Tiles, x: &[f32], gy: &[f32]) -> Vec<f32> {
+    let (c_in, c_out) = (g.c_in, g.c_out);
+    let plane = c_in * c_out;
+    let images = TILES_PER_CHUNK.div_ceil(tiles.per_image).clamp(1, g.batch);
+    let mut m: Vec<f32> = Vec::with_capacity(E * plane);
+    for (n, first) in (0..g.batch).step_by(images).enumerate() {
+        let images = images.min(g.batch - first);
+        let t = images * tiles.per_image;
+        let (vs, ys) = (plane_stride(c_in, t), plane_stride(c_out, t));
+        with_scratch(E * vs, E * ys, |v, yhat| {
+            transform_chunk(g, tiles, (x, gy), (first, images), (v, vs), (yhat, ys));
+            let (v, yhat) = (&*v, &*yhat);
+            let lhs = |e: usize| View::transposed(&yhat[e * ys..][..c_out * t], c_out);
+            let rhs = |e: usize| View::rows(&v[e * vs..][..c_in * t], c_in);
+            if n == 0 {
+                m.spare_capacity_mut()[..E * plane]
+                    .par_chunks_mut(plane)
+                    .enumerate()
+                    .for_each(|(e, m_e)| {
+                        let dst = (m_e, Store::Columns);
+                        matmul_into((c_out, c_in, t), dst, lhs(e), rhs(e), Parallelism::None);
+                    });
+                // SAFETY: the products wrote every value of the `E` planes.
+                unsafe { m.set_len(E * plane) };
+            } else {
+                m.par_chunks_mut(plane).enumerate().for_each(|(e, m_e)| {
+                    let dst = (m_e, Store::Columns);
+                    matmul(
+                        (c_out, c_in, t),
+                        dst,
+                        true,
+                        lhs(e),
+                        rhs(e),
+                        Parallelism::None,
+                    );
+                });
+            }
+        });
+    }
+    m
 }
 
 /// Channels per parallel block of [`transformed_weight`] (input channels) and of
@@ -429,8 +516,16 @@ pub fn transformed_weight(w: &[f32], c_out: usize, c_in: usize) -> Vec<f32> {
                     }
                     for (e, v) in transform_kernels(&k).iter().enumerate() {
                         let dst = &mut rows[e][ci * c_out + co..][..lanes];
-                        for (d, v) in dst.iter_mut().zip(v) {
-                            d.write(*v);
+                        if let Ok(dst) = <&mut [MaybeUninit<f32>; LANES]>::try_from(&mut *dst) {
+                            // A fixed-length store: the loop below is a `memcpy` call
+                            // (590 k of them at 512 channels, a sixth of the transform).
+                            for (d, v) in dst.iter_mut().zip(v) {
+                                d.write(*v);
+                            }
+                        } else {
+                            for (d, v) in dst.iter_mut().zip(v) {
+                                d.write(*v);
+                            }
                         }
                     }
                 }
@@ -787,6 +882,55 @@ fn transform_output_any(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::conv::test_values as values;
+
+    #[test]
+    fn both_ways_of_summing_the_weight_gradient_agree() {
+        // One chunk and several (33×33 maps: 81 tiles per image, 7 images per chunk), a
+        // short last chunk, 4×4 maps of one tile per image, uneven channel counts.
+        for (batch, [c_in, c_out], [h, w]) in [
+            (9, [16, 20], [33, 33]),
+            (15, [17, 16], [33, 30]),
+            (3, [16, 24], [4, 4]),
+            (2, [20, 16], [9, 7]),
+        ] {
+            let g = Geometry {
+                batch,
+                c_in,
+                h,
+                w,
+                c_out,
+                kh: 3,
+                kw: 3,
+                stride: [1, 1],
+                pad: [1, 1],
+                dilation: [1, 1],
+                oh: h,
+                ow: w,
+            };
+            assert!(applies(&g));
+            let tiles = Tiles::new(&g);
+            let x = values(batch * g.input_len(), 7);
+            let gy = values(batch * g.output_len(), 8);
+            let by_products = sum_by_products(&g, &tiles, &x, &gy);
+            for in_parallel in [false, true] {
+                let plan = Plan {
+                    images: 4,
+                    chunks_in_parallel: in_parallel,
+                    parallelism: Parallelism::None,
+                };
+                let by_chunks = sum_by_chunks(&g, &tiles, &plan, &x, &gy);
+                assert_eq!(by_chunks.len(), by_products.len());
+                // Sums of hundreds of terms in another order: equal to a few roundings of
+                // the largest value (a chunk summed twice or left out is off by O(1)).
+                let scale = 1.0 + by_products.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+                for (i, (a, b)) in by_chunks.iter().zip(&by_products).enumerate() {
+                    let d = (a - b).abs() / scale;
+                    assert!(d < 1e-5, "{g:?}, value {i}: {a} against {b}");
+                }
+            }
+        }
+    }
 
     /// The row transforms as matrices: column `k` is the image of the `k`-th unit vector.
     fn matrix<const I: usize, const O: usize>(f: fn([f32; I]) -> [f32; O]) -> [[f64; I]; O] {
