@@ -86,6 +86,10 @@ pub trait CpuBatchNormBackend: Backend {
 
     /// `grad` where `output > 0`, 0 elsewhere: a gradient back through a ReLU, from the
     /// ReLU's output. Not differentiated.
+    ///
+    /// # Panics
+    /// If `output` and `grad` hold different numbers of values (a caller's bug: the autodiff
+    /// steps that call it pass a ReLU's output and that output's gradient).
     fn cpu_relu_gate(output: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self>;
 
     /// `x · scale + shift` per channel (`scale`, `shift`: `[C]`), followed by a ReLU when
@@ -647,6 +651,12 @@ impl CpuBatchNormBackend for Flex {
     fn cpu_relu_gate(output: FlexTensor, grad: FlexTensor) -> FlexTensor {
         let (output, grad) = (output.to_contiguous(), grad.to_contiguous());
         let (y, g) = (values(&output), values(&grad));
+        // Every slot below is written only if the two are as long: checked, not assumed.
+        assert_eq!(
+            y.len(),
+            g.len(),
+            "cpu_relu_gate: output and gradient sizes differ"
+        );
         let mut out: Vec<f32> = Vec::with_capacity(y.len());
         out.spare_capacity_mut()[..y.len()]
             .par_chunks_mut(GATE_CHUNK)

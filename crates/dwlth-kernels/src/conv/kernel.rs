@@ -356,7 +356,9 @@ fn forward_channels_last(g: &Geometry, x: &[f32], w: &[f32], y: &mut [MaybeUnini
 
 /// Input channels from which [`backward_input`] of a spatial kernel runs the flipped forward
 /// pass rather than a product and a scatter (Winograd's minimum: below it the flipped pass is
-/// a product with few rows over a patch matrix of all the output channels).
+/// a product with few rows over a patch matrix of all the output channels). Below it the
+/// flipped pass still runs where the input has at least as many channels as the output, and
+/// for 1×1 kernels.
 const FLIPPED_FROM: usize = winograd::MIN_CHANNELS;
 
 /// Input channels per parallel block of [`as_flipped_forward`]'s flipped weight.

@@ -169,6 +169,14 @@ pub fn forward_transformed(g: &Geometry, x: &[f32], u: &[f32], y: &mut [MaybeUni
 /// overhanging the map read zeros of `gy`.
 pub(crate) fn backward_weight(g: &Geometry, x: &[f32], gy: &[f32], gw: &mut [MaybeUninit<f32>]) {
     debug_assert!(applies(g));
+    if g.batch == 0 {
+        // No images, no terms (callers route empty tensors elsewhere; the plans below
+        // assume at least one image).
+        for v in gw.iter_mut() {
+            v.write(0.0);
+        }
+        return;
+    }
     let (c_in, c_out) = (g.c_in, g.c_out);
     let tiles = Tiles::new(g);
     let plan = Plan::new(g, &tiles);
@@ -293,6 +301,13 @@ fn sum_by_chunks(g: &Geometry, tiles: &Tiles, plan: &Plan, x: &[f32], gy: &[f32]
 /// in place, and products as deep as a chunk.
 fn sum_by_products(g: &Geometry, tiles: &Tiles, x: &[f32], gy: &[f32]) -> Vec<f32> {
     let (c_in, c_out) = (g.c_in, g.c_out);
+    // More threads than products: each product split among its share of them.
+    let threads = rayon::current_num_threads();
+    let inner = if threads > E {
+        Parallelism::Rayon(threads.div_ceil(E))
+    } else {
+        Parallelism::None
+    };
     let plane = c_in * c_out;
     let images = TILES_PER_CHUNK.div_ceil(tiles.per_image).clamp(1, g.batch);
     let mut m: Vec<f32> = Vec::with_capacity(E * plane);
@@ -311,21 +326,14 @@ fn sum_by_products(g: &Geometry, tiles: &Tiles, x: &[f32], gy: &[f32]) -> Vec<f3
                     .enumerate()
                     .for_each(|(e, m_e)| {
                         let dst = (m_e, Store::Columns);
-                        matmul_into((c_out, c_in, t), dst, lhs(e), rhs(e), Parallelism::None);
+                        matmul_into((c_out, c_in, t), dst, lhs(e), rhs(e), inner);
                     });
                 // SAFETY: the products wrote every value of the `E` planes.
                 unsafe { m.set_len(E * plane) };
             } else {
                 m.par_chunks_mut(plane).enumerate().for_each(|(e, m_e)| {
                     let dst = (m_e, Store::Columns);
-                    matmul(
-                        (c_out, c_in, t),
-                        dst,
-                        true,
-                        lhs(e),
-                        rhs(e),
-                        Parallelism::None,
-                    );
+                    matmul((c_out, c_in, t), dst, true, lhs(e), rhs(e), inner);
                 });
             }
         });
