@@ -119,6 +119,13 @@ fn col2im(g: &Geometry, col: &[f32], ld: usize, offset: usize, image: &mut [f32]
                         for (a, b) in d[x0..x0 + hi - lo].iter_mut().zip(s) {
                             *a += *b;
                         }
+                    } else if sw == 2 {
+                        // Every other value, without an index check per value (the
+                        // downsampling layers' input gradients).
+                        let run = &mut d[x0..x0 + 2 * (hi - lo) - 1];
+                        for (pair, b) in run.chunks_mut(2).zip(s) {
+                            pair[0] += *b;
+                        }
                     } else {
                         for (t, b) in s.iter().enumerate() {
                             d[x0 + t * sw] += *b;
