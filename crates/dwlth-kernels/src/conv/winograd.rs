@@ -760,26 +760,40 @@ fn transform_input_any(
     stride: usize,
     first: usize,
 ) {
-    let c = g.c_in;
     let (_, pw) = tiles.plane();
-    // Bᵀ d: row `i` of the 6×6 patch (each entry a channel vector) at `rows[i · N · c..]`.
-    let mut rows = vec![0.0f32; E * c];
+    transform_tiles::<N>(tiles, (plane, pw), g.c_in, (v, stride, first), input_rows);
+}
+
+/// The 6×6 transform of every tile of one channels-last `plane` (`width` pixels a row, `c`
+/// channels a pixel) whose tiles read `I × I` pixels (the input's 6×6 patches, the output
+/// gradient's 4×4 tiles), by the row transform `rows` applied down the columns, then along
+/// each of the six rows: value `e` of tile `first + k` at `out[e · stride + (first + k) · c..]`.
+#[inline(always)]
+fn transform_tiles<const I: usize>(
+    tiles: &Tiles,
+    (plane, width): (&[f32], usize),
+    c: usize,
+    (out, stride, first): (&mut [f32], usize, usize),
+    rows: impl Fn([f32; I]) -> [f32; N] + Copy,
+) {
+    // Down the columns: row `i` of the tile's N × I values (each a channel vector) at
+    // `down[i · I · c..]`.
+    let mut down = vec![0.0f32; N * I * c];
     for ty in 0..tiles.rows {
         for tx in 0..tiles.cols {
-            let patch = Spaced::new((M * ty * pw + M * tx) * c, pw * c);
+            let patch = Spaced::new((M * ty * width + M * tx) * c, width * c);
             combine(
                 (plane, patch),
-                (&mut rows, Spaced::new(0, N * c)),
-                N * c,
-                input_rows,
+                (&mut down, Spaced::new(0, I * c)),
+                I * c,
+                rows,
             );
-            // (Bᵀ d) B: the same combination of each row's six entries, into
-            // V_{6i}, …, V_{6i + 5} of this tile (`t · c` apart).
+            // Along each row: values 6i, …, 6i + 5 of this tile (`stride` apart).
             let tile = first + ty * tiles.cols + tx;
             for i in 0..N {
-                let row = Spaced::new(i * N * c, c);
-                let out = Spaced::new(i * N * stride + tile * c, stride);
-                combine((&rows, row), (&mut *v, out), c, input_rows);
+                let row = Spaced::new(i * I * c, c);
+                let dst = Spaced::new(i * N * stride + tile * c, stride);
+                combine((&down, row), (&mut *out, dst), c, rows);
             }
         }
     }
@@ -807,27 +821,14 @@ fn transform_gradient_any(
     stride: usize,
     first: usize,
 ) {
-    let c = g.c_out;
-    let pw = M * tiles.cols;
-    // A gy: six rows of four channel vectors.
-    let mut rows = vec![0.0f32; N * M * c];
-    for ty in 0..tiles.rows {
-        for tx in 0..tiles.cols {
-            let patch = Spaced::new((M * ty * pw + M * tx) * c, pw * c);
-            combine(
-                (plane, patch),
-                (&mut rows, Spaced::new(0, M * c)),
-                M * c,
-                gradient_rows,
-            );
-            let tile = first + ty * tiles.cols + tx;
-            for i in 0..N {
-                let row = Spaced::new(i * M * c, c);
-                let out = Spaced::new(i * N * stride + tile * c, stride);
-                combine((&rows, row), (&mut *yhat, out), c, gradient_rows);
-            }
-        }
-    }
+    let width = M * tiles.cols;
+    transform_tiles::<M>(
+        tiles,
+        (plane, width),
+        g.c_out,
+        (yhat, stride, first),
+        gradient_rows,
+    );
 }
 
 // In the widest instructions this CPU has:
